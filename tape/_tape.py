@@ -1,0 +1,335 @@
+"""The Wengert list: per node its parents and local partials, as flat CSR arrays.
+
+Node `i` has parents `parent[start[i]:start[i+1]]` with partials `partial[start[i]:start[i+1]]`
+and an op code `op[i]` (used only to print the tape). No values are stored: the backward sweep
+needs only partials and parent indices. Operations are first staged as numbers in a Python list
+(one `list.extend` per op, the cheapest append Python has) and moved into the arrays in bulk by
+a compiled kernel, at a sweep or every few thousand nodes.
+"""
+from __future__ import annotations
+
+import contextvars
+import os
+import threading
+from typing import Iterator
+
+import numpy as np
+
+OP_BITS = 6  # a staged record starts with arity << OP_BITS | op code (see _kernels.parse)
+OP_NAMES: list[str] = []
+INDEX_LIMIT = np.iinfo(np.int32).max  # parents and offsets are int32
+BYTES_PER_NODE = 4 + 1 + 8  # start, op, and an adjoint during a sweep
+BYTES_PER_EDGE = 4 + 8  # parent, partial
+FLUSH_NODES = 1 << 13  # staged nodes before a bulk move into the arrays
+FLUSH_ITEMS = 1 << 20  # staged numbers before a bulk move (n-ary nodes stage many)
+INITIAL_CAPACITY = 256  # nodes and edges; the arrays double from there
+CHECKED_GROWTH = 1 << 26  # growths above this many bytes first check the free memory
+
+
+def op_code(name: str) -> int:
+    """The code under which nodes of operation `name` are printed."""
+    if name not in OP_NAMES:
+        if len(OP_NAMES) == 1 << OP_BITS:
+            raise OverflowError(f"more than {1 << OP_BITS} operation names; cannot add {name!r}")
+        OP_NAMES.append(name)
+    return OP_NAMES.index(name)
+
+
+def header(arity: int, name: str) -> int:
+    """The first number of a staged record: its arity and its op code."""
+    return arity << OP_BITS | op_code(name)
+
+
+LEAF = header(0, "leaf")
+
+
+_compiled = None
+
+
+def _kernels():
+    """The compiled kernels, imported on first use (importing numba takes ~0.3 s)."""
+    global _compiled
+    if _compiled is None:
+        from . import _kernels as _compiled
+    return _compiled
+
+
+class StaleVarError(RuntimeError):
+    """A `Var` whose node was dropped by `rewind()` or `reset()` was used."""
+
+
+class _Segment:
+    """The nodes recorded between two marks. Vars point to their segment: a rewind kills the
+    segments above the mark, and `record` of a dead segment raises instead of appending, so the
+    staleness check costs nothing on the hot path."""
+
+    __slots__ = ("tape", "start", "record", "alive")
+
+    def __init__(self, tape: Tape, start: int):
+        self.tape = tape
+        self.start = start
+        self.record = tape._rec.extend
+        self.alive = True
+
+    def kill(self) -> None:
+        def record(_):
+            raise StaleVarError(
+                f"this Var was recorded at or after node {self.start}, which rewind() or reset() "
+                "has since dropped from its tape; record it again"
+            )
+
+        self.alive = False
+        self.record = record
+
+
+class Tape:
+    """A gradient tape. `with Tape() as t:` makes `t` the current tape of this thread."""
+
+    def __init__(self) -> None:
+        self._rec: list[float] = []  # staged records, not yet in the arrays
+        self._n = 0  # nodes recorded, staged included
+        self._nodes = 0  # nodes moved into the arrays
+        self._edges = 0
+        self._flush_at = FLUSH_NODES
+        self._start = np.zeros(INITIAL_CAPACITY + 1, np.int32)
+        self._parent = np.zeros(INITIAL_CAPACITY, np.int32)
+        self._partial = np.zeros(INITIAL_CAPACITY, np.float64)
+        self._op = np.zeros(INITIAL_CAPACITY, np.uint8)
+        self.adjoint = np.zeros(0)  # d(output)/d(node) from the latest sweep
+        self.recording = True
+        self._seg = _Segment(self, 0)
+        self._segments = [self._seg]
+        self._tokens: list[contextvars.Token] = []
+
+    # -- recording --------------------------------------------------------------------------
+
+    def leaf(self) -> int:
+        """Record a node without parents and return its index."""
+        self._rec.append(LEAF)
+        return self._advance()
+
+    def _advance(self) -> int:
+        n = self._n
+        self._n = n + 1
+        if n >= self._flush_at or len(self._rec) >= FLUSH_ITEMS:
+            self.flush()
+        return n
+
+    def flush(self) -> None:
+        """Move the staged records into the CSR arrays."""
+        if not self._rec:
+            return
+        stream = np.array(self._rec, dtype=np.float64)
+        self._reserve(self._n, self._edges + len(stream) // 2)
+        self._rec.clear()
+        edges = _kernels().parse(
+            stream, self._start, self._parent, self._partial, self._op, self._nodes, self._edges
+        )
+        if edges < 0:
+            raise RuntimeError(f"the staged records of {self!r} are inconsistent; the tape is unusable")
+        self._edges = edges
+        self._nodes = self._n
+        self._flush_at = self._n + FLUSH_NODES
+
+    def _reserve(self, nodes: int, edges: int) -> None:
+        """Grow the arrays (doubling) to hold `nodes` nodes and `edges` edges."""
+        if nodes > INDEX_LIMIT or edges > INDEX_LIMIT:
+            raise OverflowError(
+                f"tape of {nodes:,} nodes and {edges:,} edges exceeds the int32 index range "
+                f"({INDEX_LIMIT:,}); rewind or reset the tape, or record less per sweep"
+            )
+        node_cap, edge_cap = len(self._op), len(self._parent)
+        if nodes <= node_cap and edges <= edge_cap:
+            return
+        node_cap = min(max(nodes, 2 * node_cap), INDEX_LIMIT)
+        edge_cap = min(max(edges, 2 * edge_cap), INDEX_LIMIT)
+        need = node_cap * BYTES_PER_NODE + edge_cap * BYTES_PER_EDGE
+        free = _available_memory() if need > CHECKED_GROWTH else None
+        if free is not None and need > free:
+            raise MemoryError(
+                f"tape of {nodes:,} nodes and {edges:,} edges needs {_size(need)} to grow, "
+                f"but only {_size(free)} are available; rewind or reset the tape"
+            )
+        self._start = _grown(self._start, node_cap + 1, self._nodes + 1)
+        self._op = _grown(self._op, node_cap, self._nodes)
+        self._parent = _grown(self._parent, edge_cap, self._edges)
+        self._partial = _grown(self._partial, edge_cap, self._edges)
+
+    # -- marks --------------------------------------------------------------------------------
+
+    def mark(self) -> int:
+        """The current length; `rewind(mark)` later drops every node recorded after it."""
+        if self._seg.start != self._n:
+            self._seg = _Segment(self, self._n)
+            self._segments.append(self._seg)
+        return self._n
+
+    def rewind(self, mark: int) -> None:
+        """Drop every node recorded after `mark` (from `mark()`, or 0). Vars of those nodes
+        become stale: using them raises `StaleVarError`."""
+        starts = [s.start for s in self._segments]
+        if mark not in starts and mark != 0:
+            raise ValueError(f"rewind({mark!r}): not a mark of this tape (its marks: {starts})")
+        if mark > self._nodes:  # the mark falls among the staged records
+            self.flush()
+        self._rec.clear()
+        while self._segments and self._segments[-1].start >= mark:
+            self._segments.pop().kill()
+        self._seg = _Segment(self, mark)
+        self._segments.append(self._seg)
+        self._n = self._nodes = mark
+        self._edges = int(self._start[mark])
+        self._flush_at = mark + FLUSH_NODES
+        self.adjoint = self.adjoint[:mark]
+
+    def reset(self) -> None:
+        """Drop every node, leaves included: all Vars of this tape become stale."""
+        self.rewind(0)
+
+    # -- sweeping -----------------------------------------------------------------------------
+
+    def sweep(self, seed: np.ndarray) -> np.ndarray:
+        """Algorithm 1 from any seed: `seed[i]` is the adjoint given to node i. Returns the
+        adjoints of all nodes below len(seed); they also become what `Var.grad` reads."""
+        self.flush()
+        adjoint = np.array(seed, dtype=np.float64)
+        if adjoint.ndim != 1 or len(adjoint) > self._n:
+            raise ValueError(
+                f"sweep(seed): expected a 1-d seed of at most {self._n} adjoints (the tape's "
+                f"length), got shape {adjoint.shape}"
+            )
+        _kernels().sweep(self._start, self._parent, self._partial, adjoint)
+        self.adjoint = adjoint
+        return adjoint
+
+    def backward(self, node: int) -> np.ndarray:
+        """Sweep from `node` with adjoint 1: d(node)/d(every node before it)."""
+        seed = np.zeros(node + 1)
+        seed[node] = 1.0
+        return self.sweep(seed)
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return self._n
+
+    @property
+    def num_edges(self) -> int:
+        self.flush()
+        return self._edges
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the recorded nodes and edges occupy in the arrays."""
+        self.flush()
+        return self._n * (BYTES_PER_NODE - 8) + 4 + self._edges * BYTES_PER_EDGE
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Read-only views of (start, parent, partial) for the recorded nodes."""
+        self.flush()
+        views = (
+            self._start[: self._n + 1],
+            self._parent[: self._edges],
+            self._partial[: self._edges],
+        )
+        for v in views:
+            v.flags.writeable = False
+        return views
+
+    def node(self, i: int) -> tuple[str, list[int], list[float]]:
+        """Node `i` as (op name, parent indices, partials)."""
+        self.flush()
+        if not 0 <= i < self._n:
+            raise IndexError(f"node {i} is not on this tape of {self._n} nodes")
+        lo, hi = self._start[i], self._start[i + 1]
+        return (
+            OP_NAMES[self._op[i]],
+            self._parent[lo:hi].tolist(),
+            self._partial[lo:hi].tolist(),
+        )
+
+    def nodes(self) -> Iterator[tuple[int, str, list[int], list[float]]]:
+        for i in range(len(self)):
+            yield (i, *self.node(i))
+
+    def show(self, names: dict[int, str] | None = None, file=None) -> None:
+        """Print the tape like the course's Figure 11, with the latest sweep's adjoints."""
+        print(self.format(names), file=file)
+
+    def format(self, names: dict[int, str] | None = None) -> str:
+        names = names or {}
+        label = lambda i: names.get(i, str(i))  # noqa: E731
+        rows = [("node", "op", "parents", "partials", "adjoint")]
+        for i, op, parents, partials in self.nodes():
+            adjoint = f"{self.adjoint[i]:.6g}" if i < len(self.adjoint) else ""
+            rows.append(
+                (
+                    label(i),
+                    op,
+                    ", ".join(map(label, parents)) or "-",
+                    ", ".join(f"{d:.6g}" for d in partials) or "-",
+                    adjoint,
+                )
+            )
+        widths = [max(len(r[c]) for r in rows) for c in range(5)]
+        return "\n".join(
+            "  ".join(cell.rjust(w) if c == 0 else cell.ljust(w) for c, (cell, w) in enumerate(zip(r, widths))).rstrip()
+            for r in rows
+        )
+
+    def __str__(self) -> str:
+        return self.format()
+
+    def __repr__(self) -> str:
+        return f"<Tape: {len(self)} nodes>"
+
+    # -- the current tape ---------------------------------------------------------------------
+
+    def __enter__(self) -> Tape:
+        self._tokens.append(_current.set(self))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        _current.reset(self._tokens.pop())
+
+
+def _grown(a: np.ndarray, size: int, keep: int) -> np.ndarray:
+    out = np.zeros(size, a.dtype)
+    out[:keep] = a[:keep]
+    return out
+
+
+def _size(nbytes: int) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if nbytes < 1024 or unit == "GiB":
+            return f"{nbytes:,.0f} {unit}"
+        nbytes /= 1024
+
+
+def _available_memory() -> int | None:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+_current: contextvars.ContextVar[Tape] = contextvars.ContextVar("wengert_tape")
+_main_tape = Tape()
+if threading.current_thread() is threading.main_thread():
+    _current.set(_main_tape)
+
+
+def current_tape() -> Tape:
+    """The tape new leaves go on: the innermost `with Tape()`, else this thread's own default."""
+    t = _current.get(None)
+    if t is None:
+        t = Tape()
+        _current.set(t)
+    return t
