@@ -9,6 +9,7 @@
 """
 from ._functions import (
     ELEMENTARY,
+    RULES,
     atan,
     cos,
     cosh,
@@ -26,8 +27,10 @@ from ._functions import (
     sum,
     tan,
     tanh,
+    record,
 )
-from ._tape import StaleVarError, Tape, current_tape
+from ._array import VarArray, matmul, record_array
+from ._tape import StaleVarError, Tape, current_tape, op_code
 from ._transforms import gradient, grad, no_grad, stop_gradient, value_and_grad
 from ._var import Var
 
@@ -48,8 +51,8 @@ def rewind(mark: int) -> None:
 
 
 __all__ = [
-    "ELEMENTARY", "StaleVarError", "Tape", "Var", "atan", "cos", "cosh", "current_tape", "dot",
+    "ELEMENTARY", "RULES", "StaleVarError", "Tape", "Var", "atan", "cos", "cosh", "current_tape", "dot",
     "exp", "expm1", "grad", "gradient", "log", "log1p", "mark", "no_grad", "relu", "reset",
     "rewind", "sigmoid", "sin", "sinh", "softplus", "sqrt", "stop_gradient", "sum", "tan", "tanh",
-    "value_and_grad",
+    "value_and_grad", "VarArray", "matmul", "record", "record_array", "op_code",
 ]

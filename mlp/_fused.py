@@ -1,0 +1,140 @@
+"""Algorithm 3 in one compiled call per batch, on the model's tape.
+
+For each sample: record its nodes after the parameters (the same nodes, parents and partials as
+the batch path: a `dot` per neuron, an `add` for its bias, the activation, one `softmax_ce`),
+sweep them with Algorithm 1, and let the parameters' adjoints add up: they are the gradient
+accumulator, never zeroed between samples; only the sample's own nodes are cleared before the
+tape is rewound for the next one. The batch is split between threads, each with its own stretch
+of tape and its own accumulator; the accumulators are added at the end. Input pixels that are 0
+give no edge: the pixel loop runs over each sample's non-zero pixels only.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from tape.kernels import sweep_window, value_and_partial
+
+
+@njit(cache=True)
+def record_sample(x_index, x_value, label, theta, base, layout, act_rules, bias, codes,
+                  start, parent, partial, op, node0, values):
+    """Record one sample's forward pass and loss from node `node0` on (its first edge at
+    start[node0]); node values go to values[node - node0]. `layout` rows are (fan_in, fan_out,
+    weights offset, bias offset) into `theta`, whose entry k is tape node base + k; `act_rules`
+    rows are (rule index, op code) of each layer's activation, or -1s for none.
+    Returns (loss node, loss, predicted class). Edges with a zero partial are not stored."""
+    dot_code, add_code, loss_code = codes[0], codes[1], codes[2]
+    node, edge = node0, start[node0]
+    previous = -1  # first node of the previous layer's outputs (-1: the input pixels)
+    for layer in range(layout.shape[0]):
+        fan_in, fan_out, w_off, b_off = layout[layer, 0], layout[layer, 1], layout[layer, 2], layout[layer, 3]
+        first = node
+        for o in range(fan_out):  # dot nodes: the weighted sums (eq. 4)
+            row = w_off + o * fan_in
+            z = 0.0
+            if previous < 0:  # the input layer: only the non-zero pixels, which are constants
+                for k in range(x_index.shape[0]):
+                    j, x = x_index[k], x_value[k]
+                    z += theta[row + j] * x
+                    parent[edge] = base + row + j
+                    partial[edge] = x
+                    edge += 1
+            else:
+                for j in range(fan_in):
+                    h, w = values[previous - node0 + j], theta[row + j]
+                    z += w * h
+                    if h != 0.0:
+                        parent[edge] = base + row + j
+                        partial[edge] = h
+                        edge += 1
+                    if w != 0.0:
+                        parent[edge] = previous + j
+                        partial[edge] = w
+                        edge += 1
+            values[node - node0] = z
+            op[node] = dot_code
+            start[node + 1] = edge
+            node += 1
+        if bias:  # add nodes: z + b
+            for o in range(fan_out):
+                values[node - node0] = values[first + o - node0] + theta[b_off + o]
+                parent[edge], partial[edge] = first + o, 1.0
+                parent[edge + 1], partial[edge + 1] = base + b_off + o, 1.0
+                edge += 2
+                op[node] = add_code
+                start[node + 1] = edge
+                node += 1
+            first = node - fan_out
+        if act_rules[layer, 0] >= 0:  # the activation
+            for o in range(fan_out):
+                y, d = value_and_partial(act_rules[layer, 0], values[first + o - node0])
+                values[node - node0] = y
+                if d != 0.0:
+                    parent[edge] = first + o
+                    partial[edge] = d
+                    edge += 1
+                op[node] = act_rules[layer, 1]
+                start[node + 1] = edge
+                node += 1
+            first = node - fan_out
+        previous = first
+    # The softmax cross-entropy: one node, partials p - y (stable through the log-sum-exp).
+    classes = layout[layout.shape[0] - 1, 1]
+    logits = values[previous - node0 : previous - node0 + classes]
+    top = logits.max()
+    lse = top + math.log(np.exp(logits - top).sum())
+    for k in range(classes):
+        d = math.exp(logits[k] - lse) - (k == label)
+        if d != 0.0:
+            parent[edge] = previous + k
+            partial[edge] = d
+            edge += 1
+    op[node] = loss_code
+    start[node + 1] = edge
+    return node, lse - logits[label], np.argmax(logits)
+
+
+@njit(cache=True, parallel=True)
+def accumulate_batch(rows, indptr, indices, data, labels, theta, base, layout, act_rules, bias, codes,
+                     weight, first_node, first_edge, nodes_per_sample, edges_per_sample,
+                     start, parent, partial, op, adjoints, grad, losses, predictions):
+    """Algorithm 3 over the samples `rows` of a CSR input matrix. Thread t records each of its
+    samples at node first_node + t * (nodes_per_sample + 1) (its own stretch of the tape) and
+    sweeps it with the loss's adjoint = `weight`; adjoints[t] holds thread t's adjoints from node
+    `base` on, so adjoints[t, :len(theta)] accumulates its part of the parameters' gradient,
+    which is added into `grad` at the end (and zeroed for the next batch)."""
+    threads = adjoints.shape[0]
+    n = rows.shape[0]
+    for t in prange(threads):
+        node0 = first_node + t * (nodes_per_sample + 1)  # +1: a sample's last node sets start[node0 + its nodes]
+        values = np.empty(nodes_per_sample)
+        window = adjoints[t, : node0 + nodes_per_sample - base]
+        for s in range(n * t // threads, n * (t + 1) // threads):
+            r = rows[s]
+            start[node0] = first_edge + t * edges_per_sample
+            lo, hi = indptr[r], indptr[r + 1]
+            loss_node, loss, predicted = record_sample(
+                indices[lo:hi], data[lo:hi], labels[r], theta, base, layout, act_rules, bias, codes,
+                start, parent, partial, op, node0, values,
+            )
+            window[loss_node - base] = weight
+            sweep_window(start, parent, partial, window[: loss_node - base + 1], base, node0)
+            window[node0 - base : loss_node - base + 1] = 0.0  # clear the sample's own nodes
+            losses[s], predictions[s] = loss, predicted
+    for t in range(threads):
+        for k in range(grad.shape[0]):
+            grad[k] += adjoints[t, k]
+            adjoints[t, k] = 0.0
+
+
+@njit(cache=True)
+def record_one(x_index, x_value, label, theta, base, layout, act_rules, bias, codes, values,
+               start, parent, partial, op, node, edge):
+    """`record_sample` for `Tape.record_bulk`: the sample's nodes stay on the tape."""
+    start[node] = edge
+    loss_node, _, _ = record_sample(x_index, x_value, label, theta, base, layout, act_rules, bias,
+                                    codes, start, parent, partial, op, node, values)
+    return start[loss_node + 1]

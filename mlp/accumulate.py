@@ -1,0 +1,163 @@
+"""Algorithm 3: a batch's gradient, accumulated into `model.parameters().grad`.
+
+Four paths, one result (the tests hold them to it):
+
+* ``"scalar"``: the course's algorithm literally, with scalar Vars: for each sample mark the
+  tape, record the forward pass, sweep, add the parameters' adjoints, rewind;
+* ``"vector"``: the same loop, each sample recorded in bulk (VarArray);
+* ``"batch"``: the whole batch recorded on the tape and swept once from the mean loss;
+* ``"fused"``: the loop of "scalar" in one compiled call per batch, split across threads
+  (see `mlp._fused`). The fastest, and the default. Softmax cross-entropy only.
+
+The gradient is the batch MEAN (each sample's sweep starts from adjoint 1/batch), as PyTorch's
+losses average by default; `reduction="sum"` gives Algorithm 3's plain sum.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+import tape
+from tape import VarArray
+
+from .losses import LOSSES
+from .nn import MLP
+
+PATHS = ("fused", "vector", "scalar", "batch")
+
+
+@dataclass
+class BatchResult:
+    loss: float  # the mean loss over the batch
+    correct: int  # samples whose largest logit is their label
+
+
+def accumulate(model: MLP, X: np.ndarray, y: np.ndarray, loss: str = "cross_entropy",
+               path: str = "fused", reduction: str = "mean") -> BatchResult:
+    """Add the gradient of the batch (X, y) to `model.parameters().grad` (Algorithm 3)."""
+    X, y = _check_batch(model, X, y)
+    if path not in PATHS:
+        raise ValueError(f"unknown path {path!r}; known: {', '.join(PATHS)}")
+    if loss not in LOSSES:
+        raise ValueError(f"unknown loss {loss!r}; known: {', '.join(LOSSES)}")
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"reduction: expected 'mean' or 'sum', got {reduction!r}")
+    weight = 1.0 / len(X) if reduction == "mean" else 1.0
+    if path == "fused":
+        if loss != "cross_entropy":
+            raise ValueError(f"the fused path computes the softmax cross-entropy only; use path='vector' for {loss!r}")
+        return FusedAccumulator(model).accumulate(SparseRows(X), np.arange(len(X)), y, weight)
+    loss_fn, t, params = LOSSES[loss], model.tape, model.parameters()
+    nodes = params.nodes
+    if path == "batch":
+        mark = t.mark()
+        logits = model(X)
+        losses = loss_fn(logits, y)
+        total = losses.mean() if reduction == "mean" else losses.sum()
+        total.backward()
+        params.grad += t.adjoint[nodes.start : nodes.stop]
+        result = BatchResult(float(losses.values.mean()), int((logits.values.argmax(1) == y).sum()))
+        t.rewind(mark)
+        return result
+    total_loss, correct = 0.0, 0
+    for x, label in zip(X, y):
+        mark = t.mark()
+        if path == "scalar":
+            logits = model(x)
+            sample_loss = loss_fn(logits, int(label))
+            values = [z.value for z in logits]
+        else:
+            logits = model(x[None])
+            sample_loss = loss_fn(logits, label[None])
+            values = logits.values[0]
+        sample_loss.backward()
+        params.grad += weight * t.adjoint[nodes.start : nodes.stop]
+        total_loss += float(np.sum(sample_loss.values) if isinstance(sample_loss, VarArray) else sample_loss.value)
+        correct += int(np.argmax(values) == label)
+        t.rewind(mark)
+    return BatchResult(total_loss / len(X), correct)
+
+
+class SparseRows:
+    """Input rows in CSR form (indptr, indices, data): each sample's non-zero pixels only."""
+
+    def __init__(self, X: np.ndarray) -> None:
+        X = np.asarray(X, dtype=np.float64)
+        rows, cols = np.nonzero(X)
+        self.indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=len(X)))])
+        self.indices = cols.astype(np.int64)
+        self.data = X[rows, cols]
+        self.shape = X.shape
+
+
+class FusedAccumulator:
+    """Algorithm 3 for one model in one compiled call per batch (see `mlp._fused`)."""
+
+    def __init__(self, model: MLP, threads: int | None = None) -> None:
+        from numba import get_num_threads
+
+        from . import _fused
+
+        self.model, self.kernels = model, _fused
+        self.threads = threads or get_num_threads()
+        layers = model.layers
+        params = model.parameters()
+        self.layout = np.array([[l.shape[1], l.shape[0], l.offset, l.offset + l.shape[0] * l.shape[1]] for l in layers], dtype=np.int64)
+        rule_index = {rule.name: i for i, rule in enumerate(tape.RULES)}
+        self.act_rules = np.array(
+            [[rule_index[l.activation], tape.op_code(l.activation)] if l.activation else [-1, -1] for l in layers], dtype=np.int64
+        )
+        self.codes = np.array([tape.op_code("dot"), tape.op_code("add"), tape.op_code("softmax_ce")], dtype=np.int64)
+        per_layer = 1 + model.bias
+        self.nodes_per_sample = sum(l.shape[0] * (per_layer + (l.activation is not None)) for l in layers) + 1
+        self.edges_per_sample = sum(l.shape[0] * (l.shape[1] * (1 + (i > 0)) + 2 * model.bias + (l.activation is not None))
+                                    for i, l in enumerate(layers)) + layers[-1].shape[0]
+        self.params = params
+        self._adjoints = np.zeros((0, 0))
+
+    def accumulate(self, inputs: SparseRows, rows: np.ndarray, labels: np.ndarray, weight: float) -> BatchResult:
+        """Add `weight` times each sample's gradient for samples `rows` of `inputs` into the
+        parameters' accumulator; `labels` are indexed by row like `inputs`."""
+        t, params = self.model.tape, self.params
+        threads = max(1, min(self.threads, len(rows)))
+        stretch = self.nodes_per_sample + 1
+        start, parent, partial, op = t.scratch(threads * stretch, threads * self.edges_per_sample)
+        base, end = params.nodes.start, len(t) + threads * stretch
+        if self._adjoints.shape != (threads, end - base):  # the windows from the parameters on
+            self._adjoints = np.zeros((threads, end - base))
+        adjoints = self._adjoints
+        losses, predictions = np.empty(len(rows)), np.empty(len(rows), dtype=np.int64)
+        self.kernels.accumulate_batch(
+            np.asarray(rows, dtype=np.int64), inputs.indptr, inputs.indices, inputs.data,
+            np.asarray(labels, dtype=np.int64), params.values, base, self.layout,
+            self.act_rules, self.model.bias, self.codes, weight, len(t), t.num_edges,
+            self.nodes_per_sample, self.edges_per_sample, start, parent, partial, op,
+            adjoints, params.grad, losses, predictions,
+        )
+        return BatchResult(float(losses.mean()), int((predictions == labels[rows]).sum()))
+
+    def record(self, x: np.ndarray, label: int) -> int:
+        """Record one sample's nodes on the tape exactly as the fused path does, and keep them
+        (for inspection and tests); returns the loss node."""
+        t, params = self.model.tape, self.params
+        inputs = SparseRows(np.asarray(x, dtype=np.float64)[None])
+        first = t.record_bulk(
+            self.nodes_per_sample, self.edges_per_sample, self.kernels.record_one,
+            inputs.indices, inputs.data, int(label), params.values, params.nodes.start, self.layout,
+            self.act_rules, self.model.bias, self.codes, np.empty(self.nodes_per_sample),
+        )
+        return first + self.nodes_per_sample - 1
+
+
+def _check_batch(model: MLP, X, y) -> tuple[np.ndarray, np.ndarray]:
+    X, y = np.asarray(X, dtype=np.float64), np.asarray(y)
+    if X.ndim != 2 or X.shape[1] != model.sizes[0]:
+        raise ValueError(f"expected a batch X of shape (n, {model.sizes[0]}), got {X.shape}")
+    if y.shape != (len(X),) or not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"expected {len(X)} integer labels y, got shape {y.shape} and dtype {y.dtype}")
+    classes = model.sizes[-1]
+    if len(y) and (y.min() < 0 or y.max() >= classes):
+        bad = int(np.flatnonzero((y < 0) | (y >= classes))[0])
+        raise ValueError(f"label {y[bad]} at position {bad} is outside [0, {classes})")
+    return X, y.astype(np.int64)

@@ -1,0 +1,242 @@
+"""The multilayer perceptron of the course, built on tape leaves.
+
+All weights and biases live in one flat vector (`Parameters`) whose entries are leaves of a
+tape, recorded once, before any sample: they sit below every mark, so rewinding after a sample
+never touches them. A model runs two ways on the same leaves:
+
+* one sample (a list of floats or Vars): `Neuron`s of scalar `Var`s and `tape.dot`, readable
+  like the course's equations (3)-(5); returns a list of Var logits;
+* a batch (a 2-d array): the same nodes recorded in bulk through `VarArray`; returns a VarArray.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+import tape
+from tape import StaleVarError, Tape, Var, VarArray
+
+from .init import Initialiser, initialiser, lecun_uniform
+
+ACTIVATIONS = {"sigmoid": tape.sigmoid, "relu": tape.relu, "tanh": tape.tanh}
+
+
+class Parameters:
+    """A model's weights and biases as one flat vector of tape leaves.
+
+    `values` is the storage optimizers update in place, `grad` Algorithm 3's gradient
+    accumulator; iterating gives each entry as a scalar `Var` (as PyTorch's `parameters()`)."""
+
+    def __init__(self, values: np.ndarray) -> None:
+        self.leaves = VarArray(values)  # on the current tape
+        self.grad = np.zeros(len(values))
+        self.version = 0  # bumped by every optimizer step; scalar Vars re-read values lazily
+        self._vars: list[Var] = []
+        self._vars_version = -1
+
+    @property
+    def values(self) -> np.ndarray:
+        return self.leaves.values
+
+    @property
+    def tape(self) -> Tape:
+        """The tape the leaves are on; StaleVarError (saying what to do) if it dropped them."""
+        try:
+            return self.leaves.tape
+        except StaleVarError:
+            raise StaleVarError(
+                "the model's parameters were dropped from their tape (by reset() or a rewind below "
+                "them); call model.attach() to record them on a tape again"
+            ) from None
+
+    @property
+    def nodes(self) -> range:
+        first = int(self.leaves.nodes[0])
+        return range(first, first + len(self))
+
+    def vars(self) -> list[Var]:
+        """The entries as scalar Vars, their values up to date."""
+        self.tape  # noqa: B018 - raises if stale
+        if not self._vars:
+            self._vars = list(self.leaves)
+        if self._vars_version != self.version:
+            for v, value in zip(self._vars, self.values.tolist()):
+                v.value = value
+            self._vars_version = self.version
+        return self._vars
+
+    def __iter__(self):
+        return iter(self.vars())
+
+    def __len__(self) -> int:
+        return len(self.grad)
+
+    def zero_grad(self) -> None:
+        self.grad[:] = 0.0
+
+    def attach(self) -> None:
+        """Record the parameters as leaves on the current tape again (after a reset)."""
+        self.leaves = VarArray(self.values)
+        self._vars = []
+
+
+class Neuron:
+    """act(sum_i w_i x_i + b): the course's equation (3), on one sample of Vars."""
+
+    def __init__(self, weights: list[Var], bias: Var | None, activation: str | None) -> None:
+        self.weights, self.bias = weights, bias
+        self.activation = ACTIVATIONS[activation] if activation else None
+
+    def __call__(self, x: Sequence) -> Var:
+        z = tape.dot(self.weights, x)
+        if self.bias is not None:
+            z = z + self.bias
+        return self.activation(z) if self.activation else z
+
+
+class Layer:
+    """A dense layer (equation (5)): `weights` (out, in) and `bias` (out,) as VarArray views of
+    the model's parameters, then the activation (none for the output layer's logits)."""
+
+    def __init__(self, params: Parameters, offset: int, fan_in: int, fan_out: int, bias: bool, activation: str | None):
+        self.params, self.offset, self.shape = params, offset, (fan_out, fan_in)
+        self.has_bias, self.activation = bias, activation
+
+    @property
+    def weights(self) -> VarArray:
+        return self.params.leaves[self.offset : self.offset + self.shape[0] * self.shape[1]].reshape(self.shape)
+
+    @property
+    def bias(self) -> VarArray | None:
+        start = self.offset + self.shape[0] * self.shape[1]
+        return self.params.leaves[start : start + self.shape[0]] if self.has_bias else None
+
+    def neurons(self) -> list[Neuron]:
+        """The layer as scalar neurons, over the parameters' Vars."""
+        vs = self.params.vars()
+        out, n_in = self.shape
+        weights_end = self.offset + out * n_in
+        return [
+            Neuron(vs[self.offset + i * n_in : self.offset + (i + 1) * n_in],
+                   vs[weights_end + i] if self.has_bias else None, self.activation)
+            for i in range(out)
+        ]
+
+    def __call__(self, x):
+        if isinstance(x, VarArray) or np.ndim(x) == 2:  # a batch, recorded in bulk
+            z = x @ self.weights.T
+            if self.has_bias:
+                z = z + self.bias
+            return ACTIVATIONS[self.activation](z) if self.activation else z
+        return [neuron(x) for neuron in self.neurons()]
+
+
+class MLP:
+    """A multilayer perceptron: `sizes` = [inputs, hidden..., outputs], the given activation on
+    every hidden layer and plain logits out. Weights come from `init` (by name or callable, drawn
+    from `numpy.random.default_rng(seed)`); biases start at zero, except with "lecun_uniform"
+    (PyTorch's `nn.Linear` default), which draws them from the same U(-1/sqrt(in), 1/sqrt(in))."""
+
+    def __init__(self, sizes: Sequence[int], activation: str = "sigmoid", bias: bool = True,
+                 init: str | Initialiser | None = None, seed: int = 0) -> None:
+        sizes = [int(s) for s in sizes]
+        if len(sizes) < 2 or min(sizes) < 1:
+            raise ValueError(f"MLP(sizes): expected at least two positive layer sizes, got {sizes}")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r}; known: {', '.join(ACTIVATIONS)}")
+        init = initialiser(init or ("kaiming_uniform" if activation == "relu" else "xavier_uniform"))
+        rng = np.random.default_rng(seed)
+        blocks, shapes = [], list(zip(sizes[:-1], sizes[1:]))
+        for fan_in, fan_out in shapes:
+            blocks.append(init(fan_in, fan_out, rng).ravel())
+            if bias:
+                draw = init(fan_in, fan_out, rng)[:, 0] if init is lecun_uniform else np.zeros(fan_out)
+                blocks.append(draw)
+        self.sizes, self.activation, self.bias, self.init_name = sizes, activation, bias, getattr(init, "__name__", str(init))
+        self.params = Parameters(np.concatenate(blocks))
+        self.layers, offset = [], 0
+        for i, (fan_in, fan_out) in enumerate(shapes):
+            last = i == len(shapes) - 1
+            self.layers.append(Layer(self.params, offset, fan_in, fan_out, bias, None if last else activation))
+            offset += fan_out * fan_in + (fan_out if bias else 0)
+
+    def __call__(self, x):
+        """Logits of one sample (a list of Var logits) or of a batch (a VarArray)."""
+        self.params.tape  # noqa: B018 - a clear error if the parameters are stale
+        x = self._check_input(x)
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+    def parameters(self) -> Parameters:
+        return self.params
+
+    def zero_grad(self) -> None:
+        self.params.zero_grad()
+
+    def attach(self) -> None:
+        """Record the parameters on the current tape again, after `tape.reset()` dropped them."""
+        self.params.attach()
+
+    @property
+    def tape(self) -> Tape:
+        return self.params.tape
+
+    def logits(self, X: np.ndarray) -> np.ndarray:
+        """Logits of a batch as plain numbers: nothing is recorded."""
+        with tape.no_grad(self.tape):
+            return self(np.atleast_2d(X))
+
+    def activations(self, X: np.ndarray) -> list[np.ndarray]:
+        """Each layer's output for a batch (hidden activations, then logits), nothing recorded."""
+        out, x = [], self._check_input(np.atleast_2d(X))
+        with tape.no_grad(self.tape):
+            for layer in self.layers:
+                x = layer(x)
+                out.append(x)
+        return out
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        from .losses import softmax
+
+        return softmax(self.logits(X))
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """The most likely class of each row of X."""
+        return self.logits(X).argmax(axis=-1)
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Each layer's weights (out, in) and bias as numpy arrays, keyed like PyTorch."""
+        state = {}
+        for i, layer in enumerate(self.layers):
+            state[f"layers.{i}.weight"] = layer.weights.values.copy()
+            if layer.has_bias:
+                state[f"layers.{i}.bias"] = layer.bias.values.copy()
+        return state
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        """Set the parameters from `state_dict()`-shaped arrays; a wrong key or shape raises,
+        naming both shapes, before anything is changed."""
+        expected = self.state_dict()
+        missing, unexpected = expected.keys() - state.keys(), state.keys() - expected.keys()
+        if missing or unexpected:
+            raise KeyError(f"load_state_dict: missing keys {sorted(missing)}, unexpected keys {sorted(unexpected)}")
+        for key, current in expected.items():
+            if np.shape(state[key]) != current.shape:
+                raise ValueError(f"load_state_dict: {key} has shape {np.shape(state[key])}, the model expects {current.shape}")
+        for i, layer in enumerate(self.layers):
+            layer.weights.values[...] = state[f"layers.{i}.weight"]
+            if layer.has_bias:
+                layer.bias.values[...] = state[f"layers.{i}.bias"]
+        self.params.version += 1
+
+    def _check_input(self, x):
+        n_in = self.sizes[0]
+        width = x.shape[-1] if isinstance(x, VarArray) else np.shape(x)[-1] if np.ndim(x) else None
+        if width != n_in or np.ndim(x) not in (1, 2):
+            raise ValueError(f"expected one sample of {n_in} inputs or a batch of shape (n, {n_in}), got shape {np.shape(x) if not isinstance(x, VarArray) else x.shape}")
+        return x if isinstance(x, VarArray) or np.ndim(x) == 2 else list(x)
+
+    def __repr__(self) -> str:
+        return f"MLP({self.sizes}, activation={self.activation!r}, bias={self.bias}, init={self.init_name!r})"

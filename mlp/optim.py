@@ -1,0 +1,156 @@
+"""Optimizers, written as the course notes (004) give them, on a model's flat `Parameters`.
+
+`step()` updates `params.values` in place from `params.grad` (Algorithm 3's accumulator, the
+batch's mean gradient by default); `zero_grad()` empties the accumulator. With `weight_decay`
+the gradient gets `weight_decay * theta` added first (L2 regularisation, as in PyTorch).
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+from .nn import Parameters
+
+
+class Optimizer(ABC):
+    """The shared part: arguments, the step counter, weight decay and the state for checkpoints."""
+
+    state_names: tuple[str, ...] = ()  # the per-parameter arrays, saved with the checkpoint
+
+    def __init__(self, params: Parameters, lr: float, weight_decay: float = 0.0) -> None:
+        _check(lr > 0, "lr", "a positive learning rate", lr)
+        _check(weight_decay >= 0, "weight_decay", "a non-negative number", weight_decay)
+        self.params, self.lr, self.weight_decay = params, float(lr), float(weight_decay)
+        self.steps = 0
+        for name in self.state_names:
+            setattr(self, name, np.zeros(len(params)))
+
+    def zero_grad(self) -> None:
+        self.params.zero_grad()
+
+    def step(self) -> None:
+        g = self.params.grad
+        if self.weight_decay:
+            g = g + self.weight_decay * self.params.values
+        self.steps += 1
+        self.update(self.params.values, g)
+        self.params.version += 1
+
+    @abstractmethod
+    def update(self, theta: np.ndarray, g: np.ndarray) -> None:
+        """Change `theta` in place, given the gradient `g`: the optimizer's rule."""
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        state = {name: getattr(self, name).copy() for name in self.state_names}
+        state["steps"] = np.array(self.steps)
+        return state
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        for name in self.state_names:
+            if np.shape(state[name]) != (len(self.params),):
+                raise ValueError(f"optimizer state {name} has shape {np.shape(state[name])}, expected {(len(self.params),)}")
+            getattr(self, name)[:] = state[name]
+        self.steps = int(state["steps"])
+
+
+class SGD(Optimizer):
+    """theta = theta - lr * g."""
+
+    def update(self, theta, g):
+        theta -= self.lr * g
+
+
+class Momentum(Optimizer):
+    """v = beta v + (1 - beta) g;  theta = theta - lr * v."""
+
+    state_names = ("v",)
+
+    def __init__(self, params, lr=0.01, beta=0.9, weight_decay=0.0):
+        _check(0 <= beta < 1, "beta", "a number in [0, 1)", beta)
+        super().__init__(params, lr, weight_decay)
+        self.beta = beta
+
+    def update(self, theta, g):
+        self.v *= self.beta
+        self.v += (1 - self.beta) * g
+        theta -= self.lr * self.v
+
+
+class UnbiasedMomentum(Momentum):
+    """Momentum with the bias of v's zero start removed: theta = theta - lr * v / (1 - beta^t)
+    after the t-th step (the notes count from 0 and write beta^(t+1): the same number)."""
+
+    def update(self, theta, g):
+        self.v *= self.beta
+        self.v += (1 - self.beta) * g
+        theta -= self.lr * self.v / (1 - self.beta**self.steps)
+
+
+class Nesterov(Momentum):
+    """v = beta v + (1 - beta) grad J(theta - lr v_prev);  theta = theta - lr * v.
+
+    The gradient is taken at the look-ahead point, so the model's parameters are kept there:
+    they hold phi = theta - lr * v, where the next gradient is wanted. (The notes write the
+    look-ahead as theta - v; their source lecture, like the rule's dimensions, has lr * v.)"""
+
+    def update(self, phi, g):
+        previous = self.v.copy()
+        self.v *= self.beta
+        self.v += (1 - self.beta) * g
+        phi += self.lr * previous - 2 * self.lr * self.v  # theta' - lr v' from phi = theta - lr v
+
+
+class RMSProp(Optimizer):
+    """s = beta s + (1 - beta) g^2;  theta = theta - lr * g / (sqrt(s) + eps)."""
+
+    state_names = ("s",)
+
+    def __init__(self, params, lr=0.001, beta=0.99, eps=1e-8, weight_decay=0.0):
+        _check(0 <= beta < 1, "beta", "a number in [0, 1)", beta)
+        _check(eps > 0, "eps", "a positive number", eps)
+        super().__init__(params, lr, weight_decay)
+        self.beta, self.eps = beta, eps
+
+    def update(self, theta, g):
+        self.s *= self.beta
+        self.s += (1 - self.beta) * g * g
+        theta -= self.lr * g / (np.sqrt(self.s) + self.eps)
+
+
+class Adam(Optimizer):
+    """m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;  m^ = m / (1 - b1^t);  v^ = v / (1 - b2^t);
+    theta = theta - lr * m^ / (sqrt(v^) + eps). Defaults as in PyTorch."""
+
+    state_names = ("m", "v")
+
+    def __init__(self, params, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0):
+        _check(0 <= beta1 < 1, "beta1", "a number in [0, 1)", beta1)
+        _check(0 <= beta2 < 1, "beta2", "a number in [0, 1)", beta2)
+        _check(eps > 0, "eps", "a positive number", eps)
+        super().__init__(params, lr, weight_decay)
+        self.beta1, self.beta2, self.eps = beta1, beta2, eps
+
+    def update(self, theta, g):
+        self.m *= self.beta1
+        self.m += (1 - self.beta1) * g
+        self.v *= self.beta2
+        self.v += (1 - self.beta2) * g * g
+        m_hat = self.m / (1 - self.beta1**self.steps)
+        v_hat = self.v / (1 - self.beta2**self.steps)
+        theta -= self.lr * m_hat / (np.sqrt(v_hat) + self.eps)
+
+
+OPTIMIZERS = {
+    "sgd": SGD,
+    "momentum": Momentum,
+    "unbiased_momentum": UnbiasedMomentum,
+    "nesterov": Nesterov,
+    "rmsprop": RMSProp,
+    "adam": Adam,
+}
+
+
+def _check(ok: bool, name: str, expected: str, got) -> None:
+    if not ok:
+        raise ValueError(f"{name}: expected {expected}, got {got!r}")
