@@ -245,19 +245,29 @@ for _op in BINARY:
 def _elementwise(rule: int, x: VarArray) -> VarArray | np.ndarray:
     """RULES[rule] applied to every entry of `x` (`tape.sin(x)` and friends land here)."""
     t = x.tape
+    if not t.recording:  # no_grad: values only
+        return apply_rule(rule, x.values)
     values = np.ascontiguousarray(x.values).ravel()
-    nodes = np.ascontiguousarray(x.nodes).ravel()
     out = np.empty_like(values)
-    kernel = _compiled_kernels().record_unary
     name = RULES[rule].name
-    if t.recording:
-        first = t.record_bulk(len(values), len(values), kernel, rule, op_code(name), values, nodes, out, True)
-    else:  # no_grad: the kernel only computes the values
-        first = kernel(rule, 0, values, nodes, out, False, t._start, t._parent, t._partial, t._op, 0, 0)
+    first = t.record_bulk(
+        len(values), len(values), _compiled_kernels().record_unary,
+        rule, op_code(name), values, np.ascontiguousarray(x.nodes).ravel(), out,
+    )
     if first < 0:
         ELEMENTARY[name](float(values[-first - 1]))  # raises the scalar path's error for this value
-    out = out.reshape(x.shape)
-    return VarArray._recorded(t, out, first) if t.recording else out
+    return VarArray._recorded(t, out.reshape(x.shape), first)
+
+
+def apply_rule(rule: int, values: np.ndarray) -> np.ndarray:
+    """RULES[rule] on every entry of a float array, compiled; the scalar path's error if an
+    entry is off the function's domain."""
+    flat = np.ascontiguousarray(values, dtype=np.float64).ravel()
+    out = np.empty_like(flat)
+    status = _compiled_kernels().apply_rule(rule, flat, out)
+    if status < 0:
+        ELEMENTARY[RULES[rule].name](float(flat[-status - 1]))
+    return out.reshape(np.shape(values))
 
 
 ARRAY_TYPES[VarArray] = _elementwise

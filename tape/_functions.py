@@ -99,9 +99,12 @@ ELEMENTARY = {rule.name: _elementary(index, rule) for index, rule in enumerate(R
 
 def _entrywise(rule: int, x: np.ndarray) -> np.ndarray:
     """A numpy array, entry by entry: object arrays of Vars (what `grad` passes a function of
-    an array) give object arrays of Vars, number arrays give float arrays."""
-    out = np.frompyfunc(ELEMENTARY[RULES[rule].name], 1, 1)(x)
-    return out if x.dtype == object else out.astype(np.float64)
+    an array) give object arrays of Vars; number arrays give float arrays, computed compiled."""
+    if x.dtype != object:
+        from ._array import apply_rule
+
+        return apply_rule(rule, x)
+    return np.frompyfunc(ELEMENTARY[RULES[rule].name], 1, 1)(x)
 
 
 ARRAY_TYPES[np.ndarray] = _entrywise

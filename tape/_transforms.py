@@ -111,6 +111,8 @@ def _check_argnums(argnums: Argnums) -> tuple[int, ...]:
 
 def _lift(t: Tape, x, i: int, fn: Callable):
     """A leaf for each number of argument `x`: a Var, or an object array of Vars."""
+    if isinstance(x, np.ndarray) and x.ndim == 0:
+        x = x.item()
     if isinstance(x, CONSTANTS):
         return _leaf_on(t, x)
     array = np.asarray(x, dtype=object)

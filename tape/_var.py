@@ -200,7 +200,10 @@ def _pow(x: float, y: float, d_exponent: bool) -> tuple[float, float, float]:
         raise ValueError(f"pow({x!r}, {y!r}): a negative base needs an integer exponent")
     if d_exponent and x < 0.0:
         raise ValueError(f"pow({x!r}, {y!r}): d(x**y)/dy = log(x) * x**y needs x >= 0")
-    value = float(x**y)
+    try:
+        value = float(x**y)
+    except OverflowError:
+        raise OverflowError(f"pow({x!r}, {y!r}): result too large") from None
     if y == 0:
         dx = 0.0
     elif x == 0.0:

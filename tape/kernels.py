@@ -16,7 +16,7 @@ from ._elementwise import value_and_partial
 from ._kernels import parse, sweep
 
 __all__ = [
-    "parse", "record_binary", "record_leaves", "record_matmul",
+    "apply_rule", "parse", "record_binary", "record_leaves", "record_matmul",
     "record_rows", "record_unary", "sweep", "sweep_window", "value_and_partial",
 ]
 
@@ -31,24 +31,35 @@ def record_leaves(count, code, start, parent, partial, op, node, edge):
 
 
 @njit(cache=True)
-def record_unary(rule, code, values, nodes, out, record, start, parent, partial, op, node, edge):
-    """out[i] = f(values[i]) for the elementary function RULES[rule]; if `record`, node + i
-    gets the edge to nodes[i]. Returns the new edge count, or -(i + 1) if f(values[i]) is not
-    finite for a finite values[i] (the caller names the error)."""
+def record_unary(rule, code, values, nodes, out, start, parent, partial, op, node, edge):
+    """out[i] = f(values[i]) for the elementary function RULES[rule]; node + i gets the edge
+    to nodes[i]. Returns the new edge count, or -(i + 1) if f(values[i]) is not finite for a
+    finite values[i] (the caller names the error)."""
     for i in range(values.shape[0]):
         a = values[i]
         y, d = value_and_partial(rule, a)
         if np.isfinite(a) and not np.isfinite(y):
             return -(i + 1)
         out[i] = y
-        if record:
-            if nodes[i] >= 0 and d != 0.0:
-                parent[edge] = nodes[i]
-                partial[edge] = d
-                edge += 1
-            op[node + i] = code
-            start[node + i + 1] = edge
+        if nodes[i] >= 0 and d != 0.0:
+            parent[edge] = nodes[i]
+            partial[edge] = d
+            edge += 1
+        op[node + i] = code
+        start[node + i + 1] = edge
     return edge
+
+
+@njit(cache=True)
+def apply_rule(rule, values, out):
+    """out[i] = f(values[i]) for the elementary function RULES[rule], recording nothing.
+    Returns -(i + 1) if f(values[i]) is not finite for a finite values[i], else 0."""
+    for i in range(values.shape[0]):
+        y, _ = value_and_partial(rule, values[i])
+        if np.isfinite(values[i]) and not np.isfinite(y):
+            return -(i + 1)
+        out[i] = y
+    return 0
 
 
 @njit(cache=True)

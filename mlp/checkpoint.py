@@ -1,0 +1,106 @@
+"""Checkpoints: a model, its optimizer's state, the epoch, the RNG state and the arguments of a
+run, in one `.npz` file written atomically (a half-written file never replaces a good one)."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .nn import MLP
+from .optim import OPTIMIZERS, Optimizer
+
+FORMAT = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be read back; the message names the file."""
+
+
+@dataclass
+class Checkpoint:
+    model: MLP
+    epoch: int  # epochs completed
+    optimizer: str = "sgd"  # its name in OPTIMIZERS
+    optimizer_options: dict = field(default_factory=dict)  # lr, betas, ...
+    optimizer_state: dict[str, np.ndarray] = field(default_factory=dict)
+    rng_state: dict | None = None  # numpy Generator.bit_generator.state
+    args: dict = field(default_factory=dict)  # the run's arguments, as given
+
+    def make_optimizer(self) -> Optimizer:
+        """The optimizer, with its state restored, on the checkpoint's model."""
+        opt = OPTIMIZERS[self.optimizer](self.model.parameters(), **self.optimizer_options)
+        if self.optimizer_state:
+            opt.load_state_dict(self.optimizer_state)
+        return opt
+
+
+def save(path: str | os.PathLike, checkpoint: Checkpoint) -> None:
+    """Write `checkpoint` to `path`: to a temporary file beside it first, then renamed."""
+    path = Path(path)
+    model = checkpoint.model
+    meta = {
+        "format": FORMAT,
+        "model": {"sizes": model.sizes, "activation": model.activation, "bias": model.bias, "init": model.init_name},
+        "epoch": checkpoint.epoch,
+        "optimizer": checkpoint.optimizer,
+        "optimizer_options": checkpoint.optimizer_options,
+        "rng_state": checkpoint.rng_state,
+        "args": checkpoint.args,
+    }
+    arrays = {f"model/{k}": v for k, v in model.state_dict().items()}
+    arrays.update({f"optimizer/{k}": np.asarray(v) for k, v in checkpoint.optimizer_state.items()})
+    arrays["meta"] = np.array(json.dumps(meta))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; a checkpoint is an ordinary file
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def load(path: str | os.PathLike) -> Checkpoint:
+    """Read a checkpoint written by `save`; the model is rebuilt on the current tape."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            meta = json.loads(str(f["meta"]))
+            model_state = {k[len("model/"):]: f[k] for k in f.files if k.startswith("model/")}
+            optimizer_state = {k[len("optimizer/"):]: f[k] for k in f.files if k.startswith("optimizer/")}
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{path} is not a readable wengert checkpoint: {e}") from None
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path} has checkpoint format {meta.get('format')!r}; this version reads {FORMAT}")
+    config = meta["model"]
+    model = MLP(config["sizes"], activation=config["activation"], bias=config["bias"], init=config["init"])
+    try:
+        model.load_state_dict(model_state)
+    except (KeyError, ValueError) as e:
+        raise CheckpointError(f"{path}: {e}") from None
+    return Checkpoint(
+        model=model,
+        epoch=int(meta["epoch"]),
+        optimizer=meta["optimizer"],
+        optimizer_options=meta["optimizer_options"],
+        optimizer_state=optimizer_state,
+        rng_state=meta["rng_state"],
+        args=meta["args"],
+    )

@@ -1,0 +1,233 @@
+"""VarArray: arrays of scalar nodes recorded in bulk, against the scalar path and by hand."""
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import tape
+from tape import Tape, Var, VarArray
+
+
+def canonical_nodes(t: Tape, first: int) -> list[tuple]:
+    """Nodes from `first` on as (op, sorted (parent, partial) pairs): edge order within a node
+    does not matter."""
+    return [(op, sorted(zip(parents, np.round(partials, 12)))) for i, op, parents, partials in t.nodes() if i >= first]
+
+
+def test_generated_elementwise_kernels_match_the_rules():
+    from tape import _codegen
+
+    assert _codegen.TARGET.read_text() == _codegen.source(), "run: python -m tape._codegen"
+
+
+@pytest.mark.parametrize("op", ["+", "-", "*", "/"])
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 3), st.integers(0, 2 ** 31 - 1))
+def test_elementwise_operators_broadcast_and_record_like_scalar_vars(op, shape_case, seed):
+    rng = np.random.default_rng(seed)
+    shapes = [((3,), (3,)), ((2, 3), (3,)), ((2, 3), ()), ((2, 1), (1, 3))][shape_case]
+    a_values, b_values = rng.uniform(0.5, 2, shapes[0]), rng.uniform(0.5, 2, shapes[1])
+    apply = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b, "/": lambda a, b: a / b}[op]
+    with Tape() as t:
+        a, b = VarArray(a_values), VarArray(b_values)
+        start = len(t)
+        c = apply(a, b)
+        vector_nodes = canonical_nodes(t, start)
+        c.sum().backward()
+        grads = a.grad, b.grad
+    np.testing.assert_allclose(c.values, apply(a_values, b_values))
+    with Tape() as t:  # the same with one scalar Var per entry
+        a_vars = np.vectorize(Var, otypes=[object])(a_values)
+        b_vars = np.vectorize(Var, otypes=[object])(b_values) if b_values.ndim else np.array(Var(float(b_values)), dtype=object)
+        start = len(t)
+        c_vars = apply(a_vars, b_vars)
+        scalar_nodes = canonical_nodes(t, start)
+    assert vector_nodes == scalar_nodes
+    expected_a = tape.grad(lambda x: tape.sum(apply(x, b_values)))(a_values)
+    expected_b = tape.grad(lambda y: tape.sum(apply(a_values, y)))(b_values)
+    np.testing.assert_allclose(grads[0], expected_a, rtol=1e-12)
+    np.testing.assert_allclose(grads[1], expected_b, rtol=1e-12)
+
+
+def test_constants_on_either_side_and_negation():
+    with Tape():
+        a = VarArray([1.0, 2.0])
+        y = (3.0 - a) * np.array([2.0, 4.0]) + 1 / a - -a
+        y.sum().backward()
+        np.testing.assert_allclose(y.values, [4 + 1 + 1, 4 + 0.5 + 2])
+        np.testing.assert_allclose(a.grad, [-2 - 1 + 1, -4 - 0.25 + 1])
+
+
+@pytest.mark.parametrize("name", ["exp", "log", "tanh", "sigmoid", "relu", "sin", "sqrt", "softplus"])
+def test_elementary_functions_apply_entrywise_with_the_scalar_partials(name):
+    fn = tape.ELEMENTARY[name]
+    values = np.array([[0.3, 1.7], [2.5, 0.9]])
+    with Tape() as t:
+        x = VarArray(values)
+        start = len(t)
+        y = fn(x)
+        vector_nodes = canonical_nodes(t, start)
+    with Tape() as t:
+        xs = [Var(v) for v in values.ravel()]
+        start = len(t)
+        ys = [fn(v) for v in xs]
+        scalar_nodes = canonical_nodes(t, start)
+    assert vector_nodes == scalar_nodes
+    np.testing.assert_allclose(y.values.ravel(), [v.value for v in ys])
+    np.testing.assert_allclose(fn(values), y.values)  # a float array gives a float array
+
+
+def test_entrywise_domain_errors_name_the_function_and_value():
+    with Tape():
+        with pytest.raises(ValueError, match=r"log\(-2.0\)"):
+            tape.log(VarArray([1.0, -2.0]))
+        with pytest.raises(OverflowError, match=r"exp\(1000.0\)"):
+            tape.exp(VarArray([1.0, 1000.0]))
+        with pytest.raises(ZeroDivisionError, match="division by zero at index"):
+            VarArray([1.0, 2.0]) / np.array([1.0, 0.0])
+    with pytest.raises(ValueError, match=r"sqrt\(-1.0\)"):
+        tape.sqrt(np.array([-1.0]))
+
+
+def test_matvec_and_batched_matmul_make_one_dot_node_per_output():
+    rng = np.random.default_rng(0)
+    W_values, x_values = rng.normal(size=(3, 4)), np.array([0.5, 0.0, -1.0, 2.0])
+    with Tape() as t:
+        W = VarArray(W_values)
+        start = len(t)
+        z = W @ x_values
+        assert z.shape == (3,) and len(t) == start + 3
+        for i in range(3):
+            op, parents, partials = t.node(start + i)
+            # the zero input gives no edge to its weight
+            assert op == "dot" and parents == W.nodes[i, [0, 2, 3]].tolist() and partials == [0.5, -1.0, 2.0]
+        np.testing.assert_allclose(z.values, W_values @ x_values)
+        X_values = rng.normal(size=(5, 4))
+        H = VarArray(X_values) @ W.T  # the batch: (5, 4) @ (4, 3)
+        assert H.shape == (5, 3)
+        np.testing.assert_allclose(H.values, X_values @ W_values.T)
+        H.sum().backward()
+        np.testing.assert_allclose(W.grad, np.ones((5, 3)).T @ X_values)
+    with pytest.raises(ValueError, match="do not align"):
+        with Tape():
+            VarArray(W_values) @ np.ones(3)
+
+
+def test_vector_path_records_what_vars_and_dot_record():
+    """The issue's invariant: a layer through Vars and tape.dot and through VarArrays."""
+    rng = np.random.default_rng(1)
+    W_values, b_values = rng.normal(size=(4, 6)), rng.normal(size=4)
+    x_values = np.where(rng.random(6) < 0.4, 0.0, rng.random(6))
+    with Tape() as t:
+        W, b = VarArray(W_values), VarArray(b_values)
+        start = len(t)
+        h = tape.sigmoid(W @ x_values + b)
+        vector_nodes = canonical_nodes(t, start)
+        h.sum().backward()
+        vector_grads = W.grad
+    with Tape() as t:
+        W_vars = [[Var(v) for v in row] for row in W_values]
+        b_vars = [Var(v) for v in b_values]
+        start = len(t)
+        z = [tape.dot(row, x_values) for row in W_vars]
+        z = [zi + bi for zi, bi in zip(z, b_vars)]
+        h_vars = [tape.sigmoid(zi) for zi in z]
+        scalar_nodes = canonical_nodes(t, start)
+        grads = tape.gradient(tape.sum(h_vars), [w for row in W_vars for w in row])
+    # leaves are numbered the same way, so node indices match one to one
+    assert vector_nodes == scalar_nodes
+    np.testing.assert_allclose(vector_grads.ravel(), grads, rtol=1e-12)
+
+
+def test_indexing_gives_views_and_vars_without_new_nodes():
+    with Tape() as t:
+        a = VarArray(np.arange(6.0).reshape(2, 3))
+        n = len(t)
+        row, entry = a[1], a[0, 2]
+        assert isinstance(row, VarArray) and row.shape == (3,) and isinstance(entry, Var)
+        assert len(t) == n and entry.node == a.nodes[0, 2] and entry.value == 2.0
+        y = row.sum() * entry + a[:, 0].sum()
+        y.backward()
+        np.testing.assert_allclose(a.grad, [[1.0, 0.0, 12.0], [3.0, 2.0, 2.0]])
+        assert [v.value for v in a[0]] == [0.0, 1.0, 2.0]
+
+
+def test_sum_and_mean_along_an_axis_are_one_node_per_output():
+    with Tape() as t:
+        a = VarArray(np.arange(6.0).reshape(2, 3))
+        n = len(t)
+        rows, cols, mean = a.sum(axis=1), a.sum(axis=0), a.mean()
+        assert len(t) == n + 2 + 3 + 1
+        np.testing.assert_allclose(rows.values, [3.0, 12.0])
+        np.testing.assert_allclose(cols.values, [3.0, 5.0, 7.0])
+        assert isinstance(mean, Var) and mean.value == 2.5
+        (rows.sum() + mean).backward()
+        np.testing.assert_allclose(a.grad, np.full((2, 3), 1 + 1 / 6))
+
+
+def test_record_array_records_custom_nodes_and_checks_shapes():
+    with Tape() as t:
+        a = VarArray([[1.0, 2.0], [3.0, 4.0]])
+        y = tape.record_array([10.0, 20.0], a, [[0.5, 0.0], [1.0, 2.0]], "custom")
+        assert t.node(int(y.nodes[0])) == ("custom", [int(a.nodes[0, 0])], [0.5])
+        y.sum().backward()
+        np.testing.assert_allclose(a.grad, [[0.5, 0.0], [1.0, 2.0]])
+        with pytest.raises(ValueError, match="expected values"):
+            tape.record_array([1.0], a, [[1.0, 1.0]])
+    with Tape():
+        x = Var(3.0)
+        y = tape.record(9.0, [x], [6.0], "square")
+        y.backward()
+        assert x.grad == 6.0 and y.value == 9.0
+        with pytest.raises(ValueError, match="as many partials as parents"):
+            tape.record(1.0, [x], [1.0, 2.0])
+
+
+def test_no_grad_on_arrays_gives_values_and_records_nothing():
+    with Tape() as t:
+        W = VarArray(np.eye(2))
+        n = len(t)
+        with tape.no_grad():
+            y = tape.tanh(W @ np.array([1.0, 2.0]) + 1.0)
+        assert isinstance(y, np.ndarray) and len(t) == n
+        np.testing.assert_allclose(y, np.tanh([2.0, 3.0]))
+
+
+def test_stale_arrays_and_mixed_tapes_raise():
+    with Tape() as t:
+        a = VarArray([1.0, 2.0])
+        m = t.mark()
+        b = a * 2.0
+        t.rewind(m)
+        with pytest.raises(tape.StaleVarError):
+            b + 1.0
+    with Tape():
+        c = VarArray([1.0, 2.0])
+        with pytest.raises(ValueError, match="two tapes"):
+            a + c
+
+
+def test_backward_needs_a_single_output():
+    with Tape():
+        a = VarArray([1.0, 2.0])
+        with pytest.raises(ValueError, match="single output"):
+            (a * 2.0).backward()
+        a[0:1].backward()
+        assert a.grad.tolist() == [1.0, 0.0]
+
+
+def test_sweep_window_sweeps_a_segment_above_leaves():
+    from tape import kernels
+
+    with Tape() as t:
+        w = VarArray([2.0, 3.0])
+        mark = t.mark()
+        y = (w * w).sum()  # nodes above the leaves
+        start, parent, partial = t.arrays()
+        window = np.zeros(y.node + 1 - int(w.nodes[0]))
+        window[-1] = 1.0
+        kernels.sweep_window(start, parent, partial, window, int(w.nodes[0]), mark)
+    np.testing.assert_allclose(window[:2], [4.0, 6.0])
+    assert math.isclose(y.value, 13.0)

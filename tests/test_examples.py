@@ -1,0 +1,61 @@
+"""The examples a student reads first: they run, and they print the course's numbers."""
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import tape
+from mlp import losses
+from mlp.nn import MLP
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_example(name: str, *args: str) -> str:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, str(ROOT / "examples" / name), *args], env=env,
+                          capture_output=True, text=True, check=True).stdout
+
+
+def test_mmids_example_matches_the_books_closed_form_gradients():
+    """MMiDS 8.5.2: grad W1 = (z2 - y) (x) z1, grad W0 = [(z2 - y)^T W1 diag(z1 (1 - z1))] (x) x."""
+    x, y = np.array([1.0, 0.0, -1.0]), np.array([0.0, 1.0])
+    W0, W1 = np.array([[0.0, 1.0, -1.0], [2.0, 0.0, 1.0]]), np.array([[-1.0, 0.0], [2.0, -1.0]])
+    z1 = 1 / (1 + np.exp(-W0 @ x))
+    z2 = np.exp(W1 @ z1) / np.exp(W1 @ z1).sum()
+    expected_W1 = np.kron(z2 - y, z1).reshape(2, 2)
+    expected_W0 = np.kron((z2 - y) @ W1 @ np.diag(z1 * (1 - z1)), x).reshape(2, 3)
+    with tape.Tape():
+        model = MLP([3, 2, 2], bias=False)
+        model.load_state_dict({"layers.0.weight": W0, "layers.1.weight": W1})
+        loss = losses.softmax_cross_entropy(model(x), 1)
+        loss.backward()
+        np.testing.assert_allclose(model.layers[0].weights.grad, expected_W0, rtol=1e-12)
+        np.testing.assert_allclose(model.layers[1].weights.grad, expected_W1, rtol=1e-12)
+        assert loss.value == pytest.approx(-math.log(z2[1]), abs=1e-15)
+    out = run_example("mmids_example.py")
+    assert "loss     = 0.2084" in out and "[0.1881 0.8119]" in out and "[-0.111  0.     0.111]" in out
+
+
+def test_worked_example_prints_table_2_and_the_tape():
+    out = run_example("worked_example.py")
+    assert f"f(pi, 1) = {math.e - 1:.12f}" in out
+    assert "v4 = v2 + v3    = +1.718282     +1.000000" in out
+    assert "v0 = x2         = +1.000000     +1.718282" in out
+    assert "v2  mul   v0, v1" in out and "chain rule gives 1 for all three" in out
+
+
+def test_ln_sin_example_prints_the_notes_adjoints():
+    out = run_example("ln_sin_example.py")
+    assert "v1 = x1       =   +2.0000     +5.5000" in out
+    assert "v2 = x2       =   +5.0000     +1.7163" in out
+
+
+def test_linear_regression_reaches_the_least_squares_line():
+    lines = run_example("linear_regression.py").splitlines()
+    tape_line, lstsq_line = lines[-2], lines[-1]
+    assert tape_line.split("=", 1)[1].strip() == lstsq_line.split("=", 1)[1].strip()

@@ -1,0 +1,386 @@
+"""The MLP on tape leaves: gradients against finite differences, the paths of Algorithm 3
+against each other, the optimizers against the notes' formulas, and bad input."""
+import math
+from collections import Counter
+
+import numpy as np
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+import tape
+from mlp import init, losses
+from mlp.accumulate import PATHS, FusedAccumulator, SparseRows, accumulate
+from mlp.nn import MLP
+from mlp.optim import OPTIMIZERS, SGD, Adam, Momentum, Nesterov, RMSProp, UnbiasedMomentum
+from tape import Tape
+
+
+def batch(rng, n, n_in, classes, sparsity=0.5):
+    X = rng.random((n, n_in)) * (rng.random((n, n_in)) > sparsity)
+    return X, rng.integers(0, classes, n)
+
+
+def mean_loss(model, X, y, theta):
+    """The batch's mean cross-entropy at parameters theta, by plain numpy (no tape)."""
+    saved = model.params.values.copy()
+    model.params.values[:] = theta
+    model.params.version += 1
+    log_p = losses.log_softmax(model.logits(X))
+    model.params.values[:] = saved
+    model.params.version += 1
+    return -log_p[np.arange(len(y)), y].mean()
+
+
+def at_a_kink(model, X, h=1e-5):
+    """Whether a ReLU's input is within h of 0 for some sample (a dead unit feeding the next
+    layer's zero bias, say), where central differences average the two one-sided slopes."""
+    x = X
+    for layer in model.layers[:-1]:
+        z = x @ layer.weights.values.T + (layer.bias.values if layer.has_bias else 0.0)
+        if np.any(np.abs(z) < h):
+            return True
+        x = np.maximum(z, 0.0)
+    return False
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    st.lists(st.integers(1, 5), min_size=1, max_size=2),
+    st.sampled_from(["sigmoid", "tanh", "relu"]),
+    st.integers(1, 6),
+    st.booleans(),
+    st.integers(0, 2**31 - 1),
+)
+def test_every_path_gives_the_finite_difference_gradient(hidden, activation, n, bias, seed):
+    rng = np.random.default_rng(seed)
+    with Tape():
+        model = MLP([5, *hidden, 3], activation=activation, bias=bias, seed=seed)
+        X, y = batch(rng, n, 5, 3)
+        assume(activation != "relu" or not at_a_kink(model, X))  # finite differences fail there
+        theta = model.params.values.copy()
+        expected = np.array([
+            (mean_loss(model, X, y, theta + h) - mean_loss(model, X, y, theta - h)) / 2e-6
+            for h in np.eye(len(theta)) * 1e-6
+        ])
+        for path in PATHS:
+            model.zero_grad()
+            result = accumulate(model, X, y, path=path)
+            np.testing.assert_allclose(model.params.grad, expected, rtol=1e-4, atol=1e-7, err_msg=path)
+            assert result.loss == pytest.approx(mean_loss(model, X, y, theta))
+
+
+def structure(t: Tape, first: int) -> Counter:
+    """The nodes from `first` on, each as (op, its parents' structures with partials), so that
+    two recordings compare equal whatever order they put independent nodes in."""
+    keys = {}
+    for i, op, parents, partials in t.nodes():
+        if i >= first:
+            keys[i] = (op, tuple(sorted((keys.get(p, ("leaf", p)), round(d, 10)) for p, d in zip(parents, partials))))
+    return Counter(keys.values())
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "relu", "tanh"])
+def test_scalar_vector_and_fused_paths_record_the_same_nodes(activation):
+    """The issue's invariant, for a whole net: nodes, parents and partials, up to order."""
+    rng = np.random.default_rng(7)
+    x = np.where(rng.random(12) < 0.5, 0.0, rng.random(12))
+    with Tape() as t:
+        model = MLP([12, 5, 4, 3], activation=activation, seed=1)
+        recordings = {}
+        for path in ("scalar", "vector", "fused"):
+            mark = t.mark()
+            if path == "fused":
+                FusedAccumulator(model).record(x, 2)
+            else:
+                logits = model(x if path == "scalar" else x[None])
+                losses.softmax_cross_entropy(logits, 2 if path == "scalar" else [2])
+            recordings[path] = (structure(t, mark), len(t) - mark, t.num_edges)
+            t.rewind(mark)
+    assert recordings["scalar"] == recordings["vector"] == recordings["fused"]
+
+
+def test_fused_path_records_nodes_in_the_vector_paths_order():
+    rng = np.random.default_rng(3)
+    x = rng.random(6) * (rng.random(6) > 0.3)
+    with Tape() as t:
+        model = MLP([6, 4, 3], seed=2)
+        nodes = {}
+        for path in ("vector", "fused"):
+            mark = t.mark()
+            if path == "fused":
+                FusedAccumulator(model).record(x, 1)
+            else:
+                losses.softmax_cross_entropy(model(x[None]), [1])
+            nodes[path] = [(op, sorted(zip(p, np.round(d, 12)))) for i, op, p, d in t.nodes() if i >= mark]
+            t.rewind(mark)
+    assert nodes["vector"] == nodes["fused"]
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_fused_path_is_the_same_on_any_number_of_threads(threads):
+    rng = np.random.default_rng(11)
+    X, y = batch(rng, 17, 20, 4)
+    with Tape():
+        model = MLP([20, 8, 4], seed=5)
+        accumulate(model, X, y, path="scalar")
+        expected = model.params.grad.copy()
+        model.zero_grad()
+        result = FusedAccumulator(model, threads).accumulate(SparseRows(X), np.arange(17), y, 1 / 17)
+        np.testing.assert_allclose(model.params.grad, expected, rtol=1e-12, atol=1e-15)
+        assert result.correct == int((model.predict(X) == y).sum())
+
+
+def test_sum_reduction_is_algorithm_3s_plain_sum():
+    rng = np.random.default_rng(2)
+    X, y = batch(rng, 5, 6, 3)
+    with Tape():
+        model = MLP([6, 4, 3])
+        accumulate(model, X, y, path="vector")
+        mean = model.params.grad.copy()
+        for path in PATHS:
+            model.zero_grad()
+            accumulate(model, X, y, path=path, reduction="sum")
+            np.testing.assert_allclose(model.params.grad, 5 * mean, rtol=1e-12, err_msg=path)
+
+
+def test_squared_error_on_the_slower_paths():
+    rng = np.random.default_rng(4)
+    X, y = batch(rng, 4, 5, 3)
+    with Tape():
+        model = MLP([5, 3, 3], seed=3)
+        grads = {}
+        for path in ("scalar", "vector", "batch"):
+            model.zero_grad()
+            accumulate(model, X, y, loss="squared_error", path=path)
+            grads[path] = model.params.grad.copy()
+        np.testing.assert_allclose(grads["scalar"], grads["vector"], rtol=1e-12)
+        np.testing.assert_allclose(grads["scalar"], grads["batch"], rtol=1e-12)
+        with pytest.raises(ValueError, match="fused path computes the softmax cross-entropy only"):
+            accumulate(model, X, y, loss="squared_error", path="fused")
+
+
+def test_parameters_are_leaves_below_every_mark():
+    with Tape() as t:
+        model = MLP([3, 2, 2])
+        params = model.parameters()
+        assert len(params) == 3 * 2 + 2 + 2 * 2 + 2
+        assert list(params.nodes) == list(range(len(params)))
+        assert all(t.node(i)[0] == "leaf" for i in params.nodes)
+        mark = t.mark()
+        for _ in range(3):
+            accumulate(model, np.ones((2, 3)), np.array([0, 1]), path="scalar")
+            assert len(t) == mark
+        p = list(params)[0]
+        assert isinstance(p, tape.Var) and p.value == params.values[0]
+
+
+def test_parameter_vars_follow_optimizer_steps():
+    with Tape():
+        model = MLP([3, 2])
+        opt = SGD(model.parameters(), lr=0.5)
+        model.params.grad[:] = 1.0
+        opt.step()
+        assert [v.value for v in model.parameters()] == pytest.approx(model.params.values.tolist())
+
+
+def test_reset_makes_the_model_stale_until_attached_again():
+    with Tape() as t:
+        model = MLP([4, 3, 2])
+        x = np.ones(4)
+        before = model.predict(x)
+        t.reset()
+        with pytest.raises(tape.StaleVarError, match=r"model.attach\(\)"):
+            model(x)
+        with pytest.raises(tape.StaleVarError):
+            accumulate(model, x[None], np.array([1]))
+        model.attach()
+        assert model.predict(x) == before
+        accumulate(model, x[None], np.array([1]), path="scalar")
+
+
+def test_state_dict_round_trip_and_shape_errors():
+    with Tape():
+        a, b = MLP([4, 3, 2], seed=1), MLP([4, 3, 2], seed=2)
+        b.load_state_dict(a.state_dict())
+        np.testing.assert_array_equal(a.params.values, b.params.values)
+        state = a.state_dict()
+        state["layers.0.weight"] = np.zeros((3, 5))
+        with pytest.raises(ValueError, match=r"layers.0.weight has shape \(3, 5\), the model expects \(3, 4\)"):
+            b.load_state_dict(state)
+        with pytest.raises(KeyError, match="missing keys"):
+            b.load_state_dict({})
+
+
+def test_bad_input_names_what_was_expected_and_what_came():
+    with Tape():
+        model = MLP([4, 3, 2])
+        with pytest.raises(ValueError, match=r"one sample of 4 inputs or a batch of shape \(n, 4\), got shape \(5,\)"):
+            model(np.ones(5))
+        with pytest.raises(ValueError, match=r"batch X of shape \(n, 4\), got \(2, 3\)"):
+            accumulate(model, np.ones((2, 3)), np.array([0, 1]))
+        with pytest.raises(ValueError, match="label 7 at position 1 is outside"):
+            accumulate(model, np.ones((2, 4)), np.array([0, 7]))
+        with pytest.raises(ValueError, match="integer labels"):
+            accumulate(model, np.ones((2, 4)), np.array([0.0, 1.0]))
+        with pytest.raises(ValueError, match="unknown path"):
+            accumulate(model, np.ones((2, 4)), np.array([0, 1]), path="magic")
+        with pytest.raises(ValueError, match="expected 1 integer labels"):
+            losses.softmax_cross_entropy(model(np.ones((1, 4))), [0, 1])
+    with pytest.raises(ValueError, match="unknown activation 'gelu'"):
+        MLP([2, 2], activation="gelu")
+    with pytest.raises(ValueError, match="at least two positive layer sizes"):
+        MLP([4])
+    with pytest.raises(ValueError, match="unknown initialiser"):
+        MLP([2, 2], init="ones")
+    with Tape():
+        x = tape.VarArray(np.ones((1, 4)))
+    with Tape():
+        with pytest.raises(ValueError, match="two tapes"):
+            MLP([4, 2])(x)
+
+
+# -- losses ----------------------------------------------------------------------------------------
+
+
+def test_cross_entropy_is_one_node_with_partials_p_minus_y_and_stable():
+    with Tape() as t:
+        logits = [tape.Var(v) for v in (1000.0, -1000.0, 0.0)]
+        loss = losses.softmax_cross_entropy(logits, 1)
+        op, parents, partials = t.node(loss.node)
+        assert op == "softmax_ce" and loss.value == pytest.approx(2000.0)
+        assert partials == pytest.approx([1.0, -1.0])  # p - y; the third, exp(-1000), is 0: no edge
+        assert parents == [logits[0].node, logits[1].node]
+
+
+def test_squared_error_is_the_courses_cost():
+    with Tape():
+        out = [tape.Var(0.2), tape.Var(0.9)]
+        c = losses.squared_error(out, 1)
+        assert c.value == pytest.approx(0.2**2 + 0.1**2)
+        c.backward()
+        assert [o.grad for o in out] == pytest.approx([0.4, -0.2])
+
+
+# -- initialisers, as the notes give them -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name, bound, std",
+    [
+        ("xavier_uniform", math.sqrt(6 / (400 + 100)), None),
+        ("xavier_normal", None, math.sqrt(2 / (400 + 100))),
+        ("kaiming_uniform", math.sqrt(2) * math.sqrt(3 / 400), None),
+        ("kaiming_normal", None, math.sqrt(2) / math.sqrt(400)),
+        ("lecun_uniform", 1 / math.sqrt(400), None),
+    ],
+)
+def test_initialisers_follow_the_notes_formulas(name, bound, std):
+    w = init.INITIALISERS[name](400, 100, np.random.default_rng(0))
+    assert w.shape == (100, 400)
+    if bound is not None:
+        assert np.abs(w).max() <= bound and np.abs(w).max() > 0.99 * bound
+        assert w.std() == pytest.approx(bound / math.sqrt(3), rel=0.02)
+    else:
+        assert w.std() == pytest.approx(std, rel=0.02) and abs(w.mean()) < 0.01 * std * 10
+    np.testing.assert_array_equal(w, init.INITIALISERS[name](400, 100, np.random.default_rng(0)))
+
+
+def test_model_init_is_seeded_and_pytorch_default_draws_biases():
+    with Tape():
+        assert np.array_equal(MLP([5, 4], seed=3).params.values, MLP([5, 4], seed=3).params.values)
+        assert not np.array_equal(MLP([5, 4], seed=3).params.values, MLP([5, 4], seed=4).params.values)
+        assert np.all(MLP([5, 4]).layers[0].bias.values == 0.0)
+        b = MLP([4, 3], init="lecun_uniform").layers[0].bias.values
+        assert np.all(np.abs(b) <= 0.5) and np.any(b != 0.0)
+
+
+# -- optimizers, step by step against the notes' formulas on a quadratic ---------------------------
+
+
+A = np.array([1.0, 4.0, 0.5])  # f(theta) = 1/2 sum A theta^2, grad = A theta
+THETA0 = np.array([1.0, -2.0, 3.0])
+
+
+def run(optimizer_class, steps=5, **options):
+    """theta after each step of `optimizer_class` on the quadratic (the gradient at the
+    parameters the optimizer leaves; for Nesterov those are its look-ahead point)."""
+    with Tape():
+        model = MLP([3, 1], bias=False)
+        params = model.parameters()
+        params.values[:] = THETA0
+        opt = optimizer_class(params, **options)
+        seen = []
+        for _ in range(steps):
+            opt.zero_grad()
+            params.grad[:] = A * params.values
+            opt.step()
+            seen.append(params.values.copy() if optimizer_class is not Nesterov else params.values + opt.lr * opt.v)
+        return seen
+
+
+def test_sgd():
+    theta, lr = THETA0.copy(), 0.1
+    for seen in run(SGD, lr=lr):
+        theta = theta - lr * A * theta
+        np.testing.assert_allclose(seen, theta)
+
+
+@pytest.mark.parametrize("cls", [Momentum, UnbiasedMomentum])
+def test_momentum_and_unbiased_momentum(cls):
+    theta, v, lr, beta = THETA0.copy(), np.zeros(3), 0.1, 0.8
+    for t, seen in enumerate(run(cls, lr=lr, beta=beta)):
+        v = beta * v + (1 - beta) * A * theta
+        theta = theta - lr * (v / (1 - beta ** (t + 1)) if cls is UnbiasedMomentum else v)
+        np.testing.assert_allclose(seen, theta, rtol=1e-12)
+
+
+def test_nesterov_takes_the_gradient_at_the_look_ahead_point():
+    theta, v, lr, beta = THETA0.copy(), np.zeros(3), 0.1, 0.8
+    for seen in run(Nesterov, lr=lr, beta=beta):
+        v = beta * v + (1 - beta) * A * (theta - lr * v)
+        theta = theta - lr * v
+        np.testing.assert_allclose(seen, theta, rtol=1e-12)
+
+
+def test_rmsprop():
+    theta, s, lr, beta, eps = THETA0.copy(), np.zeros(3), 0.01, 0.9, 1e-8
+    for seen in run(RMSProp, lr=lr, beta=beta, eps=eps):
+        g = A * theta
+        s = beta * s + (1 - beta) * g**2
+        theta = theta - lr * g / (np.sqrt(s) + eps)
+        np.testing.assert_allclose(seen, theta, rtol=1e-12)
+
+
+def test_adam():
+    theta, m, v, lr, b1, b2, eps = THETA0.copy(), np.zeros(3), np.zeros(3), 0.05, 0.9, 0.999, 1e-8
+    for t, seen in enumerate(run(Adam, lr=lr, beta1=b1, beta2=b2, eps=eps), start=1):
+        g = A * theta
+        m, v = b1 * m + (1 - b1) * g, b2 * v + (1 - b2) * g**2
+        theta = theta - lr * (m / (1 - b1**t)) / (np.sqrt(v / (1 - b2**t)) + eps)
+        np.testing.assert_allclose(seen, theta, rtol=1e-12)
+
+
+def test_weight_decay_adds_lambda_theta_to_the_gradient():
+    theta, lr, wd = THETA0.copy(), 0.1, 0.01
+    for seen in run(SGD, lr=lr, weight_decay=wd):
+        theta = theta - lr * (A * theta + wd * theta)
+        np.testing.assert_allclose(seen, theta)
+
+
+def test_optimizer_state_round_trip_and_argument_checks():
+    with Tape():
+        model = MLP([3, 2])
+        opt = Adam(model.parameters())
+        model.params.grad[:] = 1.0
+        opt.step()
+        other = Adam(model.parameters())
+        other.load_state_dict(opt.state_dict())
+        assert other.steps == 1 and np.array_equal(other.m, opt.m) and np.array_equal(other.v, opt.v)
+        for cls, options, word in [
+            (SGD, {"lr": -1.0}, "lr"), (Momentum, {"beta": 1.0}, "beta"), (Adam, {"eps": 0.0}, "eps"),
+            (Adam, {"beta2": -0.1}, "beta2"), (SGD, {"lr": 0.1, "weight_decay": -1}, "weight_decay"),
+        ]:
+            with pytest.raises(ValueError, match=f"^{word}: expected"):
+                cls(model.parameters(), **options)
+    assert set(OPTIMIZERS) == {"sgd", "momentum", "unbiased_momentum", "nesterov", "rmsprop", "adam"}
