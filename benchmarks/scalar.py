@@ -1,8 +1,11 @@
-"""The scalar workload: many relu(w * x + b) terms summed, then one backward.
+"""The scalar workload: many terms relu(x_i * w + b) summed, then one backward (dy/dw, dy/db).
 
-Compares wengert's tape with micrograd and PyTorch 0-dim tensors (each if installed) in the
-same run, and measures the sweep against a bare numba loop, the tape's bytes per edge, the
-import time and a fresh process's first gradient (numba cache cold and warm).
+Compares wengert's tape, in the same run, with micrograd and PyTorch 0-dim tensors (each if
+installed), with the "easy version" of a tape (five Python lists copied to numpy at the
+backward) and with a floor (one object per op and no tape at all: what operator overloading
+costs in CPython before any recording). Also measures the sweep against the bare Algorithm 1
+loop, the tape's bytes per edge, the import time and a fresh process's first gradient (numba
+cache cold and warm).
 
     python -m benchmarks.scalar [--sizes 1000 10000 100000] [--repeats 7]
 """
@@ -14,65 +17,99 @@ import random
 import subprocess
 import sys
 import tempfile
+import time
 
 import numpy as np
 
 import tape
 from benchmarks.common import have, machine, median_seconds, table
 
-OPS_PER_TERM = 3  # w * x, + b, relu (the sum is one n-ary node for wengert)
+OPS_PER_TERM = 3  # x * w, + b, relu (the sum is one n-ary node for wengert)
 
 
-def workload_data(n: int, seed: int = 0):
+def workload_data(n: int, seed: int = 0) -> list[float]:
+    """The data x_i of the terms relu(x_i * w + b); w and b are the two shared parameters."""
     rnd = random.Random(seed)
-    return [rnd.uniform(-1, 1) for _ in range(n)], [rnd.uniform(-1, 1) for _ in range(n)]
+    return [rnd.uniform(-1, 1) for _ in range(n)]
 
 
-def run_wengert(xs, ws):
+def run_wengert(xs):
     with tape.Tape():
-        w_vars, b = [tape.Var(w) for w in ws], tape.Var(0.1)
-        y = tape.sum([tape.relu(w * x + b) for w, x in zip(w_vars, xs)])
+        w, b = tape.Var(0.5), tape.Var(0.1)
+        y = tape.sum([tape.relu(x * w + b) for x in xs])
         y.backward()
-        return w_vars[0].grad
+        return w.grad
 
 
-def run_floats(xs, ws):
-    b = 0.1
-    return sum([max(w * x + b, 0.0) for w, x in zip(ws, xs)])
+def run_floats(xs):
+    w, b = 0.5, 0.1
+    return sum([max(x * w + b, 0.0) for x in xs])
 
 
-def run_micrograd(xs, ws):
+def run_micrograd(xs):
     from micrograd.engine import Value
 
-    w_vals, b = [Value(w) for w in ws], Value(0.1)
-    terms = [(w * x + b).relu() for w, x in zip(w_vals, xs)]
+    w, b = Value(0.5), Value(0.1)
+    terms = [(x * w + b).relu() for x in xs]
     while len(terms) > 1:  # a balanced sum: micrograd's recursive sort cannot take a long chain
         terms = [terms[i] + terms[i + 1] if i + 1 < len(terms) else terms[i] for i in range(0, len(terms), 2)]
     terms[0].backward()
-    return w_vals[0].grad
+    return w.grad
 
 
-def run_torch(xs, ws):
+def run_torch(xs):
     import torch
 
-    w_ts = [torch.tensor(w, dtype=torch.float64, requires_grad=True) for w in ws]
+    w = torch.tensor(0.5, dtype=torch.float64, requires_grad=True)
     b = torch.tensor(0.1, dtype=torch.float64, requires_grad=True)
-    y = torch.stack([torch.relu(w * x + b) for w, x in zip(w_ts, xs)]).sum()
+    y = torch.stack([torch.relu(x * w + b) for x in xs]).sum()
     y.backward()
-    return w_ts[0].grad
+    return float(w.grad)
 
 
-def split_record_and_sweep(xs, ws):
-    """wengert's time in recording and in backward (the flush of the staged tail and the sweep)."""
-    import time
+class ListTape:
+    """The easy version the issue names as the anchor to beat: five Python lists, copied to
+    numpy at the backward, swept by the same numba loop."""
 
-    with tape.Tape():
-        w_vars, b = [tape.Var(w) for w in ws], tape.Var(0.1)
-        start = time.perf_counter()
-        y = tape.sum([tape.relu(w * x + b) for w, x in zip(w_vars, xs)])
-        recorded = time.perf_counter()
-        y.backward()
-        return recorded - start, time.perf_counter() - recorded
+    def __init__(self):
+        self.start, self.parent, self.partial, self.values, self.ops = [0], [], [], [], []
+
+    def node(self, value, op, parents=(), partials=()):
+        self.parent.extend(parents)
+        self.partial.extend(partials)
+        self.start.append(len(self.parent))
+        self.values.append(value)
+        self.ops.append(op)
+        return ListVar(self, value, len(self.values) - 1)
+
+
+class ListVar:
+    __slots__ = ("tape", "value", "index")
+
+    def __init__(self, t, value, index):
+        self.tape, self.value, self.index = t, value, index
+
+    def __rmul__(self, c):
+        return self.tape.node(self.value * c, "mul", (self.index,), (c,))
+
+    def __add__(self, other):
+        return self.tape.node(self.value + other.value, "add", (self.index, other.index), (1.0, 1.0))
+
+    def relu(self):
+        return self.tape.node(max(self.value, 0.0), "relu", (self.index,), (float(self.value > 0.0),))
+
+
+def run_list_tape(xs):
+    from tape import _kernels
+
+    t = ListTape()
+    w, b = t.node(0.5, "leaf"), t.node(0.1, "leaf")
+    terms = [(x * w + b).relu() for x in xs]
+    y = t.node(sum(v.value for v in terms), "sum", [v.index for v in terms], [1.0] * len(terms))
+    adjoint = np.zeros(len(t.values))
+    adjoint[y.index] = 1.0
+    _kernels.sweep(np.array(t.start, np.int32), np.array(t.parent, np.int32), np.array(t.partial), adjoint)
+    return adjoint[w.index]
 
 
 class Floor:
@@ -89,8 +126,8 @@ class Floor:
         r.value, r.node, r.tape = value, 0, None
         return r
 
-    def __mul__(self, other):
-        return self._make(self.value * other)
+    def __rmul__(self, c):
+        return self._make(self.value * c)
 
     def __add__(self, other):
         return self._make(self.value + other.value)
@@ -102,16 +139,34 @@ class Floor:
 _new = object.__new__
 
 
-def run_floor(xs, ws):
-    w_vals, b = [Floor(w) for w in ws], Floor(0.1)
-    return sum([(w * x + b).relu().value for w, x in zip(w_vals, xs)])
+def run_floor(xs):
+    w, b = Floor(0.5), Floor(0.1)
+    return sum([(x * w + b).relu().value for x in xs])
+
+
+def split_record_and_sweep(xs):
+    """wengert's time in recording and in backward (the flush of the staged tail and the sweep)."""
+    with tape.Tape():
+        w, b = tape.Var(0.5), tape.Var(0.1)
+        start = time.perf_counter()
+        y = tape.sum([tape.relu(x * w + b) for x in xs])
+        recorded = time.perf_counter()
+        y.backward()
+        return recorded - start, time.perf_counter() - recorded
+
+
+ENGINES_WITH_GRADIENTS = ("wengert", "easy version", "micrograd", "PyTorch")
 
 
 def workload_rows(sizes: list[int], repeats: int) -> tuple[list, list]:
     """Each round runs every engine once, so a slow spell of this shared machine hits them
     all; ratios are medians of the rounds' ratios."""
-    engines = {"wengert": run_wengert, "floor: one object per op, no tape": run_floor,
-               "plain floats (no derivatives)": run_floats}
+    engines = {
+        "wengert": run_wengert,
+        "easy version: five lists, copied to numpy at the backward": run_list_tape,
+        "floor: one object per op, no tape": run_floor,
+        "plain floats (no derivatives)": run_floats,
+    }
     if have("micrograd"):
         engines["micrograd 0.1.0"] = run_micrograd
     if have("torch"):
@@ -121,16 +176,18 @@ def workload_rows(sizes: list[int], repeats: int) -> tuple[list, list]:
         engines[f"PyTorch {torch.__version__} 0-dim float64"] = run_torch
     rows, split = [], []
     for n in sizes:
-        xs, ws = workload_data(n)
-        rounds = []
-        for _ in range(repeats):
-            rounds.append({name: median_seconds(lambda: run(xs, ws), repeats=1, warmup=0)
-                           for name, run in engines.items()})
+        xs = workload_data(n)
+        expected = run_wengert(xs)
+        for name, run in engines.items():  # every engine that differentiates gets the same dy/dw
+            if name.startswith(ENGINES_WITH_GRADIENTS):
+                assert abs(float(run(xs)) - expected) <= 1e-9 * n, name
+        rounds = [{name: median_seconds(lambda: run(xs), repeats=1, warmup=0) for name, run in engines.items()}
+                  for _ in range(repeats)]
         for name in engines:
             seconds = np.median([r[name] for r in rounds])
             ratio = np.median([r[name] / r["wengert"] for r in rounds])
             rows.append([f"{n:,}", name, f"{seconds / n * 1e9:,.0f}", f"{ratio:.2f}"])
-        record, sweep = np.median([split_record_and_sweep(xs, ws) for _ in range(repeats)], axis=0)
+        record, sweep = np.median([split_record_and_sweep(xs) for _ in range(repeats)], axis=0)
         split.append([f"{n:,}", f"{record / (OPS_PER_TERM * n) * 1e9:.0f}", f"{sweep / (OPS_PER_TERM * n) * 1e9:.0f}"])
     return rows, split
 
@@ -148,10 +205,10 @@ def sweep_rows(n_terms: int, repeats: int) -> list:
             for e in range(start[i], start[i + 1]):
                 adjoint[parent[e]] += partial[e] * adjoint[i]
 
-    xs, ws = workload_data(n_terms)
+    xs = workload_data(n_terms)
     with tape.Tape() as t:
-        w_vars, b = [tape.Var(w) for w in ws], tape.Var(0.1)
-        y = tape.sum([tape.relu(w * x + b) for w, x in zip(w_vars, xs)])
+        w, b = tape.Var(0.5), tape.Var(0.1)
+        y = tape.sum([tape.relu(x * w + b) for x in xs])
         start, parent, partial = t.arrays()
         seed = np.zeros(y.node + 1)
         seed[-1] = 1.0
