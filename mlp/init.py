@@ -57,6 +57,15 @@ INITIALISERS: dict[str, Initialiser] = {
 }
 
 
+def biases(init: Initialiser, fan_in: int, fan_out: int, rng: np.random.Generator) -> np.ndarray:
+    """A layer's starting biases: zeros, except under `lecun_uniform`, which (as PyTorch's
+    `nn.Linear`) draws them from the weights' U(-1/sqrt(in), 1/sqrt(in))."""
+    if init is lecun_uniform:
+        bound = 1.0 / math.sqrt(fan_in)
+        return rng.uniform(-bound, bound, size=fan_out)
+    return np.zeros(fan_out)
+
+
 def initialiser(name: str | Initialiser) -> Initialiser:
     """An initialiser by name (or the callable itself)."""
     if callable(name):

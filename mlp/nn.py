@@ -17,7 +17,7 @@ import numpy as np
 import tape
 from tape import StaleVarError, Tape, Var, VarArray
 
-from .init import Initialiser, initialiser, lecun_uniform
+from .init import Initialiser, biases, initialiser
 
 ACTIVATIONS = {"sigmoid": tape.sigmoid, "relu": tape.relu, "tanh": tape.tanh}
 
@@ -151,8 +151,7 @@ class MLP:
         for fan_in, fan_out in shapes:
             blocks.append(init(fan_in, fan_out, rng).ravel())
             if bias:
-                draw = init(fan_in, fan_out, rng)[:, 0] if init is lecun_uniform else np.zeros(fan_out)
-                blocks.append(draw)
+                blocks.append(biases(init, fan_in, fan_out, rng))
         self.sizes, self.activation, self.bias, self.init_name = sizes, activation, bias, getattr(init, "__name__", str(init))
         self.params = Parameters(np.concatenate(blocks))
         self.layers, offset = [], 0
@@ -232,11 +231,11 @@ class MLP:
         self.params.version += 1
 
     def _check_input(self, x):
-        n_in = self.sizes[0]
-        width = x.shape[-1] if isinstance(x, VarArray) else np.shape(x)[-1] if np.ndim(x) else None
-        if width != n_in or np.ndim(x) not in (1, 2):
-            raise ValueError(f"expected one sample of {n_in} inputs or a batch of shape (n, {n_in}), got shape {np.shape(x) if not isinstance(x, VarArray) else x.shape}")
-        return x if isinstance(x, VarArray) or np.ndim(x) == 2 else list(x)
+        """x as the layers take it: a batch (2-d array or VarArray) or one sample (a list)."""
+        shape = x.shape if isinstance(x, (VarArray, np.ndarray)) else np.shape(x)
+        if len(shape) not in (1, 2) or shape[-1] != self.sizes[0]:
+            raise ValueError(f"expected one sample of {self.sizes[0]} inputs or a batch of shape (n, {self.sizes[0]}), got shape {shape}")
+        return list(x) if len(shape) == 1 else x
 
     def __repr__(self) -> str:
         return f"MLP({self.sizes}, activation={self.activation!r}, bias={self.bias}, init={self.init_name!r})"
