@@ -21,7 +21,6 @@ import importlib.util
 import math
 import os
 import struct
-import sys
 import tempfile
 import urllib.request
 import zlib
@@ -30,6 +29,8 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
+
+from .progress import ProgressBar
 
 StrPath = str | os.PathLike[str]
 
@@ -468,7 +469,7 @@ def download_file(
     mirrors) and `DownloadError` when every URL fails."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    bar = _ProgressBar(dest.name, shown=sys.stderr.isatty() if progress is None else progress)
+    bar = ProgressBar(dest.name, shown=progress)
     failures = []
     for url in urls:
         with _temporary_path_beside(dest) as part:
@@ -500,61 +501,18 @@ def _temporary_path_beside(dest: Path) -> Iterator[Path]:
         Path(name).unlink(missing_ok=True)
 
 
-def _fetch(url: str, dest: Path, bar: _ProgressBar) -> str:
+def _fetch(url: str, dest: Path, bar: ProgressBar) -> str:
     """Stream `url` into the file `dest`; return the SHA-256 hex digest of the bytes written."""
     digest = hashlib.sha256()
     try:
         with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_SECONDS) as response:
-            bar.start(int(response.headers.get("Content-Length") or 0))
+            bar.total, done = int(response.headers.get("Content-Length") or 0), 0
             with open(dest, "wb") as out:
                 while chunk := response.read(CHUNK_BYTES):
                     out.write(chunk)
                     digest.update(chunk)
-                    bar.advance(len(chunk))
+                    done += len(chunk)
+                    bar.update(done, f"{done / 1e6:.1f}/{bar.total / 1e6:.1f} MB" if bar.total else f"{done / 1e6:.1f} MB")
     finally:
         bar.finish()
     return digest.hexdigest()
-
-
-class _ProgressBar:
-    """A one-line text progress bar for a byte count, redrawn in place on stderr."""
-
-    WIDTH = 30
-
-    def __init__(self, label: str, shown: bool):
-        self.label = label
-        self.shown = shown
-        self.total = 0
-        self.done = 0
-        self.drawn = ""
-
-    def start(self, total: int) -> None:
-        self.total, self.done = total, 0
-        self._draw()
-
-    def advance(self, count: int) -> None:
-        self.done += count
-        self._draw()
-
-    def finish(self) -> None:
-        """End the line, if one was drawn."""
-        if self.drawn:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
-            self.drawn = ""
-
-    def _draw(self) -> None:
-        line = self._line()
-        if self.shown and line != self.drawn:  # redraw when the text changes, not every chunk
-            sys.stderr.write("\r" + line)
-            sys.stderr.flush()
-            self.drawn = line
-
-    def _line(self) -> str:
-        megabytes = f"{self.done / 1e6:.1f}"
-        if not self.total:
-            return f"{self.label} {megabytes} MB"
-        fraction = min(self.done / self.total, 1.0)
-        filled = round(fraction * self.WIDTH)
-        bar = "#" * filled + "-" * (self.WIDTH - filled)
-        return f"{self.label} [{bar}] {fraction:4.0%} {megabytes}/{self.total / 1e6:.1f} MB"

@@ -1,0 +1,82 @@
+"""The training program's figures: learning curves, the confusion matrix, misclassified digits.
+
+matplotlib is imported here, on first use, with its file-only backend.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, classes: int) -> np.ndarray:
+    """counts[true, predicted]."""
+    counts = np.zeros((classes, classes), dtype=np.int64)
+    np.add.at(counts, (labels, predicted), 1)
+    return counts
+
+
+def curves(rows: Sequence[dict], path: Path) -> None:
+    """Loss and accuracy per epoch, training and test, from metrics.csv's rows."""
+    plt = _pyplot()
+    epochs = [int(r["epoch"]) for r in rows]
+    fig, (loss, accuracy) = plt.subplots(1, 2, figsize=(10, 4))
+    for part, style in (("train", "-o"), ("test", "-s")):
+        loss.plot(epochs, [float(r[f"{part}_loss"]) for r in rows], style, label=part)
+        accuracy.plot(epochs, [100 * float(r[f"{part}_accuracy"]) for r in rows], style, label=part)
+    loss.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
+    accuracy.set(xlabel="epoch", ylabel="%", title="accuracy")
+    for ax in (loss, accuracy):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def confusion(counts: np.ndarray, classes: Sequence[str], path: Path) -> None:
+    """The confusion matrix as a heat map with its counts."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 6))
+    image = ax.imshow(counts, cmap="Blues")
+    fig.colorbar(image, ax=ax)
+    ticks = range(len(classes))
+    ax.set_xticks(ticks, classes, rotation=45, ha="right")
+    ax.set_yticks(ticks, classes)
+    ax.set(xlabel="predicted", ylabel="true", title=f"test set: {np.trace(counts)} of {counts.sum()} right")
+    for (i, j), n in np.ndenumerate(counts):
+        if n:
+            ax.text(j, i, n, ha="center", va="center", fontsize=7, color="white" if n > counts.max() / 2 else "black")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def mistakes(images: np.ndarray, labels: np.ndarray, predicted: np.ndarray, classes: Sequence[str],
+             path: Path, most: int = 36) -> None:
+    """A grid of misclassified test images, each titled with its true and predicted class."""
+    plt = _pyplot()
+    wrong = np.flatnonzero(labels != predicted)[:most]
+    columns = 6
+    rows = max(1, -(-len(wrong) // columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.6, rows * 1.8), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, i in zip(axes.flat, wrong):
+        ax.imshow(images[i].reshape(28, 28), cmap="gray")
+        ax.set_title(f"{classes[labels[i]]} -> {classes[predicted[i]]}", fontsize=8, color="firebrick")
+    fig.suptitle(f"{int((labels != predicted).sum())} misclassified test images (true -> predicted)" if len(wrong)
+                 else "no misclassified test images")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
