@@ -3,12 +3,18 @@
 `step()` updates `params.values` in place from `params.grad` (Algorithm 3's accumulator, the
 batch's mean gradient by default); `zero_grad()` empties the accumulator. With `weight_decay`
 the gradient gets `weight_decay * theta` added first (L2 regularisation, as in PyTorch).
+
+Each rule is one compiled pass over the parameters (`mlp/_updates.py`): numpy would make a
+pass per operation, and the pause between two batches would be long enough for the compiled
+accumulator's idle threads to fall asleep.
 """
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
 import numpy as np
+
+from . import _updates
 
 from .nn import Parameters
 
@@ -58,7 +64,7 @@ class SGD(Optimizer):
     """theta = theta - lr * g."""
 
     def update(self, theta, g):
-        theta -= self.lr * g
+        _updates.sgd(theta, g, self.lr)
 
 
 class Momentum(Optimizer):
@@ -72,9 +78,7 @@ class Momentum(Optimizer):
         self.beta = beta
 
     def update(self, theta, g):
-        self.v *= self.beta
-        self.v += (1 - self.beta) * g
-        theta -= self.lr * self.v
+        _updates.momentum(theta, g, self.v, self.lr, self.beta, 1.0)
 
 
 class UnbiasedMomentum(Momentum):
@@ -82,9 +86,7 @@ class UnbiasedMomentum(Momentum):
     after the t-th step (the notes count from 0 and write beta^(t+1): the same number)."""
 
     def update(self, theta, g):
-        self.v *= self.beta
-        self.v += (1 - self.beta) * g
-        theta -= self.lr * self.v / (1 - self.beta**self.steps)
+        _updates.momentum(theta, g, self.v, self.lr, self.beta, 1 - self.beta**self.steps)
 
 
 class Nesterov(Momentum):
@@ -95,10 +97,7 @@ class Nesterov(Momentum):
     look-ahead as theta - v; their source lecture, like the rule's dimensions, has lr * v.)"""
 
     def update(self, phi, g):
-        previous = self.v.copy()
-        self.v *= self.beta
-        self.v += (1 - self.beta) * g
-        phi += self.lr * previous - 2 * self.lr * self.v  # theta' - lr v' from phi = theta - lr v
+        _updates.nesterov(phi, g, self.v, self.lr, self.beta)
 
 
 class RMSProp(Optimizer):
@@ -113,9 +112,7 @@ class RMSProp(Optimizer):
         self.beta, self.eps = beta, eps
 
     def update(self, theta, g):
-        self.s *= self.beta
-        self.s += (1 - self.beta) * g * g
-        theta -= self.lr * g / (np.sqrt(self.s) + self.eps)
+        _updates.rmsprop(theta, g, self.s, self.lr, self.beta, self.eps)
 
 
 class Adam(Optimizer):
@@ -132,13 +129,7 @@ class Adam(Optimizer):
         self.beta1, self.beta2, self.eps = beta1, beta2, eps
 
     def update(self, theta, g):
-        self.m *= self.beta1
-        self.m += (1 - self.beta1) * g
-        self.v *= self.beta2
-        self.v += (1 - self.beta2) * g * g
-        m_hat = self.m / (1 - self.beta1**self.steps)
-        v_hat = self.v / (1 - self.beta2**self.steps)
-        theta -= self.lr * m_hat / (np.sqrt(v_hat) + self.eps)
+        _updates.adam(theta, g, self.m, self.v, self.lr, self.beta1, self.beta2, self.eps, self.steps)
 
 
 OPTIMIZERS = {
