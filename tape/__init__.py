@@ -31,7 +31,9 @@ from ._functions import (
 )
 from ._array import VarArray, matmul, record_array
 from ._tape import StaleVarError, Tape, current_tape, op_code
-from ._transforms import gradient, grad, no_grad, stop_gradient, value_and_grad
+from ._draw import draw
+from ._forward import Dual, jvp
+from ._transforms import gradient, grad, hessian, hvp, jacobian, no_grad, stop_gradient, value_and_grad, vjp
 from ._var import Var
 
 
@@ -54,5 +56,5 @@ __all__ = [
     "ELEMENTARY", "RULES", "StaleVarError", "Tape", "Var", "atan", "cos", "cosh", "current_tape", "dot",
     "exp", "expm1", "grad", "gradient", "log", "log1p", "mark", "no_grad", "relu", "reset",
     "rewind", "sigmoid", "sin", "sinh", "softplus", "sqrt", "stop_gradient", "sum", "tan", "tanh",
-    "value_and_grad", "VarArray", "matmul", "record", "record_array", "op_code",
+    "value_and_grad", "VarArray", "Dual", "jvp", "vjp", "jacobian", "hessian", "hvp", "draw", "matmul", "record", "record_array", "op_code",
 ]

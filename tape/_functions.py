@@ -7,9 +7,10 @@ the plain float function.
 from __future__ import annotations
 
 import builtins
+import functools
 import math
 import textwrap
-from operator import attrgetter, mul
+from operator import add, attrgetter, mul
 from typing import Iterable, NamedTuple, Sequence
 
 import numpy as np
@@ -152,11 +153,17 @@ def sum(xs: Iterable) -> Var | float:  # noqa: A001 - tape.sum, as in numpy and 
     parents = [x for x in xs if x.__class__ is Var]
     if len(parents) == len(xs):
         value = builtins.sum(map(_values, parents), 0.0)
+    elif not _numbers_or_vars(xs):  # Duals (forward mode): plain additions, which dispatch
+        return functools.reduce(add, xs, 0.0)
     else:
         value = builtins.sum((x.value if x.__class__ is Var else x for x in xs), 0.0)
     if not parents:
         return float(value)
     return record_n("sum", parents, [1.0] * len(parents), value)
+
+
+def _numbers_or_vars(xs: list) -> bool:
+    return all(x.__class__ is Var or isinstance(x, CONSTANTS) for x in xs)
 
 
 def _vector(xs, name: str) -> list:
@@ -181,6 +188,8 @@ def dot(ws: Sequence, xs: Sequence) -> Var | float:
     elif x_types == {Var} and Var not in w_types:
         parents, partials = xs, ws
         value = builtins.sum(map(mul, ws, map(_values, xs)), 0.0)
+    elif not (_numbers_or_vars(ws) and _numbers_or_vars(xs)):  # Duals: plain arithmetic
+        return functools.reduce(add, map(mul, ws, xs), 0.0)
     else:
         parents, partials, value = [], [], 0.0
         for w, x in zip(ws, xs):

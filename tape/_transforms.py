@@ -1,6 +1,7 @@
 """Reading gradients off a tape: `gradient`, and the JAX-style `grad` and `value_and_grad`."""
 from __future__ import annotations
 
+import contextvars
 import functools
 from contextlib import contextmanager
 from typing import Callable, Iterator, Sequence, Union
@@ -8,6 +9,7 @@ from typing import Callable, Iterator, Sequence, Union
 import numpy as np
 
 from ._tape import Tape, current_tape
+from ._forward import Dual, forward_gradient, jvp
 from ._var import CONSTANTS, Var, _leaf_on
 
 Argnums = Union[int, Sequence[int]]
@@ -52,7 +54,12 @@ def value_and_grad(fn: Callable, argnums: Argnums = 0) -> Callable:
                     f"{_name(fn)} was called with {len(args)} positional arguments, "
                     f"but argnums={argnums!r} asks for the derivative by argument {i}"
                 )
-        with Tape() as t:
+        if _inside_a_derivative.get() or not all(_plain(args[i]) for i in nums):
+            for i in nums:
+                _check_differentiable(args[i], i, fn)
+            value, grads = forward_gradient(fn, list(args), kwargs, nums)
+            return value, grads[0] if isinstance(argnums, int) else tuple(grads)
+        with Tape() as t, _differentiating():
             args = list(args)
             for i in nums:
                 args[i] = _lift(t, args[i], i, fn)
@@ -102,6 +109,39 @@ def stop_gradient(x):
     return x.detach() if x.__class__ is Var else x
 
 
+# Inside a function being differentiated, `grad` works in forward mode: the function may close
+# over the outer derivative's Vars, and forward mode records on their tape (a derivative of a
+# derivative) where a tape of its own could not mix with them.
+_inside_a_derivative: contextvars.ContextVar[bool] = contextvars.ContextVar("inside_a_derivative", default=False)
+
+
+@contextmanager
+def _differentiating() -> Iterator[None]:
+    token = _inside_a_derivative.set(True)
+    try:
+        yield
+    finally:
+        _inside_a_derivative.reset(token)
+
+
+def _plain(x) -> bool:
+    """Whether x is a number or an array/list of numbers (not Vars or Duals)."""
+    if isinstance(x, CONSTANTS):
+        return True
+    if isinstance(x, np.ndarray) and x.dtype != object:
+        return True
+    return isinstance(x, (list, tuple, np.ndarray)) and all(isinstance(v, CONSTANTS) for v in np.asarray(x, dtype=object).flat)
+
+
+def _check_differentiable(x, i: int, fn: Callable) -> None:
+    entries = np.asarray(x, dtype=object).flat
+    if not all(isinstance(v, (*CONSTANTS, Var, Dual)) for v in entries):
+        raise TypeError(
+            f"{_name(fn)}: argument {i} is to be differentiated, so it must be a number or a "
+            f"list/array of numbers, got {type(x).__name__}"
+        )
+
+
 def _check_argnums(argnums: Argnums) -> tuple[int, ...]:
     nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
     if not nums or not all(isinstance(i, int) and i >= 0 for i in nums):
@@ -139,3 +179,93 @@ def _read(adjoint: np.ndarray, leaves) -> float | np.ndarray:
 
 def _name(fn: Callable) -> str:
     return getattr(fn, "__name__", repr(fn)) + "()"
+
+
+def vjp(fn: Callable, primals: Sequence):
+    """(fn(*primals), vjp_fn): vjp_fn(cotangent) is cotangent^T J, the gradient of
+    <cotangent, fn> with respect to each primal. fn is recorded once; every call of vjp_fn is
+    one sweep of that tape, seeded with the cotangent at the outputs."""
+    primals = tuple(primals)
+    t = Tape()
+    with t, _differentiating():
+        leaves = [_lift(t, p, i, fn) for i, p in enumerate(primals)]
+        out = fn(*leaves)
+    outputs = np.asarray(out, dtype=object)
+    value = _values_of(outputs)
+
+    def vjp_fn(cotangent) -> tuple:
+        cotangent = np.asarray(cotangent, dtype=np.float64)
+        if cotangent.shape != outputs.shape:
+            raise ValueError(f"vjp: the cotangent has shape {cotangent.shape}, the output {outputs.shape}")
+        seed = np.zeros(len(t))
+        for o, c in zip(outputs.flat, cotangent.flat):
+            if isinstance(o, Var):
+                seed[o._node] += c
+        adjoint = t.sweep(seed)
+        return tuple(_read(adjoint, leaf) for leaf in leaves)
+
+    return value, vjp_fn
+
+
+def jacobian(fn: Callable, mode: str = "auto") -> Callable:
+    """`fn` transformed to return its Jacobian at x, shaped output shape + input shape.
+
+    For f: R^m -> R^n, `mode="forward"` builds it column by column (m forward passes),
+    `"reverse"` row by row (n sweeps of ONE recorded tape, each seeded at one output), and
+    `"auto"` picks as the course says: forward when n > m, reverse otherwise."""
+    if mode not in ("auto", "forward", "reverse"):
+        raise ValueError(f"jacobian: mode must be 'auto', 'forward' or 'reverse', got {mode!r}")
+
+    @functools.wraps(fn)
+    def wrapped(x):
+        x_shape = np.shape(x)
+        m = int(np.prod(x_shape))
+        chosen = mode
+        if mode == "auto":  # n from one evaluation on plain numbers, far cheaper than either mode
+            with no_grad():
+                n = np.size(fn(np.asarray(x, dtype=np.float64) if x_shape else float(x)))
+            chosen = "forward" if n > m else "reverse"
+        if chosen == "forward":
+            return _jacobian_forward(fn, x, x_shape)
+        with Tape() as t, _differentiating():
+            leaves = _lift(t, x, 0, fn)
+            outputs = np.asarray(fn(leaves), dtype=object)
+            rows = np.zeros((outputs.size, m))
+            flat_leaves = [leaves] if leaves.__class__ is Var else list(leaves.flat)
+            for i, o in enumerate(outputs.flat):
+                if isinstance(o, Var):
+                    seed = np.zeros(o._node + 1)
+                    seed[o._node] = 1.0
+                    adjoint = t.sweep(seed)
+                    rows[i] = [adjoint[leaf._node] if leaf._node < len(adjoint) else 0.0 for leaf in flat_leaves]
+        return rows.reshape(outputs.shape + x_shape)
+
+    return wrapped
+
+
+def _jacobian_forward(fn: Callable, x, x_shape: tuple) -> np.ndarray:
+    entries = np.asarray(x, dtype=np.float64).ravel()
+    columns = []
+    for j in range(len(entries)):
+        _, column = jvp(fn, (np.asarray(x, dtype=np.float64),), (np.eye(len(entries))[j].reshape(x_shape),))
+        columns.append(np.asarray(column, dtype=np.float64))
+    return np.stack(columns, axis=-1).reshape(np.shape(columns[0]) + x_shape)
+
+
+def hessian(fn: Callable) -> Callable:
+    """`fn` transformed to return its Hessian at x: the reverse-mode Jacobian of its gradient,
+    which `grad` computes in forward mode on the recorded Vars (reverse over forward)."""
+    return jacobian(grad(fn), mode="reverse")
+
+
+def hvp(fn: Callable, x, v):
+    """The Hessian of `fn` at x times v, without forming the Hessian: the gradient of the
+    directional derivative x -> grad fn(x) . v, one forward pass recorded and one sweep."""
+    if np.shape(x) != np.shape(v):
+        raise ValueError(f"hvp: x has shape {np.shape(x)} but v has shape {np.shape(v)}")
+    return grad(lambda y: jvp(fn, (y,), (v,))[1])(x)
+
+
+def _values_of(outputs: np.ndarray):
+    values = np.array([o.value if isinstance(o, Var) else o for o in outputs.flat], dtype=np.float64).reshape(outputs.shape)
+    return float(values) if outputs.ndim == 0 else values

@@ -1,0 +1,188 @@
+"""Forward mode, Jacobians and second derivatives: against finite differences, reverse mode
+and closed forms."""
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import tape
+from tape import Dual, Tape
+
+finite = dict(allow_nan=False, allow_infinity=False)
+
+
+def central(f, x, h=1e-6):
+    return (f(x + h) - f(x - h)) / (2 * h)
+
+
+def f_course(x1, x2):
+    return x2 * tape.cos(x1) + tape.exp(x2)
+
+
+def smooth(x):
+    """A map R^3 -> R^3 using every kind of operation."""
+    return [tape.sin(x[0]) * x[1] + x[2] ** 2, tape.exp(x[1] / 3) - tape.sqrt(x[2] + 2), tape.tanh(x[0] * x[1] * x[2]) + tape.log1p(x[0] ** 2)]
+
+
+# -- forward mode ---------------------------------------------------------------------------------
+
+
+def test_table_1_of_the_course():
+    for seed, expected in (((1.0, 0.0), 0.0), ((0.0, 1.0), math.e - 1)):
+        value, derivative = tape.jvp(f_course, (math.pi, 1.0), seed)
+        assert value == pytest.approx(math.e - 1, abs=1e-12) and derivative == pytest.approx(expected, abs=1e-12)
+    v0, v_1 = Dual(1.0, 1.0), Dual(math.pi, 0.0)  # d/dx2: v2' = -1, v3' = e (Table 1)
+    assert (v0 * tape.cos(v_1)).tangent == pytest.approx(-1.0) and tape.exp(v0).tangent == pytest.approx(math.e)
+
+
+@pytest.mark.parametrize("name", sorted(tape.ELEMENTARY))
+def test_every_elementary_function_carries_a_tangent(name):
+    fn = tape.ELEMENTARY[name]
+    x = 0.7
+    value, derivative = tape.jvp(fn, (x,), (1.0,))
+    assert value == pytest.approx(fn(x)) and derivative == pytest.approx(central(fn, x), rel=1e-6)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.floats(0.2, 1.5, **finite), min_size=3, max_size=3), st.lists(st.floats(-1, 1, **finite), min_size=3, max_size=3))
+def test_jvp_against_finite_differences_and_reverse_mode(x, d):
+    x, d = np.array(x), np.array(d)
+    f = lambda v: tape.sum(smooth(v)) * smooth(v)[0]  # noqa: E731
+    value, derivative = tape.jvp(f, (x,), (d,))
+    expected = (float(f(x + 1e-6 * d)) - float(f(x - 1e-6 * d))) / 2e-6
+    assert derivative == pytest.approx(expected, rel=1e-5, abs=1e-7)
+    assert derivative == pytest.approx(d @ tape.grad(f)(x), rel=1e-10, abs=1e-12)
+    assert value == pytest.approx(float(f(x)))
+
+
+def test_jvp_of_vector_outputs_and_bad_input():
+    value, derivative = tape.jvp(smooth, (np.array([0.5, 1.0, 1.5]),), (np.array([1.0, 0.0, 0.0]),))
+    assert value.shape == derivative.shape == (3,)
+    assert derivative[0] == pytest.approx(math.cos(0.5) * 1.0)
+    with pytest.raises(ValueError, match=r"primal 0 has shape \(3,\) but its tangent has shape \(2,\)"):
+        tape.jvp(smooth, (np.ones(3),), (np.ones(2),))
+    with pytest.raises(ValueError, match="2 primals but 1 tangents"):
+        tape.jvp(f_course, (1.0, 2.0), (1.0,))
+    with pytest.raises(ValueError, match=r"log\(-1.0\)"):
+        tape.jvp(tape.log, (-1.0,), (1.0,))
+
+
+# -- Jacobians ------------------------------------------------------------------------------------
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(1, 5), st.integers(1, 5), st.integers(0, 2**31 - 1))
+def test_jacobian_modes_agree_with_each_other_and_finite_differences(m, n, seed):
+    rng = np.random.default_rng(seed)
+    A, B = rng.normal(size=(n, m)), rng.normal(size=(n, m))
+    x = rng.uniform(0.1, 1.0, m)
+
+    def f(v):
+        return [tape.sin(tape.dot(A[i], v)) + tape.dot(B[i], v) ** 2 for i in range(n)]
+
+    forward, reverse, auto = (tape.jacobian(f, mode)(x) for mode in ("forward", "reverse", "auto"))
+    assert forward.shape == reverse.shape == (n, m)
+    np.testing.assert_allclose(forward, reverse, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(auto, reverse, rtol=1e-12, atol=1e-12)
+    numeric = np.stack([(np.array(f(x + h), float) - np.array(f(x - h), float)) / 2e-6 for h in np.eye(m) * 1e-6], axis=1)
+    np.testing.assert_allclose(forward, numeric, rtol=1e-5, atol=1e-6)
+
+
+def test_jacobian_shapes_follow_the_output_and_the_input():
+    assert tape.jacobian(lambda v: tape.sum(v * v))(np.array([1.0, 2.0])).tolist() == [2.0, 4.0]
+    assert tape.jacobian(lambda s: [s, s * s])(3.0).tolist() == [1.0, 6.0]
+    assert tape.jacobian(lambda s: tape.sin(s))(0.0) == 1.0
+    with pytest.raises(ValueError, match="mode must be 'auto', 'forward' or 'reverse', got 'sideways'"):
+        tape.jacobian(smooth, "sideways")
+
+
+def test_vjp_sweeps_one_tape_per_cotangent():
+    x = np.array([0.5, 1.0, 1.5])
+    value, vjp_fn = tape.vjp(smooth, (x,))
+    J = tape.jacobian(smooth)(x)
+    np.testing.assert_allclose(value, [float(v) for v in smooth(x)])
+    for c in (np.array([1.0, 0.0, 0.0]), np.array([0.3, -2.0, 1.0])):
+        (g,) = vjp_fn(c)
+        np.testing.assert_allclose(g, c @ J, rtol=1e-12)
+    with pytest.raises(ValueError, match=r"cotangent has shape \(2,\), the output \(3,\)"):
+        vjp_fn(np.ones(2))
+    (gx, gy), = [vjp_fn2(1.0) for _, vjp_fn2 in [tape.vjp(lambda a, b: a * b + b, (2.0, 3.0))]]
+    assert (gx, gy) == (3.0, 3.0)
+
+
+# -- second and third derivatives -----------------------------------------------------------------
+
+
+def rosenbrock(x):
+    return tape.sum([100 * (x[i + 1] - x[i] ** 2) ** 2 + (1 - x[i]) ** 2 for i in range(len(x) - 1)])
+
+
+def rosenbrock_hessian(x):
+    n = len(x)
+    H = np.zeros((n, n))
+    for i in range(n - 1):
+        H[i, i] += 1200 * x[i] ** 2 - 400 * x[i + 1] + 2
+        H[i + 1, i + 1] += 200
+        H[i, i + 1] += -400 * x[i]
+        H[i + 1, i] += -400 * x[i]
+    return H
+
+
+def test_hessian_of_rosenbrock_against_its_closed_form():
+    x = np.array([1.2, 0.8, -0.5, 1.1])
+    np.testing.assert_allclose(tape.hessian(rosenbrock)(x), rosenbrock_hessian(x), rtol=1e-12)
+
+
+def test_hessian_of_a_quadratic_form_is_a_plus_a_transposed():
+    A = np.random.default_rng(0).normal(size=(4, 4))
+    x = np.array([0.3, -1.0, 2.0, 0.5])
+    quadratic = lambda v: tape.dot(v, [tape.dot(row, v) for row in A])  # noqa: E731
+    np.testing.assert_allclose(tape.hessian(quadratic)(x), A + A.T, rtol=1e-12, atol=1e-12)
+
+
+def test_hessian_of_log_sum_exp_is_diag_p_minus_p_p_transposed():
+    x = np.array([0.5, -1.0, 2.0])
+    lse = lambda v: tape.log(tape.sum([tape.exp(e) for e in v]))  # noqa: E731
+    p = np.exp(x) / np.exp(x).sum()
+    np.testing.assert_allclose(tape.hessian(lse)(x), np.diag(p) - np.outer(p, p), rtol=1e-12, atol=1e-14)
+
+
+def test_hessian_against_finite_differences_of_gradients():
+    x = np.array([0.4, 0.9, 1.3])
+    f = lambda v: tape.sum(smooth(v)) ** 2  # noqa: E731
+    g = tape.grad(f)
+    numeric = np.stack([(g(x + h) - g(x - h)) / 2e-5 for h in np.eye(3) * 1e-5], axis=1)
+    np.testing.assert_allclose(tape.hessian(f)(x), numeric, rtol=1e-5, atol=1e-6)
+
+
+def test_hvp_is_the_hessian_times_v_without_forming_it():
+    x, v = np.array([1.2, 0.8, -0.5]), np.array([1.0, -2.0, 0.5])
+    np.testing.assert_allclose(tape.hvp(rosenbrock, x, v), rosenbrock_hessian(x) @ v, rtol=1e-12)
+    with pytest.raises(ValueError, match=r"x has shape \(3,\) but v has shape \(2,\)"):
+        tape.hvp(rosenbrock, x, v[:2])
+
+
+def test_derivatives_of_derivatives_of_a_polynomial():
+    p = lambda x: 3 * x**4 - 2 * x**3 + x - 7  # noqa: E731
+    d1, d2, d3 = tape.grad(p), tape.grad(tape.grad(p)), tape.grad(tape.grad(tape.grad(p)))
+    x = 1.5
+    assert d1(x) == pytest.approx(12 * x**3 - 6 * x**2 + 1)
+    assert d2(x) == pytest.approx(36 * x**2 - 12 * x)
+    assert d3(x) == pytest.approx(72 * x - 12)
+    assert tape.grad(tape.grad(tape.grad(tape.grad(p))))(x) == pytest.approx(72)
+
+
+def test_second_derivative_through_a_partial_that_is_zero_here():
+    """d/dx of x * y at y = 0: the edge to x has partial 0 (not stored), yet d2/dxdy = 1."""
+    mixed = tape.grad(lambda x, y: tape.grad(lambda a: a * y)(x), argnums=1)
+    assert mixed(2.0, 0.0) == 1.0
+    assert tape.hessian(lambda v: v[0] * v[1])(np.array([2.0, 0.0])).tolist() == [[0.0, 1.0], [1.0, 0.0]]
+
+
+def test_grad_of_a_vector_function_is_refused_in_forward_mode_too():
+    with Tape():
+        x = tape.Var(1.0)
+        with pytest.raises(TypeError, match="must return a scalar"):
+            tape.grad(lambda v: [v, v])(x)
