@@ -26,12 +26,18 @@ with tape.Tape():
     z2 = losses.softmax(np.array([v.value for v in logits]))
     grad_W0, grad_W1 = (layer.weights.grad for layer in model.layers)
 
-np.set_printoptions(precision=4, suppress=True)
-print("           wengert                      the book (MMiDS 8.5.2)")
-print(f"z1       = {np.array([v.value for v in z1])}             [0.7311, 0.7311]")
-print(f"z2       = {z2}             [0.1881, 0.8119]")
-print(f"loss     = {loss.value:.4f}                       0.2084")
-print(f"W0.grad  = {grad_W0[0]}   [-0.1110, -0.0000,  0.1110]")
-print(f"           {grad_W0[1]}   [ 0.0370,  0.0000, -0.0370]")
-print(f"W1.grad  = {grad_W1[0]}            [ 0.1375,  0.1375]")
-print(f"           {grad_W1[1]}            [-0.1375, -0.1375]")
+
+def row(values) -> str:
+    return "[" + ", ".join(f"{v:7.4f}" for v in values) + "]"
+
+
+book = {"z1": "[ 0.7311,  0.7311]", "z2": "[ 0.1881,  0.8119]", "loss": "0.2084",
+        "W0.grad": ("[-0.1110, -0.0000,  0.1110]", "[ 0.0370,  0.0000, -0.0370]"),
+        "W1.grad": ("[ 0.1375,  0.1375]", "[-0.1375, -0.1375]")}
+print(f"{'':9}{'wengert':30}the book (MMiDS 8.5.2)")
+print(f"{'z1':9}{row(v.value for v in z1):30}{book['z1']}")
+print(f"{'z2':9}{row(z2):30}{book['z2']}")
+print(f"{'loss':9}{loss.value:<30.4f}{book['loss']}")
+for name, grad in (("W0.grad", grad_W0), ("W1.grad", grad_W1)):
+    for i, title in enumerate((name, "")):
+        print(f"{title:9}{row(grad[i]):30}{book[name][i]}")

@@ -39,6 +39,7 @@ def curves(rows: Sequence[dict], path: Path) -> None:
     for ax in (loss, accuracy):
         ax.grid(alpha=0.3)
         ax.legend()
+        ax.xaxis.get_major_locator().set_params(integer=True)  # whole epochs
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -41,7 +41,10 @@ def _generic_pow(x, y, d_exponent: bool):
     if base < 0.0 and (exponent != int(exponent) or d_exponent):
         raise ValueError(f"pow({base!r}, {exponent!r}): a negative base needs an integer, constant exponent")
     value = x**y
-    dx = 0.0 if exponent == 0 else y * x ** (y - 1) if base != 0.0 else float("inf") if exponent < 1 else float(exponent == 1)
+    if base == 0.0 and exponent < 1:  # an infinite slope (0 < y < 1), or none (y = 0)
+        dx = float("inf") if exponent > 0 else 0.0
+    else:  # kept a function of x even at x = 0, where its own derivatives need not vanish
+        dx = y * x ** (y - 1)
     dy = value * ELEMENTARY["log"](x) if d_exponent and base > 0.0 else 0.0
     return value, dx, dy
 

@@ -181,6 +181,21 @@ def test_second_derivative_through_a_partial_that_is_zero_here():
     assert tape.hessian(lambda v: v[0] * v[1])(np.array([2.0, 0.0])).tolist() == [[0.0, 1.0], [1.0, 0.0]]
 
 
+@pytest.mark.parametrize("x", [np.array([1.0, 2.0, 3.0]), np.array([0.0, 0.0, 1.0]), np.array([1.0, 1.0, 1.0])])
+def test_hessian_of_rosenbrock_where_a_power_has_base_zero(x):
+    """At x0 = 1, (1 - x0)**2 has base 0: its slope is 0 there, its curvature is not."""
+    np.testing.assert_allclose(tape.hessian(rosenbrock)(x), rosenbrock_hessian(x), rtol=1e-12)
+
+
+def test_higher_derivatives_of_powers_at_zero():
+    d = tape.grad
+    assert d(d(lambda x: x**2))(0.0) == 2.0
+    assert d(d(d(lambda x: x**3)))(0.0) == 6.0
+    assert d(d(lambda x: x**3))(0.0) == 0.0
+    assert d(lambda x: x**0.5)(0.0) == math.inf
+    assert d(d(lambda x, y: x**y), argnums=1)(2.0, 3.0) == pytest.approx(4 * (1 + 3 * math.log(2)))
+
+
 def test_grad_of_a_vector_function_is_refused_in_forward_mode_too():
     with Tape():
         x = tape.Var(1.0)
