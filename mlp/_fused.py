@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, uint64
 
 from tape.kernels import sweep_window, value_and_partial
 
@@ -36,11 +36,11 @@ def record_sample(x_index, x_value, label, theta, base, layout, act_rules, bias,
             row = w_off + o * fan_in
             z = 0.0
             if previous < 0:  # the input layer: only the non-zero pixels, which are constants
-                for k in range(x_index.shape[0]):
+                for k in range(x_index.shape[0]):  # uint64 indices: no wrap-around checks (tape._kernels)
                     j, x = x_index[k], x_value[k]
-                    z += theta[row + j] * x
-                    parent[edge] = base + row + j
-                    partial[edge] = x
+                    z += theta[uint64(row + j)] * x
+                    parent[uint64(edge)] = base + row + j
+                    partial[uint64(edge)] = x
                     edge += 1
             else:
                 for j in range(fan_in):
@@ -100,14 +100,16 @@ def record_sample(x_index, x_value, label, theta, base, layout, act_rules, bias,
 @njit(cache=True, parallel=True)
 def accumulate_batch(rows, indptr, indices, data, labels, theta, base, layout, act_rules, bias, codes,
                      weight, first_node, first_edge, nodes_per_sample, edges_per_sample,
-                     start, parent, partial, op, adjoints, grad, losses, predictions):
+                     start, parent, partial, op, adjoints, grad):
     """Algorithm 3 over the samples `rows` of a CSR input matrix. Thread t records each of its
     samples at node first_node + t * (nodes_per_sample + 1) (its own stretch of the tape) and
     sweeps it with the loss's adjoint = `weight`; adjoints[t] holds thread t's adjoints from node
     `base` on, so adjoints[t, :len(theta)] accumulates its part of the parameters' gradient,
-    which is added into `grad` at the end (and zeroed for the next batch)."""
+    which is added into `grad` at the end (and zeroed for the next batch).
+    Returns the samples' total loss and how many were classified right."""
     threads = adjoints.shape[0]
     bounds = split_by_pixels(rows, indptr, threads)
+    losses, correct = np.zeros(threads), np.zeros(threads, np.int64)
     for t in prange(threads):
         node0 = first_node + t * (nodes_per_sample + 1)  # +1: a sample's last node sets start[node0 + its nodes]
         values = np.empty(nodes_per_sample)
@@ -123,11 +125,13 @@ def accumulate_batch(rows, indptr, indices, data, labels, theta, base, layout, a
             window[loss_node - base] = weight
             sweep_window(start, parent, partial, window[: loss_node - base + 1], base, node0)
             window[node0 - base : loss_node - base + 1] = 0.0  # clear the sample's own nodes
-            losses[s], predictions[s] = loss, predicted
+            losses[t] += loss
+            correct[t] += predicted == labels[r]
     for t in range(threads):
         for k in range(grad.shape[0]):
             grad[k] += adjoints[t, k]
             adjoints[t, k] = 0.0
+    return losses.sum(), correct.sum()
 
 
 @njit(cache=True)

@@ -127,15 +127,14 @@ class FusedAccumulator:
         if self._adjoints.shape != (threads, end - base):  # the windows from the parameters on
             self._adjoints = np.zeros((threads, end - base))
         adjoints = self._adjoints
-        losses, predictions = np.empty(len(rows)), np.empty(len(rows), dtype=np.int64)
-        self.kernels.accumulate_batch(
+        loss, correct = self.kernels.accumulate_batch(
             np.asarray(rows, dtype=np.int64), inputs.indptr, inputs.indices, inputs.data,
             np.asarray(labels, dtype=np.int64), params.values, base, self.layout,
             self.act_rules, self.model.bias, self.codes, weight, len(t), t.num_edges,
             self.nodes_per_sample, self.edges_per_sample, start, parent, partial, op,
-            adjoints, params.grad, losses, predictions,
+            adjoints, params.grad,
         )
-        return BatchResult(float(losses.mean()), int((predictions == labels[rows]).sum()))
+        return BatchResult(loss / len(rows), int(correct))
 
     def record(self, x: np.ndarray, label: int) -> int:
         """Record one sample's nodes on the tape exactly as the fused path does, and keep them

@@ -1,9 +1,13 @@
 """The compiled kernels: moving staged records into the CSR arrays, and the backward sweep.
 
 Imported on first use (numba takes ~0.3 s to import), never by `import tape`.
+
+Indices that numba cannot prove non-negative are cast to uint64 in the hot loops: a signed
+index costs a check for negative (wrap-around) indexing at every access, which measured as half
+the sweep's time.
 """
 import numpy as np
-from numba import njit
+from numba import njit, uint64
 
 OP_BITS = 6  # a record's header is arity << OP_BITS | op code
 
@@ -29,8 +33,8 @@ def parse(stream, start, parent, partial, op, node, edge):
                 p = np.int64(stream[i + 1 + j])
                 if edge >= parent.shape[0] or not 0 <= p < node:
                     return -1
-                parent[edge] = p
-                partial[edge] = d
+                parent[uint64(edge)] = p
+                partial[uint64(edge)] = d
                 edge += 1
         i += 1 + 2 * k
         node += 1
@@ -49,5 +53,5 @@ def sweep(start, parent, partial, adjoint):
         a = adjoint[i]
         if a == 0.0:
             continue
-        for e in range(start[i], start[i + 1]):
-            adjoint[parent[e]] += partial[e] * a
+        for e in range(uint64(start[i]), uint64(start[i + 1])):
+            adjoint[uint64(parent[e])] += partial[e] * a

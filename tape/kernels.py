@@ -10,7 +10,7 @@ written in the loops themselves: a helper taking the arrays would cost ten times
 Importing this module imports numba; `import tape` does not.
 """
 import numpy as np
-from numba import njit
+from numba import njit, uint64
 
 from ._elementwise import value_and_partial
 from ._kernels import parse, sweep
@@ -91,12 +91,12 @@ def record_matmul(a, a_nodes, b, b_nodes, out, code, start, parent, partial, op,
             for j in range(n):
                 total += a[i, j] * b[j, k]
                 if a_nodes[i, j] >= 0 and b[j, k] != 0.0:
-                    parent[edge] = a_nodes[i, j]
-                    partial[edge] = b[j, k]
+                    parent[uint64(edge)] = a_nodes[i, j]  # uint64: see tape._kernels
+                    partial[uint64(edge)] = b[j, k]
                     edge += 1
                 if b_nodes[j, k] >= 0 and a[i, j] != 0.0:
-                    parent[edge] = b_nodes[j, k]
-                    partial[edge] = a[i, j]
+                    parent[uint64(edge)] = b_nodes[j, k]
+                    partial[uint64(edge)] = a[i, j]
                     edge += 1
             out[i, k] = total
             op[node + i * p + k] = code
@@ -128,5 +128,5 @@ def sweep_window(start, parent, partial, adjoint, offset, bottom):
         a = adjoint[node - offset]
         if a == 0.0:
             continue
-        for e in range(start[node], start[node + 1]):
-            adjoint[parent[e] - offset] += partial[e] * a
+        for e in range(uint64(start[node]), uint64(start[node + 1])):  # uint64: see tape._kernels
+            adjoint[uint64(parent[e] - offset)] += partial[e] * a
