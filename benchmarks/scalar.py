@@ -252,8 +252,12 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000, 10_000, 100_000])
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--sweep-terms", type=int, default=1_000_000)
+    parser.add_argument("--startup-only", action="store_true", help="only the import and first-gradient times")
     args = parser.parse_args()
 
+    if args.startup_only:
+        print(table(["what", "median"], startup_rows(args.repeats)))
+        return
     print(f"# scalar workload on {machine()}\n")
     rows, ratios = workload_rows(args.sizes, args.repeats)
     print("Record + backward per term (relu(w*x + b), then the sum); medians of interleaved rounds:\n")

@@ -1,17 +1,21 @@
-"""The optimizers' rules (notes 004), each one compiled pass over the parameters."""
+"""The optimizers' rules (notes 004), each one compiled pass over the parameters.
+
+Compiled with numpy's error model: Python's would test every division for a zero divisor (none
+can be: eps > 0 and the bias corrections are positive) and that test keeps the loops from being
+vectorized (Adam's step on 25,450 parameters: 193 us against 50 us)."""
 import math
 
 from numba import njit
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def sgd(theta, g, lr):
     """theta = theta - lr g."""
     for i in range(theta.shape[0]):
         theta[i] -= lr * g[i]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def momentum(theta, g, v, lr, beta, unbias):
     """v = beta v + (1 - beta) g;  theta = theta - lr v / unbias (1, or 1 - beta^t unbiased)."""
     for i in range(theta.shape[0]):
@@ -19,7 +23,7 @@ def momentum(theta, g, v, lr, beta, unbias):
         theta[i] -= lr * v[i] / unbias
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def nesterov(phi, g, v, lr, beta):
     """v' = beta v + (1 - beta) g, g taken at the look-ahead phi = theta - lr v; then
     theta' = theta - lr v', and phi' = theta' - lr v' = phi + lr v - 2 lr v'."""
@@ -29,7 +33,7 @@ def nesterov(phi, g, v, lr, beta):
         phi[i] += lr * previous - 2 * lr * v[i]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def rmsprop(theta, g, s, lr, beta, eps):
     """s = beta s + (1 - beta) g^2;  theta = theta - lr g / (sqrt(s) + eps)."""
     for i in range(theta.shape[0]):
@@ -37,7 +41,7 @@ def rmsprop(theta, g, s, lr, beta, eps):
         theta[i] -= lr * g[i] / (math.sqrt(s[i]) + eps)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def adam(theta, g, m, v, lr, beta1, beta2, eps, t):
     """m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;  theta = theta - lr m^ / (sqrt(v^) + eps)
     with m^ = m / (1 - b1^t) and v^ = v / (1 - b2^t)."""
