@@ -25,20 +25,38 @@ def _compiled_kernels():
 class VarArray:
     """An n-d array of Vars: `values` (float64) and the tape node of each entry, `nodes`.
 
-    `VarArray(values)` makes leaves on the current tape; arithmetic with arrays and numbers
-    broadcasts like numpy; `@` records one n-ary node per output entry; `tape.sigmoid(a)` and
-    the other elementary functions apply entrywise. Plain arrays and numbers are constants.
+    `VarArray(values)` makes leaves on the current tape, except that entries which are already
+    Vars keep their nodes (so `VarArray([x1, x2])`, or of the array of Vars `grad` passes, is
+    differentiable); arithmetic with arrays and numbers broadcasts like numpy; `@` records one
+    n-ary node per output entry; `tape.sigmoid(a)` and the other elementary functions apply
+    entrywise. Plain arrays and numbers are constants.
     """
 
     __slots__ = ("values", "nodes", "_seg")
     __array_ufunc__ = None  # `ndarray + VarArray` defers to VarArray.__radd__
 
     def __init__(self, values) -> None:
-        values = np.array(values, dtype=np.float64)
-        t = current_tape()
-        first = t.record_bulk(values.size, 0, _compiled_kernels().record_leaves, values.size, LEAF)
-        self.values = values
-        self.nodes = np.arange(first, first + values.size).reshape(values.shape)
+        if isinstance(values, VarArray):  # a copy on the same nodes
+            self.values, self.nodes, self._seg = values.values.copy(), values.nodes.copy(), values.tape._seg
+            return
+        entries = np.asarray(values)
+        if entries.dtype == object:  # numbers and Vars: the Vars keep their nodes
+            flat = list(entries.flat)
+            for e in flat:
+                if not isinstance(e, (Var, *CONSTANTS)):
+                    raise TypeError(f"VarArray: entries must be numbers or Vars, got {type(e).__name__}")
+            old = [e for e in flat if isinstance(e, Var)]
+            t = _tape_of(*old) if old else current_tape()
+            self.values = np.array([e.value if isinstance(e, Var) else e for e in flat], dtype=np.float64).reshape(entries.shape)
+            is_new = np.array([not isinstance(e, Var) for e in flat]).reshape(entries.shape)
+        else:
+            old, t = [], current_tape()
+            self.values, is_new = entries.astype(np.float64), np.ones(entries.shape, dtype=bool)
+        count = int(is_new.sum())
+        first = t.record_bulk(count, 0, _compiled_kernels().record_leaves, count, LEAF)
+        self.nodes = np.empty(entries.shape, dtype=np.int64)
+        self.nodes[is_new] = np.arange(first, first + count)
+        self.nodes[~is_new] = [e._node for e in old]
         self._seg = t._seg
 
     @classmethod
@@ -150,6 +168,14 @@ class VarArray:
         return self
 
 
+def _operand(x):
+    """A list, tuple or array that holds Vars as a VarArray of their nodes (never as constants
+    made of their values); anything else as it is."""
+    if isinstance(x, (list, tuple, np.ndarray)) and np.asarray(x).dtype == object:
+        return VarArray(x)
+    return x
+
+
 def _parts(x) -> tuple[np.ndarray, np.ndarray | None] | None:
     """(values, nodes) of an operand; nodes is None for constants; None if not an operand."""
     if isinstance(x, VarArray):
@@ -210,6 +236,7 @@ ARRAY_RULES = {  # (op, is b a node?) -> rule(a, b) -> value, da, db, from the s
 
 
 def _binary(op: str, a, b):
+    a, b = _operand(a), _operand(b)
     pa, pb = _parts(a), _parts(b)
     if pa is None or pb is None:
         return NotImplemented
@@ -276,6 +303,7 @@ ARRAY_TYPES[VarArray] = _elementwise
 def matmul(a, b) -> VarArray:
     """a @ b for VarArrays and arrays (1-d or 2-d): each output entry is ONE node whose parents
     are its row of `a` and its column of `b` (where they are nodes)."""
+    a, b = _operand(a), _operand(b)
     pa, pb = _parts(a), _parts(b)
     if pa is None or pb is None:
         return NotImplemented

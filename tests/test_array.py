@@ -231,3 +231,45 @@ def test_sweep_window_sweeps_a_segment_above_leaves():
         kernels.sweep_window(start, parent, partial, window, int(w.nodes[0]), mark)
     np.testing.assert_allclose(window[:2], [4.0, 6.0])
     assert math.isclose(y.value, 13.0)
+
+
+# -- arrays made of Vars ----------------------------------------------------------------------------
+
+
+def test_a_varray_of_vars_keeps_their_nodes_and_numbers_become_leaves():
+    with Tape():
+        x1, x2 = tape.Var(1.0), tape.Var(2.0)
+        v = tape.VarArray([x1, 3.0, x2])
+        assert v.values.tolist() == [1.0, 3.0, 2.0] and v.nodes[[0, 2]].tolist() == [x1.node, x2.node]
+        (v * v).sum().backward()
+        assert (x1.grad, x2.grad) == (2.0, 4.0) and v.grad.tolist() == [2.0, 6.0, 4.0]
+        assert tape.VarArray(v).nodes.tolist() == v.nodes.tolist()
+
+
+def test_grad_of_a_function_that_wraps_its_argument_in_a_varray():
+    """grad passes an array of Vars; VarArray(x) must not turn them into fresh leaves (gradient 0)."""
+    W = np.array([[1.0, -2.0], [0.5, 3.0]])
+    f = lambda x: (tape.sigmoid(W @ tape.VarArray(x))).sum()  # noqa: E731
+    x = np.array([0.3, -0.7])
+    s = 1 / (1 + np.exp(-(W @ x)))
+    np.testing.assert_allclose(tape.grad(f)(x), W.T @ (s * (1 - s)), rtol=1e-12)
+
+
+def test_a_list_of_vars_as_an_operand_is_not_a_constant():
+    with Tape():
+        x1, x2 = tape.Var(1.0), tape.Var(2.0)
+        (tape.VarArray(np.array([3.0, 4.0])) * [x1, x2]).sum().backward()
+        assert (x1.grad, x2.grad) == (3.0, 4.0)
+        (np.array([[1.0, 2.0]]) @ tape.VarArray([x1, x2])).sum().backward()
+        assert (x1.grad, x2.grad) == (1.0, 2.0)
+
+
+def test_a_varray_of_other_things_or_of_two_tapes_is_refused():
+    with Tape():
+        x = tape.Var(1.0)
+        with pytest.raises(TypeError, match="entries must be numbers or Vars, got str"):
+            tape.VarArray([x, "2"])
+        with Tape():
+            y = tape.Var(2.0)
+        with pytest.raises(ValueError, match="two tapes"):
+            tape.VarArray([x, y])
