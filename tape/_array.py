@@ -44,7 +44,8 @@ class VarArray:
             flat = list(entries.flat)
             for e in flat:
                 if not isinstance(e, (Var, *CONSTANTS)):
-                    raise TypeError(f"VarArray: entries must be numbers or Vars, got {type(e).__name__}")
+                    hint = " (forward mode, and so second derivatives, needs Vars, not VarArrays)" if hasattr(e, "tangent") else ""
+                    raise TypeError(f"VarArray: entries must be numbers or Vars, got {type(e).__name__}{hint}")
             old = [e for e in flat if isinstance(e, Var)]
             t = _tape_of(*old) if old else current_tape()
             self.values = np.array([e.value if isinstance(e, Var) else e for e in flat], dtype=np.float64).reshape(entries.shape)

@@ -269,6 +269,8 @@ def test_a_varray_of_other_things_or_of_two_tapes_is_refused():
         x = tape.Var(1.0)
         with pytest.raises(TypeError, match="entries must be numbers or Vars, got str"):
             tape.VarArray([x, "2"])
+        with pytest.raises(TypeError, match="got Dual .forward mode"):  # not silently a constant
+            tape.jacobian(lambda v: tape.VarArray(v) * 2.0, mode="forward")(np.array([1.0, 2.0]))
         with Tape():
             y = tape.Var(2.0)
         with pytest.raises(ValueError, match="two tapes"):
