@@ -37,7 +37,8 @@ class VarArray:
 
     def __init__(self, values) -> None:
         if isinstance(values, VarArray):  # a copy on the same nodes
-            self.values, self.nodes, self._seg = values.values.copy(), values.nodes.copy(), values.tape._seg
+            values.tape  # raises StaleVarError if its nodes were rewound away
+            self.values, self.nodes, self._seg = values.values.copy(), values.nodes.copy(), values._seg
             return
         entries = np.asarray(values)
         if entries.dtype == object:  # numbers and Vars: the Vars keep their nodes
@@ -58,7 +59,9 @@ class VarArray:
         self.nodes = np.empty(entries.shape, dtype=np.int64)
         self.nodes[is_new] = np.arange(first, first + count)
         self.nodes[~is_new] = [e._node for e in old]
-        self._seg = t._seg
+        # new leaves are on the tape's newest segment; else the newest node's segment, which
+        # lives as long as every other (a rewind that keeps it keeps them)
+        self._seg = t._seg if count else max(old, key=lambda e: e._node)._seg
 
     @classmethod
     def _on(cls, t: Tape, values: np.ndarray, nodes: np.ndarray) -> VarArray:
@@ -142,6 +145,10 @@ class VarArray:
         return self._reduce(axis, 1.0 / count, "mean")
 
     def _reduce(self, axis: int | None, weight: float, name: str) -> Var | VarArray:
+        if axis is not None and not isinstance(axis, (int, np.integer)):
+            raise TypeError(f"{name}(axis): expected an int or None, got {axis!r}")
+        if axis is not None and self.ndim == 1 and axis in (0, -1):
+            axis = None  # a 1-d array along its only axis: the whole sum, one node
         values = np.moveaxis(self.values, axis, -1) if axis is not None else self.values.reshape(1, -1)
         nodes = np.moveaxis(self.nodes, axis, -1) if axis is not None else self.nodes.reshape(1, -1)
         rows = record_array(
@@ -164,6 +171,9 @@ class VarArray:
 
     def __neg__(self):
         return self * -1.0
+
+    def __abs__(self):
+        return self * np.sign(self.values)  # d|x|/dx = sign(x), 0 at 0 as for a Var
 
     def __pos__(self):
         return self

@@ -54,7 +54,7 @@ def value_and_partial(rule, a):
         y = _sigmoid(a)
         return y, y * (1.0 - y)
     if rule == 13:  # softplus
-        y = max(a, 0.0) + math.log1p(math.exp(-abs(a)))
+        y = a + math.log1p(math.exp(-a)) if a > 0.0 else math.log1p(math.exp(a))
         return y, _sigmoid(a)
     if rule == 14:  # relu
         y = a if a > 0.0 else 0.0

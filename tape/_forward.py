@@ -226,6 +226,13 @@ def _numbers(a: np.ndarray) -> np.ndarray:
     return a.astype(np.float64) if all(isinstance(v, CONSTANTS) for v in a.flat) else a
 
 
+def scalar_output(out):
+    """What a function returned, with a one-entry array (or VarArray) taken as its entry."""
+    if getattr(out, "size", None) == 1 and hasattr(out, "reshape"):
+        return out.reshape(-1)[0]
+    return out
+
+
 def forward_gradient(fn: Callable, args: list, kwargs: dict, nums: Sequence[int]):
     """(fn(*args), d fn / d args[i] for i in nums) in forward mode: one pass per entry. `grad`
     takes this route when an argument is not a plain number (a Var or a Dual: a derivative
@@ -240,8 +247,8 @@ def forward_gradient(fn: Callable, args: list, kwargs: dict, nums: Sequence[int]
             seeded[j] = Dual(entries[j], 1.0)
             call = list(args)
             call[i] = seeded[0] if shape == () else seeded.reshape(shape)
-            out = fn(*call, **kwargs)
-            if isinstance(out, (list, tuple, np.ndarray)):
+            out = scalar_output(fn(*call, **kwargs))
+            if isinstance(out, (list, tuple, np.ndarray)) or hasattr(out, "_reduce"):
                 raise TypeError(f"{getattr(fn, '__name__', fn)}() must return a scalar to be differentiated")
             value, tangent = _split(out)
             columns.append(tangent)

@@ -42,7 +42,7 @@ RULES = [
     Rule("log1p", "math.log1p(a)", "1.0 / (1.0 + a)", "x > -1"),
     Rule("sqrt", "math.sqrt(a)", "0.5 / y if y > 0.0 else math.inf", "x >= 0"),
     Rule("sigmoid", "_sigmoid(a)", "y * (1.0 - y)", ""),
-    Rule("softplus", "max(a, 0.0) + math.log1p(math.exp(-abs(a)))", "_sigmoid(a)", ""),
+    Rule("softplus", "a + math.log1p(math.exp(-a)) if a > 0.0 else math.log1p(math.exp(a))", "_sigmoid(a)", ""),
     Rule("relu", "a if a > 0.0 else 0.0", "1.0 if a > 0.0 else 0.0", ""),
 ]
 
@@ -166,6 +166,10 @@ def _numbers_or_vars(xs: list) -> bool:
     return all(x.__class__ is Var or isinstance(x, CONSTANTS) for x in xs)
 
 
+def _numeric(types: set) -> bool:
+    return all(issubclass(t, CONSTANTS) for t in types)
+
+
 def _vector(xs, name: str) -> list:
     if isinstance(xs, np.ndarray):
         if xs.ndim != 1:
@@ -182,14 +186,14 @@ def dot(ws: Sequence, xs: Sequence) -> Var | float:
     if len(ws) != len(xs):
         raise ValueError(f"dot(ws, xs): ws has {len(ws)} entries but xs has {len(xs)}")
     w_types, x_types = set(map(type, ws)), set(map(type, xs))
+    if not (_numeric(w_types - {Var}) and _numeric(x_types - {Var})):  # Duals: plain arithmetic
+        return functools.reduce(add, map(mul, ws, xs), 0.0)
     if w_types == {Var} and Var not in x_types:  # weights against constant inputs
         parents, partials = ws, xs
         value = builtins.sum(map(mul, map(_values, ws), xs), 0.0)
     elif x_types == {Var} and Var not in w_types:
         parents, partials = xs, ws
         value = builtins.sum(map(mul, ws, map(_values, xs)), 0.0)
-    elif not (_numbers_or_vars(ws) and _numbers_or_vars(xs)):  # Duals: plain arithmetic
-        return functools.reduce(add, map(mul, ws, xs), 0.0)
     else:
         parents, partials, value = [], [], 0.0
         for w, x in zip(ws, xs):

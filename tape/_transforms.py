@@ -9,7 +9,7 @@ from typing import Callable, Iterator, Sequence, Union
 import numpy as np
 
 from ._tape import Tape, current_tape
-from ._forward import Dual, forward_gradient, jvp
+from ._forward import Dual, forward_gradient, jvp, scalar_output
 from ._var import CONSTANTS, Var, _leaf_on
 
 Argnums = Union[int, Sequence[int]]
@@ -63,11 +63,11 @@ def value_and_grad(fn: Callable, argnums: Argnums = 0) -> Callable:
             args = list(args)
             for i in nums:
                 args[i] = _lift(t, args[i], i, fn)
-            out = fn(*args, **kwargs)
-            if out.__class__ is Var:
+            out = scalar_output(fn(*args, **kwargs))
+            if out.__class__ is Var and out.tape is t:
                 value = out.value
                 adjoint = t.backward(out._node)
-            elif isinstance(out, CONSTANTS):  # fn ignored its arguments: a zero gradient
+            elif isinstance(out, (*CONSTANTS, Var)):  # independent of the arguments: a zero gradient
                 value, adjoint = float(out), np.zeros(0)
             else:
                 raise TypeError(
@@ -95,7 +95,7 @@ def grad(fn: Callable, argnums: Argnums = 0) -> Callable:
 def no_grad(t: Tape | None = None) -> Iterator[None]:
     """Within this block operations on the Vars of tape `t` (the current tape by default) return
     plain numbers and record nothing."""
-    t = t or current_tape()
+    t = current_tape() if t is None else t
     was = t.recording
     t.recording = False
     try:
@@ -105,8 +105,16 @@ def no_grad(t: Tape | None = None) -> Iterator[None]:
 
 
 def stop_gradient(x):
-    """The value of `x` as a new leaf that no gradient flows through (a number stays a number)."""
-    return x.detach() if x.__class__ is Var else x
+    """The value of `x` as a new leaf that no gradient flows through: of a Var, a VarArray
+    (on its tape) or a Dual (without its tangent); a number stays a number."""
+    if x.__class__ is Var:
+        return x.detach()
+    if isinstance(x, Dual):
+        return stop_gradient(x.value)
+    if hasattr(x, "_reduce"):  # a VarArray: new leaves on its tape
+        with x.tape:
+            return type(x)(x.values)
+    return x
 
 
 # Inside a function being differentiated, `grad` works in forward mode: the function may close
@@ -146,6 +154,8 @@ def _check_argnums(argnums: Argnums) -> tuple[int, ...]:
     nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
     if not nums or not all(isinstance(i, int) and i >= 0 for i in nums):
         raise TypeError(f"argnums must be a non-negative int or a tuple of them, got {argnums!r}")
+    if len(set(nums)) != len(nums):
+        raise ValueError(f"argnums {argnums!r} names an argument twice")
     return nums
 
 
@@ -199,7 +209,7 @@ def vjp(fn: Callable, primals: Sequence):
             raise ValueError(f"vjp: the cotangent has shape {cotangent.shape}, the output {outputs.shape}")
         seed = np.zeros(len(t))
         for o, c in zip(outputs.flat, cotangent.flat):
-            if isinstance(o, Var):
+            if isinstance(o, Var) and o.tape is t:  # a Var of another tape is a constant here
                 seed[o._node] += c
         adjoint = t.sweep(seed)
         return tuple(_read(adjoint, leaf) for leaf in leaves)
@@ -233,7 +243,7 @@ def jacobian(fn: Callable, mode: str = "auto") -> Callable:
             rows = np.zeros((outputs.size, m))
             flat_leaves = [leaves] if leaves.__class__ is Var else list(leaves.flat)
             for i, o in enumerate(outputs.flat):
-                if isinstance(o, Var):
+                if isinstance(o, Var) and o.tape is t:  # a Var of another tape is a constant here
                     seed = np.zeros(o._node + 1)
                     seed[o._node] = 1.0
                     adjoint = t.sweep(seed)

@@ -169,12 +169,12 @@ def _binary_methods(op: str, rule: str) -> tuple[str, str]:
         "if other.__class__ is Var:\n"
         + textwrap.indent("a = self.value\nb = other.value\n" + both, "    ")
         + f"if {_IS_CONSTANT.format('other')}:\n"
-        + textwrap.indent("a = self.value\nb = other\n" + right_constant, "    ")
+        + textwrap.indent("a = self.value\nb = other if other.__class__ is float or other.__class__ is int else float(other)\n" + right_constant, "    ")
         + "return NotImplemented\n"
     )
     reflected = (
         f"if {_IS_CONSTANT.format('other')}:\n"
-        + textwrap.indent("a = other\nb = self.value\n" + left_constant, "    ")
+        + textwrap.indent("a = other if other.__class__ is float or other.__class__ is int else float(other)\nb = self.value\n" + left_constant, "    ")
         + "return NotImplemented\n"
     )
     return forward, reflected

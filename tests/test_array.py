@@ -275,3 +275,30 @@ def test_a_varray_of_other_things_or_of_two_tapes_is_refused():
             y = tape.Var(2.0)
         with pytest.raises(ValueError, match="two tapes"):
             tape.VarArray([x, y])
+
+
+def test_stop_gradient_of_a_varray():
+    with Tape():
+        a = VarArray([1.0, 2.0])
+        (a * tape.stop_gradient(a * a)).sum().backward()
+        assert a.grad.tolist() == [1.0, 4.0]
+
+
+def test_reductions_of_a_1d_array_along_its_axis_and_abs():
+    with Tape():
+        v = VarArray([-1.0, 0.0, 2.0])
+        assert v.sum(axis=0).value == 1.0 and v.mean(axis=-1).value == pytest.approx(1 / 3)
+        with pytest.raises(TypeError, match="expected an int or None"):
+            v.sum(axis=(0,))
+        s = abs(v).sum()
+        s.backward()
+        assert s.value == 3.0 and v.grad.tolist() == [-1.0, 0.0, 1.0]
+
+
+def test_a_copy_of_surviving_nodes_survives_a_rewind():
+    with Tape() as t:
+        a = VarArray([1.0, 2.0])
+        m = t.mark()
+        b, c = VarArray(a), VarArray(np.array([a[0]], dtype=object))
+        t.rewind(m)
+        assert (b * 2).values.tolist() == [2.0, 4.0] and (c * 2).values.tolist() == [2.0]

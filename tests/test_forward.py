@@ -201,3 +201,24 @@ def test_grad_of_a_vector_function_is_refused_in_forward_mode_too():
         x = tape.Var(1.0)
         with pytest.raises(TypeError, match="must return a scalar"):
             tape.grad(lambda v: [v, v])(x)
+
+
+# -- found by probing: each gave a wrong number without an error ---------------------------------
+
+
+def test_dot_of_var_weights_and_dual_inputs_keeps_the_tangent():
+    with Tape():
+        w = [tape.Var(1.0), tape.Var(2.0)]
+        value, tangent = tape.jvp(lambda x: tape.dot(w, x), ([1.0, 2.0],), ([1.0, 1.0],))
+        assert (float(value), float(tangent)) == (5.0, 3.0)
+
+
+def test_stop_gradient_drops_a_duals_tangent():
+    assert tape.jvp(lambda x: x * tape.stop_gradient(x), (3.0,), (1.0,)) == (9.0, 3.0)
+    assert tape.grad(tape.grad(lambda x: x * tape.stop_gradient(x * x)))(3.0) == 0.0
+
+
+def test_softplus_second_derivative_at_zero():
+    """d2/dx2 softplus(x)^2 = 2 (sigmoid^2 + softplus * sigmoid (1 - sigmoid)); at 0: 0.5 + log 2 / 2."""
+    expected = 2 * (0.25 + math.log(2) * 0.25)
+    assert tape.grad(tape.grad(lambda x: tape.softplus(x) ** 2))(0.0) == pytest.approx(expected, rel=1e-12)

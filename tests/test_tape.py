@@ -563,3 +563,32 @@ def test_sweep_from_a_seed_vector():
         assert adjoint[x.node] == 3.0 + 10.0 * 4.0
         with pytest.raises(ValueError, match="1-d seed"):
             t.sweep(np.zeros(len(t) + 1))
+
+
+def test_a_var_of_another_tape_returned_by_fn_is_a_constant():
+    with Tape():
+        y = Var(5.0)
+    assert tape.grad(lambda x: y)(3.0) == 0.0
+    assert tape.vjp(lambda x: y, (3.0,))[1](1.0) == (0.0,)
+    assert tape.jacobian(lambda x: [y, x[0]], mode="reverse")(np.array([1.0])).tolist() == [[0.0], [1.0]]
+
+
+def test_no_grad_of_an_empty_tape_turns_off_that_tape():
+    t = Tape()
+    with tape.no_grad(t), t:
+        r = Var(1.0) * 2
+    assert r == 2.0 and not isinstance(r, Var)
+
+
+def test_numpy_scalar_constants_give_float_values():
+    assert type((Var(1.0) * np.float32(1.0)).value) is float
+    assert (Var(1.0) * np.float32(1.0) + 1e-8).value == 1.00000001
+
+
+def test_argnums_naming_an_argument_twice_is_refused():
+    with pytest.raises(ValueError, match=r"argnums \(0, 0\) names an argument twice"):
+        tape.grad(lambda x, y: x, (0, 0))(1.0, 2.0)
+
+
+def test_grad_takes_a_one_entry_array_as_the_scalar():
+    assert tape.grad(lambda x: tape.VarArray(x) @ tape.VarArray(x))(np.array([1.0, 2.0])).tolist() == [2.0, 4.0]
