@@ -153,7 +153,7 @@ def sum(xs: Iterable) -> Var | float:  # noqa: A001 - tape.sum, as in numpy and 
     parents = [x for x in xs if x.__class__ is Var]
     if len(parents) == len(xs):
         value = builtins.sum(map(_values, parents), 0.0)
-    elif not _numbers_or_vars(xs):  # Duals (forward mode): plain additions, which dispatch
+    elif not _numbers_or_vars(set(map(type, xs))):  # Duals (forward mode): plain additions, which dispatch
         return functools.reduce(add, xs, 0.0)
     else:
         value = builtins.sum((x.value if x.__class__ is Var else x for x in xs), 0.0)
@@ -162,12 +162,9 @@ def sum(xs: Iterable) -> Var | float:  # noqa: A001 - tape.sum, as in numpy and 
     return record_n("sum", parents, [1.0] * len(parents), value)
 
 
-def _numbers_or_vars(xs: list) -> bool:
-    return all(x.__class__ is Var or isinstance(x, CONSTANTS) for x in xs)
-
-
-def _numeric(types: set) -> bool:
-    return all(issubclass(t, CONSTANTS) for t in types)
+def _numbers_or_vars(types: set) -> bool:
+    """Whether every type is Var or a number type (else there are Duals: forward mode)."""
+    return all(t is Var or issubclass(t, CONSTANTS) for t in types)
 
 
 def _vector(xs, name: str) -> list:
@@ -186,7 +183,7 @@ def dot(ws: Sequence, xs: Sequence) -> Var | float:
     if len(ws) != len(xs):
         raise ValueError(f"dot(ws, xs): ws has {len(ws)} entries but xs has {len(xs)}")
     w_types, x_types = set(map(type, ws)), set(map(type, xs))
-    if not (_numeric(w_types - {Var}) and _numeric(x_types - {Var})):  # Duals: plain arithmetic
+    if not (_numbers_or_vars(w_types) and _numbers_or_vars(x_types)):  # Duals: plain arithmetic
         return functools.reduce(add, map(mul, ws, xs), 0.0)
     if w_types == {Var} and Var not in x_types:  # weights against constant inputs
         parents, partials = ws, xs

@@ -138,6 +138,7 @@ r._seg = t._seg
 return r
 """
 _IS_CONSTANT = "{0}.__class__ is float or isinstance({0}, CONSTANTS)"
+_AS_FLOAT = "other if other.__class__ is float or other.__class__ is int else float(other)"  # numpy scalars too
 
 
 def record_code(rule: str, name: str, parents: list[str], partials: list[str]) -> str:
@@ -169,12 +170,12 @@ def _binary_methods(op: str, rule: str) -> tuple[str, str]:
         "if other.__class__ is Var:\n"
         + textwrap.indent("a = self.value\nb = other.value\n" + both, "    ")
         + f"if {_IS_CONSTANT.format('other')}:\n"
-        + textwrap.indent("a = self.value\nb = other if other.__class__ is float or other.__class__ is int else float(other)\n" + right_constant, "    ")
+        + textwrap.indent("a = self.value\nb = " + _AS_FLOAT + "\n" + right_constant, "    ")
         + "return NotImplemented\n"
     )
     reflected = (
         f"if {_IS_CONSTANT.format('other')}:\n"
-        + textwrap.indent("a = other if other.__class__ is float or other.__class__ is int else float(other)\nb = self.value\n" + left_constant, "    ")
+        + textwrap.indent("a = " + _AS_FLOAT + "\nb = self.value\n" + left_constant, "    ")
         + "return NotImplemented\n"
     )
     return forward, reflected

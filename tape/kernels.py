@@ -122,8 +122,9 @@ def record_rows(parents, partials, code, start, parent, partial, op, node, edge)
 def sweep_window(start, parent, partial, adjoint, offset, bottom):
     """Algorithm 1 on a window of the tape: adjoint[i] belongs to node offset + i, and the
     nodes from offset + len(adjoint) - 1 down to `bottom` pass their adjoints to their parents
-    (which must lie in the window: for speed, this is not checked). In Algorithm 3 the window is the parameters and one sample
-    above them: the sample's nodes are swept, the parameters' adjoints add up."""
+    (which must lie in the window: for speed, this is not checked). In Algorithm 3 the window
+    is the parameters and one sample above them: the sample's nodes are swept, the parameters'
+    adjoints add up."""
     for node in range(offset + adjoint.shape[0] - 1, bottom - 1, -1):
         a = adjoint[node - offset]
         if a == 0.0:
