@@ -104,9 +104,8 @@ class FusedAccumulator:
         layers = model.layers
         params = model.parameters()
         self.layout = np.array([[l.shape[1], l.shape[0], l.offset, l.offset + l.shape[0] * l.shape[1]] for l in layers], dtype=np.int64)
-        rule_index = {rule.name: i for i, rule in enumerate(tape.RULES)}
         self.act_rules = np.array(
-            [[rule_index[l.activation], tape.op_code(l.activation)] if l.activation else [-1, -1] for l in layers], dtype=np.int64
+            [[tape.op_code(l.activation)] * 2 if l.activation else [-1, -1] for l in layers], dtype=np.int64
         )
         self.codes = np.array([tape.op_code("dot"), tape.op_code("add"), tape.op_code("softmax_ce")], dtype=np.int64)
         per_layer = 1 + model.bias

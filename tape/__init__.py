@@ -7,13 +7,12 @@
     >>> round(x1.grad, 12), round(x2.grad, 12)
     (-0.0, 1.718281828459)
 """
-from ._functions import (
-    ELEMENTARY,
-    RULES,
+from ._rules import RULES, REDUCTIONS
+from ._ops import (
+    Var,
     atan,
     cos,
     cosh,
-    dot,
     exp,
     expm1,
     log,
@@ -24,17 +23,19 @@ from ._functions import (
     sinh,
     softplus,
     sqrt,
-    sum,
+    stop_gradient,
     tan,
     tanh,
-    record,
 )
+from ._nary import dot, logsumexp, record, sum
 from ._array import VarArray, matmul, record_array
-from ._tape import StaleVarError, Tape, current_tape, op_code
+from ._tape import StaleVarError, Tape, TraceError, current_tape, op_code
 from ._draw import draw
 from ._forward import Dual, jvp
-from ._transforms import gradient, grad, hessian, hvp, jacobian, no_grad, stop_gradient, value_and_grad, vjp
-from ._var import Var
+from ._transforms import gradient, grad, hessian, hvp, jacobian, no_grad, value_and_grad, vjp
+
+ELEMENTARY = {name: globals()[name] for name in
+              ("sin", "cos", "tan", "atan", "sinh", "cosh", "tanh", "exp", "expm1", "log", "log1p", "sqrt", "sigmoid", "softplus", "relu")}
 
 
 def reset() -> None:
@@ -53,8 +54,9 @@ def rewind(mark: int) -> None:
 
 
 __all__ = [
-    "ELEMENTARY", "RULES", "StaleVarError", "Tape", "Var", "atan", "cos", "cosh", "current_tape", "dot",
-    "exp", "expm1", "grad", "gradient", "log", "log1p", "mark", "no_grad", "relu", "reset",
-    "rewind", "sigmoid", "sin", "sinh", "softplus", "sqrt", "stop_gradient", "sum", "tan", "tanh",
-    "value_and_grad", "VarArray", "Dual", "jvp", "vjp", "jacobian", "hessian", "hvp", "draw", "matmul", "record", "record_array", "op_code",
+    "ELEMENTARY", "REDUCTIONS", "RULES", "StaleVarError", "Tape", "TraceError", "Var", "atan", "cos", "cosh",
+    "current_tape", "dot", "exp", "expm1", "grad", "gradient", "log", "log1p", "logsumexp", "mark", "no_grad",
+    "relu", "reset", "rewind", "sigmoid", "sin", "sinh", "softplus", "sqrt", "stop_gradient", "sum", "tan",
+    "tanh", "value_and_grad", "VarArray", "Dual", "jvp", "vjp", "jacobian", "hessian", "hvp", "draw", "matmul",
+    "record", "record_array", "op_code",
 ]

@@ -1,22 +1,26 @@
 """`VarArray`: an array of scalar nodes, recorded in bulk by compiled kernels.
 
 Each entry is an ordinary scalar node of the tape, with its parents and local partials, exactly
-as a `Var` would record it; only the recording differs: one kernel call per operation instead of
-one Python call per entry. This is how the course's "matrix/vector nodes" step is met without
-leaving the scalar Wengert list.
+as a `Var` would record it: the kernels evaluate the same rules (tape/_compiled.py, generated
+from the rule table) and write the same records. Only the recording differs: one kernel call
+per operation instead of one Python call per entry. This is how the course's "matrix/vector
+nodes" step is met without leaving the scalar Wengert list.
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-from ._functions import ARRAY_TYPES, ELEMENTARY, RULES
-from ._tape import Tape, current_tape, op_code
-from ._var import BINARY, CONSTANTS, Var, _new, compile_op
+from . import _ops
+from ._ops import Var
+from ._rules import BINARY, CODES, code_of
+from ._tape import LEAF_HEADER, Tape, current_tape, op_code
+from ._var import CONSTANTS, new
+
+DOT, SUM, LOGSUMEXP = code_of("dot"), code_of("sum"), code_of("logsumexp")
+NEG, ABS = code_of("neg"), code_of("abs")
 
 
-def _compiled_kernels():
+def _kernels():
     from . import kernels  # imports numba
 
     return kernels
@@ -28,8 +32,8 @@ class VarArray:
     `VarArray(values)` makes leaves on the current tape, except that entries which are already
     Vars keep their nodes (so `VarArray([x1, x2])`, or of the array of Vars `grad` passes, is
     differentiable); arithmetic with arrays and numbers broadcasts like numpy; `@` records one
-    n-ary node per output entry; `tape.sigmoid(a)` and the other elementary functions apply
-    entrywise. Plain arrays and numbers are constants.
+    n-ary node per output entry; `tape.sigmoid(a)` and the other functions apply entrywise.
+    Plain arrays and numbers are constants.
     """
 
     __slots__ = ("values", "nodes", "_seg")
@@ -50,22 +54,24 @@ class VarArray:
             old = [e for e in flat if isinstance(e, Var)]
             t = _tape_of(*old) if old else current_tape()
             self.values = np.array([e.value if isinstance(e, Var) else e for e in flat], dtype=np.float64).reshape(entries.shape)
-            is_new = np.array([not isinstance(e, Var) for e in flat]).reshape(entries.shape)
+            is_new = np.array([not isinstance(e, Var) for e in flat], dtype=bool).reshape(entries.shape)
         else:
             old, t = [], current_tape()
             self.values, is_new = entries.astype(np.float64), np.ones(entries.shape, dtype=bool)
-        count = int(is_new.sum())
-        first = t.record_bulk(count, 0, _compiled_kernels().record_leaves, count, LEAF)
+        new_values = self.values[is_new]
+        stream = np.empty(2 * new_values.size)
+        stream[0::2], stream[1::2] = LEAF_HEADER, new_values
+        first = t.extend(stream, new_values.size)
         self.nodes = np.empty(entries.shape, dtype=np.int64)
-        self.nodes[is_new] = np.arange(first, first + count)
+        self.nodes[is_new] = np.arange(first, first + new_values.size)
         self.nodes[~is_new] = [e._node for e in old]
         # new leaves are on the tape's newest segment; else the newest node's segment, which
         # lives as long as every other (a rewind that keeps it keeps them)
-        self._seg = t._seg if count else max(old, key=lambda e: e._node)._seg
+        self._seg = t._seg if new_values.size else max(old, key=lambda e: e._node)._seg
 
     @classmethod
     def _on(cls, t: Tape, values: np.ndarray, nodes: np.ndarray) -> VarArray:
-        a = _new(cls)
+        a = new(cls)
         a.values, a.nodes, a._seg = values, nodes, t._seg
         return a
 
@@ -123,7 +129,7 @@ class VarArray:
     def __getitem__(self, index) -> VarArray | Var:
         values, nodes = self.values[index], self.nodes[index]
         if np.ndim(values) == 0:
-            v = _new(Var)
+            v = new(Var)
             v.value, v._node, v._seg = float(values), int(nodes), self._seg
             return v
         return VarArray._on(self.tape, values, nodes)
@@ -138,28 +144,43 @@ class VarArray:
 
     def sum(self, axis: int | None = None) -> Var | VarArray:
         """The sum of all entries as ONE node, or along `axis` (one node per remaining entry)."""
-        return self._reduce(axis, 1.0, "sum")
+        return self._reduce(axis, SUM, "sum")
 
     def mean(self, axis: int | None = None) -> Var | VarArray:
-        count = self.size if axis is None else self.shape[axis]
-        return self._reduce(axis, 1.0 / count, "mean")
+        """The mean as ONE dot node (weights 1/count), or along `axis`."""
+        return self._reduce(axis, DOT, "mean")
 
-    def _reduce(self, axis: int | None, weight: float, name: str) -> Var | VarArray:
+    def logsumexp(self, axis: int | None = None) -> Var | VarArray:
+        """log(sum(exp(entries))) as ONE node, or along `axis`; its partials are the softmax."""
+        return self._reduce(axis, LOGSUMEXP, "logsumexp")
+
+    def _reduce(self, axis: int | None, code: int, name: str) -> Var | VarArray:
         if axis is not None and not isinstance(axis, (int, np.integer)):
             raise TypeError(f"{name}(axis): expected an int or None, got {axis!r}")
-        if axis is not None and self.ndim == 1 and axis in (0, -1):
-            axis = None  # a 1-d array along its only axis: the whole sum, one node
+        if axis is not None and not -self.ndim <= axis < self.ndim:
+            raise ValueError(f"{name}(axis): axis {axis} is out of range for a VarArray of shape {self.shape}")
         values = np.moveaxis(self.values, axis, -1) if axis is not None else self.values.reshape(1, -1)
         nodes = np.moveaxis(self.nodes, axis, -1) if axis is not None else self.nodes.reshape(1, -1)
-        rows = record_array(
-            values.sum(axis=-1) * weight,
-            VarArray._on(self.tape, values.reshape(-1, values.shape[-1]), nodes.reshape(-1, nodes.shape[-1])),
-            np.full(nodes.shape, weight).reshape(-1, nodes.shape[-1]),
-            name,
-        )
-        if axis is None:
-            return rows[0]
-        return rows.reshape(values.shape[:-1]) if isinstance(rows, VarArray) else rows
+        kept = values.shape[:-1]
+        rows = np.ascontiguousarray(values.reshape(-1, values.shape[-1]))
+        row_nodes = np.ascontiguousarray(nodes.reshape(-1, values.shape[-1]))
+        t = self.tape
+        out = np.empty(rows.shape[0])
+        if code == DOT:  # the mean: each row against the constant weights 1/count
+            weights = np.full(rows.shape[1], 1.0 / rows.shape[1])
+            no_nodes = np.full(rows.shape[1], -1, dtype=np.int64)
+            stream = np.empty(rows.shape[0] * (2 * rows.shape[1] + 3))
+            w = 0
+            for r in range(rows.shape[0]):
+                out[r], w = _kernels().record_dot(DOT, rows[r], row_nodes[r], weights, no_nodes, stream, w)
+        else:
+            stream = np.empty(rows.shape[0] * (2 * rows.shape[1] + 1))
+            w = _kernels().record_reduction(code, rows, row_nodes, out, stream)
+        one = axis is None or not kept
+        if not t.recording:
+            return float(out[0]) if one else out.reshape(kept)
+        result = VarArray._recorded(t, out, t.extend(stream[:w], rows.shape[0]))
+        return result[0] if one else result.reshape(kept)
 
     # -- arithmetic -------------------------------------------------------------------------------
 
@@ -170,10 +191,10 @@ class VarArray:
         return matmul(other, self)
 
     def __neg__(self):
-        return self * -1.0
+        return _elementwise(NEG, self)
 
     def __abs__(self):
-        return self * np.sign(self.values)  # d|x|/dx = sign(x), 0 at 0 as for a Var
+        return _elementwise(ABS, self)
 
     def __pos__(self):
         return self
@@ -205,115 +226,97 @@ def _tape_of(*operands) -> Tape:
     return tapes.pop()
 
 
-def _constant_nodes(nodes: np.ndarray | None, shape: tuple) -> np.ndarray:
-    return np.full(shape, -1) if nodes is None else np.broadcast_to(nodes, shape)
+def _nodes(nodes: np.ndarray | None, shape: tuple) -> np.ndarray:
+    """The node of each entry of an operand broadcast to `shape` (-1: a constant), flat."""
+    nodes = np.full(shape, -1, dtype=np.int64) if nodes is None else np.broadcast_to(nodes, shape)
+    return np.ascontiguousarray(nodes, dtype=np.int64).ravel()
 
 
-# -- elementwise binary operations: BINARY's rules, on arrays --------------------------------------
+def _flat(values: np.ndarray, shape: tuple) -> np.ndarray:
+    return np.ascontiguousarray(np.broadcast_to(values, shape), dtype=np.float64).ravel()
 
 
-def _div_arrays(a, b):
-    zero = np.broadcast_to(b == 0.0, np.broadcast_shapes(np.shape(a), np.shape(b)))
-    if zero.any():
-        at = np.unravel_index(np.argmax(zero), zero.shape)
-        raise ZeroDivisionError(f"division by zero at index {tuple(map(int, at))}: {np.broadcast_to(a, zero.shape)[at]!r} / 0.0")
-    q = a / b
-    return q, 1.0 / b, -q / b
+def _raise_refused(name: str, index: tuple, *operands: float):
+    """Raise the scalar path's error for the refused operands, saying which entry they are."""
+    try:
+        with Tape():
+            _APPLY_ON_VAR[name](Var(operands[0]), *operands[1:])
+    except (ValueError, OverflowError, ZeroDivisionError) as e:
+        raise type(e)(f"{e} at index {tuple(map(int, index))}") from None
+    raise AssertionError(f"the kernel refused {name}{operands} but the scalar path does not")
 
 
-def _pow_arrays(x, y, d_exponent):
-    x, y = np.broadcast_arrays(np.asarray(x, float), np.asarray(y, float))
-    for bad, why in (
-        ((x == 0) & (y < 0), "0 cannot be raised to a negative power"),
-        ((x < 0) & (y != np.floor(y)), "a negative base needs an integer exponent"),
-        ((x < 0) & d_exponent, "d(x**y)/dy = log(x) * x**y needs x >= 0"),
-    ):
-        if bad.any():
-            at = np.unravel_index(np.argmax(bad), bad.shape)
-            raise ValueError(f"pow({x[at]!r}, {y[at]!r}) at index {tuple(map(int, at))}: {why}")
-    with np.errstate(divide="ignore", invalid="ignore"):
-        value = x**y
-        dx = np.where(y == 0, 0.0, np.where(x == 0, np.where(y < 1, math.inf, (y == 1) * 1.0), y * x ** (y - 1)))
-        dy = np.where(x > 0, value * np.log(np.where(x > 0, x, 1.0)), 0.0) if d_exponent else np.zeros_like(value)
-    return value, dx, dy
+# -- element by element ------------------------------------------------------------------------------
 
 
-ARRAY_NAMESPACE = {"_div": _div_arrays, "_pow": _pow_arrays}
-ARRAY_RULES = {  # (op, is b a node?) -> rule(a, b) -> value, da, db, from the scalar declarations
-    (op, b_is_var): compile_op("rule", "a, b", rule.format(b_is_var=b_is_var) + "\nreturn value, da, db\n", dict(ARRAY_NAMESPACE))
-    for op, rule in BINARY.items()
-    for b_is_var in (False, True)
-}
-
-
-def _binary(op: str, a, b):
+def _binary(code: int, a, b):
     a, b = _operand(a), _operand(b)
     pa, pb = _parts(a), _parts(b)
     if pa is None or pb is None:
         return NotImplemented
     (a_values, a_nodes), (b_values, b_nodes) = pa, pb
-    value, da, db = ARRAY_RULES[op, b_nodes is not None](a_values, b_values)
     t = _tape_of(a, b)
+    shape = np.broadcast_shapes(a_values.shape, b_values.shape)
+    av, bv = _flat(a_values, shape), _flat(b_values, shape)
+    out = np.empty(av.shape)
+    stream = np.empty(5 * out.size)
+    w = _kernels().record_binary(code, av, _nodes(a_nodes, shape), bv, _nodes(b_nodes, shape), out, stream)
+    if w < 0:
+        i = -w - 1
+        _raise_refused(_NAMES[code], np.unravel_index(i, shape), av[i], bv[i])
     if not t.recording:
-        return value
-    shape = np.shape(value)
-    n = int(np.prod(shape))
-    flat = lambda x: np.ascontiguousarray(np.broadcast_to(x, shape), dtype=x.dtype if hasattr(x, "dtype") else None).ravel()  # noqa: E731
-    first = t.record_bulk(
-        n, 2 * n, _compiled_kernels().record_binary, op_code(op),
-        flat(_constant_nodes(a_nodes, shape)), flat(_constant_nodes(b_nodes, shape)),
-        flat(np.asarray(da, dtype=np.float64)), flat(np.asarray(db, dtype=np.float64)),
-    )
-    return VarArray._recorded(t, np.asarray(value, dtype=np.float64), first)
+        return out.reshape(shape)
+    return VarArray._recorded(t, out.reshape(shape), t.extend(stream[:w], out.size))
 
 
-def _operators(op: str):
-    return (lambda self, other: _binary(op, self, other)), (lambda self, other: _binary(op, other, self))
+def _operators(code: int):
+    return (lambda self, other: _binary(code, self, other)), (lambda self, other: _binary(code, other, self))
 
 
-for _op in BINARY:
-    _forward, _reflected = _operators(_op)
-    setattr(VarArray, f"__{_op}__", _forward)
-    setattr(VarArray, f"__r{_op}__", _reflected)
+for _rule in BINARY:
+    _forward, _reflected = _operators(code_of(_rule.name))
+    setattr(VarArray, f"__{_rule.name}__", _forward)
+    setattr(VarArray, f"__r{_rule.name}__", _reflected)
+
+_NAMES = {code_of(r.name): r.name for r in BINARY}
+_APPLY_ON_VAR = {r.name: getattr(Var, f"__{r.name}__") for r in BINARY}
 
 
-# -- the rest ---------------------------------------------------------------------------------------
-
-
-def _elementwise(rule: int, x: VarArray) -> VarArray | np.ndarray:
-    """RULES[rule] applied to every entry of `x` (`tape.sin(x)` and friends land here)."""
+def _elementwise(code: int, x: VarArray) -> VarArray | np.ndarray:
+    """A unary operation of every entry of `x` (`tape.sin(x)` and friends land here)."""
     t = x.tape
-    if not t.recording:  # no_grad: values only
-        return apply_rule(rule, x.values)
-    values = np.ascontiguousarray(x.values).ravel()
+    values = np.ascontiguousarray(x.values, dtype=np.float64).ravel()
     out = np.empty_like(values)
-    name = RULES[rule].name
-    first = t.record_bulk(
-        len(values), len(values), _compiled_kernels().record_unary,
-        rule, op_code(name), values, np.ascontiguousarray(x.nodes).ravel(), out,
-    )
-    if first < 0:
-        ELEMENTARY[name](float(values[-first - 1]))  # raises the scalar path's error for this value
-    return VarArray._recorded(t, out.reshape(x.shape), first)
+    stream = np.empty(3 * values.size)
+    w = _kernels().record_unary(code, values, np.ascontiguousarray(x.nodes).ravel(), out, stream)
+    if w < 0:
+        getattr(_ops, CODES[code][0])(float(values[-w - 1]))  # raises the scalar path's error
+    if not t.recording:
+        return out.reshape(x.shape)
+    return VarArray._recorded(t, out.reshape(x.shape), t.extend(stream[:w], values.size))
 
 
-def apply_rule(rule: int, values: np.ndarray) -> np.ndarray:
-    """RULES[rule] on every entry of a float array, compiled; the scalar path's error if an
-    entry is off the function's domain."""
-    flat = np.ascontiguousarray(values, dtype=np.float64).ravel()
-    out = np.empty_like(flat)
-    status = _compiled_kernels().apply_rule(rule, flat, out)
-    if status < 0:
-        ELEMENTARY[RULES[rule].name](float(flat[-status - 1]))
-    return out.reshape(np.shape(values))
+def _entrywise(code: int, x: np.ndarray) -> np.ndarray:
+    """A numpy array, entry by entry: object arrays of Vars (what `grad` passes a function of
+    an array) give object arrays of Vars; number arrays give float arrays, computed compiled."""
+    function = getattr(_ops, CODES[code][0])
+    if x.dtype == object:
+        return np.frompyfunc(function, 1, 1)(x)
+    values = np.ascontiguousarray(x, dtype=np.float64).ravel()
+    out = np.empty_like(values)
+    w = _kernels().record_unary(code, values, np.full(values.size, -1, dtype=np.int64), out, np.empty(3 * values.size))
+    if w < 0:
+        function(float(values[-w - 1]))
+    return out.reshape(x.shape)
 
 
-ARRAY_TYPES[VarArray] = _elementwise
+_ops.OTHER_TYPES[VarArray] = _elementwise
+_ops.OTHER_TYPES[np.ndarray] = _entrywise
 
 
 def matmul(a, b) -> VarArray:
-    """a @ b for VarArrays and arrays (1-d or 2-d): each output entry is ONE node whose parents
-    are its row of `a` and its column of `b` (where they are nodes)."""
+    """a @ b for VarArrays and arrays (1-d or 2-d): each output entry is ONE dot node whose
+    parents are its row of `a` and its column of `b` (where they are nodes)."""
     a, b = _operand(a), _operand(b)
     pa, pb = _parts(a), _parts(b)
     if pa is None or pb is None:
@@ -331,14 +334,13 @@ def matmul(a, b) -> VarArray:
         return (a2 @ b2).reshape(out_shape)
     (m, n), p = a2.shape, b2.shape[1]
     out = np.empty((m, p))
-    max_edges = m * p * n * ((a_nodes is not None) + (b_nodes is not None))
-    first = t.record_bulk(
-        m * p, max_edges, _compiled_kernels().record_matmul,
-        np.ascontiguousarray(a2), np.ascontiguousarray(_constant_nodes(a_nodes, a_values.shape).reshape(a2.shape)),
-        np.ascontiguousarray(b2), np.ascontiguousarray(_constant_nodes(b_nodes, b_values.shape).reshape(b2.shape)),
-        out, op_code("dot"),
+    stream = np.empty(m * p * (4 * n + 3))
+    w = _kernels().record_matmul(
+        DOT, np.ascontiguousarray(a2), _nodes(a_nodes, a_values.shape).reshape(a2.shape),
+        np.ascontiguousarray(b2.T), np.ascontiguousarray(_nodes(b_nodes, b_values.shape).reshape(b2.shape).T),
+        out, stream,
     )
-    return VarArray._recorded(t, out.reshape(out_shape), first)
+    return VarArray._recorded(t, out.reshape(out_shape), t.extend(stream[:w], m * p))
 
 
 def record_array(values, parents: VarArray, partials, op: str = "custom") -> VarArray:
@@ -354,11 +356,6 @@ def record_array(values, parents: VarArray, partials, op: str = "custom") -> Var
     t = parents.tape
     if not t.recording:
         return values
-    first = t.record_bulk(
-        len(values), parents.size, _compiled_kernels().record_rows,
-        np.ascontiguousarray(parents.nodes), partials, op_code(op),
-    )
-    return VarArray._recorded(t, values, first)
-
-
-LEAF = op_code("leaf")
+    stream = np.empty(parents.shape[0] * (2 * parents.shape[1] + 1))
+    w = _kernels().record_rows(op_code(op), np.ascontiguousarray(parents.nodes), partials, stream)
+    return VarArray._recorded(t, values, t.extend(stream[:w], len(values)))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._var import Var
+from ._ops import Var
 
 FORMATS = ("svg", "png", "pdf", "dot")
 

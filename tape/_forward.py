@@ -2,96 +2,34 @@
 derivatives of `grad`, `hvp` and `hessian`).
 
 A `Dual` carries a value and a tangent (the derivative along one direction) through every
-function of `tape`, by the same rules the tape records: each rule's value and partials are
-evaluated on the Dual's value, and the tangent is the partials times the operands' tangents.
-The rules are compiled here with a *generic* `math` (the tape's own functions, which dispatch on
-the argument's type), so a Dual's parts may be floats, Vars or Duals. That is how derivatives
-of derivatives work, without any cost to the tape's default path:
+operation of the rule table: the value is the operation of the operands' values, the tangent is
+sum(partial * tangent of the operand), with the partials the table's (`tape._ops.PARTIALS`).
+Those partials are evaluated on whatever the values are, so a Dual's parts may be floats, Vars
+or Duals. That is how derivatives of derivatives work, with no cost to the tape's default path:
 
 * a Dual whose value is a `Var` computes a derivative in forward mode while the tape records
   it: its tangent is a Var, which a sweep differentiates again (reverse over forward);
 * a Dual of Duals is forward over forward.
 
-Measured, and why this route: the two classic routes both touch the recording of every
-operation (a backward that records needs each node's partials as nodes, so the tape would have
-to keep operands; forward over reverse needs a tangent beside every partial and a rule for the
-derivative of every partial). Here the recording path and the numba sweep are unchanged
-(benchmarks/RESULTS.md: the scalar benchmark before and after), and a Hessian-vector product
-costs one forward pass recorded on a tape plus one sweep.
+Each Dual has a tag, its level: every `jvp` (and every forward-mode `grad`) takes a new one,
+larger than all before. Where Duals of two levels meet, the newer (inner) level is the Dual and
+the older is a constant to it, so a derivative taken inside a function that closes over an outer
+derivative's variable never mixes the two (perturbation confusion).
 """
 from __future__ import annotations
 
-import textwrap
-from types import SimpleNamespace
+import itertools
+import math
+import operator
 from typing import Callable, Sequence
 
 import numpy as np
 
-from ._functions import ARRAY_TYPES, ELEMENTARY, RULES, domain_error
-from ._var import BINARY, CONSTANTS, NAMESPACE, UNARY, Var, _new, compile_op
+from . import _nary, _ops
+from ._rules import BINARY, BOTH, LEFT_CONSTANT, REDUCTIONS, RIGHT_CONSTANT, UNARY, code_of
+from ._var import CONSTANTS, VarBase, new
 
-Numberish = (*CONSTANTS, Var)  # what a Dual treats as a constant: its tangent is 0
-
-
-def _generic_pow(x, y, d_exponent: bool):
-    """x ** y and its partials for floats, Vars or Duals (the float path: `_var._pow`)."""
-    base, exponent = _primal(x), _primal(y)
-    if base == 0.0 and exponent < 0:
-        raise ValueError(f"pow({base!r}, {exponent!r}): 0 cannot be raised to a negative power")
-    if base < 0.0 and (exponent != int(exponent) or d_exponent):
-        raise ValueError(f"pow({base!r}, {exponent!r}): a negative base needs an integer, constant exponent")
-    value = x**y
-    if base == 0.0 and exponent < 1:  # an infinite slope (0 < y < 1), or none (y = 0)
-        dx = float("inf") if exponent > 0 else 0.0
-    else:  # kept a function of x even at x = 0, where its own derivatives need not vanish
-        dx = y * x ** (y - 1)
-    dy = value * ELEMENTARY["log"](x) if d_exponent and base > 0.0 else 0.0
-    return value, dx, dy
-
-
-def _generic_div(a, b):
-    if _primal(b) == 0.0:
-        raise ZeroDivisionError(f"division by zero: {_primal(a)!r} / 0.0")
-    q = a / b
-    return q, 1.0 / b, -q / b
-
-
-GENERIC = {
-    "math": SimpleNamespace(**ELEMENTARY, inf=float("inf")),
-    "_sigmoid": ELEMENTARY["sigmoid"],
-    "_div": _generic_div,
-    "_pow": _generic_pow,
-}
-
-
-def _primal(x) -> float:
-    """The innermost number of a Dual or Var (for comparisons and error messages)."""
-    while not isinstance(x, CONSTANTS):
-        x = x.value
-    return float(x)
-
-
-def _compile_rules(namespace: dict) -> tuple[list, dict, dict]:
-    """The elementary, binary and unary rules as functions of their operands' values."""
-    elementary = [
-        compile_op("value_and_partial", "a", (
-            f"try:\n    y = {r.value}\nexcept (ValueError, OverflowError) as e:\n"
-            f"    raise domain_error({r.name!r}, a, e, {r.domain!r}) from None\nreturn y, {r.partial}\n"
-        ), dict(namespace, domain_error=domain_error))
-        for r in RULES
-    ]
-    binary = {
-        (op, b_is_dual): compile_op("rule", "a, b", rule.format(b_is_var=b_is_dual) + "\nreturn value, da, db\n", dict(namespace))
-        for op, rule in BINARY.items()
-        for b_is_dual in (False, True)
-    }
-    unary = {op: compile_op("rule", "a", rule + "\nreturn value, da\n", dict(namespace)) for op, rule in UNARY.items()}
-    return elementary, binary, unary
-
-
-# On plain floats, the scalar path's own namespace (math and the float helpers) is faster.
-FLOAT_RULES = _compile_rules(NAMESPACE)
-GENERIC_RULES = _compile_rules(GENERIC)
+_levels = itertools.count(1)  # 0 is the level of Duals made by hand
 
 
 class Dual:
@@ -99,88 +37,127 @@ class Dual:
 
     `Dual(x, 1.0)` seeds d/dx; numbers and Vars are constants to it (tangent 0)."""
 
-    __slots__ = ("value", "tangent")
+    __slots__ = ("value", "tangent", "tag")
 
-    def __init__(self, value, tangent=0.0) -> None:
-        self.value, self.tangent = value, tangent
+    def __init__(self, value, tangent=0.0, tag: int = 0) -> None:
+        self.value, self.tangent, self.tag = value, tangent, tag
 
     def __repr__(self) -> str:
         return f"Dual({self.value!r}, {self.tangent!r})"
 
     def __float__(self) -> float:
-        return _primal(self)
+        return float(self.value)
 
     def __neg__(self):
-        return _unary("neg", self)
+        return _unary(NEG, self)
 
     def __abs__(self):
-        return _unary("abs", self)
+        return _unary(ABS, self)
 
     def __pos__(self):
         return self
 
+    # Comparisons compare values (a Var among them keeps the comparison as a guard when traced).
     def __lt__(self, other):
-        return _primal(self) < _primal(other)
+        return self.value < _inner(other)
 
     def __le__(self, other):
-        return _primal(self) <= _primal(other)
+        return self.value <= _inner(other)
 
     def __gt__(self, other):
-        return _primal(self) > _primal(other)
+        return self.value > _inner(other)
 
     def __ge__(self, other):
-        return _primal(self) >= _primal(other)
+        return self.value >= _inner(other)
 
     def __eq__(self, other):
-        return _primal(self) == _primal(other)
+        return self.value == _inner(other)
 
     def __ne__(self, other):
-        return _primal(self) != _primal(other)
+        return self.value != _inner(other)
 
     __hash__ = object.__hash__
 
+    @classmethod
+    def kink(cls, value, xs: tuple) -> Dual:
+        """`value` whose derivative in the xs is nan (tape._rules.kink), at the newest level."""
+        tag = max(x.tag for x in xs if x.__class__ is Dual)
+        own = [x for x in xs if x.__class__ is Dual and x.tag == tag]
+        inner = _ops.kink(value, *(x.value if x in own else x for x in xs))
+        return _dual(inner, math.nan * _nary.sum([x.tangent for x in own]), tag)
 
-_PLAIN = (float, int)
+
+def _inner(x):
+    return x.value if x.__class__ is Dual else x
 
 
-def _rules(a, b=0.0) -> tuple[list, dict, dict]:
-    """The rules for these operand values: the fast float ones when both are plain numbers."""
-    return FLOAT_RULES if a.__class__ in _PLAIN and b.__class__ in _PLAIN else GENERIC_RULES
-
-
-def _dual(value, tangent) -> Dual:
-    d = _new(Dual)
-    d.value, d.tangent = value, tangent
+def _dual(value, tangent, tag: int) -> Dual:
+    d = new(Dual)
+    d.value, d.tangent, d.tag = value, tangent, tag
     return d
 
 
-def _binary(op: str, a, b):
-    """a <op> b where a or b is a Dual: the rule's value, tangent = da a' + db b'."""
+# -- the rule table's operations on any number type -----------------------------------------------
+
+NEG, ABS = code_of("neg"), code_of("abs")
+OPERATORS = {"-": operator.neg, "abs": abs}
+APPLY = {code_of(r.name): OPERATORS.get(r.symbol) or getattr(_ops, r.name) for r in UNARY}
+APPLY.update({code_of(r.name): getattr(operator, r.name) for r in BINARY})
+APPLY.update({code_of(r.name): getattr(_nary, r.name) for r in REDUCTIONS})
+VARIANT = {code_of(r.name): (code_of(r.name, RIGHT_CONSTANT), code_of(r.name, LEFT_CONSTANT)) for r in BINARY}
+NUMBERS = (*CONSTANTS, VarBase)  # what a Dual treats as a constant
+
+
+def _unary(code: int, x: Dual) -> Dual:
+    """Operation `code` (tape.sin(dual) and friends land here)."""
+    y = APPLY[code](x.value)
+    (d,) = _ops.PARTIALS[code](x.value, None, y)
+    return _dual(y, d * x.tangent, x.tag)
+
+
+def _binary(code: int, a, b):
+    """a <op> b where a or b is a Dual: at the newer level of the two, the other is a constant."""
     a_dual, b_dual = a.__class__ is Dual, b.__class__ is Dual
-    if not (a_dual or isinstance(a, Numberish)) or not (b_dual or isinstance(b, Numberish)):
+    if not (a_dual or isinstance(a, NUMBERS)) or not (b_dual or isinstance(b, NUMBERS)):
         return NotImplemented
-    av, bv = a.value if a_dual else a, b.value if b_dual else b
-    value, da, db = _rules(av, bv)[1][op, b_dual](av, bv)
-    if a_dual and b_dual:
-        return _dual(value, da * a.tangent + db * b.tangent)
-    return _dual(value, da * a.tangent if a_dual else db * b.tangent)
+    tag = max(a.tag if a_dual else -1, b.tag if b_dual else -1)
+    a_own, b_own = a_dual and a.tag == tag, b_dual and b.tag == tag
+    av, bv = (a.value if a_own else a), (b.value if b_own else b)
+    y = APPLY[code](av, bv)
+    if a_own and b_own:
+        da, db = _ops.PARTIALS[code](av, bv, y)
+        return _dual(y, da * a.tangent + db * b.tangent, tag)
+    right, left = VARIANT[code]
+    if a_own:
+        (da,) = _ops.PARTIALS[right](av, bv, y)
+        return _dual(y, da * a.tangent, tag)
+    (db,) = _ops.PARTIALS[left](av, bv, y)
+    return _dual(y, db * b.tangent, tag)
 
 
-def _unary(op: str, a: Dual) -> Dual:
-    value, da = _rules(a.value)[2][op](a.value)
-    return _dual(value, da * a.tangent)
+def _reduce(code: int, *operands: list):
+    """A reduction (sum, logsumexp: one list; dot: ws and xs) with Duals among the operands."""
+    tag = max(x.tag for xs in operands for x in xs if x.__class__ is Dual)
+    values = [[x.value if x.__class__ is Dual and x.tag == tag else x for x in xs] for xs in operands]
+    y = APPLY[code](*values)
+    partials, tangents = [], []
+    for i, terms in enumerate(zip(*operands)):
+        own = [x.__class__ is Dual and x.tag == tag for x in terms]
+        if any(own):
+            ds = _ops.PARTIALS[code](*(v[i] for v in values), y)
+            for d, x, is_own in zip(ds, terms, own):
+                if is_own:
+                    partials.append(d)
+                    tangents.append(x.tangent)
+    return _dual(y, _nary.dot(partials, tangents), tag)
 
 
-def _elementary(rule: int, x: Dual) -> Dual:
-    """RULES[rule] of a Dual (`tape.sin(dual)` and friends land here)."""
-    value, partial = _rules(x.value)[0][rule](x.value)
-    return _dual(value, partial * x.tangent)
-
-
-for _op in BINARY:
-    setattr(Dual, f"__{_op}__", lambda self, other, op=_op: _binary(op, self, other))
-    setattr(Dual, f"__r{_op}__", lambda self, other, op=_op: _binary(op, other, self))
-ARRAY_TYPES[Dual] = _elementary
+for _rule in BINARY:
+    _code = code_of(_rule.name)
+    setattr(Dual, f"__{_rule.name}__", lambda self, other, code=_code: _binary(code, self, other))
+    setattr(Dual, f"__r{_rule.name}__", lambda self, other, code=_code: _binary(code, other, self))
+_ops.OTHER_TYPES[Dual] = _unary
+_nary.forward_reduce = _reduce
 
 
 # -- the transforms -------------------------------------------------------------------------------
@@ -195,29 +172,44 @@ def jvp(fn: Callable, primals: Sequence, tangents: Sequence):
     primals, tangents = tuple(primals), tuple(tangents)
     if len(primals) != len(tangents):
         raise ValueError(f"jvp: {len(primals)} primals but {len(tangents)} tangents")
+    tag = next(_levels)
     duals = []
     for i, (p, t) in enumerate(zip(primals, tangents)):
         if np.shape(p) != np.shape(t):
             raise ValueError(f"jvp: primal {i} has shape {np.shape(p)} but its tangent has shape {np.shape(t)}")
-        duals.append(Dual(p, t) if np.ndim(p) == 0 else _dual_array(p, t))
-    return _split(fn(*duals))
+        duals.append(_seeded(p, t, tag))
+    return split(fn(*duals), tag)
 
 
-def _dual_array(values, tangents) -> np.ndarray:
-    values, tangents = np.asarray(values, dtype=object), np.asarray(tangents, dtype=object)
-    out = np.empty(values.shape, dtype=object)
-    for j, (v, t) in enumerate(zip(values.flat, tangents.flat)):
-        out.flat[j] = Dual(v, t)
+def _seeded(values, tangents, tag: int):
+    """Duals of one level: a Dual for a scalar (a 0-d array too), an object array of them."""
+    if np.ndim(values) == 0:
+        return _dual(_scalar(values), _scalar(tangents), tag)
+    out = np.empty(np.shape(values), dtype=object)
+    for j, (v, t) in enumerate(zip(np.asarray(values, dtype=object).flat, np.asarray(tangents, dtype=object).flat)):
+        out.flat[j] = _dual(_scalar(v), _scalar(t), tag)
     return out
 
 
-def _split(out):
-    """(values, tangents) of a function's output: a Dual, a constant or an array of them."""
+def _scalar(x):
+    """A number as a float (a 0-d array's too); Vars and Duals as they are."""
+    if isinstance(x, np.ndarray):
+        x = x.item() if x.dtype != object else x.reshape(-1)[0]
+    return float(x) if isinstance(x, CONSTANTS) else x
+
+
+def split(out, tag: int):
+    """(values, tangents) of a function's output at level `tag`: of a Dual, a constant, or an
+    array or list of them (anything not a Dual of the level has tangent 0)."""
+    def parts(o):
+        return (o.value, o.tangent) if o.__class__ is Dual and o.tag == tag else (o, 0.0)
+
     if np.ndim(out) == 0 and not isinstance(out, (list, tuple)):
-        return (out.value, out.tangent) if isinstance(out, Dual) else (out, 0.0)
-    parts = [(o.value, o.tangent) if isinstance(o, Dual) else (o, 0.0) for o in np.asarray(out, dtype=object).flat]
-    shape = np.shape(np.asarray(out, dtype=object))
-    values, tangents = (np.array([p[k] for p in parts], dtype=object).reshape(shape) for k in (0, 1))
+        value, tangent = parts(scalar_output(out))
+        return _scalar(value), _scalar(tangent)
+    array = np.asarray(out, dtype=object)
+    pairs = [parts(o) for o in array.flat]
+    values, tangents = (np.array([p[k] for p in pairs], dtype=object).reshape(array.shape) for k in (0, 1))
     return _numbers(values), _numbers(tangents)
 
 
@@ -243,14 +235,15 @@ def forward_gradient(fn: Callable, args: list, kwargs: dict, nums: Sequence[int]
         entries = np.asarray(args[i], dtype=object).ravel()
         columns = []
         for j in range(len(entries)):
+            tag = next(_levels)
             seeded = entries.copy()
-            seeded[j] = Dual(entries[j], 1.0)
+            seeded[j] = _dual(_scalar(entries[j]), 1.0, tag)
             call = list(args)
             call[i] = seeded[0] if shape == () else seeded.reshape(shape)
             out = scalar_output(fn(*call, **kwargs))
             if isinstance(out, (list, tuple, np.ndarray)) or hasattr(out, "_reduce"):
                 raise TypeError(f"{getattr(fn, '__name__', fn)}() must return a scalar to be differentiated")
-            value, tangent = _split(out)
+            value, tangent = split(out, tag)
             columns.append(tangent)
         grads.append(columns[0] if shape == () else _numbers(np.array(columns, dtype=object).reshape(shape)))
     return value, grads

@@ -9,24 +9,26 @@ the sweep's time.
 import numpy as np
 from numba import njit, uint64
 
-OP_BITS = 6  # a record's header is arity << OP_BITS | op code
+from ._rules import CODE_BITS, CONSTANT_BITS
 
 
 @njit(cache=True)
 def parse(stream, start, parent, partial, op, node, edge):
-    """Append the staged records in `stream` after node `node`, edge `edge`; return the new
-    edge count, or -1 (writing nothing out of bounds) if the records do not fit the arrays.
+    """Append the records in `stream` after node `node`, edge `edge`; return the new edge count,
+    or -1 (writing nothing out of bounds) if the records do not fit the arrays.
 
-    A record is `header, p_1..p_k, d_1..d_k` (parents, then their partials). An edge whose
-    partial is exactly 0 carries no gradient, so it is not stored.
+    A record is `header, p_1..p_k, d_1..d_k, c_1..c_c` (parents, their partials, constants; see
+    `tape._rules.header`). An edge whose partial is exactly 0 carries no gradient, so it is not
+    stored; the constants are for replays and are skipped here.
     """
     i = 0
     while i < stream.shape[0]:
         header = np.int64(stream[i])
-        k = header >> OP_BITS
-        if node >= op.shape[0] or i + 1 + 2 * k > stream.shape[0]:
+        k = header >> (CODE_BITS + CONSTANT_BITS)
+        c = (header >> CODE_BITS) & ((1 << CONSTANT_BITS) - 1)
+        if node >= op.shape[0] or i + 1 + 2 * k + c > stream.shape[0]:
             return -1
-        op[node] = header & ((1 << OP_BITS) - 1)
+        op[node] = header & ((1 << CODE_BITS) - 1)
         for j in range(k):
             d = stream[i + 1 + k + j]
             if d != 0.0:
@@ -36,7 +38,7 @@ def parse(stream, start, parent, partial, op, node, edge):
                 parent[uint64(edge)] = p
                 partial[uint64(edge)] = d
                 edge += 1
-        i += 1 + 2 * k
+        i += 1 + 2 * k + c
         node += 1
         start[node] = edge
     return edge

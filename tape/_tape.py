@@ -15,8 +15,9 @@ from typing import Iterator
 
 import numpy as np
 
-OP_BITS = 6  # a staged record starts with arity << OP_BITS | op code (see _kernels.parse)
-OP_NAMES: list[str] = []
+from ._rules import CODES, FIRST_CUSTOM, LEAF, MAX_CODES, header
+
+OP_NAMES: list[str] = [name for name, _, _ in CODES]  # by op code; `tape.record` adds names
 INDEX_LIMIT = np.iinfo(np.int32).max  # parents and offsets are int32
 BYTES_PER_NODE = 4 + 1 + 8  # start, op, and an adjoint during a sweep
 BYTES_PER_EDGE = 4 + 8  # parent, partial
@@ -24,23 +25,16 @@ FLUSH_NODES = 1 << 13  # staged nodes before a bulk move into the arrays
 FLUSH_ITEMS = 1 << 20  # staged numbers before a bulk move (n-ary nodes stage many)
 INITIAL_CAPACITY = 256  # nodes and edges; the arrays double from there
 CHECKED_GROWTH = 1 << 26  # growths above this many bytes first check the free memory
+LEAF_HEADER = header(LEAF, 0, 1)  # a leaf's record: this header, then its value
 
 
 def op_code(name: str) -> int:
-    """The code under which nodes of operation `name` are printed."""
+    """The op code of operation `name` (a rule's, or a name given to `tape.record`)."""
     if name not in OP_NAMES:
-        if len(OP_NAMES) == 1 << OP_BITS:
-            raise OverflowError(f"more than {1 << OP_BITS} operation names; cannot add {name!r}")
+        if len(OP_NAMES) == MAX_CODES:
+            raise OverflowError(f"more than {MAX_CODES - FIRST_CUSTOM} custom operation names; cannot add {name!r}")
         OP_NAMES.append(name)
     return OP_NAMES.index(name)
-
-
-def header(arity: int, name: str) -> int:
-    """The first number of a staged record: its arity and its op code."""
-    return arity << OP_BITS | op_code(name)
-
-
-LEAF = header(0, "leaf")
 
 
 _compiled = None
@@ -82,8 +76,15 @@ class _Segment:
         self.record = record
 
 
+class TraceError(RuntimeError):
+    """Something in a traced function that a trace cannot replay faithfully."""
+
+
 class Tape:
-    """A gradient tape. `with Tape() as t:` makes `t` the current tape of this thread."""
+    """A gradient tape. `with Tape() as t:` makes `t` the current tape of this thread.
+
+    A tape records one thread's operations: a thread that enters a tape another thread is
+    using, or records on it, gets a `RuntimeError` at once."""
 
     def __init__(self) -> None:
         self._rec: list[float] = []  # staged records, not yet in the arrays
@@ -97,15 +98,18 @@ class Tape:
         self._op = np.zeros(INITIAL_CAPACITY, np.uint8)
         self.adjoint = np.zeros(0)  # d(output)/d(node) from the latest sweep
         self.recording = True
+        self.program: list[np.ndarray] | None = None  # while tracing: every record, in order
+        self.guards: list | None = None  # while tracing: the comparisons made (see tape.trace)
+        self._owner: int | None = None  # the thread using the tape, while one is
         self._seg = _Segment(self, 0)
         self._segments = [self._seg]
         self._tokens: list[contextvars.Token] = []
 
     # -- recording --------------------------------------------------------------------------
 
-    def leaf(self) -> int:
+    def leaf(self, value: float) -> int:
         """Record a node without parents and return its index."""
-        self._rec.append(LEAF)
+        self._rec += (LEAF_HEADER, value)
         return self._advance()
 
     def _advance(self) -> int:
@@ -117,25 +121,41 @@ class Tape:
 
     def flush(self) -> None:
         """Move the staged records into the CSR arrays."""
-        if not self._rec:
-            return
-        stream = np.array(self._rec, dtype=np.float64)
-        self._reserve(self._n, self._edges + len(stream) // 2)
-        self._rec.clear()
+        if self._rec:
+            stream = np.array(self._rec, dtype=np.float64)
+            self._rec.clear()
+            self._parse(stream, self._n)
+
+    def extend(self, stream: np.ndarray, nodes: int) -> int:
+        """Append `nodes` nodes given as records in an array (`tape.kernels` writes them, for
+        VarArrays); returns the first one's index."""
+        self.flush()
+        first = self._n
+        self._n += nodes
+        self._parse(stream, self._n)
+        return first
+
+    def _parse(self, stream: np.ndarray, nodes: int) -> None:
+        self._check_thread()
+        self._reserve(nodes, self._edges + len(stream) // 2)
         edges = _kernels().parse(
             stream, self._start, self._parent, self._partial, self._op, self._nodes, self._edges
         )
         if edges < 0:
             raise RuntimeError(f"the staged records of {self!r} are inconsistent; the tape is unusable")
+        if self.program is not None:
+            self.program.append(stream)
         self._edges = edges
-        self._nodes = self._n
-        self._flush_at = self._n + FLUSH_NODES
+        self._nodes = self._n = nodes
+        self._flush_at = nodes + FLUSH_NODES
 
     def record_bulk(self, nodes: int, max_edges: int, kernel, *args) -> int:
         """Let a compiled `kernel(*args, start, parent, partial, op, node, edge)` append `nodes`
-        nodes with at most `max_edges` edges (see `tape.kernels`) and return the first one's
-        index. A kernel refuses by returning a negative number: then nothing is recorded and
-        that number is returned."""
+        nodes with at most `max_edges` edges straight into the arrays and return the first
+        one's index. A kernel refuses by returning a negative number: then nothing is recorded
+        and that number is returned. Such nodes cannot be traced."""
+        if self.program is not None:
+            raise TraceError("a compiled kernel recorded nodes on a tape being traced; a trace replays only the rule table's operations")
         self.flush()
         self._reserve(self._n + nodes, self._edges + max_edges)
         first = self._n
@@ -183,6 +203,7 @@ class Tape:
 
     def mark(self) -> int:
         """The current length; `rewind(mark)` later drops every node recorded after it."""
+        self._check_thread()
         if self._seg.start != self._n:
             self._seg = _Segment(self, self._n)
             self._segments.append(self._seg)
@@ -191,6 +212,9 @@ class Tape:
     def rewind(self, mark: int) -> None:
         """Drop every node recorded after `mark` (from `mark()`, or 0). Vars of those nodes
         become stale: using them raises `StaleVarError`."""
+        self._check_thread()
+        if self.program is not None:
+            raise TraceError("rewind() while tracing: a trace keeps every node it recorded")
         starts = [s.start for s in self._segments]
         if mark not in starts and mark != 0:
             raise ValueError(f"rewind({mark!r}): not a mark of this tape (its marks: {starts})")
@@ -216,6 +240,7 @@ class Tape:
         """Algorithm 1 from any seed: `seed[i]` is the adjoint given to node i. Returns the
         adjoints of all nodes below len(seed); they also become what `Var.grad` reads."""
         self.flush()
+        self._check_thread()
         adjoint = np.array(seed, dtype=np.float64)
         if adjoint.ndim != 1 or len(adjoint) > self._n:
             raise ValueError(
@@ -310,11 +335,22 @@ class Tape:
     # -- the current tape ---------------------------------------------------------------------
 
     def __enter__(self) -> Tape:
+        self._check_thread()
+        self._owner = threading.get_ident()
         self._tokens.append(_current.set(self))
         return self
 
     def __exit__(self, *exc) -> None:
         _current.reset(self._tokens.pop())
+        if not self._tokens and self is not _thread_default.get(None):
+            self._owner = None
+
+    def _check_thread(self) -> None:
+        if self._owner is not None and self._owner != threading.get_ident():
+            raise RuntimeError(
+                f"{self!r} is in use by another thread (thread id {self._owner}); a tape records "
+                "one thread's operations: give each thread its own `with tape.Tape():`"
+            )
 
 
 def _grown(a: np.ndarray, size: int, keep: int) -> np.ndarray:
@@ -345,9 +381,7 @@ def _available_memory() -> int | None:
 
 
 _current: contextvars.ContextVar[Tape] = contextvars.ContextVar("wengert_tape")
-_main_tape = Tape()
-if threading.current_thread() is threading.main_thread():
-    _current.set(_main_tape)
+_thread_default: contextvars.ContextVar[Tape] = contextvars.ContextVar("wengert_default_tape")
 
 
 def current_tape() -> Tape:
@@ -355,5 +389,11 @@ def current_tape() -> Tape:
     t = _current.get(None)
     if t is None:
         t = Tape()
+        t._owner = threading.get_ident()
         _current.set(t)
+        _thread_default.set(t)
     return t
+
+
+if threading.current_thread() is threading.main_thread():
+    current_tape()

@@ -8,9 +8,10 @@ from typing import Callable, Iterator, Sequence, Union
 
 import numpy as np
 
-from ._tape import Tape, current_tape
 from ._forward import Dual, forward_gradient, jvp, scalar_output
-from ._var import CONSTANTS, Var, _leaf_on
+from ._ops import Var
+from ._tape import Tape, TraceError, current_tape
+from ._var import CONSTANTS, leaf_on
 
 Argnums = Union[int, Sequence[int]]
 
@@ -96,25 +97,14 @@ def no_grad(t: Tape | None = None) -> Iterator[None]:
     """Within this block operations on the Vars of tape `t` (the current tape by default) return
     plain numbers and record nothing."""
     t = current_tape() if t is None else t
+    if t.guards is not None:
+        raise TraceError("no_grad() while tracing: values computed off the tape would be constants of the trace, wrong at other inputs")
     was = t.recording
     t.recording = False
     try:
         yield
     finally:
         t.recording = was
-
-
-def stop_gradient(x):
-    """The value of `x` as a new leaf that no gradient flows through: of a Var, a VarArray
-    (on its tape) or a Dual (without its tangent); a number stays a number."""
-    if x.__class__ is Var:
-        return x.detach()
-    if isinstance(x, Dual):
-        return stop_gradient(x.value)
-    if hasattr(x, "_reduce"):  # a VarArray: new leaves on its tape
-        with x.tape:
-            return type(x)(x.values)
-    return x
 
 
 # Inside a function being differentiated, `grad` works in forward mode: the function may close
@@ -164,7 +154,7 @@ def _lift(t: Tape, x, i: int, fn: Callable):
     if isinstance(x, np.ndarray) and x.ndim == 0:
         x = x.item()
     if isinstance(x, CONSTANTS):
-        return _leaf_on(t, x)
+        return leaf_on(Var, t, x)
     array = np.asarray(x, dtype=object)
     if array.ndim == 0 or not all(isinstance(v, CONSTANTS) for v in array.flat):
         raise TypeError(
@@ -173,7 +163,7 @@ def _lift(t: Tape, x, i: int, fn: Callable):
         )
     out = np.empty(array.shape, dtype=object)
     for j, v in enumerate(array.flat):
-        out.flat[j] = _leaf_on(t, v)
+        out.flat[j] = leaf_on(Var, t, v)
     return out
 
 
@@ -228,12 +218,13 @@ def jacobian(fn: Callable, mode: str = "auto") -> Callable:
 
     @functools.wraps(fn)
     def wrapped(x):
+        x = _point(x)
         x_shape = np.shape(x)
         m = int(np.prod(x_shape))
         chosen = mode
         if mode == "auto":  # n from one evaluation on plain numbers, far cheaper than either mode
             with no_grad():
-                n = np.size(fn(np.asarray(x, dtype=np.float64) if x_shape else float(x)))
+                n = np.size(fn(x))
             chosen = "forward" if n > m else "reverse"
         if chosen == "forward":
             return _jacobian_forward(fn, x, x_shape)
@@ -253,11 +244,18 @@ def jacobian(fn: Callable, mode: str = "auto") -> Callable:
     return wrapped
 
 
+def _point(x):
+    """Where a Jacobian is taken: a float, or a float array."""
+    array = np.asarray(x, dtype=np.float64)
+    return float(array) if array.ndim == 0 else array
+
+
 def _jacobian_forward(fn: Callable, x, x_shape: tuple) -> np.ndarray:
-    entries = np.asarray(x, dtype=np.float64).ravel()
     columns = []
-    for j in range(len(entries)):
-        _, column = jvp(fn, (np.asarray(x, dtype=np.float64),), (np.eye(len(entries))[j].reshape(x_shape),))
+    for j in range(max(1, int(np.prod(x_shape)))):
+        direction = np.zeros(x_shape)
+        direction.flat[j] = 1.0
+        _, column = jvp(fn, (x,), (float(direction) if not x_shape else direction,))
         columns.append(np.asarray(column, dtype=np.float64))
     return np.stack(columns, axis=-1).reshape(np.shape(columns[0]) + x_shape)
 

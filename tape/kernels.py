@@ -1,121 +1,168 @@
-"""Compiled building blocks for recording on a tape in bulk, for numba code outside `tape`.
+"""Compiled building blocks: recording arrays of nodes, and the sweep, for numba code.
 
-A kernel appends nodes after the tape's end: `Tape.record_bulk(nodes, max_edges, kernel, ...)`
-hands it the CSR arrays (`start`, `parent`, `partial`, `op`) and the first free `node` and
-`edge`, and the kernel returns the new edge count. Node arrays hold -1 for constant entries; an
-edge to a constant, or with a zero partial, is not stored, as in the scalar path. Edges are
-written in the loops themselves: a helper taking the arrays would cost ten times the store
-(numba reference-counts array arguments even when it inlines the call).
+The `record_*` kernels write nodes as records (the format of `tape._rules.header`) into a
+float64 `stream`, which `Tape.extend` moves into the tape; they return how many numbers they
+wrote, or -(i + 1) if entry i's value is refused (a non-finite value of finite operands, for an
+operation where Python's math refuses it). Node arrays hold -1 for constant entries. Values and
+partials come from the rule table (`tape._compiled`), as in the scalar path, and in its order.
 
 Importing this module imports numba; `import tape` does not.
 """
 import numpy as np
 from numba import njit, uint64
 
-from ._elementwise import value_and_partial
+from ._compiled import CHECKED, evaluate, term, term_partials, total
 from ._kernels import parse, sweep
+from ._rules import BOTH, CODE_BITS, CONSTANT_BITS, LEFT_CONSTANT, RIGHT_CONSTANT
 
 __all__ = [
-    "apply_rule", "parse", "record_binary", "record_leaves", "record_matmul",
-    "record_rows", "record_unary", "sweep", "sweep_window", "value_and_partial",
+    "evaluate", "parse", "record_binary", "record_dot", "record_matmul", "record_reduction",
+    "record_rows", "record_unary", "refused", "sweep", "sweep_window", "value_and_partial",
 ]
 
 
 @njit(cache=True)
-def record_leaves(count, code, start, parent, partial, op, node, edge):
-    """`count` nodes without parents."""
-    for i in range(count):
-        op[node + i] = code
-        start[node + i + 1] = edge
-    return edge
+def _header(code, parents, constants):
+    return float((parents << (CODE_BITS + CONSTANT_BITS)) | (constants << CODE_BITS) | code)
 
 
 @njit(cache=True)
-def record_unary(rule, code, values, nodes, out, start, parent, partial, op, node, edge):
-    """out[i] = f(values[i]) for the elementary function RULES[rule]; node + i gets the edge
-    to nodes[i]. Returns the new edge count, or -(i + 1) if f(values[i]) is not finite for a
-    finite values[i] (the caller names the error)."""
+def refused(code, y, a, b):
+    """Whether operation `code` refuses its operands: a checked rule gave a non-finite value."""
+    return CHECKED[code] and not np.isfinite(y) and np.isfinite(a) and np.isfinite(b)
+
+
+@njit(cache=True)
+def value_and_partial(code, a):
+    """y = f(a) and dy/da for the unary operation `code` (an op code of tape._rules)."""
+    y, d, _ = evaluate(code, a, 0.0)
+    return y, d
+
+
+@njit(cache=True, error_model="numpy")
+def record_unary(code, values, nodes, out, stream):
+    """out[i] = f(values[i]) for the unary operation `code`, one node each with the edge to
+    nodes[i]."""
+    w = 0
     for i in range(values.shape[0]):
         a = values[i]
-        y, d = value_and_partial(rule, a)
-        if np.isfinite(a) and not np.isfinite(y):
+        y, d, _ = evaluate(code, a, 0.0)
+        if refused(code, y, a, 0.0):
             return -(i + 1)
         out[i] = y
-        if nodes[i] >= 0 and d != 0.0:
-            parent[edge] = nodes[i]
-            partial[edge] = d
-            edge += 1
-        op[node + i] = code
-        start[node + i + 1] = edge
-    return edge
+        stream[w] = _header(code, 1, 0)
+        stream[w + 1] = nodes[i]
+        stream[w + 2] = d
+        w += 3
+    return w
 
 
-@njit(cache=True)
-def apply_rule(rule, values, out):
-    """out[i] = f(values[i]) for the elementary function RULES[rule], recording nothing.
-    Returns -(i + 1) if f(values[i]) is not finite for a finite values[i], else 0."""
-    for i in range(values.shape[0]):
-        y, _ = value_and_partial(rule, values[i])
-        if np.isfinite(values[i]) and not np.isfinite(y):
+@njit(cache=True, error_model="numpy")
+def record_binary(code, a_values, a_nodes, b_values, b_nodes, out, stream):
+    """out[i] = a_values[i] <op> b_values[i] for the binary operation `code` (its both-nodes
+    code); an operand whose node is -1 is a constant, kept in the record."""
+    w = 0
+    for i in range(a_values.shape[0]):
+        a, b = a_values[i], b_values[i]
+        y, da, db = evaluate(code, a, b)
+        if refused(code, y, a, b):
             return -(i + 1)
         out[i] = y
-    return 0
+        if a_nodes[i] >= 0 and b_nodes[i] >= 0:
+            stream[w] = _header(code + BOTH, 2, 0)
+            stream[w + 1], stream[w + 2], stream[w + 3], stream[w + 4] = a_nodes[i], b_nodes[i], da, db
+            w += 5
+        elif a_nodes[i] >= 0:
+            stream[w] = _header(code + RIGHT_CONSTANT, 1, 1)
+            stream[w + 1], stream[w + 2], stream[w + 3] = a_nodes[i], da, b
+            w += 4
+        else:
+            stream[w] = _header(code + LEFT_CONSTANT, 1, 1)
+            stream[w + 1], stream[w + 2], stream[w + 3] = b_nodes[i], db, a
+            w += 4
+    return w
 
 
 @njit(cache=True)
-def record_binary(code, a_nodes, b_nodes, da, db, start, parent, partial, op, node, edge):
-    """Node + i has the edges to a_nodes[i] (partial da[i]) and b_nodes[i] (partial db[i])."""
-    for i in range(a_nodes.shape[0]):
-        if a_nodes[i] >= 0 and da[i] != 0.0:
-            parent[edge] = a_nodes[i]
-            partial[edge] = da[i]
-            edge += 1
-        if b_nodes[i] >= 0 and db[i] != 0.0:
-            parent[edge] = b_nodes[i]
-            partial[edge] = db[i]
-            edge += 1
-        op[node + i] = code
-        start[node + i + 1] = edge
-    return edge
+def record_dot(code, a, a_nodes, b, b_nodes, stream, w):
+    """One dot node of the pairs (a[j], b[j]) at stream[w:] (as tape.dot records it: pairs of
+    two nodes, then nodes with a constant, then the constant pairs' sum); returns (y, new w)."""
+    pairs, lone, constant_pairs = 0, 0, 0
+    for j in range(a.shape[0]):
+        if a_nodes[j] >= 0 and b_nodes[j] >= 0:
+            pairs += 1
+        elif a_nodes[j] >= 0 or b_nodes[j] >= 0:
+            lone += 1
+        else:
+            constant_pairs += 1
+    k = 2 * pairs + lone
+    stream[w] = _header(code, k, 2 if constant_pairs else 1)
+    p, s, folded = w + 1, 0.0, 0.0
+    for j in range(a.shape[0]):  # the constant pairs' sum comes first: it is one operand
+        if a_nodes[j] < 0 and b_nodes[j] < 0:
+            folded += term(code, a[j], b[j], 0.0)
+    for j in range(a.shape[0]):
+        if a_nodes[j] >= 0 and b_nodes[j] >= 0:
+            s += term(code, a[j], b[j], 0.0)
+            da, db = term_partials(code, a[j], b[j], 0.0)
+            stream[p], stream[p + 1], stream[p + k], stream[p + k + 1] = a_nodes[j], b_nodes[j], da, db
+            p += 2
+    for j in range(a.shape[0]):
+        if (a_nodes[j] >= 0) != (b_nodes[j] >= 0):
+            node, x, c = (a_nodes[j], a[j], b[j]) if a_nodes[j] >= 0 else (b_nodes[j], b[j], a[j])
+            s += term(code, x, c, 0.0)
+            stream[p], stream[p + k] = node, term_partials(code, x, c, 0.0)[0]
+            p += 1
+    stream[w + 1 + 2 * k] = pairs
+    if constant_pairs:
+        s += term(code, folded, 1.0, 0.0)
+        stream[w + 2 + 2 * k] = folded
+    return total(code, s, 0.0), w + 2 + 2 * k + (1 if constant_pairs else 0)
 
 
 @njit(cache=True)
-def record_matmul(a, a_nodes, b, b_nodes, out, code, start, parent, partial, op, node, edge):
-    """out = a @ b for a (m, n) and b (n, p), one node per entry: node + i * p + k has the
-    edges to a_nodes[i, j] (partial b[j, k]) and to b_nodes[j, k] (partial a[i, j])."""
-    m, n = a.shape
-    p = b.shape[1]
-    for i in range(m):
-        for k in range(p):
-            total = 0.0
-            for j in range(n):
-                total += a[i, j] * b[j, k]
-                if a_nodes[i, j] >= 0 and b[j, k] != 0.0:
-                    parent[uint64(edge)] = a_nodes[i, j]  # uint64: see tape._kernels
-                    partial[uint64(edge)] = b[j, k]
-                    edge += 1
-                if b_nodes[j, k] >= 0 and a[i, j] != 0.0:
-                    parent[uint64(edge)] = b_nodes[j, k]
-                    partial[uint64(edge)] = a[i, j]
-                    edge += 1
-            out[i, k] = total
-            op[node + i * p + k] = code
-            start[node + i * p + k + 1] = edge
-    return edge
+def record_matmul(code, a, a_nodes, b_t, b_t_nodes, out, stream):
+    """out = a @ b for a (m, n) and b (n, p), given as its transpose b_t (p, n): one dot node
+    per entry, whose pairs are a row of a and a column of b."""
+    w = 0
+    for i in range(a.shape[0]):
+        for k in range(b_t.shape[0]):
+            out[i, k], w = record_dot(code, a[i], a_nodes[i], b_t[k], b_t_nodes[k], stream, w)
+    return w
+
+
+@njit(cache=True, error_model="numpy")
+def record_reduction(code, values, nodes, out, stream):
+    """out[r] = the reduction `code` (sum, logsumexp) of row r, one node each."""
+    w = 0
+    for r in range(values.shape[0]):
+        m = values[r].max()
+        s = 0.0
+        for j in range(values.shape[1]):
+            s += term(code, values[r, j], 0.0, m)
+        y = total(code, s, m)
+        out[r] = y
+        k = values.shape[1]
+        stream[w] = _header(code, k, 0)
+        for j in range(k):
+            stream[w + 1 + j] = nodes[r, j]
+            stream[w + 1 + k + j] = term_partials(code, values[r, j], 0.0, y)[0]
+        w += 1 + 2 * k
+    return w
 
 
 @njit(cache=True)
-def record_rows(parents, partials, code, start, parent, partial, op, node, edge):
-    """One node per row r: node + r has the edges to parents[r, :] with partials[r, :]."""
+def record_rows(code, parents, partials, stream):
+    """A custom node per row r (tape.record_array): parents[r, :], partials[r, :]."""
+    w = 0
+    k = parents.shape[1]
     for r in range(parents.shape[0]):
-        for j in range(parents.shape[1]):
-            if parents[r, j] >= 0 and partials[r, j] != 0.0:
-                parent[edge] = parents[r, j]
-                partial[edge] = partials[r, j]
-                edge += 1
-        op[node + r] = code
-        start[node + r + 1] = edge
-    return edge
+        stream[w] = _header(code, k, 0)
+        for j in range(k):
+            stream[w + 1 + j] = parents[r, j]
+            stream[w + 1 + k + j] = partials[r, j]
+        w += 1 + 2 * k
+    return w
 
 
 @njit(cache=True)

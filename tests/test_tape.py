@@ -534,10 +534,9 @@ def test_mixing_vars_of_two_tapes_is_an_error():
         (lambda: tape.log(Var(0.0)), ValueError, ["log(0.0)"]),
         (lambda: tape.sqrt(Var(-1.0)), ValueError, ["sqrt(-1.0)", "x >= 0"]),
         (lambda: tape.log1p(-2.0), ValueError, ["log1p(-2.0)"]),
-        (lambda: Var(0.0) ** -1, ValueError, ["pow(0.0, -1)", "negative power"]),
-        (lambda: 0.0 ** Var(-1.0), ValueError, ["pow(0.0, -1.0)"]),
-        (lambda: Var(-8.0) ** (1 / 3), ValueError, ["negative base"]),
-        (lambda: (-2.0) ** Var(2.0), ValueError, ["log(x)"]),
+        (lambda: Var(0.0) ** -1, ZeroDivisionError, ["0.0 ** (-1)", "negative power"]),  # as Python's 0.0 ** -1
+        (lambda: 0.0 ** Var(-1.0), ZeroDivisionError, ["0.0 ** (-1.0)"]),
+        (lambda: Var(-8.0) ** (1 / 3), ValueError, ["(-8.0) ** 0.333", "negative base"]),
         (lambda: tape.exp(Var(1000.0)), OverflowError, ["exp(1000.0)"]),
         (lambda: Var(1.0) / 0, ZeroDivisionError, ["1.0 / 0"]),
         (lambda: 1.0 / Var(0.0), ZeroDivisionError, ["1.0 / 0.0"]),
