@@ -3,6 +3,8 @@
 The rule table for numba kernels (VarArray recording, trace replays): `evaluate(code, a, b)`
 is a unary or binary operation's value and partials; `term`, `total` and `term_partials` are a
 reduction's pieces. `CHECKED[code]` says a non-finite value of finite operands is an error.
+Each is inlined where it is called (numba's inline="always"): the interpreter's dispatch on the
+op code then costs a jump, not a call.
 """
 import math
 
@@ -57,85 +59,89 @@ POW_LEFT_CONSTANT = 33
 SUM = 34
 DOT = 35
 LOGSUMEXP = 36
-CHECKED = np.array([False, False, False, False, True, True, True, True, True, True, True, True, True, True, True, True, True, True, True, False, False, False, False, False, False, False, False, False, True, True, True, True, True, True, False, False, False], dtype=np.bool_)
+CHECKED = np.array([False, False, False, False, False, False, False, False, True, True, False, True, True, True, True, True, False, False, False, False, False, False, False, False, False, False, False, False, True, True, True, True, True, True, False, False, False], dtype=np.bool_)
 
 
-@njit(cache=True)
+RULE = np.array([-1, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4, -1, -1, -1], dtype=np.int64)  # op code -> index of its rule in BINARY + UNARY
+
+
+@njit(cache=True, error_model="numpy", inline="always")
 def evaluate(code, a, b):
     """(y, dy/da, dy/db) of the unary (b unused) or binary operation `code`."""
-    if code == ADD or code == ADD_RIGHT_CONSTANT or code == ADD_LEFT_CONSTANT:
+    rule = RULE[code]
+    if rule == 0:  # add
         y = a + b
         return y, 1.0, 1.0
-    if code == SUB or code == SUB_RIGHT_CONSTANT or code == SUB_LEFT_CONSTANT:
+    if rule == 1:  # sub
         y = a - b
         return y, 1.0, -1.0
-    if code == MUL or code == MUL_RIGHT_CONSTANT or code == MUL_LEFT_CONSTANT:
+    if rule == 2:  # mul
         y = a * b
         return y, b, a
-    if code == TRUEDIV or code == TRUEDIV_RIGHT_CONSTANT or code == TRUEDIV_LEFT_CONSTANT:
+    if rule == 3:  # truediv
         y = a / b
         return y, 1.0 / b, -y / b
-    if code == POW or code == POW_RIGHT_CONSTANT or code == POW_LEFT_CONSTANT:
+    if rule == 4:  # pow
         y = _power(a, b)
         return y, b * a ** (b - 1.0) if a != 0.0 or b >= 1.0 else 0.0 if b == 0.0 else math.inf, y * math.log(a) if a > 0.0 else 0.0 if a == 0.0 else math.nan
-    if code == NEG:
+    if rule == 5:  # neg
         y = -a
         return y, -1.0, 0.0
-    if code == ABS:
+    if rule == 6:  # abs
         y = abs(a)
         return y, _sign(a), 0.0
-    if code == STOP_GRADIENT:
+    if rule == 7:  # stop_gradient
         y = a
         return y, 0.0, 0.0
-    if code == SIN:
+    if rule == 8:  # sin
         y = math.sin(a)
         return y, math.cos(a), 0.0
-    if code == COS:
+    if rule == 9:  # cos
         y = math.cos(a)
         return y, -math.sin(a), 0.0
-    if code == TAN:
+    if rule == 10:  # tan
         y = math.tan(a)
         return y, 1.0 + y * y, 0.0
-    if code == ATAN:
+    if rule == 11:  # atan
         y = math.atan(a)
         return y, 1.0 / (1.0 + a * a), 0.0
-    if code == SINH:
+    if rule == 12:  # sinh
         y = math.sinh(a)
         return y, math.cosh(a), 0.0
-    if code == COSH:
+    if rule == 13:  # cosh
         y = math.cosh(a)
         return y, math.sinh(a), 0.0
-    if code == TANH:
+    if rule == 14:  # tanh
         y = math.tanh(a)
         return y, 1.0 - y * y, 0.0
-    if code == EXP:
+    if rule == 15:  # exp
         y = math.exp(a)
         return y, y, 0.0
-    if code == EXPM1:
+    if rule == 16:  # expm1
         y = math.expm1(a)
         return y, y + 1.0, 0.0
-    if code == LOG:
+    if rule == 17:  # log
         y = math.log(a)
         return y, 1.0 / a, 0.0
-    if code == LOG1P:
+    if rule == 18:  # log1p
         y = math.log1p(a)
         return y, 1.0 / (1.0 + a), 0.0
-    if code == SQRT:
+    if rule == 19:  # sqrt
         y = math.sqrt(a)
         return y, 0.5 / y if y > 0.0 else math.inf, 0.0
-    if code == SIGMOID:
+    if rule == 20:  # sigmoid
         y = _sigmoid(a)
         return y, y * (1.0 - y), 0.0
-    if code == SOFTPLUS:
+    if rule == 21:  # softplus
         y = a + math.log1p(math.exp(-a)) if a > 0.0 else math.log1p(math.exp(a))
         return y, _sigmoid(a), 0.0
-    if code == RELU:
+    if rule == 22:  # relu
         y = a if a > 0.0 else 0.0
         return y, 1.0 if a > 0.0 else 0.0, 0.0
     return math.nan, math.nan, math.nan
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def term(code, a, b, m):
     if code == SUM:
         return a
@@ -146,7 +152,7 @@ def term(code, a, b, m):
     return math.nan
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def total(code, s, m):
     if code == SUM:
         return s
@@ -157,7 +163,7 @@ def total(code, s, m):
     return math.nan
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def term_partials(code, a, b, y):
     if code == SUM:
         return 1.0, 0.0

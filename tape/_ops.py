@@ -407,7 +407,10 @@ class Var(VarBase):
     def __abs__(self):
         """abs(self), recorded (rule 'abs': y = abs(a); dy/da = sign(a))."""
         a = self.value
-        y = abs(a)
+        try:
+            y = abs(a)
+        except _ERRORS as e:
+            raise domain_error('abs', (a,), e) from None
         da = _sign(a)
         seg = self._seg
         t = seg.tape

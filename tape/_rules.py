@@ -25,7 +25,7 @@ class Rule(NamedTuple):
     value: str  # y as an expression of a (and b)
     partials: tuple[str, ...]  # dy/da (and dy/db), expressions of a, b and y
     domain: str = ""  # the hint an error gives when the value is refused
-    checked: bool = True  # a non-finite y of finite operands is an error, as Python's math says
+    checked: bool = True  # whether it can give a non-finite y of finite operands, which is an error
     symbol: str = ""  # the Python operator (binary) or builtin (abs), if any
 
 
@@ -43,21 +43,21 @@ UNARY = [
     Rule("neg", "-a", ("-1.0",), checked=False, symbol="-"),
     Rule("abs", "abs(a)", ("sign(a)",), checked=False, symbol="abs"),
     Rule("stop_gradient", "a", ("0.0",), checked=False),
-    Rule("sin", "sin(a)", ("cos(a)",)),
-    Rule("cos", "cos(a)", ("-sin(a)",)),
-    Rule("tan", "tan(a)", ("1.0 + y * y",)),
-    Rule("atan", "atan(a)", ("1.0 / (1.0 + a * a)",)),
+    Rule("sin", "sin(a)", ("cos(a)",), checked=False),
+    Rule("cos", "cos(a)", ("-sin(a)",), checked=False),
+    Rule("tan", "tan(a)", ("1.0 + y * y",), checked=False),
+    Rule("atan", "atan(a)", ("1.0 / (1.0 + a * a)",), checked=False),
     Rule("sinh", "sinh(a)", ("cosh(a)",), "|x| <= 710"),
     Rule("cosh", "cosh(a)", ("sinh(a)",), "|x| <= 710"),
-    Rule("tanh", "tanh(a)", ("1.0 - y * y",)),
+    Rule("tanh", "tanh(a)", ("1.0 - y * y",), checked=False),
     Rule("exp", "exp(a)", ("y",), "x <= 709"),
     Rule("expm1", "expm1(a)", ("y + 1.0",), "x <= 709"),
     Rule("log", "log(a)", ("1.0 / a",), "x > 0"),
     Rule("log1p", "log1p(a)", ("1.0 / (1.0 + a)",), "x > -1"),
     Rule("sqrt", "sqrt(a)", ("0.5 / y if y > 0.0 else kink(inf, a)",), "x >= 0"),
-    Rule("sigmoid", "sigmoid(a)", ("y * (1.0 - y)",)),
-    Rule("softplus", "a + log1p(exp(-a)) if a > 0.0 else log1p(exp(a))", ("sigmoid(a)",)),
-    Rule("relu", "a if a > 0.0 else 0.0", ("1.0 if a > 0.0 else 0.0",)),
+    Rule("sigmoid", "sigmoid(a)", ("y * (1.0 - y)",), checked=False),
+    Rule("softplus", "a + log1p(exp(-a)) if a > 0.0 else log1p(exp(a))", ("sigmoid(a)",), checked=False),
+    Rule("relu", "a if a > 0.0 else 0.0", ("1.0 if a > 0.0 else 0.0",), checked=False),
 ]
 
 BINARY = [

@@ -26,7 +26,7 @@ def _header(code, parents, constants):
     return float((parents << (CODE_BITS + CONSTANT_BITS)) | (constants << CODE_BITS) | code)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def refused(code, y, a, b):
     """Whether operation `code` refuses its operands: a checked rule gave a non-finite value."""
     return CHECKED[code] and not np.isfinite(y) and np.isfinite(a) and np.isfinite(b)

@@ -1,0 +1,268 @@
+"""The compiled interpreter that replays a traced Wengert list at new inputs (see tape.trace).
+
+A program is per node an op code and its operands, `refs[start[i]:start[i + 1]]`; a ref below
+`n` is a node, a ref n + j is the program's j-th constant. `val` holds every node's value and,
+after them, the constants. One forward pass computes the values in order, each by the rule
+table's compiled rules (tape/_compiled.py), and for the nodes that depend on a differentiated
+input it writes their edges (a CSR tape, as `Tape` keeps it): the operands that are active too,
+with the partial, unless the partial is 0. The tape's sweep (Algorithm 1) then runs on it.
+Nothing here is compiled per trace: a trace is data.
+"""
+import math
+
+import numpy as np
+from numba import get_num_threads, njit, prange, uint64
+
+from ._compiled import evaluate, term, term_partials, total
+from ._rules import CODE_BITS, CONSTANT_BITS
+from .kernels import refused
+
+LEAF, UNARY, BINARY, BINARY_RIGHT, BINARY_LEFT, REDUCTION, DOT, CUSTOM = range(8)
+COMPARE_LT, COMPARE_LE, COMPARE_GT, COMPARE_GE, COMPARE_EQ, COMPARE_NE = range(6)
+
+
+@njit(cache=True)
+def build(stream, n, kind, constant_is_partial):
+    """(code, start, refs, val) of the records in `stream` (n nodes); `kind[code]` says how a
+    record lists its operands. Returns a negative `start[0]` - 1 - i if node i is a custom op."""
+    code = np.zeros(n, np.int64)
+    start = np.zeros(n + 1, np.int64)
+    refs = np.empty(stream.shape[0], np.int64)
+    constants = np.empty(stream.shape[0])
+    values = np.zeros(n)
+    r, c, i, node = 0, 0, 0, 0
+    while node < n:
+        header = np.int64(stream[i])
+        k = header >> (CODE_BITS + CONSTANT_BITS)
+        nc = (header >> CODE_BITS) & ((1 << CONSTANT_BITS) - 1)
+        op = header & ((1 << CODE_BITS) - 1)
+        parents, partials, folded = i + 1, i + 1 + k, i + 1 + 2 * k
+        code[node] = op
+        how = kind[op]
+        if how == LEAF:
+            values[node] = stream[folded]
+        elif how == UNARY or how == BINARY:
+            for j in range(k):
+                refs[r] = np.int64(stream[parents + j])
+                r += 1
+        elif how == BINARY_RIGHT or how == BINARY_LEFT:
+            constants[c] = stream[partials] if constant_is_partial[op] else stream[folded]
+            if how == BINARY_LEFT:
+                refs[r], refs[r + 1] = n + c, np.int64(stream[parents])
+            else:
+                refs[r], refs[r + 1] = np.int64(stream[parents]), n + c
+            r += 2
+            c += 1
+        elif how == REDUCTION:
+            for j in range(k):
+                refs[r] = np.int64(stream[parents + j])
+                r += 1
+            if nc == 1:
+                constants[c] = stream[folded]
+                refs[r] = n + c
+                r += 1
+                c += 1
+        elif how == DOT:
+            pairs = np.int64(stream[folded])
+            for j in range(2 * pairs):
+                refs[r] = np.int64(stream[parents + j])
+                r += 1
+            for j in range(2 * pairs, k):  # a node and its constant partner, which is its partial
+                constants[c] = stream[partials + j]
+                refs[r], refs[r + 1] = np.int64(stream[parents + j]), n + c
+                r += 2
+                c += 1
+            if nc == 2:  # the constant pairs' sum, times 1
+                constants[c], constants[c + 1] = stream[folded + 1], 1.0
+                refs[r], refs[r + 1] = n + c, n + c + 1
+                r += 2
+                c += 2
+        else:
+            start[0] = -1 - node
+            return code, start, refs[:0], values
+        i = folded + nc
+        node += 1
+        start[node] = r
+    val = np.empty(n + c)
+    val[:n] = values
+    val[n:] = constants[:c]
+    return code, start, refs[:r].copy(), val
+
+
+@njit(cache=True)
+def activity(code, kind, start, refs, n, size, seeds):
+    """active[i]: node i depends on a seed (a differentiated input); constants never do."""
+    active = np.zeros(size, np.bool_)
+    for s in seeds:
+        active[s] = True
+    for i in range(n):
+        if kind[code[i]] == LEAF:
+            continue
+        for p in range(start[i], start[i + 1]):
+            if active[refs[p]]:
+                active[i] = True
+                break
+    return active
+
+
+@njit(cache=True, error_model="numpy")
+def forward(code, kind, start, refs, val, first, n, active, estart, eparent, epartial):
+    """Values of nodes first..n-1 (inputs and constants already in `val`), and the edges of the
+    active ones from estart[first] on. Returns the edge count, or -(i + 1) if node i's rule
+    refuses its operands. Indices are cast to uint64 where they index (see tape._kernels)."""
+    e = estart[first]
+    for i in range(first, n):
+        node = uint64(i)
+        c = code[node]
+        how = kind[uint64(c)]
+        lo, hi = start[node], start[node + uint64(1)]
+        if UNARY <= how <= BINARY_LEFT:
+            two = hi - lo == 2
+            ra = uint64(refs[uint64(lo)])
+            rb = uint64(refs[uint64(lo + 1)]) if two else ra
+            a = val[ra]
+            b = val[rb] if two else 0.0
+            y, da, db = evaluate(c, a, b)
+            if refused(c, y, a, b):
+                return -(i + 1)
+            val[node] = y
+            if active[node]:  # a zero partial's edge is written but not kept: no branch on data
+                if active[ra]:
+                    eparent[uint64(e)], epartial[uint64(e)] = ra, da
+                    e += da != 0.0
+                if two and active[rb]:
+                    eparent[uint64(e)], epartial[uint64(e)] = rb, db
+                    e += db != 0.0
+        elif how == REDUCTION:
+            m = -math.inf
+            for p in range(lo, hi):
+                m = max(m, val[uint64(refs[uint64(p)])])
+            s = 0.0
+            for p in range(lo, hi):
+                s += term(c, val[uint64(refs[uint64(p)])], 0.0, m)
+            y = total(c, s, m)
+            val[node] = y
+            if active[node]:
+                for p in range(lo, hi):
+                    r = uint64(refs[uint64(p)])
+                    if active[r]:
+                        d = term_partials(c, val[r], 0.0, y)[0]
+                        eparent[uint64(e)], epartial[uint64(e)] = r, d
+                        e += d != 0.0
+        elif how == DOT:
+            s = 0.0
+            for p in range(lo, hi, 2):
+                s += term(c, val[uint64(refs[uint64(p)])], val[uint64(refs[uint64(p + 1)])], 0.0)
+            val[node] = total(c, s, 0.0)
+            if active[node]:
+                for p in range(lo, hi, 2):
+                    ra, rb = uint64(refs[uint64(p)]), uint64(refs[uint64(p + 1)])
+                    da, db = term_partials(c, val[ra], val[rb], 0.0)
+                    if active[ra]:
+                        eparent[uint64(e)], epartial[uint64(e)] = ra, da
+                        e += da != 0.0
+                    if active[rb]:
+                        eparent[uint64(e)], epartial[uint64(e)] = rb, db
+                        e += db != 0.0
+        estart[node + uint64(1)] = e
+    return e
+
+
+@njit(cache=True)
+def sweep(estart, eparent, epartial, adjoint, top, bottom):
+    """Algorithm 1 from node `top` down to node `bottom` over the edges `forward` wrote."""
+    for i in range(top, bottom - 1, -1):
+        a = adjoint[i]
+        if a == 0.0:
+            continue
+        for e in range(uint64(estart[i]), uint64(estart[i + 1])):
+            adjoint[uint64(eparent[e])] += epartial[e] * a
+
+
+@njit(cache=True)
+def tangents(estart, eparent, epartial, tangent, first, n):
+    """Forward mode over the same edges: tangent[i] = sum(partial * tangent[parent])."""
+    for i in range(first, n):
+        t = 0.0
+        for e in range(estart[i], estart[i + 1]):
+            t += epartial[e] * tangent[eparent[e]]
+        tangent[i] = t
+
+
+@njit(cache=True)
+def failed_guard(val, lhs, op, rhs, outcome, n, below):
+    """The first guard whose comparison of the values in `val` now differs from its outcome
+    when traced, or -1; only guards of nodes below `below` (constants are refs >= n)."""
+    for g in range(lhs.shape[0]):
+        if lhs[g] >= below or below <= rhs[g] < n:
+            continue
+        a, b = val[lhs[g]], val[rhs[g]]
+        o = op[g]
+        if o == COMPARE_LT:
+            now = a < b
+        elif o == COMPARE_LE:
+            now = a <= b
+        elif o == COMPARE_GT:
+            now = a > b
+        elif o == COMPARE_GE:
+            now = a >= b
+        elif o == COMPARE_EQ:
+            now = a == b
+        else:
+            now = a != b
+        if now != outcome[g]:
+            return g
+    return -1
+
+
+@njit(cache=True, parallel=True)
+def batch(code, kind, start, refs, template, first, n, active, out, aux, inputs, rows, wrt, weight, chunk,
+          lhs, op, rhs, outcome):
+    """Algorithm 3 over the rows of `rows` (a batch): each row's values go to the input nodes
+    `inputs`, the program runs forward, and the sweep from `out` (seeded with `weight`) adds the
+    adjoints of the nodes `wrt` up. Samples are taken in fixed chunks, summed in order within a
+    chunk and the chunks' sums in order: the result does not depend on the number of threads.
+    Returns (total of out, each row's aux values, the summed gradient, each row's status: 0, or
+    -(i + 1) for a refused node i, or g + 1 for a failed guard g)."""
+    samples = rows.shape[0]
+    chunks = (samples + chunk - 1) // chunk
+    workers = min(get_num_threads(), chunks)
+    sums = np.zeros(chunks)
+    grads = np.zeros((chunks, wrt.shape[0]))
+    aux_values = np.zeros((samples, aux.shape[0]))
+    status = np.zeros(samples, np.int64)
+    edges = refs.shape[0] + 1
+    for worker in prange(workers):
+        val = template.copy()
+        adjoint = np.zeros(val.shape[0])
+        estart = np.zeros(n + 1, np.int64)
+        eparent = np.empty(edges, np.int64)
+        epartial = np.empty(edges)
+        for c in range(worker, chunks, workers):
+            for s in range(c * chunk, min(samples, (c + 1) * chunk)):
+                for j in range(inputs.shape[0]):
+                    val[inputs[j]] = rows[s, j]
+                e = forward(code, kind, start, refs, val, first, n, active, estart, eparent, epartial)
+                if e < 0:
+                    status[s] = e
+                    continue
+                g = failed_guard(val, lhs, op, rhs, outcome, n, n)
+                if g >= 0:
+                    status[s] = g + 1
+                    continue
+                sums[c] += val[out]
+                for j in range(aux.shape[0]):
+                    aux_values[s, j] = val[aux[j]]
+                adjoint[out] += weight
+                sweep(estart, eparent, epartial, adjoint, out, first)
+                adjoint[first:out + 1] = 0.0
+            for j in range(wrt.shape[0]):
+                grads[c, j] = adjoint[wrt[j]]
+                adjoint[wrt[j]] = 0.0
+    total_value = 0.0
+    gradient = np.zeros(wrt.shape[0])
+    for c in range(chunks):
+        total_value += sums[c]
+        for j in range(wrt.shape[0]):
+            gradient[j] += grads[c, j]
+    return total_value, aux_values, gradient, status
