@@ -34,6 +34,7 @@ from ._draw import draw
 from ._forward import Dual, jvp
 from ._transforms import gradient, grad, hessian, hvp, jacobian, no_grad, value_and_grad, vjp
 from ._trace import GuardError, Traced, trace
+from ._check import GradientCheckError, check_grads
 
 ELEMENTARY = {name: globals()[name] for name in
               ("sin", "cos", "tan", "atan", "sinh", "cosh", "tanh", "exp", "expm1", "log", "log1p", "sqrt", "sigmoid", "softplus", "relu")}
@@ -59,5 +60,5 @@ __all__ = [
     "current_tape", "dot", "exp", "expm1", "grad", "gradient", "log", "log1p", "logsumexp", "mark", "no_grad",
     "relu", "reset", "rewind", "sigmoid", "sin", "sinh", "softplus", "sqrt", "stop_gradient", "sum", "tan",
     "tanh", "value_and_grad", "VarArray", "Dual", "jvp", "vjp", "jacobian", "hessian", "hvp", "draw", "matmul",
-    "record", "record_array", "op_code", "trace", "Traced", "GuardError",
+    "record", "record_array", "op_code", "trace", "Traced", "GuardError", "check_grads", "GradientCheckError",
 ]
