@@ -6,8 +6,11 @@ Four paths, one result (the tests hold them to it):
   tape, record the forward pass, sweep, add the parameters' adjoints, rewind;
 * ``"vector"``: the same loop, each sample recorded in bulk (VarArray);
 * ``"batch"``: the whole batch recorded on the tape and swept once from the mean loss;
+* ``"traced"``: the loop of "scalar", its per-sample loss traced once (tape.trace: the model
+  written with scalar Vars, `MLP.apply`) and replayed compiled over each batch, split across
+  the cores in fixed chunks;
 * ``"fused"``: the loop of "scalar" in one compiled call per batch, split across threads
-  (see `mlp._fused`). The fastest, and the default. Softmax cross-entropy only.
+  (see `mlp._fused`). Softmax cross-entropy only.
 
 The gradient is the batch MEAN (each sample's sweep starts from adjoint 1/batch), as PyTorch's
 losses average by default; `reduction="sum"` gives Algorithm 3's plain sum.
@@ -24,7 +27,7 @@ from tape import VarArray
 from .losses import LOSSES
 from .nn import MLP
 
-PATHS = ("fused", "vector", "scalar", "batch")
+PATHS = ("traced", "fused", "vector", "scalar", "batch")
 
 
 @dataclass
@@ -44,6 +47,8 @@ def accumulate(model: MLP, X: np.ndarray, y: np.ndarray, loss: str = "cross_entr
     if reduction not in ("mean", "sum"):
         raise ValueError(f"reduction: expected 'mean' or 'sum', got {reduction!r}")
     weight = 1.0 / len(X) if reduction == "mean" else 1.0
+    if path == "traced":
+        return TracedAccumulator(model, loss).accumulate(X, y, reduction)
     if path == "fused":
         if loss != "cross_entropy":
             raise ValueError(f"the fused path computes the softmax cross-entropy only; use path='vector' for {loss!r}")
@@ -77,6 +82,35 @@ def accumulate(model: MLP, X: np.ndarray, y: np.ndarray, loss: str = "cross_entr
         correct += int(np.argmax(values) == label)
         t.rewind(mark)
     return BatchResult(total_loss / len(X), correct)
+
+
+class TracedAccumulator:
+    """Algorithm 3 by a trace of the model's per-sample loss (see `tape.trace`): the loss of
+    one sample, written with the model's scalar Vars, is recorded once and replayed by compiled
+    code over the samples of each batch, their gradients summed in fixed chunks (so the result
+    does not depend on the number of threads). Trace once per model, then call per batch."""
+
+    def __init__(self, model: MLP, loss: str = "cross_entropy") -> None:
+        if loss not in LOSSES:
+            raise ValueError(f"unknown loss {loss!r}; known: {', '.join(LOSSES)}")
+        self.model, self.loss_fn = model, LOSSES[loss]
+        n_in, k = model.sizes[0], model.sizes[-1]
+        self.traced = tape.trace(self.sample_loss, model.parameters().values, np.zeros(n_in), np.eye(k)[0])
+        self.steps = {reduction: self.traced.value_and_grad(0, batch_argnums=(1, 2), reduction=reduction, has_aux=True)
+                      for reduction in ("mean", "sum")}
+
+    def sample_loss(self, theta, x, target):
+        """(the loss of one sample, its logits): the function that is traced."""
+        logits = self.model.apply(theta, x)
+        return self.loss_fn(logits, target), logits
+
+    def accumulate(self, X: np.ndarray, y: np.ndarray, reduction: str = "mean") -> BatchResult:
+        """Add the batch's gradient (its mean, or its sum) to the parameters' accumulator."""
+        params = self.model.parameters()
+        (loss, logits), gradient = self.steps[reduction](params.values, X, np.eye(self.model.sizes[-1])[y])
+        params.grad += gradient
+        mean = loss if reduction == "mean" else loss / len(X)
+        return BatchResult(mean, int((logits.argmax(axis=1) == y).sum()))
 
 
 class SparseRows:

@@ -1,7 +1,9 @@
-"""Losses on one sample (a list of Vars) or on a batch (a VarArray of shape (batch, classes)).
+"""Losses on one sample (a list of Vars) or on a batch (a VarArray of shape (batch, classes)),
+built from the tape's own operations, so that a trace can replay them.
 
-The softmax cross-entropy is recorded as ONE node per sample whose partials are p - y (notes
-004), computed stably through the log-sum-exp; the squared error is the course's eq. (6)-(7).
+The softmax cross-entropy is log-sum-exp(logits) minus the label's logit: the log-sum-exp node's
+partials are the softmax p, the minus gives the label's logit -1 more, so the logits' adjoints
+are p - y (notes 004). The squared error is the course's eq. (6)-(7).
 """
 from __future__ import annotations
 
@@ -26,21 +28,24 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def softmax_cross_entropy(logits: Sequence[Var] | VarArray, labels) -> Var | VarArray:
-    """-log p[label] with p = softmax(logits): one node per sample, partials p - y.
+    """-log p[label] with p = softmax(logits), as logsumexp(logits) - logits[label].
 
-    `logits` is a sample's list of Vars (then `labels` is an int) or a VarArray (batch, k)
-    (then `labels` holds an int per row); returns a Var, or a VarArray of per-sample losses."""
+    `logits` is a sample's list of Vars (then `labels` is an int, or a target distribution:
+    a one-hot or soft row, numbers or Vars) or a VarArray (batch, k) (then `labels` holds an
+    int per row, or a (batch, k) array of targets); returns a Var, or a VarArray of losses."""
     if isinstance(logits, VarArray):
         if logits.ndim != 2:
             raise ValueError(f"softmax_cross_entropy: expected logits of shape (batch, classes), got {logits.shape}")
-        k = logits.shape[1]
-        targets = one_hot(_labels(labels, logits.shape[0], k), k)
-        log_p = log_softmax(logits.values)
-        return tape.record_array(-(log_p * targets).sum(axis=1), logits, np.exp(log_p) - targets, "softmax_ce")
+        n, k = logits.shape
+        if np.ndim(labels) == 2:
+            return logits.logsumexp(axis=1) - (logits * _targets(labels, (n, k))).sum(axis=1)
+        return logits.logsumexp(axis=1) - logits[np.arange(n), _labels(labels, n, k)]
     logits = list(logits)
-    target = one_hot(_labels([labels], 1, len(logits)), len(logits))[0]
-    log_p = log_softmax(np.array([z.value for z in logits]))
-    return tape.record(-(log_p * target).sum(), logits, np.exp(log_p) - target, "softmax_ce")
+    if np.ndim(labels) == 0:
+        return tape.logsumexp(logits) - logits[int(_labels([labels], 1, len(logits))[0])]
+    if len(labels) != len(logits):
+        raise ValueError(f"softmax_cross_entropy: {len(logits)} logits but a target of {len(labels)} entries")
+    return tape.logsumexp(logits) - tape.dot(labels, logits)
 
 
 def squared_error(outputs: Sequence[Var] | VarArray, targets) -> Var | VarArray:
@@ -50,14 +55,20 @@ def squared_error(outputs: Sequence[Var] | VarArray, targets) -> Var | VarArray:
         targets = _targets(targets, outputs.shape)
         return ((outputs - targets) ** 2).sum(axis=1)
     outputs = list(outputs)
-    target = _targets([targets] if np.ndim(targets) == 0 else [targets], (1, len(outputs)))[0]
-    return tape.sum([(y - t) ** 2 for y, t in zip(outputs, target.tolist())])
+    if np.ndim(targets) == 0:
+        targets = _targets([targets], (1, len(outputs)))[0].tolist()
+    if len(targets) != len(outputs):
+        raise ValueError(f"squared_error: {len(outputs)} outputs but a target of {len(targets)} entries")
+    return tape.sum([(y - t) ** 2 for y, t in zip(outputs, targets)])
 
 
 def _labels(labels, batch: int, classes: int) -> np.ndarray:
     labels = np.asarray(labels)
     if labels.shape != (batch,) or not np.issubdtype(labels.dtype, np.integer):
         raise ValueError(f"expected {batch} integer labels, got an array of shape {labels.shape} and dtype {labels.dtype}")
+    bad = np.flatnonzero((labels < 0) | (labels >= classes))
+    if len(bad):
+        raise ValueError(f"label {labels[bad[0]]} at position {bad[0]} is outside [0, {classes})")
     return labels
 
 

@@ -112,9 +112,10 @@ class Layer:
         start = self.offset + self.shape[0] * self.shape[1]
         return self.params.leaves[start : start + self.shape[0]] if self.has_bias else None
 
-    def neurons(self) -> list[Neuron]:
-        """The layer as scalar neurons, over the parameters' Vars."""
-        vs = self.params.vars()
+    def neurons(self, theta: Sequence | None = None) -> list[Neuron]:
+        """The layer as scalar neurons, over the parameters' Vars (or over `theta`, a flat
+        sequence laid out as the parameters)."""
+        vs = self.params.vars() if theta is None else theta
         out, n_in = self.shape
         weights_end = self.offset + out * n_in
         return [
@@ -167,6 +168,19 @@ class MLP:
         for layer in self.layers:
             x = layer(x)
         return x
+
+    def apply(self, theta: Sequence, x: Sequence) -> list:
+        """The logits of one sample x with the weights and biases `theta` (flat, laid out as
+        parameters().values) instead of the model's own: the model as a function of its
+        weights, which `tape.trace` can record once and replay."""
+        if len(theta) != len(self.params):
+            raise ValueError(f"apply: theta has {len(theta)} entries, the model {len(self.params)} parameters")
+        h = list(x)
+        if len(h) != self.sizes[0]:
+            raise ValueError(f"apply: expected one sample of {self.sizes[0]} inputs, got {len(h)}")
+        for layer in self.layers:
+            h = [neuron(h) for neuron in layer.neurons(theta)]
+        return h
 
     def parameters(self) -> Parameters:
         return self.params

@@ -11,8 +11,10 @@ Nothing here is compiled per trace: a trace is data.
 import math
 
 import numpy as np
-from numba import get_num_threads, njit, prange, uint64
+from numba import njit, prange, uint64
 
+from ._compiled import DOT as DOT_CODE
+from ._compiled import LOGSUMEXP as LOGSUMEXP_CODE
 from ._compiled import evaluate, term, term_partials, total
 from ._rules import CODE_BITS, CONSTANT_BITS
 from .kernels import refused
@@ -90,6 +92,35 @@ def build(stream, n, kind, constant_is_partial):
 
 
 @njit(cache=True)
+def runs(code, kind, start, refs, n, offsets):
+    """For each dot node whose pairs are two runs of consecutive inputs, each within one
+    argument (a layer's weights against a sample, say): the first of each run and the length;
+    -1 elsewhere. Such a dot can skip the zero entries of a run without looking at them."""
+    a0, b0, k = np.full(n, -1, np.int64), np.full(n, -1, np.int64), np.full(n, -1, np.int64)
+    for i in range(n):
+        lo, hi = start[i], start[i + 1]
+        if kind[code[i]] != DOT or hi == lo:
+            continue
+        pairs = (hi - lo) // 2
+        consecutive = True
+        for p in range(pairs):
+            if refs[lo + 2 * p] != refs[lo] + p or refs[lo + 2 * p + 1] != refs[lo + 1] + p:
+                consecutive = False
+                break
+        if consecutive and _within_one(refs[lo], pairs, offsets) and _within_one(refs[lo + 1], pairs, offsets):
+            a0[i], b0[i], k[i] = refs[lo], refs[lo + 1], pairs
+    return a0, b0, k
+
+
+@njit(cache=True)
+def _within_one(first, count, offsets):
+    for a in range(offsets.shape[0] - 1):
+        if offsets[a] <= first and first + count <= offsets[a + 1]:
+            return True
+    return False
+
+
+@njit(cache=True)
 def activity(code, kind, start, refs, n, size, seeds):
     """active[i]: node i depends on a seed (a differentiated input); constants never do."""
     active = np.zeros(size, np.bool_)
@@ -106,10 +137,16 @@ def activity(code, kind, start, refs, n, size, seeds):
 
 
 @njit(cache=True, error_model="numpy")
-def forward(code, kind, start, refs, val, first, n, active, estart, eparent, epartial):
+def forward(code, kind, start, refs, val, first, n, active, estart, eparent, epartial, dot_runs, sparse, nz):
     """Values of nodes first..n-1 (inputs and constants already in `val`), and the edges of the
     active ones from estart[first] on. Returns the edge count, or -(i + 1) if node i's rule
-    refuses its operands. Indices are cast to uint64 where they index (see tape._kernels)."""
+    refuses its operands.
+
+    Inputs marked `sparse` are undifferentiated and their non-zero ones are listed, in order, in
+    `nz`: a dot over runs of inputs (see `runs`) takes only those pairs whose sparse entry is
+    not 0 (the others add 0 and carry no gradient), as a sparse matrix would. Indices are cast
+    to uint64 where they index (see tape._kernels)."""
+    a0s, b0s, ks = dot_runs
     e = estart[first]
     for i in range(first, n):
         node = uint64(i)
@@ -134,38 +171,76 @@ def forward(code, kind, start, refs, val, first, n, active, estart, eparent, epa
                     eparent[uint64(e)], epartial[uint64(e)] = rb, db
                     e += db != 0.0
         elif how == REDUCTION:
-            m = -math.inf
-            for p in range(lo, hi):
-                m = max(m, val[uint64(refs[uint64(p)])])
-            s = 0.0
-            for p in range(lo, hi):
-                s += term(c, val[uint64(refs[uint64(p)])], 0.0, m)
-            y = total(c, s, m)
+            if c == LOGSUMEXP_CODE:
+                y, e = _reduce(LOGSUMEXP_CODE, refs, lo, hi, val, active[node], active, eparent, epartial, e)
+            else:
+                y, e = _reduce(c, refs, lo, hi, val, active[node], active, eparent, epartial, e)
             val[node] = y
-            if active[node]:
-                for p in range(lo, hi):
-                    r = uint64(refs[uint64(p)])
-                    if active[r]:
-                        d = term_partials(c, val[r], 0.0, y)[0]
-                        eparent[uint64(e)], epartial[uint64(e)] = r, d
-                        e += d != 0.0
         elif how == DOT:
-            s = 0.0
-            for p in range(lo, hi, 2):
-                s += term(c, val[uint64(refs[uint64(p)])], val[uint64(refs[uint64(p + 1)])], 0.0)
-            val[node] = total(c, s, 0.0)
-            if active[node]:
-                for p in range(lo, hi, 2):
-                    ra, rb = uint64(refs[uint64(p)]), uint64(refs[uint64(p + 1)])
-                    da, db = term_partials(c, val[ra], val[rb], 0.0)
-                    if active[ra]:
-                        eparent[uint64(e)], epartial[uint64(e)] = ra, da
-                        e += da != 0.0
-                    if active[rb]:
-                        eparent[uint64(e)], epartial[uint64(e)] = rb, db
-                        e += db != 0.0
+            k = ks[node]
+            if k > 0 and sparse[uint64(b0s[node])]:
+                y, e = _sparse_dot(a0s[node], b0s[node], k, nz, val, active[node], active, eparent, epartial, e)
+            elif k > 0 and sparse[uint64(a0s[node])]:
+                y, e = _sparse_dot(b0s[node], a0s[node], k, nz, val, active[node], active, eparent, epartial, e)
+            else:
+                y, e = _dense_dot(refs, lo, hi, val, active[node], active, eparent, epartial, e)
+            val[node] = y
         estart[node + uint64(1)] = e
     return e
+
+
+@njit(cache=True, inline="always")
+def _reduce(c, refs, lo, hi, val, is_active, active, eparent, epartial, e):
+    m = -math.inf
+    for p in range(lo, hi):
+        m = max(m, val[uint64(refs[uint64(p)])])
+    s = 0.0
+    for p in range(lo, hi):
+        s += term(c, val[uint64(refs[uint64(p)])], 0.0, m)
+    y = total(c, s, m)
+    if is_active:
+        for p in range(lo, hi):
+            r = uint64(refs[uint64(p)])
+            if active[r]:
+                d = term_partials(c, val[r], 0.0, y)[0]
+                eparent[uint64(e)], epartial[uint64(e)] = r, d
+                e += d != 0.0
+    return y, e
+
+
+@njit(cache=True, inline="always")
+def _dense_dot(refs, lo, hi, val, is_active, active, eparent, epartial, e):
+    s = 0.0
+    for p in range(lo, hi, 2):
+        s += term(DOT_CODE, val[uint64(refs[uint64(p)])], val[uint64(refs[uint64(p + 1)])], 0.0)
+    if is_active:
+        for p in range(lo, hi, 2):
+            ra, rb = uint64(refs[uint64(p)]), uint64(refs[uint64(p + 1)])
+            da, db = term_partials(DOT_CODE, val[ra], val[rb], 0.0)
+            if active[ra]:
+                eparent[uint64(e)], epartial[uint64(e)] = ra, da
+                e += da != 0.0
+            if active[rb]:
+                eparent[uint64(e)], epartial[uint64(e)] = rb, db
+                e += db != 0.0
+    return total(DOT_CODE, s, 0.0), e
+
+
+@njit(cache=True, inline="always")
+def _sparse_dot(dense0, sparse0, k, nz, val, is_active, active, eparent, epartial, e):
+    """A dot of the run dense0.. against the run sparse0.. (sparse: undifferentiated), over
+    the non-zero entries of the sparse run only."""
+    s = 0.0
+    first, last = np.searchsorted(nz, sparse0), np.searchsorted(nz, sparse0 + k)
+    for q in range(first, last):
+        rs = uint64(nz[q])
+        rd = uint64(dense0 + nz[q] - sparse0)
+        s += term(DOT_CODE, val[rd], val[rs], 0.0)
+        if is_active and active[rd]:
+            d = term_partials(DOT_CODE, val[rd], val[rs], 0.0)[0]
+            eparent[uint64(e)], epartial[uint64(e)] = rd, d
+            e += d != 0.0
+    return total(DOT_CODE, s, 0.0), e
 
 
 @njit(cache=True)
@@ -216,33 +291,45 @@ def failed_guard(val, lhs, op, rhs, outcome, n, below):
 
 
 @njit(cache=True, parallel=True)
-def batch(code, kind, start, refs, template, first, n, active, out, aux, inputs, rows, wrt, weight, chunk,
-          lhs, op, rhs, outcome):
-    """Algorithm 3 over the rows of `rows` (a batch): each row's values go to the input nodes
-    `inputs`, the program runs forward, and the sweep from `out` (seeded with `weight`) adds the
-    adjoints of the nodes `wrt` up. Samples are taken in fixed chunks, summed in order within a
-    chunk and the chunks' sums in order: the result does not depend on the number of threads.
-    Returns (total of out, each row's aux values, the summed gradient, each row's status: 0, or
-    -(i + 1) for a refused node i, or g + 1 for a failed guard g)."""
+def batch(code, kind, start, refs, first, n, active, dot_runs, guards, template, plan, rows, weight, chunk,
+          workspace, grads):
+    """Algorithm 3 over the rows of `rows` (a batch of samples). For each sample its row goes to
+    the input nodes plan[0], the program runs forward and the sweep from node plan[2] (seeded
+    with `weight`) lets the adjoints of the nodes plan[1] add up. The zeros of the inputs marked
+    sparse (plan[4]) are skipped (see `forward`) in a sample whose inputs are all finite (zero
+    times an infinity is not zero). Samples go in fixed chunks, summed in order within a chunk,
+    the chunks' sums added in order at the end: the result does not depend on how many threads
+    run it. `workspace` holds each thread's buffers (val, adjoint, estart, eparent, epartial,
+    nz), `grads` each chunk's gradient. Returns (the sum of the output, each sample's aux values
+    (the nodes plan[3]), the summed gradient, each sample's status: 0, or -(i + 1) for a
+    refused node i, or g + 1 for a failed guard g)."""
+    inputs, wrt, out, aux, sparse = plan
+    lhs, op, rhs, outcome = guards
+    vals, adjoints, estarts, eparents, epartials, nzs = workspace
     samples = rows.shape[0]
     chunks = (samples + chunk - 1) // chunk
-    workers = min(get_num_threads(), chunks)
+    workers = min(vals.shape[0], chunks)
     sums = np.zeros(chunks)
-    grads = np.zeros((chunks, wrt.shape[0]))
     aux_values = np.zeros((samples, aux.shape[0]))
     status = np.zeros(samples, np.int64)
-    edges = refs.shape[0] + 1
+    dense = np.zeros(sparse.shape[0], np.bool_)
     for worker in prange(workers):
-        val = template.copy()
-        adjoint = np.zeros(val.shape[0])
-        estart = np.zeros(n + 1, np.int64)
-        eparent = np.empty(edges, np.int64)
-        epartial = np.empty(edges)
+        val, adjoint, estart, eparent, epartial, nz = vals[worker], adjoints[worker], estarts[worker], eparents[worker], epartials[worker], nzs[worker]
+        val[:] = template
+        adjoint[:] = 0.0
+        estart[first] = 0
         for c in range(worker, chunks, workers):
             for s in range(c * chunk, min(samples, (c + 1) * chunk)):
+                count, finite = 0, True
                 for j in range(inputs.shape[0]):
-                    val[inputs[j]] = rows[s, j]
-                e = forward(code, kind, start, refs, val, first, n, active, estart, eparent, epartial)
+                    x = rows[s, j]
+                    val[inputs[j]] = x
+                    finite = finite and np.isfinite(x)
+                    if x != 0.0:  # the sample's non-zero inputs, in order
+                        nz[count] = inputs[j]
+                        count += 1
+                e = forward(code, kind, start, refs, val, first, n, active, estart, eparent, epartial,
+                            dot_runs, sparse if finite else dense, nz[:count])
                 if e < 0:
                     status[s] = e
                     continue

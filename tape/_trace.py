@@ -91,6 +91,7 @@ class Program:
                 "which a trace cannot replay: its partials are yours, not a rule's"
             )
         self.kinds = kinds
+        self.dot_runs = replay.runs(self.code, kinds, self.start, self.refs, self.n, self.offsets.astype(np.int64))
         self.structure, parts = _flatten(out, t, self.name)
         constants = [float(p) for p in parts if not isinstance(p, int)]
         self.val = np.concatenate([val, constants])
@@ -116,7 +117,9 @@ class Program:
         self.guard_op = np.array([OPS.index(g.op) for g in self.guards], dtype=np.int64)
         self.guard_outcome = np.array([g.outcome for g in self.guards], dtype=np.bool_)
         self._active: dict = {}
+        self._plans: dict = {}
         self._scratch = threading.local()
+        self.guard_arrays = (self.guard_lhs, self.guard_op, self.guard_rhs, self.guard_outcome)
 
     def active(self, argnums: tuple) -> np.ndarray:
         """Which nodes depend on the inputs of the arguments `argnums` (cached)."""
@@ -125,6 +128,36 @@ class Program:
             seeds = np.concatenate([np.arange(self.offsets[i], self.offsets[i + 1]) for i in argnums] + [np.zeros(0, np.int64)])
             self._active[argnums] = replay.activity(self.code, self.kinds, self.start, self.refs, self.n, len(self.val), seeds.astype(np.int64))
         return self._active[argnums]
+
+    def plan(self, nums: tuple, batched: tuple, has_aux: bool) -> tuple:
+        """(input nodes of a sample, nodes differentiated, output node, aux nodes, sparse inputs)
+        of batched calls with these arguments (cached)."""
+        key = (nums, batched, has_aux)
+        if key not in self._plans:
+            inputs = np.concatenate([np.arange(self.offsets[i], self.offsets[i + 1]) for i in batched]).astype(np.int64)
+            wrt = np.concatenate([np.arange(self.offsets[i], self.offsets[i + 1]) for i in nums]).astype(np.int64)
+            sparse = np.zeros(self.first, dtype=np.bool_)
+            sparse[inputs] = True  # a sample's inputs, never differentiated here
+            aux = self.outputs[1:] if has_aux else np.zeros(0, np.int64)
+            self._plans[key] = (inputs, wrt, _scalar_output(self, has_aux), aux, sparse)
+        return self._plans[key]
+
+    def workspace(self, inputs: int, chunks: int, wrt: int) -> tuple:
+        """Each thread's buffers for a batch, and each chunk's gradient: this calling thread's,
+        reused call after call."""
+        from numba import get_num_threads
+
+        threads = get_num_threads()
+        key = (threads, inputs, chunks, wrt)
+        cached = getattr(self._scratch, "workspace", None)
+        if cached is None or cached[0] != key:
+            edges = len(self.refs) + 1
+            buffers = (np.empty((threads, len(self.val))), np.zeros((threads, len(self.val))),
+                       np.zeros((threads, self.n + 1), np.int64), np.empty((threads, edges), np.int64),
+                       np.empty((threads, edges)), np.empty((threads, inputs), np.int64))
+            cached = (key, buffers, np.zeros((chunks, wrt)))
+            self._scratch.workspace = cached
+        return cached[1], cached[2]
 
     def buffers(self, fresh: bool = False) -> tuple:
         """(val, estart, eparent, epartial, adjoint): this thread's, reused call after call (fresh ones
@@ -144,8 +177,9 @@ class Program:
         val[:] = self.val
         val[: self.first] = inputs
         estart[self.first] = 0
+        sparse, nz = self.sparse_inputs(val, argnums)
         status = replay.forward(self.code, self.kinds, self.start, self.refs, val, self.first, self.n,
-                                self.active(argnums), estart, eparent, epartial)
+                                self.active(argnums), estart, eparent, epartial, self.dot_runs, sparse, nz)
         below = self.n if status >= 0 else -status - 1
         g = replay.failed_guard(val, self.guard_lhs, self.guard_op, self.guard_rhs, self.guard_outcome, self.n, below)
         if g >= 0:
@@ -163,6 +197,19 @@ class Program:
             index = np.unravel_index(ref - self.offsets[i], self.shapes[i]) if self.shapes[i] else ()
             return f"argument {i}" + (f"[{', '.join(map(str, index))}]" if index else "")
         return f"node {ref} ({CODES[self.code[ref]][0]})"
+
+    def sparse_inputs(self, val: np.ndarray, argnums: tuple, among=None) -> tuple[np.ndarray, np.ndarray]:
+        """(sparse, nz): the undifferentiated inputs (among the leaves `among`, else all) whose
+        zeros a dot may skip, and the non-zero ones; none if an input is not finite."""
+        sparse = np.ones(self.first, dtype=np.bool_) if among is None else np.zeros(self.first, dtype=np.bool_)
+        if among is not None:
+            sparse[among] = True
+        for i in argnums:
+            sparse[self.offsets[i] : self.offsets[i + 1]] = False
+        inputs = val[: self.first]
+        if not np.isfinite(inputs).all():
+            sparse[:] = False
+        return sparse, np.flatnonzero(sparse & (inputs != 0.0)).astype(np.int64)
 
     def guard_message(self, g: int, val: np.ndarray, sample: int | None = None) -> str:
         guard = self.guards[g]
@@ -400,24 +447,25 @@ class Traced:
         count = samples.pop()
         if count == 0:
             raise ValueError(f"{program.name}: an empty batch")
+        plan = program.plan(nums, batched, has_aux)
+        inputs, wrt, out, aux, _ = plan
         template = program.val.copy()
         for i, part in enumerate(parts):
             if i not in batched:
                 template[program.offsets[i] : program.offsets[i + 1]] = part
-        inputs = np.concatenate([np.arange(program.offsets[i], program.offsets[i + 1]) for i in batched])
-        rows = np.ascontiguousarray(np.concatenate([parts[i] for i in batched], axis=1))
-        wrt = np.concatenate([np.arange(program.offsets[i], program.offsets[i + 1]) for i in nums])
-        out = _scalar_output(program, has_aux)
-        aux = program.outputs[1:] if has_aux else np.zeros(0, np.int64)
+        if not np.isfinite(template[: program.first]).all():  # 0 times an infinity is not 0
+            plan = plan[:4] + (np.zeros(program.first, dtype=np.bool_),)
+        rows = np.concatenate([parts[i] for i in batched], axis=1) if len(batched) > 1 else parts[batched[0]]
         weight = 1.0 / count if reduction == "mean" else 1.0
         if out >= program.n:  # a constant value: no gradient
-            total, aux_values, gradient = float(program.val[out]) * count, np.tile(program.val[aux], (count, 1)), np.zeros(len(wrt))
-            status = np.zeros(count, np.int64)
+            total, aux_values = float(program.val[out]) * count, np.tile(program.val[aux], (count, 1))
+            gradient, status = np.zeros(len(wrt)), np.zeros(count, np.int64)
         else:
+            workspace, grads = program.workspace(len(inputs), -(-count // CHUNK), len(wrt))
             total, aux_values, gradient, status = _replay()[0].batch(
-                program.code, program.kinds, program.start, program.refs, template, program.first, program.n,
-                program.active(nums), out, aux, inputs, rows, wrt, weight, CHUNK,
-                program.guard_lhs, program.guard_op, program.guard_rhs, program.guard_outcome,
+                program.code, program.kinds, program.start, program.refs, program.first, program.n,
+                program.active(nums), program.dot_runs, program.guard_arrays, template, plan,
+                np.ascontiguousarray(rows), weight, CHUNK, workspace, grads,
             )
         bad = np.flatnonzero(status)
         if len(bad):
@@ -430,8 +478,7 @@ class Traced:
         grads = [float(g) if g.ndim == 0 else g for g in grads]
         grads = grads[0] if single else tuple(grads)
         if has_aux:
-            aux_structure = program.structure[1][1]
-            value = (value, aux_values.reshape((count,) + _shape(aux_structure)))
+            value = (value, aux_values.reshape((count,) + _shape(program.structure[1][1])))
         return value, grads
 
     def _raise_sample(self, program: Program, template, inputs, rows, sample: int, status: int, nums: tuple):
@@ -554,8 +601,9 @@ def _values_at(program: Program, val: np.ndarray, nums: tuple) -> np.ndarray:
     """All node values at the inputs already in val (for an error message)."""
     replay = _replay()[0]
     estart = np.zeros(program.n + 1, np.int64)
+    sparse, nz = program.sparse_inputs(val, ())
     replay.forward(program.code, program.kinds, program.start, program.refs, val, program.first, program.n,
-                   program.active(()), estart, np.empty(1, np.int64), np.empty(1))
+                   program.active(()), estart, np.empty(1, np.int64), np.empty(1), program.dot_runs, sparse, nz)
     return val
 
 

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 import tape
 from mlp import init, losses
-from mlp.accumulate import PATHS, FusedAccumulator, SparseRows, accumulate
+from mlp.accumulate import PATHS, TracedAccumulator, accumulate
 from mlp.nn import MLP
 from mlp.optim import OPTIMIZERS, SGD, Adam, Momentum, Nesterov, RMSProp, UnbiasedMomentum
 from tape import Tape
@@ -81,54 +81,69 @@ def structure(t: Tape, first: int) -> Counter:
 
 
 @pytest.mark.parametrize("activation", ["sigmoid", "relu", "tanh"])
-def test_scalar_vector_and_fused_paths_record_the_same_nodes(activation):
+def test_scalar_and_vector_paths_record_the_same_nodes(activation):
     """The issue's invariant, for a whole net: nodes, parents and partials, up to order."""
     rng = np.random.default_rng(7)
     x = np.where(rng.random(12) < 0.5, 0.0, rng.random(12))
     with Tape() as t:
         model = MLP([12, 5, 4, 3], activation=activation, seed=1)
         recordings = {}
-        for path in ("scalar", "vector", "fused"):
+        for path in ("scalar", "vector"):
             mark = t.mark()
-            if path == "fused":
-                FusedAccumulator(model).record(x, 2)
-            else:
-                logits = model(x if path == "scalar" else x[None])
-                losses.softmax_cross_entropy(logits, 2 if path == "scalar" else [2])
+            logits = model(x if path == "scalar" else x[None])
+            losses.softmax_cross_entropy(logits, 2 if path == "scalar" else [2])
             recordings[path] = (structure(t, mark), len(t) - mark, t.num_edges)
             t.rewind(mark)
-    assert recordings["scalar"] == recordings["vector"] == recordings["fused"]
+    assert recordings["scalar"] == recordings["vector"]
 
 
-def test_fused_path_records_nodes_in_the_vector_paths_order():
-    rng = np.random.default_rng(3)
-    x = rng.random(6) * (rng.random(6) > 0.3)
-    with Tape() as t:
-        model = MLP([6, 4, 3], seed=2)
-        nodes = {}
-        for path in ("vector", "fused"):
-            mark = t.mark()
-            if path == "fused":
-                FusedAccumulator(model).record(x, 1)
-            else:
-                losses.softmax_cross_entropy(model(x[None]), [1])
-            nodes[path] = [(op, sorted(zip(p, np.round(d, 12)))) for i, op, p, d in t.nodes() if i >= mark]
-            t.rewind(mark)
-    assert nodes["vector"] == nodes["fused"]
-
-
-@pytest.mark.parametrize("threads", [1, 2, 3])
-def test_fused_path_is_the_same_on_any_number_of_threads(threads):
-    rng = np.random.default_rng(11)
-    X, y = batch(rng, 17, 20, 4)
+def test_the_traced_path_replays_the_scalar_model():
+    """The trace is the scalar path's recording, replayed: the same loss and gradient, sample
+    by sample, as the course's loop; the mean over a batch as the scalar path's."""
+    rng = np.random.default_rng(8)
+    X, y = batch(rng, 21, 9, 4)  # 21: two chunks of 16, the second short
     with Tape():
-        model = MLP([20, 8, 4], seed=5)
+        model = MLP([9, 6, 4], activation="tanh", seed=4)
+        traced = TracedAccumulator(model)
+        for x, label in zip(X[:3], y[:3]):
+            with Tape():
+                v = [tape.Var(w) for w in model.parameters().values]
+                loss = losses.softmax_cross_entropy(model.apply(v, list(x)), int(label))
+                loss.backward()
+                expected = np.array([w.grad for w in v])
+            model.zero_grad()
+            result = traced.accumulate(x[None], label[None])
+            assert result.loss == loss.value
+            np.testing.assert_array_equal(model.params.grad, expected)
+        model.zero_grad()
         accumulate(model, X, y, path="scalar")
         expected = model.params.grad.copy()
         model.zero_grad()
-        result = FusedAccumulator(model, threads).accumulate(SparseRows(X), np.arange(17), y, 1 / 17)
+        result = traced.accumulate(X, y)
         np.testing.assert_allclose(model.params.grad, expected, rtol=1e-12, atol=1e-15)
         assert result.correct == int((model.predict(X) == y).sum())
+
+
+def test_the_traced_path_is_the_same_on_any_number_of_threads():
+    import numba
+
+    rng = np.random.default_rng(11)
+    X, y = batch(rng, 37, 20, 4)
+    grads = []
+    with Tape():
+        model = MLP([20, 8, 4], seed=5)
+        traced = TracedAccumulator(model)
+        before = numba.get_num_threads()
+        try:
+            for threads in range(1, numba.config.NUMBA_NUM_THREADS + 1):
+                numba.set_num_threads(threads)
+                model.zero_grad()
+                traced.accumulate(X, y)
+                grads.append(model.params.grad.copy())
+        finally:
+            numba.set_num_threads(before)
+    for g in grads[1:]:
+        np.testing.assert_array_equal(g, grads[0])  # bit for bit: fixed chunks, summed in order
 
 
 def test_sum_reduction_is_algorithm_3s_plain_sum():
@@ -150,12 +165,12 @@ def test_squared_error_on_the_slower_paths():
     with Tape():
         model = MLP([5, 3, 3], seed=3)
         grads = {}
-        for path in ("scalar", "vector", "batch"):
+        for path in ("scalar", "vector", "batch", "traced"):
             model.zero_grad()
             accumulate(model, X, y, loss="squared_error", path=path)
             grads[path] = model.params.grad.copy()
-        np.testing.assert_allclose(grads["scalar"], grads["vector"], rtol=1e-12)
-        np.testing.assert_allclose(grads["scalar"], grads["batch"], rtol=1e-12)
+        for path in ("vector", "batch", "traced"):
+            np.testing.assert_allclose(grads["scalar"], grads[path], rtol=1e-12, err_msg=path)
         with pytest.raises(ValueError, match="fused path computes the softmax cross-entropy only"):
             accumulate(model, X, y, loss="squared_error", path="fused")
 
@@ -243,14 +258,31 @@ def test_bad_input_names_what_was_expected_and_what_came():
 # -- losses ----------------------------------------------------------------------------------------
 
 
-def test_cross_entropy_is_one_node_with_partials_p_minus_y_and_stable():
+def test_cross_entropy_gives_the_logits_adjoints_p_minus_y_and_is_stable():
     with Tape() as t:
         logits = [tape.Var(v) for v in (1000.0, -1000.0, 0.0)]
         loss = losses.softmax_cross_entropy(logits, 1)
-        op, parents, partials = t.node(loss.node)
-        assert op == "softmax_ce" and loss.value == pytest.approx(2000.0)
-        assert partials == pytest.approx([1.0, -1.0])  # p - y; the third, exp(-1000), is 0: no edge
-        assert parents == [logits[0].node, logits[1].node]
+        assert loss.value == pytest.approx(2000.0)  # log(e^1000 + ...) - (-1000), without overflow
+        loss.backward()
+        assert [z.grad for z in logits] == pytest.approx([1.0, -1.0, 0.0])  # p - y
+        assert t.node(loss.node)[0] == "sub" and t.node(loss.node - 1)[0] == "logsumexp"
+    z = np.array([0.5, -1.0, 2.0, 0.0])
+    p = np.exp(z) / np.exp(z).sum()
+    for target in (2, np.eye(4)[2], np.array([0.1, 0.2, 0.3, 0.4])):
+        y = np.eye(4)[2] if np.ndim(target) == 0 else target
+        with Tape():
+            logits = [tape.Var(v) for v in z]
+            loss = losses.softmax_cross_entropy(logits, target)
+            loss.backward()
+            assert loss.value == pytest.approx(-(y * np.log(p)).sum())
+            np.testing.assert_allclose([v.grad for v in logits], p - y, rtol=1e-12, atol=1e-15)
+        with Tape():  # a batch of two, labels or target rows
+            logits = tape.VarArray(np.stack([z, z[::-1]]))
+            labels = [2, 1] if np.ndim(target) == 0 else np.stack([y, y[::-1]])
+            loss = losses.softmax_cross_entropy(logits, labels)
+            loss.sum().backward()
+            np.testing.assert_allclose(logits.grad[0], p - y, rtol=1e-12, atol=1e-15)
+            np.testing.assert_allclose(loss.values, [-(y * np.log(p)).sum()] * 2, rtol=1e-12)
 
 
 def test_squared_error_is_the_courses_cost():
