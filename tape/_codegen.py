@@ -313,27 +313,30 @@ CHECKED = np.array({checked}, dtype=np.bool_)
 '''
 
 
-def _branches(rules: list) -> str:
-    """One branch a rule, on its index in `rules` (a dense switch, which LLVM makes a jump table)."""
+def _branches() -> str:
+    """A branch per op code (a dense switch, which LLVM makes a jump table). With a constant
+    operand a binary rule computes only the other operand's partial."""
     out = []
-    for index, rule in enumerate(rules):
+    for code, (name, rule, variant) in enumerate(CODES):
+        if rule is None or isinstance(rule, _rules.Reduction):
+            continue
         partials = [translate(p, "numba") for p in rule.partials] + ["0.0"] * (2 - len(rule.partials))
-        out.append(f"    if rule == {index}:  # {rule.name}\n        y = {translate(rule.value, 'numba')}\n        return y, {', '.join(partials)}\n")
+        if variant == RIGHT_CONSTANT:
+            partials[1] = "0.0"
+        elif variant == LEFT_CONSTANT:
+            partials[0] = "0.0"
+        out.append(f"    if code == {code_name(code)}:\n        y = {translate(rule.value, 'numba')}\n        return y, {', '.join(partials)}\n")
     return "".join(out)
 
 
 def compiled_source() -> str:
     constants = "\n".join(f"{code_name(c)} = {c}" for c, (_, r, _) in enumerate(CODES))
     checked = [bool(getattr(r, "checked", False)) for _, r, _ in CODES]
-    rules = BINARY + UNARY
-    rule_of = [next((i for i, rule in enumerate(rules) if rule is r), -1) for _, r, _ in CODES]
     evaluate = (
-        f"RULE = np.array({rule_of}, dtype=np.int64)  # op code -> index of its rule in BINARY + UNARY\n\n\n"
         "@njit(cache=True, error_model=\"numpy\", inline=\"always\")\n"
         "def evaluate(code, a, b):\n"
         '    """(y, dy/da, dy/db) of the unary (b unused) or binary operation `code`."""\n'
-        "    rule = RULE[code]\n"
-        + _branches(rules)
+        + _branches()
         + "    return math.nan, math.nan, math.nan\n"
     )
     pieces = []

@@ -62,82 +62,108 @@ LOGSUMEXP = 36
 CHECKED = np.array([False, False, False, False, False, False, False, False, True, True, False, True, True, True, True, True, False, False, False, False, False, False, False, False, False, False, False, False, True, True, True, True, True, True, False, False, False], dtype=np.bool_)
 
 
-RULE = np.array([-1, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4, -1, -1, -1], dtype=np.int64)  # op code -> index of its rule in BINARY + UNARY
-
-
 @njit(cache=True, error_model="numpy", inline="always")
 def evaluate(code, a, b):
     """(y, dy/da, dy/db) of the unary (b unused) or binary operation `code`."""
-    rule = RULE[code]
-    if rule == 0:  # add
-        y = a + b
-        return y, 1.0, 1.0
-    if rule == 1:  # sub
-        y = a - b
-        return y, 1.0, -1.0
-    if rule == 2:  # mul
-        y = a * b
-        return y, b, a
-    if rule == 3:  # truediv
-        y = a / b
-        return y, 1.0 / b, -y / b
-    if rule == 4:  # pow
-        y = _power(a, b)
-        return y, b * a ** (b - 1.0) if a != 0.0 or b >= 1.0 else 0.0 if b == 0.0 else math.inf, y * math.log(a) if a > 0.0 else 0.0 if a == 0.0 else math.nan
-    if rule == 5:  # neg
+    if code == NEG:
         y = -a
         return y, -1.0, 0.0
-    if rule == 6:  # abs
+    if code == ABS:
         y = abs(a)
         return y, _sign(a), 0.0
-    if rule == 7:  # stop_gradient
+    if code == STOP_GRADIENT:
         y = a
         return y, 0.0, 0.0
-    if rule == 8:  # sin
+    if code == SIN:
         y = math.sin(a)
         return y, math.cos(a), 0.0
-    if rule == 9:  # cos
+    if code == COS:
         y = math.cos(a)
         return y, -math.sin(a), 0.0
-    if rule == 10:  # tan
+    if code == TAN:
         y = math.tan(a)
         return y, 1.0 + y * y, 0.0
-    if rule == 11:  # atan
+    if code == ATAN:
         y = math.atan(a)
         return y, 1.0 / (1.0 + a * a), 0.0
-    if rule == 12:  # sinh
+    if code == SINH:
         y = math.sinh(a)
         return y, math.cosh(a), 0.0
-    if rule == 13:  # cosh
+    if code == COSH:
         y = math.cosh(a)
         return y, math.sinh(a), 0.0
-    if rule == 14:  # tanh
+    if code == TANH:
         y = math.tanh(a)
         return y, 1.0 - y * y, 0.0
-    if rule == 15:  # exp
+    if code == EXP:
         y = math.exp(a)
         return y, y, 0.0
-    if rule == 16:  # expm1
+    if code == EXPM1:
         y = math.expm1(a)
         return y, y + 1.0, 0.0
-    if rule == 17:  # log
+    if code == LOG:
         y = math.log(a)
         return y, 1.0 / a, 0.0
-    if rule == 18:  # log1p
+    if code == LOG1P:
         y = math.log1p(a)
         return y, 1.0 / (1.0 + a), 0.0
-    if rule == 19:  # sqrt
+    if code == SQRT:
         y = math.sqrt(a)
         return y, 0.5 / y if y > 0.0 else math.inf, 0.0
-    if rule == 20:  # sigmoid
+    if code == SIGMOID:
         y = _sigmoid(a)
         return y, y * (1.0 - y), 0.0
-    if rule == 21:  # softplus
+    if code == SOFTPLUS:
         y = a + math.log1p(math.exp(-a)) if a > 0.0 else math.log1p(math.exp(a))
         return y, _sigmoid(a), 0.0
-    if rule == 22:  # relu
+    if code == RELU:
         y = a if a > 0.0 else 0.0
         return y, 1.0 if a > 0.0 else 0.0, 0.0
+    if code == ADD:
+        y = a + b
+        return y, 1.0, 1.0
+    if code == ADD_RIGHT_CONSTANT:
+        y = a + b
+        return y, 1.0, 0.0
+    if code == ADD_LEFT_CONSTANT:
+        y = a + b
+        return y, 0.0, 1.0
+    if code == SUB:
+        y = a - b
+        return y, 1.0, -1.0
+    if code == SUB_RIGHT_CONSTANT:
+        y = a - b
+        return y, 1.0, 0.0
+    if code == SUB_LEFT_CONSTANT:
+        y = a - b
+        return y, 0.0, -1.0
+    if code == MUL:
+        y = a * b
+        return y, b, a
+    if code == MUL_RIGHT_CONSTANT:
+        y = a * b
+        return y, b, 0.0
+    if code == MUL_LEFT_CONSTANT:
+        y = a * b
+        return y, 0.0, a
+    if code == TRUEDIV:
+        y = a / b
+        return y, 1.0 / b, -y / b
+    if code == TRUEDIV_RIGHT_CONSTANT:
+        y = a / b
+        return y, 1.0 / b, 0.0
+    if code == TRUEDIV_LEFT_CONSTANT:
+        y = a / b
+        return y, 0.0, -y / b
+    if code == POW:
+        y = _power(a, b)
+        return y, b * a ** (b - 1.0) if a != 0.0 or b >= 1.0 else 0.0 if b == 0.0 else math.inf, y * math.log(a) if a > 0.0 else 0.0 if a == 0.0 else math.nan
+    if code == POW_RIGHT_CONSTANT:
+        y = _power(a, b)
+        return y, b * a ** (b - 1.0) if a != 0.0 or b >= 1.0 else 0.0 if b == 0.0 else math.inf, 0.0
+    if code == POW_LEFT_CONSTANT:
+        y = _power(a, b)
+        return y, 0.0, y * math.log(a) if a > 0.0 else 0.0 if a == 0.0 else math.nan
     return math.nan, math.nan, math.nan
 
 

@@ -92,6 +92,8 @@ class Program:
             )
         self.kinds = kinds
         self.dot_runs = replay.runs(self.code, kinds, self.start, self.refs, self.n, self.offsets.astype(np.int64))
+        self.has_runs = bool((self.dot_runs[2] > 0).any())
+        self._no_sparse = (np.zeros(self.first, dtype=np.bool_), np.zeros(0, np.int64))
         self.structure, parts = _flatten(out, t, self.name)
         constants = [float(p) for p in parts if not isinstance(p, int)]
         self.val = np.concatenate([val, constants])
@@ -201,6 +203,8 @@ class Program:
     def sparse_inputs(self, val: np.ndarray, argnums: tuple, among=None) -> tuple[np.ndarray, np.ndarray]:
         """(sparse, nz): the undifferentiated inputs (among the leaves `among`, else all) whose
         zeros a dot may skip, and the non-zero ones; none if an input is not finite."""
+        if not self.has_runs:
+            return self._no_sparse
         sparse = np.ones(self.first, dtype=np.bool_) if among is None else np.zeros(self.first, dtype=np.bool_)
         if among is not None:
             sparse[among] = True

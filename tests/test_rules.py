@@ -383,3 +383,50 @@ def test_check_grads_passes_the_engine_and_catches_a_wrong_partial(monkeypatch):
     with pytest.raises(tape.GradientCheckError, match="forward mode") as info:
         tape.check_grads(f, x, w)
     assert "central difference" in str(info.value) and "rtol=1e-05" in str(info.value)
+
+
+# -- the house: one table, no import loop, no exec -------------------------------------------------
+
+
+def tape_imports() -> dict[str, set[str]]:
+    """Each module of tape/ and the modules of tape/ it imports (at the top or in a function)."""
+    import ast
+    from pathlib import Path
+
+    package = Path(tape.__file__).parent
+    graph = {}
+    for path in package.glob("*.py"):
+        imported = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                imported |= {node.module} if node.module else {a.name for a in node.names}
+        graph[path.stem] = imported - {"__init__"}
+    return graph
+
+
+def test_the_rule_table_is_a_leaf_and_tape_has_no_import_loop():
+    graph = tape_imports()
+    assert graph["_rules"] == set()  # imports nothing of tape/
+    below = {}  # each module's imports, direct or not
+
+    def visit(name, visiting=()):
+        assert name not in visiting, f"import loop: {' -> '.join(visiting + (name,))}"
+        if name not in below:
+            below[name] = set().union(*[{dep} | visit(dep, visiting + (name,)) for dep in graph.get(name, ())])
+        return below[name]
+
+    for name in graph:
+        visit(name)
+    # everything rests on the table (the generator reads it by its path, to run while tape cannot)
+    assert all("_rules" in below[name] for name in graph if name not in ("_rules", "_codegen"))
+
+
+def test_the_generated_code_is_a_file_you_can_step_into_and_nothing_runs_exec():
+    import inspect
+    from pathlib import Path
+
+    assert inspect.getsourcefile(Var.__mul__).endswith("_ops.py")
+    assert inspect.getsourcefile(tape.sin).endswith("_ops.py")
+    for path in Path(tape.__file__).parent.glob("*.py"):
+        text = path.read_text()
+        assert "exec(" not in text and "compile(" not in text, path.name
