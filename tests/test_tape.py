@@ -513,6 +513,56 @@ def test_threads_record_on_their_own_tapes():
         assert grad == 1.0 and length == 40_001 and value == k + 20_000
 
 
+def test_a_tape_in_use_by_one_thread_refuses_another_at_once():
+    shared, inside, done = Tape(), threading.Event(), threading.Event()
+    errors = {}
+
+    def owner():
+        with shared:
+            x = Var(2.0)
+            inside.set()
+            done.wait(5)
+            y = x * x * x
+            y.backward()
+            errors["grad"] = x.grad
+
+    def intruder():
+        inside.wait(5)
+        try:
+            with shared:
+                Var(1.0)
+        except RuntimeError as e:
+            errors["intruder"] = str(e)
+        done.set()
+
+    threads = [threading.Thread(target=owner), threading.Thread(target=intruder)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert "in use by another thread" in errors["intruder"] and "own `with tape.Tape():`" in errors["intruder"]
+    assert errors["grad"] == 12.0  # the owner's gradient, untouched (it was once 6.0: a shared tape)
+    with shared:  # free again once its thread left it
+        assert (Var(3.0) * 2.0).value == 6.0
+
+
+def test_recording_on_another_threads_tape_is_refused_at_the_next_flush():
+    with Tape() as t:
+        x = Var(1.0)
+        caught = []
+
+        def other():
+            try:
+                (x * 2.0).backward()  # a node on the main thread's tape, then a sweep
+            except RuntimeError as e:
+                caught.append(str(e))
+
+        th = threading.Thread(target=other)
+        th.start()
+        th.join()
+        assert caught and "in use by another thread" in caught[0]
+
+
 def test_mixing_vars_of_two_tapes_is_an_error():
     with Tape():
         a = Var(1.0)
