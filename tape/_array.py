@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _ops
+from ._forward import raise_refused
 from ._ops import Var
 from ._rules import BINARY, CODES, code_of
 from ._tape import LEAF_HEADER, Tape, current_tape, op_code
@@ -236,16 +237,6 @@ def _flat(values: np.ndarray, shape: tuple) -> np.ndarray:
     return np.ascontiguousarray(np.broadcast_to(values, shape), dtype=np.float64).ravel()
 
 
-def _raise_refused(name: str, index: tuple, *operands: float):
-    """Raise the scalar path's error for the refused operands, saying which entry they are."""
-    try:
-        with Tape():
-            _APPLY_ON_VAR[name](Var(operands[0]), *operands[1:])
-    except (ValueError, OverflowError, ZeroDivisionError) as e:
-        raise type(e)(f"{e} at index {tuple(map(int, index))}") from None
-    raise AssertionError(f"the kernel refused {name}{operands} but the scalar path does not")
-
-
 # -- element by element ------------------------------------------------------------------------------
 
 
@@ -263,7 +254,7 @@ def _binary(code: int, a, b):
     w = _kernels().record_binary(code, av, _nodes(a_nodes, shape), bv, _nodes(b_nodes, shape), out, stream)
     if w < 0:
         i = -w - 1
-        _raise_refused(_NAMES[code], np.unravel_index(i, shape), av[i], bv[i])
+        raise_refused(code, [float(av[i]), float(bv[i])], f" at index {tuple(map(int, np.unravel_index(i, shape)))}")
     if not t.recording:
         return out.reshape(shape)
     return VarArray._recorded(t, out.reshape(shape), t.extend(stream[:w], out.size))
@@ -278,10 +269,6 @@ for _rule in BINARY:
     setattr(VarArray, f"__{_rule.name}__", _forward)
     setattr(VarArray, f"__r{_rule.name}__", _reflected)
 
-_NAMES = {code_of(r.name): r.name for r in BINARY}
-_APPLY_ON_VAR = {r.name: getattr(Var, f"__{r.name}__") for r in BINARY}
-
-
 def _elementwise(code: int, x: VarArray) -> VarArray | np.ndarray:
     """A unary operation of every entry of `x` (`tape.sin(x)` and friends land here)."""
     t = x.tape
@@ -290,7 +277,7 @@ def _elementwise(code: int, x: VarArray) -> VarArray | np.ndarray:
     stream = np.empty(3 * values.size)
     w = _kernels().record_unary(code, values, np.ascontiguousarray(x.nodes).ravel(), out, stream)
     if w < 0:
-        getattr(_ops, CODES[code][0])(float(values[-w - 1]))  # raises the scalar path's error
+        raise_refused(code, [float(values[-w - 1])], f" at index {tuple(map(int, np.unravel_index(-w - 1, x.shape)))}")
     if not t.recording:
         return out.reshape(x.shape)
     return VarArray._recorded(t, out.reshape(x.shape), t.extend(stream[:w], values.size))
@@ -306,7 +293,7 @@ def _entrywise(code: int, x: np.ndarray) -> np.ndarray:
     out = np.empty_like(values)
     w = _kernels().record_unary(code, values, np.full(values.size, -1, dtype=np.int64), out, np.empty(3 * values.size))
     if w < 0:
-        function(float(values[-w - 1]))
+        raise_refused(code, [float(values[-w - 1])], f" at index {tuple(map(int, np.unravel_index(-w - 1, x.shape)))}")
     return out.reshape(x.shape)
 
 

@@ -26,7 +26,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from . import _nary, _ops
-from ._rules import BINARY, BOTH, LEFT_CONSTANT, REDUCTIONS, RIGHT_CONSTANT, UNARY, code_of
+from ._rules import BINARY, CODES, LEFT_CONSTANT, REDUCTIONS, RIGHT_CONSTANT, UNARY, code_of
 from ._var import CONSTANTS, VarBase, new
 
 _levels = itertools.count(1)  # 0 is the level of Duals made by hand
@@ -106,6 +106,20 @@ APPLY.update({code_of(r.name): getattr(operator, r.name) for r in BINARY})
 APPLY.update({code_of(r.name): getattr(_nary, r.name) for r in REDUCTIONS})
 VARIANT = {code_of(r.name): (code_of(r.name, RIGHT_CONSTANT), code_of(r.name, LEFT_CONSTANT)) for r in BINARY}
 NUMBERS = (*CONSTANTS, VarBase)  # what a Dual treats as a constant
+
+
+def raise_refused(code: int, operands: list, context: str = ""):
+    """Raise the scalar path's error for the operands that operation `code` refuses (a compiled
+    kernel found them), with `context` appended: the error a recording would have raised."""
+    from ._tape import Tape
+
+    name, _, _ = CODES[code]
+    try:
+        with Tape():
+            APPLY[code_of(name)](_ops.Var(operands[0]), *operands[1:])
+    except (ValueError, OverflowError, ZeroDivisionError) as e:
+        raise type(e)(f"{e}{context}") from None
+    raise AssertionError(f"compiled code refused {name}{tuple(operands)}{context}, which the scalar rule accepts")
 
 
 def _unary(code: int, x: Dual) -> Dual:

@@ -340,9 +340,10 @@ def batch(code, kind, start, refs, first, n, active, dot_runs, guards, template,
                 sums[c] += val[out]
                 for j in range(aux.shape[0]):
                     aux_values[s, j] = val[aux[j]]
-                adjoint[out] += weight
-                sweep(estart, eparent, epartial, adjoint, out, first)
-                adjoint[first:out + 1] = 0.0
+                if out < n:  # else the output is a constant: no gradient
+                    adjoint[out] += weight
+                    sweep(estart, eparent, epartial, adjoint, out, first)
+                    adjoint[first:out + 1] = 0.0
             for j in range(wrt.shape[0]):
                 grads[c, j] = adjoint[wrt[j]]
                 adjoint[wrt[j]] = 0.0
