@@ -152,8 +152,8 @@ def test_evaluate_prints_accuracy_and_confusion_matrix(trained, tmp_path, capsys
     assert f"accuracy {100 * accuracy:.2f}%" in out
     assert out.count(" | ") == 10 and "true \\ predicted" in out
     (tmp_path / "bad.npz").write_bytes(b"not a checkpoint")
-    assert evaluate.main([str(tmp_path / "bad.npz")]) == 1
-    assert evaluate.main([str(tmp_path / "missing.npz")]) == 1
+    assert evaluate.main([str(tmp_path / "bad.npz")]) == 2
+    assert evaluate.main([str(tmp_path / "missing.npz")]) == 2
     err = capsys.readouterr().err
     assert "bad.npz is not a readable wengert checkpoint" in err and "no checkpoint at" in err
 
@@ -174,8 +174,8 @@ def test_predict_classifies_an_image_file_and_a_test_index(trained, tmp_path, ca
     assert predict.main([str(trained / "model.npz"), "--index", str(i)]) == 0
     assert f"(true: {label})" in capsys.readouterr().out
     Image.fromarray(np.zeros((32, 32), np.uint8)).save(tmp_path / "big.png")
-    assert predict.main([str(trained / "model.npz"), str(tmp_path / "big.png")]) == 1
+    assert predict.main([str(trained / "model.npz"), str(tmp_path / "big.png")]) == 2
     assert "is 32x32 pixels; expected 28x28" in capsys.readouterr().err
-    assert predict.main([str(trained / "model.npz"), "--index", "100000"]) == 1
+    assert predict.main([str(trained / "model.npz"), "--index", "100000"]) == 2
     with pytest.raises(SystemExit):
         predict.main([str(trained / "model.npz")])
