@@ -93,10 +93,11 @@ class SparseRows:
 
 class FusedAccumulator:
     """Algorithm 3 for one model in one compiled call per batch (see `mlp._fused`): the batch in
-    chunks of about `CHUNK` samples, summed chunk by chunk in a fixed order, so the gradient does
-    not depend on `threads` (default: all cores)."""
+    chunks of about `CHUNK` samples (at most `MAX_CHUNKS` chunks), summed chunk by chunk in a
+    fixed order, so the gradient does not depend on `threads` (default: all cores)."""
 
     CHUNK = 16  # samples a chunk; each chunk costs one pass over the parameters to add it
+    MAX_CHUNKS = 64  # and holds an accumulator: a bigger batch has bigger chunks
 
     def __init__(self, model: MLP, threads: int | None = None) -> None:
         from numba import get_num_threads
@@ -124,7 +125,7 @@ class FusedAccumulator:
         """Add `weight` times each sample's gradient for samples `rows` of `inputs` into the
         parameters' accumulator; `labels` are indexed by row like `inputs`."""
         t, params = self.model.tape, self.params
-        chunks = max(1, -(-len(rows) // self.CHUNK))
+        chunks = min(self.MAX_CHUNKS, max(1, -(-len(rows) // self.CHUNK)))
         threads = min(self.threads, chunks)
         stretch = self.nodes_per_sample + 1
         start, parent, partial, op = t.scratch(threads * stretch, threads * self.edges_per_sample)
