@@ -228,15 +228,21 @@ def find_model(path: Path | None) -> tuple[checkpoint.Checkpoint, str]:
     """The checkpoint to serve and a sentence saying where it came from."""
     if path is not None:
         return checkpoint.load(path), f"serving {path}"
-    candidates = sorted(Path("runs").glob("*/model.npz"), key=lambda p: p.stat().st_mtime)
-    if candidates:
-        return checkpoint.load(candidates[-1]), f"serving {candidates[-1]}, the newest model the training program wrote"
+    if newest := _newest_model():
+        return checkpoint.load(newest), f"serving {newest}, the newest model the training program wrote"
     from . import train
 
     print("no trained model found (runs/*/model.npz): training the default one first", file=sys.stderr)
-    if train.main(["--no-plots"]) != 0:
+    if train.main(["--no-plots"]) != 0 or not (newest := _newest_model()):
         raise SystemExit("training failed; train a model with python -m mlp.train and pass its model.npz")
-    return checkpoint.load(Path("runs/mnist-5k/model.npz")), "serving runs/mnist-5k/model.npz, just trained"
+    return checkpoint.load(newest), f"serving {newest}, just trained"
+
+
+def _newest_model() -> Path | None:
+    from .train import RUNS
+
+    candidates = sorted(RUNS.glob("*/model.npz"), key=lambda p: p.stat().st_mtime)
+    return candidates[-1] if candidates else None
 
 
 def port_number(text: str) -> int:
