@@ -138,7 +138,7 @@ def test_write_idx_writes_the_header_and_big_endian_data(tmp_path):
 @pytest.mark.parametrize("type_code, dtype, payload", [
     (0x0D, np.float32, b"\x3f\xc0\x00\x00" + b"\xc0\x10\x00\x00"),  # 1.5, -2.25 as IEEE singles
     (0x0E, np.float64, b"\x3f\xf8" + bytes(6) + b"\xc0\x02" + bytes(6)),  # 1.5, -2.25 as doubles
-])
+], ids=["0x0D", "0x0E"])
 def test_idx_float_type_codes_follow_the_formats_table(tmp_path, type_code, dtype, payload):
     by_hand = idx_bytes(type_code, (2,), payload)
     (tmp_path / "by-hand").write_bytes(by_hand)

@@ -130,7 +130,11 @@ def test_images_it_cannot_read_are_refused_with_the_reason(model_file, images, t
 
 
 @pytest.mark.parametrize("program", ["evaluate", "predict", "serve"])
-def test_a_file_that_is_no_checkpoint_is_refused_in_one_line(program, images, tmp_path, capsys):
+def test_a_file_that_is_no_checkpoint_is_refused_in_one_line(program, images, tmp_path, monkeypatch, capsys):
+    def no_serving(*args):
+        raise AssertionError("a checkpoint that is none was served")
+
+    monkeypatch.setattr(serve, "make_server", no_serving)
     main = {"evaluate": evaluate.main, "predict": lambda argv: predict.main([*argv, str(images["grey"])]),
             "serve": serve.main}[program]
     (tmp_path / "empty.npz").write_bytes(b"")

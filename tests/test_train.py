@@ -119,18 +119,28 @@ def test_a_read_only_output_directory_is_refused_in_one_line(tmp_path, monkeypat
     assert capsys.readouterr().err == f"error: cannot write in --out {tmp_path}: Permission denied\n"
 
 
-def test_a_run_that_diverges_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, capsys):
-    original = train.Run.train_epoch
+@pytest.mark.parametrize("fault, problem", [
+    ("weight", "in epoch 2, batch 1 of 20: the weights stopped being finite numbers"),
+    ("test loss", "in epoch 2: the test loss became nan"),
+])
+def test_a_run_that_diverges_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, capsys, fault, problem):
+    original_epoch, original_evaluate = train.Run.train_epoch, train.evaluate
 
     def poisoned_second_epoch(self, bar):
-        if self.epoch == 1:  # a first-layer weight: relu(nan) = 0 would hide it from the loss
+        if self.epoch == 1 and fault == "weight":  # a first-layer weight: relu(nan) = 0 would hide it from the loss
             self.model.parameters().values[5] = np.nan
-        return original(self, bar)
+        return original_epoch(self, bar)
+
+    def overflowing_second_test(model, X, y):
+        loss, accuracy, predicted = original_evaluate(model, X, y)
+        second = (tmp_path / "metrics.csv").exists()  # epoch 1's row is written
+        return (np.nan if fault == "test loss" and second else loss), accuracy, predicted
 
     monkeypatch.setattr(train.Run, "train_epoch", poisoned_second_epoch)
+    monkeypatch.setattr(train, "evaluate", overflowing_second_test)
     assert train.main([*SMALL, "--epochs", "3", "--out", str(tmp_path)]) == 1
     err = capsys.readouterr().err
-    assert "error: training diverged in epoch 2, batch 1 of 20: the weights stopped being finite numbers" in err
+    assert f"error: training diverged {problem}" in err
     assert f"epoch 1 is saved in {tmp_path / 'model.npz'}" in err and "smaller --lr" in err
     assert checkpoint.load(tmp_path / "model.npz").epoch == 1  # and its weights are finite
     assert [r["epoch"] for r in metrics(tmp_path)] == ["1"]
