@@ -69,6 +69,8 @@ class Page:
             pixels = _image(request["pixels"])
             if pixels.shape != (28, 28):
                 raise RequestError(HTTPStatus.BAD_REQUEST, f"pixels must be 28x28, got {pixels.shape[0]}x{pixels.shape[1]}")
+            if pixels.min() < 0 or pixels.max() > 1:
+                raise RequestError(HTTPStatus.BAD_REQUEST, f"pixels must be ink values in [0, 1], got {pixels.min():g} to {pixels.max():g}")
         else:
             raise RequestError(HTTPStatus.BAD_REQUEST, "expected {\"image\": [[...], ...]} (or 28x28 \"pixels\")")
         with self.lock:

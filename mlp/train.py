@@ -154,8 +154,9 @@ def run_directory(args: argparse.Namespace) -> tuple[Path, str]:
     if args.resume or not _holds_files(wanted):
         return wanted, ""
     if args.out is not None and not args.fresh:
-        held = ", ".join(sorted(p.name for p in wanted.iterdir())[:4])
-        raise cli.UsageError(f"--out {wanted} already holds files ({held}, ...): continue its run with --resume, "
+        names = sorted(p.name for p in wanted.iterdir())
+        held = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
+        raise cli.UsageError(f"--out {wanted} already holds files ({held}): continue its run with --resume, "
                              f"add --fresh to write into the first free {wanted}-2, {wanted}-3, ..., or give a new --out")
     for n in itertools.count(2):
         candidate = wanted.with_name(f"{wanted.name}-{n}")

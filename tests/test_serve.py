@@ -123,6 +123,7 @@ def test_every_numeric_failure_is_a_400_with_the_reason(server, expression, valu
     (b"{not json", 400, ["not valid JSON"]),
     (b"[1, 2]", 400, ["must be a JSON object"]),
     (json.dumps({"pixels": [[0.0] * 27] * 28}).encode(), 400, ["pixels must be 28x28, got 28x27"]),
+    (json.dumps({"pixels": [[1e308] * 28] * 28}).encode(), 400, ["pixels must be ink values in [0, 1], got 1e+308"]),
     (json.dumps({"image": [[0.0, 1.0], [0.5]]}).encode(), 400, ["rows of numbers of equal length"]),
     (json.dumps({"image": [[0.0] * 2000]}).encode(), 400, ["at most 1000 pixels each way"]),
     (json.dumps({"picture": []}).encode(), 400, ["expected {\"image\""]),

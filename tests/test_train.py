@@ -83,7 +83,8 @@ def test_a_new_run_never_writes_over_another(tmp_path, monkeypatch, capsys):
     capsys.readouterr()
     assert train.main([*SMALL, "--epochs", "1", "--seed", "1", "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and f"--out {out} already holds files" in err and "--resume" in err and "--fresh" in err
+    assert err.count("\n") == 1 and f"--out {out} already holds files (metrics.csv, model.npz)" in err
+    assert "--resume" in err and "--fresh" in err
     assert train.main([*SMALL, "--epochs", "1", "--seed", "1", "--out", str(out), "--fresh"]) == 0
     assert f"writing {out}-2" in capsys.readouterr().err
     assert files(out) == before and (tmp_path / "mine-2" / "model.npz").exists()
