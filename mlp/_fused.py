@@ -4,9 +4,14 @@ For each sample: record its nodes after the parameters (the same nodes, parents 
 the batch path: a `dot` per neuron, an `add` for its bias, the activation, one `softmax_ce`),
 sweep them with Algorithm 1, and let the parameters' adjoints add up: they are the gradient
 accumulator, never zeroed between samples; only the sample's own nodes are cleared before the
-tape is rewound for the next one. The batch is split between threads, each with its own stretch
-of tape and its own accumulator; the accumulators are added at the end. Input pixels that are 0
-give no edge: the pixel loop runs over each sample's non-zero pixels only.
+tape is rewound for the next one. Input pixels that are 0 give no edge: the pixel loop runs over
+each sample's non-zero pixels only.
+
+The batch is cut into chunks that depend on the batch alone, never on the number of threads:
+each chunk is summed in sample order into its own accumulator, and the chunks' sums are added in
+chunk order. Threads take whole chunks, each thread on its own stretch of tape, so the gradient
+is the same to the last bit on any number of cores (and a resumed run ends as an uninterrupted
+one wherever it runs).
 """
 from __future__ import annotations
 
@@ -99,53 +104,65 @@ def record_sample(x_index, x_value, label, theta, base, layout, act_rules, bias,
 
 @njit(cache=True, parallel=True)
 def accumulate_batch(rows, indptr, indices, data, labels, theta, base, layout, act_rules, bias, codes,
-                     weight, first_node, first_edge, nodes_per_sample, edges_per_sample,
+                     weight, threads, first_node, first_edge, nodes_per_sample, edges_per_sample,
                      start, parent, partial, op, adjoints, grad):
-    """Algorithm 3 over the samples `rows` of a CSR input matrix. Thread t records each of its
-    samples at node first_node + t * (nodes_per_sample + 1) (its own stretch of the tape) and
-    sweeps it with the loss's adjoint = `weight`; adjoints[t] holds thread t's adjoints from node
-    `base` on, so adjoints[t, :len(theta)] accumulates its part of the parameters' gradient,
-    which is added into `grad` at the end (and zeroed for the next batch).
+    """Algorithm 3 over the samples `rows` of a CSR input matrix, cut into len(adjoints) chunks
+    of about equal work. Thread t records each sample of its chunks at node
+    first_node + t * (nodes_per_sample + 1) (its own stretch of the tape) and sweeps it with the
+    loss's adjoint = `weight`; adjoints[c] holds chunk c's adjoints from node `base` on, so
+    adjoints[c, :len(theta)] accumulates chunk c's part of the gradient. The parts are added into
+    `grad` in chunk order at the end (and zeroed for the next batch).
     Returns the samples' total loss and how many were classified right."""
-    threads = adjoints.shape[0]
-    bounds = split_by_pixels(rows, indptr, threads)
-    losses, correct = np.zeros(threads), np.zeros(threads, np.int64)
+    chunks = adjoints.shape[0]
+    bounds = split_by_pixels(rows, indptr, chunks)
+    losses, correct = np.zeros(chunks), np.zeros(chunks, np.int64)
     for t in prange(threads):
         node0 = first_node + t * (nodes_per_sample + 1)  # +1: a sample's last node sets start[node0 + its nodes]
         values = np.empty(nodes_per_sample)
-        window = adjoints[t, : node0 + nodes_per_sample - base]
-        for s in range(bounds[t], bounds[t + 1]):
-            r = rows[s]
-            start[node0] = first_edge + t * edges_per_sample
-            lo, hi = indptr[r], indptr[r + 1]
-            loss_node, loss, predicted = record_sample(
-                indices[lo:hi], data[lo:hi], labels[r], theta, base, layout, act_rules, bias, codes,
-                start, parent, partial, op, node0, values,
-            )
-            window[loss_node - base] = weight
-            sweep_window(start, parent, partial, window[: loss_node - base + 1], base, node0)
-            window[node0 - base : loss_node - base + 1] = 0.0  # clear the sample's own nodes
-            losses[t] += loss
-            correct[t] += predicted == labels[r]
-    for t in range(threads):
-        for k in range(grad.shape[0]):
-            grad[k] += adjoints[t, k]
-            adjoints[t, k] = 0.0
-    return losses.sum(), correct.sum()
+        for c in range(t * chunks // threads, (t + 1) * chunks // threads):
+            window = adjoints[c, : node0 + nodes_per_sample - base]
+            for s in range(bounds[c], bounds[c + 1]):
+                r = rows[s]
+                start[node0] = first_edge + t * edges_per_sample
+                lo, hi = indptr[r], indptr[r + 1]
+                loss_node, loss, predicted = record_sample(
+                    indices[lo:hi], data[lo:hi], labels[r], theta, base, layout, act_rules, bias, codes,
+                    start, parent, partial, op, node0, values,
+                )
+                window[loss_node - base] = weight
+                sweep_window(start, parent, partial, window[: loss_node - base + 1], base, node0)
+                window[node0 - base : loss_node - base + 1] = 0.0  # clear the sample's own nodes
+                losses[c] += loss
+                correct[c] += predicted == labels[r]
+    add_in_order(adjoints, grad)
+    total = 0.0
+    for c in range(chunks):
+        total += losses[c]
+    return total, correct.sum()
 
 
 @njit(cache=True)
-def split_by_pixels(rows, indptr, threads):
-    """Where each thread's share of `rows` begins: about equal numbers of non-zero pixels (the
-    work of a sample grows with them; Fashion-MNIST's range from about 100 to 700)."""
+def add_in_order(parts, total):
+    """total[k] += parts[0, k] + parts[1, k] + ..., in that order, for k < len(total); the parts
+    are zeroed."""
+    for c in range(parts.shape[0]):
+        for k in range(total.shape[0]):
+            total[k] += parts[c, k]
+            parts[c, k] = 0.0
+
+
+@njit(cache=True)
+def split_by_pixels(rows, indptr, parts):
+    """Where each of `parts` stretches of `rows` begins: about equal numbers of non-zero pixels
+    (the work of a sample grows with them; Fashion-MNIST's range from about 100 to 700)."""
     work = np.empty(rows.shape[0] + 1)
     work[0] = 0.0
     for s in range(rows.shape[0]):
         work[s + 1] = work[s] + indptr[rows[s] + 1] - indptr[rows[s]] + 1
-    bounds = np.empty(threads + 1, np.int64)
-    for t in range(threads + 1):
-        bounds[t] = np.searchsorted(work, work[-1] * t / threads)
-    bounds[threads] = rows.shape[0]
+    bounds = np.empty(parts + 1, np.int64)
+    for p in range(parts + 1):
+        bounds[p] = np.searchsorted(work, work[-1] * p / parts)
+    bounds[parts] = rows.shape[0]
     return bounds
 
 

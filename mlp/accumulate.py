@@ -126,7 +126,12 @@ class SparseRows:
 
 
 class FusedAccumulator:
-    """Algorithm 3 for one model in one compiled call per batch (see `mlp._fused`)."""
+    """Algorithm 3 for one model in one compiled call per batch (see `mlp._fused`): the batch in
+    chunks of about `CHUNK` samples (at most `MAX_CHUNKS` chunks), summed chunk by chunk in a
+    fixed order, so the gradient does not depend on `threads` (default: all cores)."""
+
+    CHUNK = 16  # samples a chunk; each chunk costs one pass over the parameters to add it
+    MAX_CHUNKS = 64  # and holds an accumulator: a bigger batch has bigger chunks
 
     def __init__(self, model: MLP, threads: int | None = None) -> None:
         from numba import get_num_threads
@@ -153,17 +158,19 @@ class FusedAccumulator:
         """Add `weight` times each sample's gradient for samples `rows` of `inputs` into the
         parameters' accumulator; `labels` are indexed by row like `inputs`."""
         t, params = self.model.tape, self.params
-        threads = max(1, min(self.threads, len(rows)))
+        chunks = min(self.MAX_CHUNKS, max(1, -(-len(rows) // self.CHUNK)))
+        threads = min(self.threads, chunks)
         stretch = self.nodes_per_sample + 1
         start, parent, partial, op = t.scratch(threads * stretch, threads * self.edges_per_sample)
         base, end = params.nodes.start, len(t) + threads * stretch
-        if self._adjoints.shape != (threads, end - base):  # the windows from the parameters on
-            self._adjoints = np.zeros((threads, end - base))
-        adjoints = self._adjoints
+        held = self._adjoints.shape
+        if held[0] < chunks or held[1] != end - base:  # each chunk's window from the parameters on
+            self._adjoints = np.zeros((max(chunks, held[0]), end - base))
+        adjoints = self._adjoints[:chunks]
         loss, correct = self.kernels.accumulate_batch(
             np.asarray(rows, dtype=np.int64), inputs.indptr, inputs.indices, inputs.data,
             np.asarray(labels, dtype=np.int64), params.values, base, self.layout,
-            self.act_rules, self.model.bias, self.codes, weight, len(t), t.num_edges,
+            self.act_rules, self.model.bias, self.codes, weight, threads, len(t), t.num_edges,
             self.nodes_per_sample, self.edges_per_sample, start, parent, partial, op,
             adjoints, params.grad,
         )

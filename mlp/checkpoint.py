@@ -8,6 +8,7 @@ import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO, Callable
 
 import numpy as np
 
@@ -56,13 +57,19 @@ def save(path: str | os.PathLike, checkpoint: Checkpoint) -> None:
     arrays.update({f"optimizer/{k}": np.asarray(v) for k, v in checkpoint.optimizer_state.items()})
     arrays["meta"] = np.array(json.dumps(meta))
     path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomically(path, lambda f: np.savez(f, **arrays))
+
+
+def write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Fill a temporary file beside `path` with `write(file)`, then rename it to `path`: a
+    reader finds the old content or the new one, never half of one."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; a checkpoint is an ordinary file
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; this is an ordinary file
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -76,31 +83,45 @@ def _umask() -> int:
 
 
 def load(path: str | os.PathLike) -> Checkpoint:
-    """Read a checkpoint written by `save`; the model is rebuilt on the current tape."""
+    """Read a checkpoint written by `save`; the model is rebuilt on the current tape. Anything
+    else (an empty or truncated file, a directory, weights that are not finite) raises
+    `CheckpointError` naming the file."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a directory, not a checkpoint (give the model.npz inside it)")
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path} is empty (0 bytes), not a wengert checkpoint")
     try:
         with np.load(path, allow_pickle=False) as f:
             meta = json.loads(str(f["meta"]))
             model_state = {k[len("model/"):]: f[k] for k in f.files if k.startswith("model/")}
             optimizer_state = {k[len("optimizer/"):]: f[k] for k in f.files if k.startswith("optimizer/")}
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{path} is not a readable wengert checkpoint: {e}") from None
-    if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path} has checkpoint format {meta.get('format')!r}; this version reads {FORMAT}")
-    config = meta["model"]
-    model = MLP(config["sizes"], activation=config["activation"], bias=config["bias"], init=config["init"])
-    try:
+        if meta.get("format") != FORMAT:
+            raise CheckpointError(f"{path} has checkpoint format {meta.get('format')!r}; this version reads {FORMAT}")
+        config = meta["model"]
+        sizes = [int(n) for n in config["sizes"]]
+        stored = sum(a.size for a in model_state.values())
+        if stored != sum(m * n + n * bool(config["bias"]) for m, n in zip(sizes, sizes[1:])):
+            raise CheckpointError(f"{path} holds {stored:,} weights, not those of a {sizes} model")
+        model = MLP(sizes, activation=config["activation"], bias=config["bias"], init=config["init"])
         model.load_state_dict(model_state)
-    except (KeyError, ValueError) as e:
-        raise CheckpointError(f"{path}: {e}") from None
-    return Checkpoint(
-        model=model,
-        epoch=int(meta["epoch"]),
-        optimizer=meta["optimizer"],
-        optimizer_options=meta["optimizer_options"],
-        optimizer_state=optimizer_state,
-        rng_state=meta["rng_state"],
-        args=meta["args"],
-    )
+        checkpoint = Checkpoint(
+            model=model,
+            epoch=int(meta["epoch"]),
+            optimizer=meta["optimizer"],
+            optimizer_options=meta["optimizer_options"],
+            optimizer_state=optimizer_state,
+            rng_state=meta["rng_state"],
+            args=meta["args"],
+        )
+    except CheckpointError:
+        raise
+    except (OSError, EOFError, KeyError, ValueError, TypeError, AttributeError, zipfile.BadZipFile) as e:
+        raise CheckpointError(f"{path} is not a readable wengert checkpoint ({type(e).__name__}: {e})") from None
+    values = model.parameters().values
+    if not np.isfinite(values).all():
+        bad = np.count_nonzero(~np.isfinite(values))
+        raise CheckpointError(f"{path}: {bad:,} of its {len(values):,} weights are not finite numbers (a run that diverged)")
+    return checkpoint

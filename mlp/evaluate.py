@@ -5,7 +5,6 @@ columns: predicted class).
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import numpy as np
 
 import tape
 
-from . import checkpoint, data
+from . import checkpoint, cli, data
 from .plots import confusion_matrix
 from .train import dataset_name, evaluate
 
@@ -29,7 +28,7 @@ def format_confusion(counts: np.ndarray, classes: list[str]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m mlp.evaluate", description=__doc__.split("\n\n")[0])
+    p = cli.ArgumentParser(prog="python -m mlp.evaluate", description=__doc__.split("\n\n")[0])
     p.add_argument("checkpoint", type=Path, help="a model.npz written by mlp.train")
     p.add_argument("--dataset", type=dataset_name, help="default: the one the model was trained on")
     p.add_argument("--data-dir", type=Path)
@@ -43,8 +42,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise data.DataFormatError(f"{name} has {dataset.x_test.shape[1]} inputs, the model expects {saved.model.sizes[0]}")
             loss, accuracy, predicted = evaluate(saved.model, dataset.x_test, dataset.y_test)
     except (checkpoint.CheckpointError, FileNotFoundError, data.DataFormatError, data.DatasetNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        return cli.refuse(e)
     print(f"{args.checkpoint}: {saved.model} after {saved.epoch} epochs")
     print(f"{name} test set: accuracy {100 * accuracy:.2f}% ({int(round(accuracy * len(predicted)))} of "
           f"{len(predicted)}), mean cross-entropy {loss:.4f}\n")

@@ -2,10 +2,13 @@
 on the tape: numbers, the variables x1, x2, ..., `pi` and `e`, + - * / ** and unary minus,
 parentheses and the engine's functions. Nothing else is accepted, and nothing is ever passed to
 `eval`: a small recursive-descent parser builds the expression out of `tape.Var` operations.
+Every numeric failure (a domain error, a division by zero, an overflow, a complex power) is an
+`ExpressionError` pointing at the operation; a value is always a finite real number.
 """
 from __future__ import annotations
 
 import math
+import operator
 import re
 from dataclasses import dataclass
 
@@ -13,9 +16,11 @@ import tape
 
 MAX_LENGTH = 500
 MAX_DEPTH = 50  # nested parentheses and unary signs
+MAX_VARIABLES = 100
 CONSTANTS = {"pi": math.pi, "e": math.e}
 TOKEN = re.compile(r"\s*(?:(?P<number>\d+\.?\d*(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?)|(?P<name>[A-Za-z_]\w*)|(?P<op>\*\*|[-+*/()]))")
 VARIABLE = re.compile(r"x[1-9]\d*")
+OPERATIONS = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv, "**": operator.pow}
 
 
 class ExpressionError(ValueError):
@@ -82,18 +87,15 @@ class Parser:
     def expression(self):
         value = self.term()
         while self.peek().text in ("+", "-"):
-            value = value + self.term() if self.take().text == "+" else value - self.term()
+            op = self.take()
+            value = self.binary(op, value, self.term())
         return value
 
     def term(self):
         value = self.unary()
         while self.peek().text in ("*", "/"):
             op = self.take()
-            right = self.unary()
-            try:
-                value = value * right if op.text == "*" else value / right
-            except ZeroDivisionError as error:
-                self.fail(str(error), op)
+            value = self.binary(op, value, self.unary())
         return value
 
     def unary(self):
@@ -107,17 +109,34 @@ class Parser:
         base = self.atom()
         if self.peek().text == "**":
             op = self.take()
-            exponent = self.nested(self.unary)
-            try:
-                return base**exponent
-            except (ValueError, OverflowError) as error:
-                self.fail(str(error), op)
+            return self.binary(op, base, self.nested(self.unary))
         return base
+
+    def binary(self, op: Token, left, right):
+        """left op right. The tape's errors name their operation; Python's floats' do not, so
+        theirs are named here."""
+        shown = f"{_show(left)} {op.text} {_show(right)}"
+        try:
+            result = OPERATIONS[op.text](left, right)
+        except OverflowError:
+            self.fail(f"{shown} is too large for a float", op)
+        except (ArithmeticError, ValueError) as error:
+            self.fail(str(error) if isinstance(left, tape.Var) or isinstance(right, tape.Var) else f"{shown}: {error}", op)
+        return self.checked(result, shown, op)
+
+    def checked(self, result, shown: str, token: Token):
+        """`result` if it is a finite real number (or a Var of one); else refused at `token`."""
+        if isinstance(result, complex):
+            self.fail(f"{shown} is not a real number", token)
+        value = result.value if isinstance(result, tape.Var) else result
+        if not math.isfinite(value):
+            self.fail(f"{shown} gives {value}: too large for a float", token)
+        return result
 
     def atom(self):
         token = self.take()
         if token.kind == "number":
-            return float(token.text)
+            return self.checked(float(token.text), token.text, token)
         if token.text == "(":
             value = self.nested(self.expression)
             self.expect(")", token)
@@ -138,9 +157,10 @@ class Parser:
             argument = self.nested(self.expression)
             self.expect(")", token)
             try:
-                return tape.ELEMENTARY[token.text](argument)
-            except (ValueError, OverflowError) as error:
+                result = tape.ELEMENTARY[token.text](argument)
+            except (ArithmeticError, ValueError) as error:  # the tape's errors name the function
                 self.fail(str(error), token)
+            return self.checked(result, f"{token.text}({_show(argument)})", token)
         if VARIABLE.fullmatch(token.text):
             self.fail(f"{token.text} has no value (give one with the variables)", token)
         self.fail(f"unknown name {token.text!r}: use x1, x2, ..., pi, e or one of {', '.join(sorted(tape.ELEMENTARY))}", token)
@@ -160,12 +180,20 @@ class Parser:
             self.depth -= 1
 
 
+def _show(x) -> str:
+    value = x.value if isinstance(x, tape.Var) else x
+    return f"({value:.6g})" if value < 0 else f"{value:.6g}"
+
+
 def number(text: str | float, name: str) -> float:
     """A variable's value: a number, or a text of numbers and constants such as "pi / 2"."""
     if isinstance(text, str):
         value = Parser(text, {}).parse()
     elif isinstance(text, (int, float)) and not isinstance(text, bool):
-        value = float(text)
+        try:
+            value = float(text)
+        except OverflowError:
+            raise ExpressionError(name, 0, f"{name} is too large for a float") from None
     else:
         raise ExpressionError(name, 0, f"{name} needs a number, got {text!r}")
     if not math.isfinite(value):
@@ -176,10 +204,12 @@ def number(text: str | float, name: str) -> float:
 def evaluate(text: str, values: dict) -> tuple[tape.Var | float, dict[str, tape.Var]]:
     """Parse `text` and record it on the current tape, the variables as leaves (in the order
     x1, x2, ...); returns the result and the leaves."""
+    if len(values) > MAX_VARIABLES:
+        raise ExpressionError(text, 0, f"{len(values)} variables; at most {MAX_VARIABLES} are accepted")
     for name in values:
         if not VARIABLE.fullmatch(name):
             raise ExpressionError(name, 0, f"variables are named x1, x2, ...; got {name!r}")
-    ordered = sorted(values, key=lambda n: int(n[1:]))
+    ordered = sorted(values, key=lambda n: (len(n), n))  # x2 before x10
     numbers = {name: number(values[name], name) for name in ordered}
     leaves = {name: tape.Var(numbers[name]) for name in ordered}
     return Parser(text, leaves).parse(), leaves

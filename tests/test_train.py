@@ -49,21 +49,109 @@ def test_a_short_run_learns_and_writes_its_outputs(trained, capsys):
     assert saved.epoch == 3 and saved.model.sizes == [784, 32, 10] and saved.args["limit"] == 600
 
 
-def test_resume_ends_with_the_weights_of_an_uninterrupted_run(tmp_path):
+def test_resume_ends_with_the_weights_of_an_uninterrupted_run_on_any_number_of_threads(tmp_path):
     whole, halves = tmp_path / "whole", tmp_path / "halves"
-    assert train.main([*SMALL, "--epochs", "3", "--optimizer", "momentum", "--out", str(whole)]) == 0
-    assert train.main([*SMALL, "--epochs", "1", "--optimizer", "momentum", "--out", str(halves)]) == 0
-    assert train.main([*SMALL, "--epochs", "3", "--optimizer", "momentum", "--out", str(halves), "--resume"]) == 0
-    np.testing.assert_array_equal(weights(whole), weights(halves))
+    small = [*SMALL, "--batch-size", "40", "--optimizer", "momentum"]  # 40: chunks for two threads
+    assert train.main([*small, "--epochs", "3", "--threads", "1", "--out", str(whole)]) == 0
+    assert train.main([*small, "--epochs", "1", "--threads", "2", "--out", str(halves)]) == 0
+    with open(halves / "metrics.csv", "a") as f:
+        f.write("2,9,9,9,9,9,9\n")  # as if stopped between epoch 2's row and its checkpoint
+    assert train.main([*small, "--epochs", "3", "--threads", "1", "--out", str(halves), "--resume"]) == 0
+    assert weights(whole).tobytes() == weights(halves).tobytes()
     assert [r["epoch"] for r in metrics(halves)] == ["1", "2", "3"]
     assert [r["test_loss"] for r in metrics(halves)] == [r["test_loss"] for r in metrics(whole)]
 
 
-def test_resume_refuses_a_different_run(tmp_path):
+def test_resume_refuses_a_different_run(tmp_path, capsys):
     assert train.main([*SMALL, "--epochs", "1", "--out", str(tmp_path)]) == 0
-    with pytest.raises(SystemExit, match=r"--lr was 0.001, now 0.01"):
-        train.main([*SMALL, "--epochs", "2", "--lr", "0.01", "--out", str(tmp_path), "--resume"])
-    assert train.main(["--epochs", "2", "--out", str(tmp_path / "none"), "--resume"]) == 1  # no checkpoint
+    assert train.main([*SMALL, "--epochs", "2", "--lr", "0.01", "--out", str(tmp_path), "--resume"]) == 2
+    assert "--lr was 0.001, now 0.01" in capsys.readouterr().err
+    assert train.main(["--epochs", "2", "--out", str(tmp_path / "none"), "--resume"]) == 2  # no checkpoint
+    assert capsys.readouterr().err == f"error: no checkpoint at {tmp_path / 'none' / 'model.npz'}\n"
+    assert not (tmp_path / "none").exists()
+
+
+def files(directory: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in directory.iterdir()}
+
+
+def test_a_new_run_never_writes_over_another(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "mine"
+    assert train.main([*SMALL, "--epochs", "1", "--out", str(out)]) == 0
+    before = files(out)
+    assert set(before) == {"model.npz", "metrics.csv"}
+    capsys.readouterr()
+    assert train.main([*SMALL, "--epochs", "1", "--seed", "1", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"--out {out} already holds files (metrics.csv, model.npz)" in err
+    assert "--resume" in err and "--fresh" in err
+    assert train.main([*SMALL, "--epochs", "1", "--seed", "1", "--out", str(out), "--fresh"]) == 0
+    assert f"writing {out}-2" in capsys.readouterr().err
+    assert files(out) == before and (tmp_path / "mine-2" / "model.npz").exists()
+
+    monkeypatch.chdir(tmp_path)  # the default, runs/<dataset>, as `make train` twice
+    for _ in range(2):
+        assert train.main([*SMALL, "--epochs", "1"]) == 0
+    assert "runs/mnist-5k holds an earlier run, so this one goes to runs/mnist-5k-2" in capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["mnist-5k", "mnist-5k-2"]
+    assert files(tmp_path / "runs" / "mnist-5k").keys() == before.keys()
+
+
+@pytest.mark.parametrize("where, words", [
+    ("a-file", "is a file, not a directory"),
+    ("a-file/run", "cannot write in --out"),
+    ("/proc/self/no/such/run", "cannot write in --out"),
+])
+def test_an_output_directory_it_cannot_use_is_refused_in_one_line(tmp_path, monkeypatch, capsys, where, words):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a-file").write_text("mine")
+    assert train.main([*SMALL, "--out", where]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and words in err and where in err
+    assert (tmp_path / "a-file").read_text() == "mine"
+
+
+def test_a_read_only_output_directory_is_refused_in_one_line(tmp_path, monkeypatch, capsys):
+    def read_only(*args, **kwargs):  # root may write anywhere, so the file system's answer is made up
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(train.tempfile, "TemporaryFile", read_only)
+    assert train.main([*SMALL, "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == f"error: cannot write in --out {tmp_path}: Permission denied\n"
+
+
+@pytest.mark.parametrize("fault, problem", [
+    ("weight", "in epoch 2, batch 1 of 20: the weights stopped being finite numbers"),
+    ("test loss", "in epoch 2: the test loss became nan"),
+])
+def test_a_run_that_diverges_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, capsys, fault, problem):
+    original_epoch, original_evaluate = train.Run.train_epoch, train.evaluate
+
+    def poisoned_second_epoch(self, bar):
+        if self.epoch == 1 and fault == "weight":  # a first-layer weight: relu(nan) = 0 would hide it from the loss
+            self.model.parameters().values[5] = np.nan
+        return original_epoch(self, bar)
+
+    def overflowing_second_test(model, X, y):
+        loss, accuracy, predicted = original_evaluate(model, X, y)
+        second = (tmp_path / "metrics.csv").exists()  # epoch 1's row is written
+        return (np.nan if fault == "test loss" and second else loss), accuracy, predicted
+
+    monkeypatch.setattr(train.Run, "train_epoch", poisoned_second_epoch)
+    monkeypatch.setattr(train, "evaluate", overflowing_second_test)
+    assert train.main([*SMALL, "--epochs", "3", "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert f"error: training diverged {problem}" in err
+    assert f"epoch 1 is saved in {tmp_path / 'model.npz'}" in err and "smaller --lr" in err
+    assert checkpoint.load(tmp_path / "model.npz").epoch == 1  # and its weights are finite
+    assert [r["epoch"] for r in metrics(tmp_path)] == ["1"]
+
+
+def test_a_run_whose_loss_overflows_saves_nothing(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train.main([*SMALL, "--optimizer", "sgd", "--lr", "1e300", "--out", str(out)]) == 1
+    assert "training diverged in epoch 1" in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_an_interrupted_checkpoint_write_keeps_the_previous_checkpoint(trained, tmp_path, monkeypatch):
@@ -95,8 +183,20 @@ def test_ctrl_c_keeps_the_last_epoch_and_exits_cleanly(tmp_path, monkeypatch, ca
 
     monkeypatch.setattr(train.Run, "train_epoch", interrupted_second_epoch)
     assert train.main([*SMALL, "--epochs", "5", "--out", str(tmp_path)]) == 130
-    assert "interrupted during epoch 2: epoch 1 is saved" in capsys.readouterr().err
+    assert f"interrupted during epoch 2: epoch 1 is saved in {tmp_path / 'model.npz'}; continue with --resume --out {tmp_path}" \
+        in capsys.readouterr().err
     assert checkpoint.load(tmp_path / "model.npz").epoch == 1
+
+
+def test_ctrl_c_in_the_first_epoch_says_nothing_was_saved(tmp_path, monkeypatch, capsys):
+    def interrupted(self, bar):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train.Run, "train_epoch", interrupted)
+    assert train.main([*SMALL, "--out", str(tmp_path / "run")]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted during epoch 1: no epoch was completed and nothing was saved" in err and "--resume" not in err
+    assert not (tmp_path / "run").exists()  # made for this run, and left as it was found
 
 
 def test_sigint_to_a_running_training_process(tmp_path):
@@ -116,33 +216,43 @@ def test_sigint_to_a_running_training_process(tmp_path):
 
 @pytest.mark.parametrize("argv, words", [
     (["--batch-size", "0"], ["--batch-size", "expected a positive integer, got 0"]),
-    (["--lr", "-1"], ["--lr", "expected a positive number, got -1"]),
+    (["--lr", "-1"], ["--lr", "expected a positive finite number, got -1"]),
+    (["--lr", "inf"], ["--lr", "expected a positive finite number, got inf"]),
+    (["--lr", "nan"], ["--lr", "got nan"]),
     (["--epochs", "-1"], ["--epochs", "expected a positive integer, got -1"]),
     (["--hidden", "32", "0"], ["--hidden", "got 0"]),
+    (["--hidden", "100000000"], ["--hidden 100000000", "a [784, 100000000, 10] model", "a tape holds at most"]),
+    (["--hidden", "1000000", "--threads", "1"], ["--hidden 1000000", "GiB of memory; this machine has"]),
     (["--limit", "0"], ["--limit"]),
     (["--threads", "0"], ["--threads"]),
     (["--momentum", "1.5"], ["--momentum", "expected a number in [0, 1), got 1.5"]),
     (["--beta2", "1"], ["--beta2"]),
     (["--eps", "0"], ["--eps"]),
-    (["--weight-decay", "-0.1"], ["--weight-decay", "expected a number >= 0"]),
+    (["--eps", "1e400"], ["--eps", "got 1e400"]),
+    (["--weight-decay", "-0.1"], ["--weight-decay", "expected a finite number >= 0"]),
+    (["--weight-decay", "inf"], ["--weight-decay", "got inf"]),
     (["--optimizer", "lbfgs"], ["--optimizer", "invalid choice"]),
     (["--activation", "gelu"], ["--activation", "invalid choice"]),
     (["--dataset", "cifar"], ["--dataset", "unknown data set 'cifar'; known: mnist-5k, mnist, fashion-mnist"]),
-    (["--seed", "x"], ["--seed", "invalid int value"]),
+    (["--seed", "x"], ["--seed", "invalid non_negative_int value"]),
+    (["--seed", "-1"], ["--seed", "expected an integer >= 0, got -1"]),
+    (["--resume", "--fresh"], ["--fresh", "not allowed with argument --resume"]),
 ])
-def test_bad_arguments_are_refused_naming_the_argument(argv, words, capsys):
+def test_bad_arguments_are_refused_in_one_line_naming_the_argument(argv, words, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        train.parser().parse_args(argv)
+        train.main(argv)
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
+    assert err.startswith("python -m mlp.train: error: ") and err.count("\n") == 1
     for word in words:
         assert word in err
 
 
 def test_missing_data_says_which_files_to_put_where(tmp_path, capsys):
-    assert train.main(["--dataset", "mnist", "--data-dir", str(tmp_path), "--out", str(tmp_path / "out")]) == 1
+    assert train.main(["--dataset", "mnist", "--data-dir", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert str(tmp_path) in err and "train-images-idx3-ubyte.gz" in err
+    assert not (tmp_path / "out").exists()
 
 
 def test_evaluate_prints_accuracy_and_confusion_matrix(trained, tmp_path, capsys):
@@ -152,8 +262,8 @@ def test_evaluate_prints_accuracy_and_confusion_matrix(trained, tmp_path, capsys
     assert f"accuracy {100 * accuracy:.2f}%" in out
     assert out.count(" | ") == 10 and "true \\ predicted" in out
     (tmp_path / "bad.npz").write_bytes(b"not a checkpoint")
-    assert evaluate.main([str(tmp_path / "bad.npz")]) == 1
-    assert evaluate.main([str(tmp_path / "missing.npz")]) == 1
+    assert evaluate.main([str(tmp_path / "bad.npz")]) == 2
+    assert evaluate.main([str(tmp_path / "missing.npz")]) == 2
     err = capsys.readouterr().err
     assert "bad.npz is not a readable wengert checkpoint" in err and "no checkpoint at" in err
 
@@ -174,8 +284,8 @@ def test_predict_classifies_an_image_file_and_a_test_index(trained, tmp_path, ca
     assert predict.main([str(trained / "model.npz"), "--index", str(i)]) == 0
     assert f"(true: {label})" in capsys.readouterr().out
     Image.fromarray(np.zeros((32, 32), np.uint8)).save(tmp_path / "big.png")
-    assert predict.main([str(trained / "model.npz"), str(tmp_path / "big.png")]) == 1
+    assert predict.main([str(trained / "model.npz"), str(tmp_path / "big.png")]) == 2
     assert "is 32x32 pixels; expected 28x28" in capsys.readouterr().err
-    assert predict.main([str(trained / "model.npz"), "--index", "100000"]) == 1
+    assert predict.main([str(trained / "model.npz"), "--index", "100000"]) == 2
     with pytest.raises(SystemExit):
         predict.main([str(trained / "model.npz")])

@@ -2,7 +2,13 @@
 
 async function post(path, body) {
   const response = await fetch(path, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
-  const answer = await response.json();
+  const text = await response.text();
+  let answer;
+  try {
+    answer = JSON.parse(text);
+  } catch {
+    throw new Error(`the server answered ${response.status} ${response.statusText}, not JSON`);
+  }
   if (!response.ok) throw Object.assign(new Error(answer.error), answer);
   return answer;
 }
@@ -111,7 +117,9 @@ function parseValues(text) {
   return values;
 }
 
-const format = (x) => (Math.abs(x) < 1e-4 && x !== 0) || Math.abs(x) >= 1e6 ? x.toExponential(3) : Number(x.toPrecision(6)).toString();
+// Numbers as the table shows them; the server sends infinities and NaN as "Infinity", "-Infinity", "NaN".
+const format = (x) => typeof x === "string" ? x
+  : (Math.abs(x) < 1e-4 && x !== 0) || Math.abs(x) >= 1e6 ? x.toExponential(3) : Number(x.toPrecision(6)).toString();
 
 async function recordTape(event) {
   if (event) event.preventDefault();
