@@ -173,19 +173,21 @@ class Program:
 
     def plan(self, nums: tuple, batched: tuple, out: int, aux: np.ndarray) -> tuple:
         """(the input nodes of a sample, the nodes differentiated, the output node, the aux
-        nodes, the inputs whose zeros a dot may skip) of a batched call (cached)."""
+        nodes, the inputs whose zeros a dot may skip, none, the input nodes the same for every
+        sample) of a batched call (cached)."""
         key = (nums, batched, out, aux.tobytes())
         if key not in self._plans:
             inputs = np.concatenate([self.leaves(i) for i in batched])
             wrt = np.concatenate([self.leaves(i) for i in nums] + [np.zeros(0, np.int64)])
             sparse = np.zeros(self.first, dtype=np.bool_)
             sparse[inputs] = self.has_runs  # a sample's inputs, never differentiated here
-            self._plans[key] = (inputs, wrt, out, aux, sparse)
+            fixed = np.concatenate([self.leaves(i) for i in range(len(self.shapes)) if i not in batched] + [np.zeros(0, np.int64)])
+            self._plans[key] = (inputs, wrt, out, aux, sparse, np.zeros(self.first, dtype=np.bool_), fixed)
         return self._plans[key]
 
     def workspace(self, inputs: int, chunks: int, wrt: int) -> tuple:
-        """Each thread's buffers for a batch, and each chunk's gradient: this calling thread's,
-        reused call after call."""
+        """Each thread's buffers for a batch (its values start as the program's: its constants
+        stay), and each chunk's gradient: this calling thread's, reused call after call."""
         from numba import get_num_threads
 
         threads = get_num_threads()
@@ -193,7 +195,7 @@ class Program:
         cached = getattr(self._scratch, "workspace", None)
         if cached is None or cached[0] != key:
             edges = len(self.refs) + 1
-            buffers = (np.empty((threads, len(self.val))), np.zeros((threads, len(self.val))),
+            buffers = (np.tile(self.val, (threads, 1)), np.zeros((threads, len(self.val))),
                        np.zeros((threads, self.n + 1), np.int64), np.empty((threads, edges), np.int64),
                        np.empty((threads, edges)), np.empty((threads, inputs), np.int64))
             cached = (key, buffers, np.zeros((chunks, wrt)))
@@ -244,7 +246,7 @@ class Program:
 def numbers(x, what: str, hint: str = "") -> np.ndarray:
     """x as a float array, if it is a number or an array (list) of numbers."""
     array = np.asarray(x) if not isinstance(x, np.ndarray) else x
-    if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+    if array.dtype.kind not in "biuf":  # bools, integers, floats
         raise TypeError(f"{what} must be a number or an array of numbers, got {type(x).__name__}{hint}")
     return array.astype(np.float64, copy=False)
 

@@ -189,7 +189,7 @@ def forward(code, kind, start, refs, val, first, n, active, estart, eparent, epa
     return e
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _reduce(c, refs, lo, hi, val, is_active, active, eparent, epartial, e):
     m = -math.inf
     for p in range(lo, hi):
@@ -208,7 +208,7 @@ def _reduce(c, refs, lo, hi, val, is_active, active, eparent, epartial, e):
     return y, e
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _dense_dot(refs, lo, hi, val, is_active, active, eparent, epartial, e):
     s = 0.0
     for p in range(lo, hi, 2):
@@ -226,7 +226,7 @@ def _dense_dot(refs, lo, hi, val, is_active, active, eparent, epartial, e):
     return total(DOT_CODE, s, 0.0), e
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _sparse_dot(dense0, sparse0, k, nz, val, is_active, active, eparent, epartial, e):
     """A dot of the run dense0.. against the run sparse0.. (sparse: undifferentiated), over
     the non-zero entries of the sparse run only."""
@@ -291,19 +291,20 @@ def failed_guard(val, lhs, op, rhs, outcome, n, below):
 
 
 @njit(cache=True, parallel=True)
-def batch(code, kind, start, refs, first, n, active, dot_runs, guards, template, plan, rows, weight, chunk,
+def batch(code, kind, start, refs, first, n, active, dot_runs, guards, fixed, plan, rows, weight, chunk,
           workspace, grads):
     """Algorithm 3 over the rows of `rows` (a batch of samples). For each sample its row goes to
     the input nodes plan[0], the program runs forward and the sweep from node plan[2] (seeded
     with `weight`) lets the adjoints of the nodes plan[1] add up. The zeros of the inputs marked
-    sparse (plan[4]) are skipped (see `forward`) in a sample whose inputs are all finite (zero
-    times an infinity is not zero). Samples go in fixed chunks, summed in order within a chunk,
-    the chunks' sums added in order at the end: the result does not depend on how many threads
-    run it. `workspace` holds each thread's buffers (val, adjoint, estart, eparent, epartial,
-    nz), `grads` each chunk's gradient. Returns (the sum of the output, each sample's aux values
-    (the nodes plan[3]), the summed gradient, each sample's status: 0, or -(i + 1) for a
-    refused node i, or g + 1 for a failed guard g)."""
-    inputs, wrt, out, aux, sparse = plan
+    sparse (plan[4]; plan[5] marks none) are skipped (see `forward`) while every input is
+    finite (zero times an infinity is not zero). Samples go in fixed chunks, summed in order
+    within a chunk, the chunks' sums added in order: the result does not depend on how many
+    threads run it. `fixed` is (nodes, values) of the inputs that are the same for every
+    sample; `workspace` holds each thread's buffers (val, which keeps the program's constants,
+    adjoint, estart, eparent, epartial, nz), `grads` each chunk's gradient. Returns (the sum of
+    the output, each sample's aux values (the nodes plan[3]), the summed gradient, each
+    sample's status: 0, or -(i + 1) for a refused node i, or g + 1 for a failed guard g)."""
+    inputs, wrt, out, aux, sparse, dense = plan
     lhs, op, rhs, outcome = guards
     vals, adjoints, estarts, eparents, epartials, nzs = workspace
     samples = rows.shape[0]
@@ -312,15 +313,16 @@ def batch(code, kind, start, refs, first, n, active, dot_runs, guards, template,
     sums = np.zeros(chunks)
     aux_values = np.zeros((samples, aux.shape[0]))
     status = np.zeros(samples, np.int64)
-    dense = np.zeros(sparse.shape[0], np.bool_)
     for worker in prange(workers):
         val, adjoint, estart, eparent, epartial, nz = vals[worker], adjoints[worker], estarts[worker], eparents[worker], epartials[worker], nzs[worker]
-        val[:] = template
-        adjoint[:] = 0.0
+        fixed_finite = True  # the adjoints are all 0 between calls: each chunk clears what it used
+        for j in range(fixed[0].shape[0]):
+            val[fixed[0][j]] = fixed[1][j]
+            fixed_finite = fixed_finite and np.isfinite(fixed[1][j])
         estart[first] = 0
         for c in range(worker, chunks, workers):
             for s in range(c * chunk, min(samples, (c + 1) * chunk)):
-                count, finite = 0, True
+                count, finite = 0, fixed_finite
                 for j in range(inputs.shape[0]):
                     x = rows[s, j]
                     val[inputs[j]] = x
@@ -347,10 +349,17 @@ def batch(code, kind, start, refs, first, n, active, dot_runs, guards, template,
             for j in range(wrt.shape[0]):
                 grads[c, j] = adjoint[wrt[j]]
                 adjoint[wrt[j]] = 0.0
+            if out < n:
+                adjoint[out] = 0.0  # an output that is an input not differentiated
+    gradient = np.empty(wrt.shape[0])
+    step = (wrt.shape[0] + workers - 1) // workers
+    for worker in prange(workers):  # the chunks' sums, in order, each thread a stretch of them
+        for j in range(worker * step, min(wrt.shape[0], (worker + 1) * step)):
+            total = grads[0, j]
+            for c in range(1, chunks):
+                total += grads[c, j]
+            gradient[j] = total
     total_value = 0.0
-    gradient = np.zeros(wrt.shape[0])
     for c in range(chunks):
         total_value += sums[c]
-        for j in range(wrt.shape[0]):
-            gradient[j] += grads[c, j]
     return total_value, aux_values, gradient, status

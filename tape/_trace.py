@@ -243,30 +243,26 @@ def _batch(program: Program, args: tuple, nums: tuple, batched: tuple, reduction
     out = _scalar_output(program, has_aux)
     aux = program.outputs[1:] if has_aux else np.zeros(0, np.int64)
     plan = program.plan(nums, batched, out, aux)
-    template = program.val.copy()
-    for i, part in enumerate(parts):
-        if i not in batched:
-            template[program.offsets[i] : program.offsets[i + 1]] = part
-    if not np.isfinite(template[: program.first]).all():  # zero times an infinity is not zero
-        plan = (*plan[:4], np.zeros(program.first, dtype=np.bool_))
+    fixed = (plan[6], _flat([parts[i] for i in range(len(parts)) if i not in batched]))
     rows = np.ascontiguousarray(np.concatenate([parts[i] for i in batched], axis=1))
     weight = 1.0 / count if reduction == "mean" else 1.0
     workspace, grads = program.workspace(len(plan[0]), -(-count // CHUNK), len(plan[1]))
     total, aux_values, gradient, status = compiled()[0].batch(
         program.code, program.kinds, program.start, program.refs, program.first, program.n, program.active(nums),
-        program.dot_runs, program.guard_arrays, template, plan, rows, weight, CHUNK, workspace, grads,
+        program.dot_runs, program.guard_arrays, fixed, plan[:6], rows, weight, CHUNK, workspace, grads,
     )
     for sample in np.flatnonzero(status)[:1]:
-        val = template.copy()
-        val[plan[0]] = rows[sample]
+        val = program.val.copy()
+        val[fixed[0]], val[plan[0]] = fixed[1], rows[sample]
         status = compiled()[0].forward(program.code, program.kinds, program.start, program.refs, val, program.first,
                                        program.n, program.active(()), np.zeros(program.n + 1, np.int64),
                                        np.empty(len(program.refs) + 1, np.int64), np.empty(len(program.refs) + 1),
                                        program.dot_runs, np.zeros(program.first, dtype=np.bool_), np.zeros(0, np.int64))
         program.check(val, status, int(sample))
     grads, at = [], 0
-    for i in nums:
-        grads.append(_shaped(gradient[at : at + program.sizes[i]], program.shapes[i]))
+    for i in nums:  # the kernel's gradient is a new array: views of it are the results
+        part = gradient[at : at + program.sizes[i]]
+        grads.append(float(part[0]) if program.shapes[i] == () else part.reshape(program.shapes[i]))
         at += program.sizes[i]
     value = total * weight
     if has_aux:
@@ -301,7 +297,7 @@ def _tangents(program: Program, edges: tuple, seed: np.ndarray) -> np.ndarray:
 
 
 def _flat(parts: list[np.ndarray]) -> np.ndarray:
-    return np.concatenate(parts) if parts else np.zeros(0)
+    return parts[0] if len(parts) == 1 else np.concatenate(parts) if parts else np.zeros(0)
 
 
 def _argnums(argnums: Argnums, allow_empty: bool = False, single: bool = False) -> tuple[int, ...]:
