@@ -20,7 +20,9 @@ import math
 import numpy as np
 from numba import njit, prange, uint64
 
-from tape.kernels import sweep_window, value_and_partial
+from pathlib import Path
+
+from tape.kernels import SOURCES, forget_stale_caches, sweep_window, value_and_partial
 
 
 @njit(cache=True)
@@ -174,3 +176,7 @@ def record_one(x_index, x_value, label, theta, base, layout, act_rules, bias, co
     loss_node, _, _ = record_sample(x_index, x_value, label, theta, base, layout, act_rules, bias,
                                     codes, start, parent, partial, op, node, values)
     return start[loss_node + 1]
+
+
+forget_stale_caches("_fused", [*SOURCES, Path(__file__)], Path(record_sample._cache._cache_path))
+

@@ -16,9 +16,15 @@ from ._rules import CODE_BITS, CONSTANT_BITS
 
 # numba checks a cached function against its own file only, not against the files of the
 # functions compiled into it (the rule table's, inlined everywhere): after an edit or an update,
-# a cached kernel could go on running old rules. So the caches of tape's compiled modules are
-# dropped whenever any of their sources changed.
-COMPILED_SOURCES = ["_rules.py", "_compiled.py", "_kernels.py", "kernels.py", "_replay.py"]
+# a cached kernel could go on running old rules. So each compiled module's caches are dropped
+# whenever a file compiled into it changed (see forget_stale_caches).
+HERE = Path(__file__).parent
+COMPILED_INTO = {  # module -> the files of tape/ its compiled functions are made of
+    "_compiled": ["_rules.py", "_compiled.py"],
+    "_kernels": ["_rules.py", "_kernels.py"],
+    "kernels": ["_rules.py", "_compiled.py", "_kernels.py", "kernels.py"],
+    "_replay": ["_rules.py", "_compiled.py", "kernels.py", "_replay.py"],
+}
 
 
 @njit(cache=True)
@@ -68,23 +74,22 @@ def sweep(start, parent, partial, adjoint):
             adjoint[uint64(parent[e])] += partial[e] * a
 
 
-def forget_stale_caches(sources: Path | None = None, cache: Path | None = None) -> None:
-    """Drop the numba caches of tape's compiled modules if their sources changed since they
-    were written (a stamp beside them keeps the sources' digest)."""
+def forget_stale_caches(module: str, files: list[Path], cache: Path) -> None:
+    """Drop the numba caches of `module` in the folder `cache` if the files compiled into it
+    changed since they were written: a stamp beside them keeps the files' digest. Any module of
+    compiled functions that calls another module's can keep itself fresh so."""
     try:
-        sources = sources or Path(__file__).parent
-        cache = cache or Path(sweep._cache._cache_path)
-        digest = hashlib.sha256(b"".join((sources / name).read_bytes() for name in COMPILED_SOURCES)).hexdigest()
-        stamp = cache / "wengert-sources.stamp"
+        digest = hashlib.sha256(b"".join(Path(f).read_bytes() for f in files)).hexdigest()
+        stamp = cache / f"{module}.wengert-sources"
         if stamp.exists() and stamp.read_text() == digest:
             return
-        for module in (Path(name).stem for name in COMPILED_SOURCES):
-            for entry in cache.glob(f"{module}.*.nb[ic]"):
-                entry.unlink(missing_ok=True)
+        for entry in cache.glob(f"{module}.*.nb[ic]"):
+            entry.unlink(missing_ok=True)
         cache.mkdir(parents=True, exist_ok=True)
         stamp.write_text(digest)
-    except (OSError, AttributeError):  # no cache to keep fresh (or numba keeps it elsewhere)
+    except OSError:  # no cache to keep fresh
         pass
 
 
-forget_stale_caches()
+for _module, _files in COMPILED_INTO.items():
+    forget_stale_caches(_module, [HERE / f for f in _files], Path(sweep._cache._cache_path))

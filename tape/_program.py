@@ -122,15 +122,15 @@ class Program:
         """The input nodes of argument i."""
         return np.arange(self.offsets[i], self.offsets[i + 1], dtype=np.int64)
 
-    def sparse_inputs(self, val: np.ndarray, argnums: tuple, among: np.ndarray | None = None) -> tuple:
-        """(sparse, nz): the undifferentiated inputs (among the nodes `among`, else all) whose
-        zeros a dot over runs may skip, and those that are not zero; none if an input is not
-        finite (zero times an infinity is not zero)."""
-        sparse = np.zeros(self.first, dtype=np.bool_)
-        if self.has_runs and np.isfinite(val[: self.first]).all():
-            sparse[slice(None) if among is None else among] = True
-            for i in argnums:
-                sparse[self.offsets[i] : self.offsets[i + 1]] = False
+    def sparse_inputs(self, val: np.ndarray, argnums: tuple) -> tuple:
+        """(sparse, nz): the undifferentiated inputs whose zeros a dot over runs may skip, and
+        those that are not zero; none if an input is not finite (zero times an infinity is not
+        zero)."""
+        if not self.has_runs or not np.isfinite(val[: self.first]).all():
+            return np.zeros(self.first, dtype=np.bool_), np.zeros(0, np.int64)
+        sparse = np.ones(self.first, dtype=np.bool_)
+        for i in argnums:
+            sparse[self.offsets[i] : self.offsets[i + 1]] = False
         return sparse, np.flatnonzero(sparse & (val[: self.first] != 0.0)).astype(np.int64)
 
     def forward(self, inputs: np.ndarray, argnums: tuple, fresh: bool = False):

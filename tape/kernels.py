@@ -12,11 +12,13 @@ import numpy as np
 from numba import njit, uint64
 
 from ._compiled import CHECKED, evaluate, term, term_partials, total
-from ._kernels import parse, sweep
+from ._kernels import COMPILED_INTO, HERE, forget_stale_caches, parse, sweep
 from ._rules import BOTH, CODE_BITS, CONSTANT_BITS, LEFT_CONSTANT, RIGHT_CONSTANT
 
+SOURCES = [HERE / f for f in COMPILED_INTO["kernels"]]  # what a module compiling these kernels into its own is made of too
+
 __all__ = [
-    "evaluate", "parse", "record_binary", "record_dot", "record_matmul", "record_reduction",
+    "SOURCES", "evaluate", "forget_stale_caches", "parse", "record_binary", "record_dot", "record_matmul", "record_reduction",
     "record_rows", "record_unary", "refused", "sweep", "sweep_window", "value_and_partial",
 ]
 

@@ -433,23 +433,36 @@ def test_the_generated_code_is_a_file_you_can_step_into_and_nothing_runs_exec():
 
 
 def test_compiled_caches_are_dropped_when_a_source_they_inline_changes(tmp_path):
-    """numba would keep a cached kernel whose inlined rules changed; tape drops such caches."""
+    """numba would keep a cached kernel whose inlined rules changed; tape drops such caches,
+    and only those."""
     from tape import _kernels
 
     sources, cache = tmp_path / "tape", tmp_path / "cache"
     sources.mkdir()
-    for name in _kernels.COMPILED_SOURCES:
-        (sources / name).write_text(f"# {name}\n")
     cache.mkdir()
-    kept = cache / "mlp_module.f-1.py311.nbi"
-    kept.write_text("")
-    stale = cache / "_replay.forward-108.py311.nbi"
-    stale.write_text("")
-    _kernels.forget_stale_caches(sources, cache)  # no stamp yet: the caches cannot be trusted
-    assert not stale.exists() and kept.exists()
-    stale.write_text("")
-    _kernels.forget_stale_caches(sources, cache)  # nothing changed: kept
-    assert stale.exists()
+    for name in {name for files in _kernels.COMPILED_INTO.values() for name in files}:
+        (sources / name).write_text(f"# {name}\n")
+    entries = {module: cache / f"{module}.f-1.py311.nbi" for module in _kernels.COMPILED_INTO}
+    other = cache / "mlp_module.f-1.py311.nbi"
+
+    def write_all():
+        for entry in [*entries.values(), other]:
+            entry.write_text("")
+
+    def check():
+        for module, files in _kernels.COMPILED_INTO.items():
+            _kernels.forget_stale_caches(module, [sources / f for f in files], cache)
+
+    write_all()
+    check()  # no stamps yet: no cache can be trusted
+    assert not any(e.exists() for e in entries.values()) and other.exists()
+    write_all()
+    check()  # nothing changed: all kept
+    assert all(e.exists() for e in entries.values())
+    (sources / "_replay.py").write_text("# the interpreter changed\n")
+    check()
+    assert not entries["_replay"].exists() and entries["kernels"].exists() and entries["_compiled"].exists()
+    write_all()
     (sources / "_rules.py").write_text("# a rule changed\n")
-    _kernels.forget_stale_caches(sources, cache)
-    assert not stale.exists() and kept.exists()
+    check()  # compiled into every module
+    assert not any(e.exists() for e in entries.values()) and other.exists()

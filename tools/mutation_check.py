@@ -38,7 +38,10 @@ TARGETS = {
     "reductions": {"tape/_nary.py": ["_folded", "dot", "sum", "logsumexp"]},
     "sweep": {"tape/_kernels.py": ["parse", "sweep"], "tape/kernels.py": ["sweep_window"],
               "tape/_tape.py": ["Tape.sweep", "Tape.backward"], "tape/_var.py": ["VarBase.grad"]},
-    "replay": {"tape/_replay.py": ["build", "activity", "forward", "sweep", "tangents", "failed_guard", "batch"]},
+    "replay": {"tape/_replay.py": ["build", "runs", "_within_one", "activity", "forward", "_reduce", "_dense_dot",
+                                   "_sparse_dot", "sweep", "tangents", "failed_guard", "batch"],
+               "tape/_program.py": ["Program.__init__", "Program.inputs", "Program.sparse_inputs", "Program.check",
+                                    "Program.plan", "numbers"]},
     "rules": {"tape/_rules.py": ["sigmoid", "sign", "power", "sequential_sum", "constant_is_partial"]},
 }
 SWAPS = {ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.Div, ast.Div: ast.Mult, ast.Lt: ast.LtE, ast.LtE: ast.Lt,
