@@ -90,9 +90,8 @@ def _node_mutants(tree: ast.AST, region: ast.AST):
             yield index, field, old, new
 
 
-def _apply(source: str, region_path: list[str], index: int, field, new) -> str:
-    tree = ast.parse(source)
-    region = _find(tree, region_path)
+def _mutate(region: ast.AST, index: int, field, new) -> None:
+    """Make one change (see _node_mutants) to the index-th node under region, in walk order."""
     node = list(ast.walk(region))[index]
     if field == "drop":
         _replace(region, node, node.operand)
@@ -100,6 +99,17 @@ def _apply(source: str, region_path: list[str], index: int, field, new) -> str:
         node.ops[field[1]] = new
     else:
         setattr(node, field, new)
+
+
+def _change(field, old, new) -> str:
+    """How a change reads in the report: `Add -> Sub`, `1.0 -> 2.0`, `USub -> dropped`."""
+    name = lambda v: v.__name__ if isinstance(v, type) else type(v).__name__ if isinstance(v, ast.AST) else repr(v)  # noqa: E731
+    return f"{name(old)} -> {'dropped' if field == 'drop' else name(new)}"
+
+
+def _apply(source: str, region_path: list[str], index: int, field, new) -> str:
+    tree = ast.parse(source)
+    _mutate(_find(tree, region_path), index, field, new)
     return ast.unparse(tree)
 
 
@@ -129,11 +139,8 @@ def code_mutants(area: str, file: str, functions: list[str]) -> list[Mutant]:
         path = function.split(".")
         region = _find(ast.parse(source), path)
         for index, field, old, new in _node_mutants(None, region):
-            new_name = type(new).__name__ if isinstance(new, ast.AST) else repr(new)
-            old_name = old.__name__ if isinstance(old, type) else repr(old)
-            line = list(ast.walk(region))[index]
-            change = f"line {getattr(line, 'lineno', '?')}: {old_name} -> {new_name if field != 'drop' else 'dropped'}"
-            out.append(Mutant(area, file, function, change, _apply(source, path, index, field, new)))
+            line = getattr(list(ast.walk(region))[index], "lineno", "?")
+            out.append(Mutant(area, file, function, f"line {line}: {_change(field, old, new)}", _apply(source, path, index, field, new)))
     return out
 
 
@@ -148,16 +155,10 @@ def expression_mutants(expression: str) -> list[tuple[str, str]]:
     tree = ast.parse(expression, mode="eval")
     for index, field, old, new in _node_mutants(tree, tree):
         mutated = ast.parse(expression, mode="eval")
-        node = list(ast.walk(mutated))[index]
-        if field == "drop":
-            _replace(mutated, node, node.operand)
-        elif isinstance(field, tuple):
-            node.ops[field[1]] = new
-        else:
-            setattr(node, field, new)
+        _mutate(mutated, index, field, new)
         text = ast.unparse(mutated)
         if text != expression:
-            out.append((f"{old.__name__ if isinstance(old, type) else repr(old)} -> {type(new).__name__ if isinstance(new, ast.AST) else repr(new)}", text))
+            out.append((_change(field, old, new), text))
     return out
 
 
