@@ -466,3 +466,16 @@ def test_compiled_caches_are_dropped_when_a_source_they_inline_changes(tmp_path)
     (sources / "_rules.py").write_text("# a rule changed\n")
     check()  # compiled into every module
     assert not any(e.exists() for e in entries.values()) and other.exists()
+
+
+@pytest.mark.parametrize("op", [tape.relu, abs], ids=["relu", "abs"])
+def test_the_slope_at_a_kink_is_zero_in_every_mode(op):
+    """relu'(0) and abs'(0) are 0, as in PyTorch and JAX (a subgradient): in each mode."""
+    assert tape.grad(op)(0.0) == 0.0
+    assert tape.jvp(op, (0.0,), (1.0,))[1] == 0.0
+    assert tape.trace(op, 1.0).grad()(0.0) == 0.0
+    assert tape.grad(tape.grad(op))(0.0) == 0.0
+    with Tape():
+        a = VarArray([0.0, 2.0])
+        op(a).sum().backward()
+        assert a.grad[0] == 0.0 and a.grad[1] == 1.0

@@ -146,7 +146,8 @@ def code_mutants(area: str, file: str, functions: list[str]) -> list[Mutant]:
 
 def expression_mutants(expression: str) -> list[tuple[str, str]]:
     """(change, mutated expression) of one expression of the rule table."""
-    out = [("replaced by 0.0", "0.0"), ("negated", f"-({expression})")]
+    out = [("replaced by 0.0", "0.0")] if expression != "0.0" else []
+    out.append(("negated", f"-({expression})"))
     names = {n.id for n in ast.walk(ast.parse(expression, mode="eval")) if isinstance(n, ast.Name)}
     if {"a", "b"} <= names:
         out.append(("a and b swapped", ast.unparse(_Swap({"a": "b", "b": "a"}).visit(ast.parse(expression, mode="eval")))))
