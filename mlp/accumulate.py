@@ -37,9 +37,12 @@ class BatchResult:
 
 
 def accumulate(model: MLP, X: np.ndarray, y: np.ndarray, loss: str = "cross_entropy",
-               path: str = "fused", reduction: str = "mean") -> BatchResult:
-    """Add the gradient of the batch (X, y) to `model.parameters().grad` (Algorithm 3)."""
+               path: str = "fused", reduction: str = "mean", rng: np.random.Generator | None = None) -> BatchResult:
+    """Add the gradient of the batch (X, y) to `model.parameters().grad` (Algorithm 3). A model
+    with dropout draws the batch's dropout scales from `rng` (every path the same ones for the
+    same generator state); without `rng` no unit is dropped."""
     X, y = _check_batch(model, X, y)
+    scales = model.dropout_scales(rng, len(X)) if rng is not None and model.dropout_units else None
     if path not in PATHS:
         raise ValueError(f"unknown path {path!r}; known: {', '.join(PATHS)}")
     if loss not in LOSSES:
@@ -48,16 +51,16 @@ def accumulate(model: MLP, X: np.ndarray, y: np.ndarray, loss: str = "cross_entr
         raise ValueError(f"reduction: expected 'mean' or 'sum', got {reduction!r}")
     weight = 1.0 / len(X) if reduction == "mean" else 1.0
     if path == "traced":
-        return TracedAccumulator(model, loss).accumulate(X, y, reduction)
+        return TracedAccumulator(model, loss).accumulate(X, y, reduction, scales)
     if path == "fused":
         if loss != "cross_entropy":
             raise ValueError(f"the fused path computes the softmax cross-entropy only; use path='vector' for {loss!r}")
-        return FusedAccumulator(model).accumulate(SparseRows(X), np.arange(len(X)), y, weight)
+        return FusedAccumulator(model).accumulate(SparseRows(X), np.arange(len(X)), y, weight, scales)
     loss_fn, t, params = LOSSES[loss], model.tape, model.parameters()
     nodes = params.nodes
     if path == "batch":
         mark = t.mark()
-        logits = model(X)
+        logits = model(X, scales)
         losses = loss_fn(logits, y)
         total = losses.mean() if reduction == "mean" else losses.sum()
         total.backward()
@@ -66,14 +69,14 @@ def accumulate(model: MLP, X: np.ndarray, y: np.ndarray, loss: str = "cross_entr
         t.rewind(mark)
         return result
     total_loss, correct = 0.0, 0
-    for x, label in zip(X, y):
+    for i, (x, label) in enumerate(zip(X, y)):
         mark = t.mark()
         if path == "scalar":
-            logits = model(x)
+            logits = model(x, None if scales is None else scales[i])
             sample_loss = loss_fn(logits, int(label))
             values = [z.value for z in logits]
         else:
-            logits = model(x[None])
+            logits = model(x[None], None if scales is None else scales[i : i + 1])
             sample_loss = loss_fn(logits, label[None])
             values = logits.values[0]
         sample_loss.backward()
@@ -95,19 +98,24 @@ class TracedAccumulator:
             raise ValueError(f"unknown loss {loss!r}; known: {', '.join(LOSSES)}")
         self.model, self.loss_fn = model, LOSSES[loss]
         n_in, k = model.sizes[0], model.sizes[-1]
-        self.traced = tape.trace(self.sample_loss, model.parameters().values, np.zeros(n_in), np.eye(k)[0])
-        self.steps = {reduction: self.traced.value_and_grad(0, batch_argnums=(1, 2), reduction=reduction, has_aux=True)
+        self.traced = tape.trace(self.sample_loss, model.parameters().values, np.zeros(n_in), np.eye(k)[0],
+                                 np.ones(model.dropout_units))
+        self.steps = {reduction: self.traced.value_and_grad(0, batch_argnums=(1, 2, 3), reduction=reduction, has_aux=True)
                       for reduction in ("mean", "sum")}
 
-    def sample_loss(self, theta, x, target):
+    def sample_loss(self, theta, x, target, scales):
         """(the loss of one sample, its logits): the function that is traced."""
-        logits = self.model.apply(theta, x)
+        logits = self.model.apply(theta, x, scales if self.model.dropout_units else None)
         return self.loss_fn(logits, target), logits
 
-    def accumulate(self, X: np.ndarray, y: np.ndarray, reduction: str = "mean") -> BatchResult:
-        """Add the batch's gradient (its mean, or its sum) to the parameters' accumulator."""
+    def accumulate(self, X: np.ndarray, y: np.ndarray, reduction: str = "mean",
+                   scales: np.ndarray | None = None) -> BatchResult:
+        """Add the batch's gradient (its mean, or its sum) to the parameters' accumulator;
+        `scales` are the batch's dropout scales (None: no unit is dropped)."""
         params = self.model.parameters()
-        (loss, logits), gradient = self.steps[reduction](params.values, X, np.eye(self.model.sizes[-1])[y])
+        if scales is None:
+            scales = np.ones((len(X), self.model.dropout_units))
+        (loss, logits), gradient = self.steps[reduction](params.values, X, np.eye(self.model.sizes[-1])[y], scales)
         params.grad += gradient
         mean = loss if reduction == "mean" else loss / len(X)
         return BatchResult(mean, int((logits.argmax(axis=1) == y).sum()))
@@ -142,21 +150,26 @@ class FusedAccumulator:
         self.threads = threads or get_num_threads()
         layers = model.layers
         params = model.parameters()
-        self.layout = np.array([[l.shape[1], l.shape[0], l.offset, l.offset + l.shape[0] * l.shape[1]] for l in layers], dtype=np.int64)
+        self.layout = np.array([[l.shape[1], l.shape[0], l.offset, l.offset + l.shape[0] * l.shape[1],
+                                 l.keep_offset if l.dropout else -1] for l in layers], dtype=np.int64)
         self.act_rules = np.array(
             [[tape.op_code(l.activation)] * 2 if l.activation else [-1, -1] for l in layers], dtype=np.int64
         )
-        self.codes = np.array([tape.op_code("dot"), tape.op_code("add"), tape.op_code("softmax_ce")], dtype=np.int64)
-        per_layer = 1 + model.bias
-        self.nodes_per_sample = sum(l.shape[0] * (per_layer + (l.activation is not None)) for l in layers) + 1
-        self.edges_per_sample = sum(l.shape[0] * (l.shape[1] * (1 + (i > 0)) + 2 * model.bias + (l.activation is not None))
-                                    for i, l in enumerate(layers)) + layers[-1].shape[0]
+        self.codes = np.array([tape.op_code(name) for name in ("dot", "add", "softmax_ce", "mul")], dtype=np.int64)
+        extra = [model.bias + (l.activation is not None) + (l.dropout > 0) for l in layers]  # nodes after a unit's dot
+        self.nodes_per_sample = sum(l.shape[0] * (1 + e) for l, e in zip(layers, extra)) + 1
+        self.edges_per_sample = sum(l.shape[0] * (l.shape[1] * (1 + (i > 0)) + model.bias + e)
+                                    for i, (l, e) in enumerate(zip(layers, extra))) + layers[-1].shape[0]
         self.params = params
+        self.columns = np.empty(len(params))  # the weights transposed, layer by layer (see mlp._fused)
         self._adjoints = np.zeros((0, 0))
 
-    def accumulate(self, inputs: SparseRows, rows: np.ndarray, labels: np.ndarray, weight: float) -> BatchResult:
+    def accumulate(self, inputs: SparseRows, rows: np.ndarray, labels: np.ndarray, weight: float,
+                   keep: np.ndarray | None = None) -> BatchResult:
         """Add `weight` times each sample's gradient for samples `rows` of `inputs` into the
-        parameters' accumulator; `labels` are indexed by row like `inputs`."""
+        parameters' accumulator; `labels` are indexed by row like `inputs`, `keep` holds the
+        dropout scales of each of `rows` (`model.dropout_scales`; None: no unit is dropped)."""
+        keep = self._scales(keep, len(rows))
         t, params = self.model.tape, self.params
         chunks = min(self.MAX_CHUNKS, max(1, -(-len(rows) // self.CHUNK)))
         threads = min(self.threads, chunks)
@@ -169,14 +182,23 @@ class FusedAccumulator:
         adjoints = self._adjoints[:chunks]
         loss, correct = self.kernels.accumulate_batch(
             np.asarray(rows, dtype=np.int64), inputs.indptr, inputs.indices, inputs.data,
-            np.asarray(labels, dtype=np.int64), params.values, base, self.layout,
+            np.asarray(labels, dtype=np.int64), keep, params.values, self.columns, base, self.layout,
             self.act_rules, self.model.bias, self.codes, weight, threads, len(t), t.num_edges,
             self.nodes_per_sample, self.edges_per_sample, start, parent, partial, op,
             adjoints, params.grad,
         )
         return BatchResult(loss / len(rows), int(correct))
 
-    def record(self, x: np.ndarray, label: int) -> int:
+    def logits(self, inputs: SparseRows) -> np.ndarray:
+        """The model's logits for every row of `inputs`, by compiled code on all cores (no
+        dropout, nothing recorded): evaluation without numpy's BLAS, whose idle threads would
+        compete with the kernels' for the cores."""
+        out = np.empty((inputs.shape[0], self.model.sizes[-1]))
+        self.kernels.logits_batch(inputs.indptr, inputs.indices, inputs.data, self.params.values, self.columns,
+                                  self.layout, self.act_rules, self.model.bias, out)
+        return out
+
+    def record(self, x: np.ndarray, label: int, keep: np.ndarray | None = None) -> int:
         """Record one sample's nodes on the tape exactly as the fused path does, and keep them
         (for inspection and tests); returns the loss node."""
         t, params = self.model.tape, self.params
@@ -184,9 +206,18 @@ class FusedAccumulator:
         first = t.record_bulk(
             self.nodes_per_sample, self.edges_per_sample, self.kernels.record_one,
             inputs.indices, inputs.data, int(label), params.values, params.nodes.start, self.layout,
-            self.act_rules, self.model.bias, self.codes, np.empty(self.nodes_per_sample),
+            self.act_rules, self.model.bias, self.codes, self._scales(None if keep is None else keep[None], 1)[0],
+            np.empty(self.nodes_per_sample),
         )
         return first + self.nodes_per_sample - 1
+
+    def _scales(self, keep: np.ndarray | None, n: int) -> np.ndarray:
+        if keep is None:
+            return np.ones((n, self.model.dropout_units))
+        keep = np.asarray(keep, dtype=np.float64)
+        if keep.shape != (n, self.model.dropout_units):
+            raise ValueError(f"expected dropout scales of shape {(n, self.model.dropout_units)}, got {keep.shape}")
+        return keep
 
 
 def _check_batch(model: MLP, X, y) -> tuple[np.ndarray, np.ndarray]:

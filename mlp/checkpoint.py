@@ -1,5 +1,6 @@
 """Checkpoints: a model, its optimizer's state, the epoch, the RNG state and the arguments of a
-run, in one `.npz` file written atomically (a half-written file never replaces a good one)."""
+run, and the model of its best validation epoch if it kept one, in one `.npz` file written
+atomically (a half-written file never replaces a good one)."""
 from __future__ import annotations
 
 import json
@@ -23,14 +24,30 @@ class CheckpointError(ValueError):
 
 
 @dataclass
-class Checkpoint:
+class Best:
+    """The model of a run's best validation epoch, kept beside the last epoch's."""
+
     model: MLP
+    epoch: int
+    metric: str  # what made it the best: "val_loss" (lowest) or "val_accuracy" (highest)
+    value: float
+
+
+@dataclass
+class Checkpoint:
+    model: MLP  # the last epoch's, which a resumed run continues from
     epoch: int  # epochs completed
     optimizer: str = "sgd"  # its name in OPTIMIZERS
     optimizer_options: dict = field(default_factory=dict)  # lr, betas, ...
     optimizer_state: dict[str, np.ndarray] = field(default_factory=dict)
     rng_state: dict | None = None  # numpy Generator.bit_generator.state
     args: dict = field(default_factory=dict)  # the run's arguments, as given
+    best: Best | None = None
+
+    @property
+    def kept(self) -> MLP:
+        """The model the run reports: its best validation epoch's, if it kept one, else the last."""
+        return self.best.model if self.best else self.model
 
     def make_optimizer(self) -> Optimizer:
         """The optimizer, with its state restored, on the checkpoint's model."""
@@ -46,7 +63,8 @@ def save(path: str | os.PathLike, checkpoint: Checkpoint) -> None:
     model = checkpoint.model
     meta = {
         "format": FORMAT,
-        "model": {"sizes": model.sizes, "activation": model.activation, "bias": model.bias, "init": model.init_name},
+        "model": {"sizes": model.sizes, "activation": model.activation, "bias": model.bias, "init": model.init_name,
+                  "dropout": model.dropout},
         "epoch": checkpoint.epoch,
         "optimizer": checkpoint.optimizer,
         "optimizer_options": checkpoint.optimizer_options,
@@ -54,6 +72,10 @@ def save(path: str | os.PathLike, checkpoint: Checkpoint) -> None:
         "args": checkpoint.args,
     }
     arrays = {f"model/{k}": v for k, v in model.state_dict().items()}
+    if checkpoint.best:
+        best = checkpoint.best
+        meta["best"] = {"epoch": best.epoch, "metric": best.metric, "value": best.value}
+        arrays.update({f"best/{k}": v for k, v in best.model.state_dict().items()})
     arrays.update({f"optimizer/{k}": np.asarray(v) for k, v in checkpoint.optimizer_state.items()})
     arrays["meta"] = np.array(json.dumps(meta))
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -96,8 +118,8 @@ def load(path: str | os.PathLike) -> Checkpoint:
     try:
         with np.load(path, allow_pickle=False) as f:
             meta = json.loads(str(f["meta"]))
-            model_state = {k[len("model/"):]: f[k] for k in f.files if k.startswith("model/")}
-            optimizer_state = {k[len("optimizer/"):]: f[k] for k in f.files if k.startswith("optimizer/")}
+            model_state, optimizer_state, best_state = ({k[len(part):]: f[k] for k in f.files if k.startswith(part)}
+                                                        for part in ("model/", "optimizer/", "best/"))
         if meta.get("format") != FORMAT:
             raise CheckpointError(f"{path} has checkpoint format {meta.get('format')!r}; this version reads {FORMAT}")
         config = meta["model"]
@@ -105,8 +127,7 @@ def load(path: str | os.PathLike) -> Checkpoint:
         stored = sum(a.size for a in model_state.values())
         if stored != sum(m * n + n * bool(config["bias"]) for m, n in zip(sizes, sizes[1:])):
             raise CheckpointError(f"{path} holds {stored:,} weights, not those of a {sizes} model")
-        model = MLP(sizes, activation=config["activation"], bias=config["bias"], init=config["init"])
-        model.load_state_dict(model_state)
+        model = _model(config, model_state)
         checkpoint = Checkpoint(
             model=model,
             epoch=int(meta["epoch"]),
@@ -116,12 +137,24 @@ def load(path: str | os.PathLike) -> Checkpoint:
             rng_state=meta["rng_state"],
             args=meta["args"],
         )
+        if "best" in meta:
+            kept = meta["best"]
+            checkpoint.best = Best(_model(config, best_state), int(kept["epoch"]), kept["metric"], float(kept["value"]))
     except CheckpointError:
         raise
     except (OSError, EOFError, KeyError, ValueError, TypeError, AttributeError, zipfile.BadZipFile) as e:
         raise CheckpointError(f"{path} is not a readable wengert checkpoint ({type(e).__name__}: {e})") from None
-    values = model.parameters().values
-    if not np.isfinite(values).all():
-        bad = np.count_nonzero(~np.isfinite(values))
-        raise CheckpointError(f"{path}: {bad:,} of its {len(values):,} weights are not finite numbers (a run that diverged)")
+    for model in (checkpoint.model, checkpoint.kept):
+        values = model.parameters().values
+        if not np.isfinite(values).all():
+            bad = np.count_nonzero(~np.isfinite(values))
+            raise CheckpointError(f"{path}: {bad:,} of its {len(values):,} weights are not finite numbers (a run that diverged)")
     return checkpoint
+
+
+def _model(config: dict, state: dict[str, np.ndarray]) -> MLP:
+    """The model a checkpoint's configuration describes, with the weights `state`."""
+    model = MLP([int(n) for n in config["sizes"]], activation=config["activation"], bias=config["bias"],
+                init=config["init"], dropout=config.get("dropout", 0.0))
+    model.load_state_dict(state)
+    return model

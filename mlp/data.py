@@ -26,7 +26,7 @@ import urllib.request
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -292,17 +292,29 @@ def _read_mnist_5k_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return pixels.astype(np.uint8), labels
 
 
+def validation_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices (train, validation) of a training set: `fraction` of each class's rows,
+    drawn at random from `seed`, held out for validation (stratified, so every class keeps its
+    share); both in the rows' order."""
+    if not 0 <= fraction < 1:
+        raise ValueError(f"validation_split: expected a fraction in [0, 1), got {fraction!r}")
+    kept, held = _stratified_split(labels, lambda rows: round(fraction * rows), np.random.default_rng(seed))
+    return np.sort(kept), held
+
+
 def _stratified_split(
-    labels: np.ndarray, test_per_class: int, rng: np.random.Generator
+    labels: np.ndarray, held_per_class: int | Callable[[int], int], rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Row indices (train, test) with `test_per_class` random rows of each class in the test
-    part; the training rows are shuffled, the test rows kept in file order."""
-    train_parts, test_parts = [], []
+    """Row indices (kept, held out) with `held_per_class` random rows of each class held out
+    (a number, or a function of the class's number of rows); the kept rows are shuffled, the
+    held-out rows in file order."""
+    kept_parts, held_parts = [], []
     for label in np.unique(labels):
         rows = rng.permutation(np.flatnonzero(labels == label))
-        test_parts.append(rows[:test_per_class])
-        train_parts.append(rows[test_per_class:])
-    return rng.permutation(np.concatenate(train_parts)), np.sort(np.concatenate(test_parts))
+        held = held_per_class(len(rows)) if callable(held_per_class) else held_per_class
+        held_parts.append(rows[:held])
+        kept_parts.append(rows[held:])
+    return rng.permutation(np.concatenate(kept_parts)), np.sort(np.concatenate(held_parts))
 
 
 # -- mnist and fashion-mnist, from IDX files ----------------------------------------------------

@@ -38,12 +38,13 @@ def main(argv: list[str] | None = None) -> int:
             saved = checkpoint.load(args.checkpoint)
             name = args.dataset or saved.args.get("dataset", "mnist-5k")
             dataset = data.load(name, data_dir=args.data_dir)
-            if dataset.x_test.shape[1] != saved.model.sizes[0]:
-                raise data.DataFormatError(f"{name} has {dataset.x_test.shape[1]} inputs, the model expects {saved.model.sizes[0]}")
-            loss, accuracy, predicted = evaluate(saved.model, dataset.x_test, dataset.y_test)
+            if dataset.x_test.shape[1] != saved.kept.sizes[0]:
+                raise data.DataFormatError(f"{name} has {dataset.x_test.shape[1]} inputs, the model expects {saved.kept.sizes[0]}")
+            loss, accuracy, predicted = evaluate(saved.kept, dataset.x_test, dataset.y_test)
     except (checkpoint.CheckpointError, FileNotFoundError, data.DataFormatError, data.DatasetNotFoundError) as e:
         return cli.refuse(e)
-    print(f"{args.checkpoint}: {saved.model} after {saved.epoch} epochs")
+    kept = f" (kept: epoch {saved.best.epoch}, the best {saved.best.metric})" if saved.best else ""
+    print(f"{args.checkpoint}: {saved.kept} after {saved.epoch} epochs{kept}")
     print(f"{name} test set: accuracy {100 * accuracy:.2f}% ({int(round(accuracy * len(predicted)))} of "
           f"{len(predicted)}), mean cross-entropy {loss:.4f}\n")
     print(format_confusion(confusion_matrix(dataset.y_test, predicted, len(dataset.classes)), dataset.classes))

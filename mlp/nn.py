@@ -95,13 +95,21 @@ class Neuron:
         return self.activation(z) if self.activation else z
 
 
+def dropped(h: list, keep) -> list:
+    """A sample's units times their dropout scales (0 for a dropped unit: a node whose edge
+    carries partial 0, so no gradient flows through it), or the units as they are."""
+    return h if keep is None else [v * k for v, k in zip(h, keep)]
+
+
 class Layer:
     """A dense layer (equation (5)): `weights` (out, in) and `bias` (out,) as VarArray views of
     the model's parameters, then the activation (none for the output layer's logits)."""
 
-    def __init__(self, params: Parameters, offset: int, fan_in: int, fan_out: int, bias: bool, activation: str | None):
+    def __init__(self, params: Parameters, offset: int, fan_in: int, fan_out: int, bias: bool, activation: str | None,
+                 dropout: float = 0.0, keep_offset: int = 0):
         self.params, self.offset, self.shape = params, offset, (fan_out, fan_in)
         self.has_bias, self.activation = bias, activation
+        self.dropout, self.keep_offset = dropout, keep_offset  # its columns of a batch's dropout scales
 
     @property
     def weights(self) -> VarArray:
@@ -124,28 +132,44 @@ class Layer:
             for i in range(out)
         ]
 
-    def __call__(self, x):
+    def keep(self, scales):
+        """This layer's columns of a batch's (or a sample's) dropout scales, or None."""
+        if not self.dropout or scales is None:
+            return None
+        return scales[..., self.keep_offset : self.keep_offset + self.shape[0]]
+
+    def __call__(self, x, scales=None):
+        """The layer's outputs for a batch (recorded in bulk) or one sample (a list of Vars),
+        each times its dropout scale, if `scales` are given and the layer has dropout."""
+        keep = self.keep(scales)
         if isinstance(x, VarArray) or np.ndim(x) == 2:  # a batch, recorded in bulk
             z = x @ self.weights.T
             if self.has_bias:
                 z = z + self.bias
-            return ACTIVATIONS[self.activation](z) if self.activation else z
-        return [neuron(x) for neuron in self.neurons()]
+            h = ACTIVATIONS[self.activation](z) if self.activation else z
+            return h if keep is None else h * keep
+        return dropped([neuron(x) for neuron in self.neurons()], keep)
 
 
 class MLP:
     """A multilayer perceptron: `sizes` = [inputs, hidden..., outputs], the given activation on
     every hidden layer and plain logits out. Weights come from `init` (by name or callable, drawn
     from `numpy.random.default_rng(seed)`); biases start at zero, except with "lecun_uniform"
-    (PyTorch's `nn.Linear` default), which draws them from the same U(-1/sqrt(in), 1/sqrt(in))."""
+    (PyTorch's `nn.Linear` default), which draws them from the same U(-1/sqrt(in), 1/sqrt(in)).
+
+    `dropout` (one probability for every hidden layer, or one per hidden layer) drops each
+    hidden unit of a training sample with that probability and scales the kept ones by
+    1 / (1 - p) ("inverted" dropout, as PyTorch's): the scales of a batch come from
+    `dropout_scales`, and evaluation uses none."""
 
     def __init__(self, sizes: Sequence[int], activation: str = "sigmoid", bias: bool = True,
-                 init: str | Initialiser | None = None, seed: int = 0) -> None:
+                 init: str | Initialiser | None = None, seed: int = 0, dropout: float | Sequence[float] = 0.0) -> None:
         sizes = [int(s) for s in sizes]
         if len(sizes) < 2 or min(sizes) < 1:
             raise ValueError(f"MLP(sizes): expected at least two positive layer sizes, got {sizes}")
         if activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r}; known: {', '.join(ACTIVATIONS)}")
+        self.dropout = _dropout_per_layer(dropout, len(sizes) - 2)
         init = initialiser(init or ("kaiming_uniform" if activation == "relu" else "xavier_uniform"))
         rng = np.random.default_rng(seed)
         blocks, shapes = [], list(zip(sizes[:-1], sizes[1:]))
@@ -155,31 +179,48 @@ class MLP:
                 blocks.append(biases(init, fan_in, fan_out, rng))
         self.sizes, self.activation, self.bias, self.init_name = sizes, activation, bias, getattr(init, "__name__", str(init))
         self.params = Parameters(np.concatenate(blocks))
-        self.layers, offset = [], 0
+        self.layers, offset, keep_offset = [], 0, 0
         for i, (fan_in, fan_out) in enumerate(shapes):
             last = i == len(shapes) - 1
-            self.layers.append(Layer(self.params, offset, fan_in, fan_out, bias, None if last else activation))
+            p = 0.0 if last else self.dropout[i]
+            self.layers.append(Layer(self.params, offset, fan_in, fan_out, bias, None if last else activation, p, keep_offset))
             offset += fan_out * fan_in + (fan_out if bias else 0)
+            keep_offset += fan_out if p else 0
+        self.dropout_units = keep_offset  # the columns of a batch's dropout scales
 
-    def __call__(self, x):
-        """Logits of one sample (a list of Var logits) or of a batch (a VarArray)."""
+    def dropout_scales(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """Dropout scales for a batch of n samples: (n, dropout_units), each entry 0 with its
+        layer's probability p, else 1 / (1 - p)."""
+        scales = np.empty((n, self.dropout_units))
+        for layer in self.layers:
+            if layer.dropout:
+                columns = scales[:, layer.keep_offset : layer.keep_offset + layer.shape[0]]
+                columns[...] = (rng.random(columns.shape) >= layer.dropout) / (1.0 - layer.dropout)
+        return scales
+
+    def __call__(self, x, scales=None):
+        """Logits of one sample (a list of Var logits) or of a batch (a VarArray); with dropout
+        `scales` (a row per sample, see `dropout_scales`) the hidden units are scaled by them."""
         self.params.tape  # noqa: B018 - a clear error if the parameters are stale
         x = self._check_input(x)
+        scales = self._check_scales(scales, (len(x),) if np.ndim(x) == 2 or isinstance(x, VarArray) else ())
         for layer in self.layers:
-            x = layer(x)
+            x = layer(x, scales)
         return x
 
-    def apply(self, theta: Sequence, x: Sequence) -> list:
+    def apply(self, theta: Sequence, x: Sequence, scales: Sequence | None = None) -> list:
         """The logits of one sample x with the weights and biases `theta` (flat, laid out as
-        parameters().values) instead of the model's own: the model as a function of its
-        weights, which `tape.trace` can record once and replay."""
+        parameters().values) instead of the model's own (and dropout `scales`, a row of
+        `dropout_scales`): the model as a function of its weights, which `tape.trace` can
+        record once and replay."""
         if len(theta) != len(self.params):
             raise ValueError(f"apply: theta has {len(theta)} entries, the model {len(self.params)} parameters")
         h = list(x)
         if len(h) != self.sizes[0]:
             raise ValueError(f"apply: expected one sample of {self.sizes[0]} inputs, got {len(h)}")
+        scales = self._check_scales(scales, ())
         for layer in self.layers:
-            h = [neuron(h) for neuron in layer.neurons(theta)]
+            h = dropped([neuron(h) for neuron in layer.neurons(theta)], layer.keep(scales))
         return h
 
     def parameters(self) -> Parameters:
@@ -244,6 +285,16 @@ class MLP:
                 layer.bias.values[...] = state[f"layers.{i}.bias"]
         self.params.version += 1
 
+    def _check_scales(self, scales, batch: tuple):
+        """Dropout scales as a model with dropout takes them: one row (one sample) or one per
+        sample of the batch; None where the model has no dropout."""
+        if scales is None or not self.dropout_units:
+            return None
+        shape = np.shape(scales)
+        if shape != (*batch, self.dropout_units):
+            raise ValueError(f"expected dropout scales of shape {(*batch, self.dropout_units)} (see dropout_scales), got {shape}")
+        return scales
+
     def _check_input(self, x):
         """x as the layers take it: a batch (2-d array or VarArray) or one sample (a list)."""
         shape = x.shape if isinstance(x, (VarArray, np.ndarray)) else np.shape(x)
@@ -252,4 +303,14 @@ class MLP:
         return list(x) if len(shape) == 1 else x
 
     def __repr__(self) -> str:
-        return f"MLP({self.sizes}, activation={self.activation!r}, bias={self.bias}, init={self.init_name!r})"
+        dropout = f", dropout={self.dropout}" if any(self.dropout) else ""
+        return f"MLP({self.sizes}, activation={self.activation!r}, bias={self.bias}, init={self.init_name!r}{dropout})"
+
+
+def _dropout_per_layer(dropout, hidden: int) -> list[float]:
+    """One dropout probability per hidden layer, from one for all or one each, each in [0, 1)."""
+    given = [float(dropout)] * hidden if np.ndim(dropout) == 0 else [float(p) for p in dropout]
+    if len(given) != hidden or not all(0 <= p < 1 for p in given):
+        raise ValueError(f"MLP(dropout): expected a probability in [0, 1), or one for each of the {hidden} hidden "
+                         f"layers, got {dropout!r}")
+    return given

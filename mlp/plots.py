@@ -26,19 +26,29 @@ def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, classes: int) ->
     return counts
 
 
-def curves(rows: Sequence[dict], path: Path) -> None:
-    """Loss and accuracy per epoch, training and test, from metrics.csv's rows."""
+def curves(rows: Sequence[dict], path: Path, best: int | None = None) -> None:
+    """Loss and accuracy per epoch (training, validation where there is one, test) and the
+    learning rate, from metrics.csv's rows; `best` marks the epoch whose model was kept."""
     plt = _pyplot()
     epochs = [int(r["epoch"]) for r in rows]
-    fig, (loss, accuracy) = plt.subplots(1, 2, figsize=(10, 4))
-    for part, style in (("train", "-o"), ("test", "-s")):
-        loss.plot(epochs, [float(r[f"{part}_loss"]) for r in rows], style, label=part)
-        accuracy.plot(epochs, [100 * float(r[f"{part}_accuracy"]) for r in rows], style, label=part)
+    fig, (loss, accuracy, rate) = plt.subplots(1, 3, figsize=(14, 4))
+    for part, style in (("train", "-o"), ("val", "-^"), ("test", "-s")):
+        if any(r.get(f"{part}_loss") for r in rows):
+            shown = [(e, r) for e, r in zip(epochs, rows) if r.get(f"{part}_loss")]
+            loss.plot([e for e, _ in shown], [float(r[f"{part}_loss"]) for _, r in shown], style, label=part, markersize=3)
+            accuracy.plot([e for e, _ in shown], [100 * float(r[f"{part}_accuracy"]) for _, r in shown], style, label=part,
+                          markersize=3)
+    if any(r.get("lr") for r in rows):
+        rate.plot([e for e, r in zip(epochs, rows) if r.get("lr")], [float(r["lr"]) for r in rows if r.get("lr")], "-o", markersize=3)
     loss.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
     accuracy.set(xlabel="epoch", ylabel="%", title="accuracy")
-    for ax in (loss, accuracy):
+    rate.set(xlabel="epoch", ylabel="learning rate", title="learning rate (at the epoch's last step)")
+    for ax in (loss, accuracy, rate):
         ax.grid(alpha=0.3)
-        ax.legend()
+        if best is not None:
+            ax.axvline(best, color="grey", linestyle=":", label=f"kept: epoch {best}")
+        if ax is not rate or best is not None:
+            ax.legend()
         ax.xaxis.get_major_locator().set_params(integer=True)  # whole epochs
     fig.tight_layout()
     fig.savefig(path, dpi=100)

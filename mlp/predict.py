@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
                     raise ValueError(f"--index {args.index} is outside the test set's 0..{len(dataset.x_test) - 1}")
                 x, label = dataset.x_test[args.index], int(dataset.y_test[args.index])
                 what, classes = f"{dataset.name} test image {args.index}", dataset.classes
-            probabilities = saved.model.predict_proba(x)[0]
+            probabilities = saved.kept.predict_proba(x)[0]
     except (ValueError, FileNotFoundError, data.DatasetNotFoundError) as e:  # CheckpointError is a ValueError
         return cli.refuse(e)
     if warning := blank_warning(x, what):

@@ -16,11 +16,14 @@ class ProgressBar:
         self.shown = sys.stderr.isatty() if shown is None else shown
         self.drawn, self.last = "", 0.0
 
+    def due(self, done: int) -> bool:
+        """Whether `update(done, ...)` would redraw the bar now (so its text is worth making)."""
+        return self.shown and (done >= self.total or time.monotonic() - self.last >= 0.1)
+
     def update(self, done: int, text: str = "") -> None:
-        now = time.monotonic()
-        if not self.shown or (now - self.last < 0.1 and done < self.total):
+        if not self.due(done):
             return
-        self.last = now
+        self.last = time.monotonic()
         self._write("\r" + self._line(done, text))
 
     def finish(self, text: str = "") -> None:

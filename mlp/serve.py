@@ -268,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
 
     classes = list(CLASSES.get(saved.args.get("dataset"), DIGIT_CLASSES))
     try:
-        server = make_server(Page(saved.model, classes), args.host, args.port)
+        server = make_server(Page(saved.kept, classes), args.host, args.port)
     except OSError as error:  # in use, not an address of this machine, no such host name
         return cli.refuse(f"cannot listen on {args.host} port {args.port}: {error.strerror or error}"
                           f"{' (--port 0 picks a free port)' if error.errno == errno.EADDRINUSE else ''}")

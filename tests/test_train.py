@@ -38,7 +38,7 @@ def trained(tmp_path_factory) -> Path:
 def test_a_short_run_learns_and_writes_its_outputs(trained, capsys):
     with open(trained / "metrics.csv", newline="") as f:
         assert next(csv.reader(f)) == ["epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy",
-                                       "seconds", "samples_per_s"]
+                                       "seconds", "samples_per_s", "val_loss", "val_accuracy", "lr"]
     rows = metrics(trained)
     assert [r["epoch"] for r in rows] == ["1", "2", "3"]
     assert float(rows[-1]["test_accuracy"]) > 0.6  # chance is 0.1
@@ -49,17 +49,34 @@ def test_a_short_run_learns_and_writes_its_outputs(trained, capsys):
     assert saved.epoch == 3 and saved.model.sizes == [784, 32, 10] and saved.args["limit"] == 600
 
 
-def test_resume_ends_with_the_weights_of_an_uninterrupted_run_on_any_number_of_threads(tmp_path):
+@pytest.mark.parametrize("options", [
+    [],
+    ["--dropout", "0.3", "--augment", "--val", "0.2", "--schedule", "cosine", "--warmup", "0.5", "--clip", "1"],
+], ids=["plain", "dropout-augment-val-cosine-clip"])
+def test_resume_ends_with_the_weights_of_an_uninterrupted_run_on_any_number_of_threads(tmp_path, monkeypatch, options):
     whole, halves = tmp_path / "whole", tmp_path / "halves"
-    small = [*SMALL, "--batch-size", "40", "--optimizer", "momentum"]  # 40: chunks for two threads
+    small = [*SMALL, "--batch-size", "40", "--optimizer", "momentum", *options]  # 40: chunks for two threads
     assert train.main([*small, "--epochs", "3", "--threads", "1", "--out", str(whole)]) == 0
-    assert train.main([*small, "--epochs", "1", "--threads", "2", "--out", str(halves)]) == 0
+    epochs, original = [], train.Run.train_epoch
+
+    def interrupted_second_epoch(self, bar):
+        epochs.append(1)
+        if len(epochs) == 2:
+            raise KeyboardInterrupt
+        return original(self, bar)
+
+    monkeypatch.setattr(train.Run, "train_epoch", interrupted_second_epoch)
+    assert train.main([*small, "--epochs", "3", "--threads", "2", "--out", str(halves)]) == 130
+    monkeypatch.setattr(train.Run, "train_epoch", original)
     with open(halves / "metrics.csv", "a") as f:
         f.write("2,9,9,9,9,9,9\n")  # as if stopped between epoch 2's row and its checkpoint
     assert train.main([*small, "--epochs", "3", "--threads", "1", "--out", str(halves), "--resume"]) == 0
     assert weights(whole).tobytes() == weights(halves).tobytes()
     assert [r["epoch"] for r in metrics(halves)] == ["1", "2", "3"]
-    assert [r["test_loss"] for r in metrics(halves)] == [r["test_loss"] for r in metrics(whole)]
+    for column in ("test_loss", "val_loss", "lr"):
+        assert [r[column] for r in metrics(halves)] == [r[column] for r in metrics(whole)]
+    kept = [checkpoint.load(run / "model.npz").kept.parameters().values for run in (whole, halves)]
+    assert kept[0].tobytes() == kept[1].tobytes()
 
 
 def test_resume_refuses_a_different_run(tmp_path, capsys):
@@ -125,20 +142,20 @@ def test_a_read_only_output_directory_is_refused_in_one_line(tmp_path, monkeypat
     ("test loss", "in epoch 2: the test loss became nan"),
 ])
 def test_a_run_that_diverges_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, capsys, fault, problem):
-    original_epoch, original_evaluate = train.Run.train_epoch, train.evaluate
+    original_epoch, original_measure = train.Run.train_epoch, train.Run.measure
 
     def poisoned_second_epoch(self, bar):
         if self.epoch == 1 and fault == "weight":  # a first-layer weight: relu(nan) = 0 would hide it from the loss
             self.model.parameters().values[5] = np.nan
         return original_epoch(self, bar)
 
-    def overflowing_second_test(model, X, y):
-        loss, accuracy, predicted = original_evaluate(model, X, y)
+    def overflowing_second_test(self, inputs, y):
+        loss, accuracy, predicted = original_measure(self, inputs, y)
         second = (tmp_path / "metrics.csv").exists()  # epoch 1's row is written
         return (np.nan if fault == "test loss" and second else loss), accuracy, predicted
 
     monkeypatch.setattr(train.Run, "train_epoch", poisoned_second_epoch)
-    monkeypatch.setattr(train, "evaluate", overflowing_second_test)
+    monkeypatch.setattr(train.Run, "measure", overflowing_second_test)
     assert train.main([*SMALL, "--epochs", "3", "--out", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert f"error: training diverged {problem}" in err
@@ -237,6 +254,17 @@ def test_sigint_to_a_running_training_process(tmp_path):
     (["--seed", "x"], ["--seed", "invalid non_negative_int value"]),
     (["--seed", "-1"], ["--seed", "expected an integer >= 0, got -1"]),
     (["--resume", "--fresh"], ["--fresh", "not allowed with argument --resume"]),
+    (["--dropout", "1"], ["--dropout", "expected a number in [0, 1), got 1"]),
+    (["--hidden", "8", "8", "8", "--dropout", "0.1", "0.2"], ["--dropout", "one for each of the 3 hidden layers, got 2"]),
+    (["--patience", "3"], ["--patience needs a validation part", "--val"]),
+    (["--val", "1"], ["--val", "expected a number in [0, 1), got 1"]),
+    (["--schedule", "linear"], ["--schedule", "invalid choice"]),
+    (["--warmup", "-1"], ["--warmup", "expected a finite number >= 0"]),
+    (["--gamma", "0"], ["--gamma", "expected a number in (0, 1], got 0"]),
+    (["--min-lr", "0.1"], ["--min-lr 0.1 is above --lr 0.001"]),
+    (["--clip", "0"], ["--clip", "expected a positive finite number, got 0"]),
+    (["--shift", "inf"], ["--shift", "got inf"]),
+    (["--elastic-sigma", "0"], ["--elastic-sigma", "got 0"]),
 ])
 def test_bad_arguments_are_refused_in_one_line_naming_the_argument(argv, words, capsys):
     with pytest.raises(SystemExit) as exit_info:
@@ -289,3 +317,49 @@ def test_predict_classifies_an_image_file_and_a_test_index(trained, tmp_path, ca
     assert predict.main([str(trained / "model.npz"), "--index", "100000"]) == 2
     with pytest.raises(SystemExit):
         predict.main([str(trained / "model.npz")])
+
+
+def test_validation_keeps_the_best_epoch_and_patience_stops_the_run(tmp_path, monkeypatch, capsys):
+    """Validation losses made up per epoch: the best is epoch 2's; with --patience 2 the run
+    stops after epoch 4, keeps epoch 2's model (the weights a 2-epoch run ends with) and reports
+    its test accuracy."""
+    made_up = iter([0.9, 0.5, 0.6, 0.7, 0.1, 0.1])
+    original = train.Run.measure
+
+    def measure(self, inputs, y):
+        loss, accuracy, predicted = original(self, inputs, y)
+        return (next(made_up) if inputs is self.val_inputs else loss), accuracy, predicted
+
+    monkeypatch.setattr(train.Run, "measure", measure)
+    val = [*SMALL, "--val", "0.25", "--epochs", "6"]
+    assert train.main([*val, "--patience", "2", "--out", str(tmp_path / "early")]) == 0
+    out, err = capsys.readouterr()
+    rows = metrics(tmp_path / "early")
+    assert [r["epoch"] for r in rows] == ["1", "2", "3", "4"] and [r["val_loss"] for r in rows] == ["0.9", "0.5", "0.6", "0.7"]
+    assert "stopped early after epoch 4: val_loss has not improved for 2 epochs" in err
+    assert "kept the model of epoch 2, the best val_loss (0.5) of 4 epochs" in err
+    assert out == f"test accuracy: {100 * float(rows[1]['test_accuracy']):.2f}%\n"
+    saved = checkpoint.load(tmp_path / "early" / "model.npz")
+    assert saved.epoch == 4 and saved.best.epoch == 2
+    monkeypatch.setattr(train.Run, "measure", original)
+    assert train.main([*val, "--epochs", "2", "--out", str(tmp_path / "two")]) == 0
+    assert saved.kept.parameters().values.tobytes() == weights(tmp_path / "two").tobytes()
+    assert evaluate.main([str(tmp_path / "early" / "model.npz")]) == 0
+    assert "after 4 epochs (kept: epoch 2, the best val_loss)" in capsys.readouterr().out
+    # resumed with the same patience, it has nothing more to do
+    assert train.main([*val, "--patience", "2", "--out", str(tmp_path / "early"), "--resume"]) == 0
+    assert len(metrics(tmp_path / "early")) == 4
+
+
+def test_the_validation_part_is_held_out_of_training(tmp_path, capsys):
+    assert train.main([*SMALL, "--val", "0.25", "--epochs", "1", "--out", str(tmp_path)]) == 0
+    assert "(300 samples, 1,000 test)" in capsys.readouterr().err  # 400 - 100
+    row = metrics(tmp_path)[0]
+    assert 0 < float(row["val_loss"]) and 0 <= float(row["val_accuracy"]) <= 1
+
+
+def test_the_lr_column_follows_the_schedule(tmp_path):
+    assert train.main([*SMALL, "--epochs", "4", "--schedule", "step", "--step-size", "2", "--gamma", "0.5",
+                       "--lr", "0.01", "--out", str(tmp_path)]) == 0
+    assert [float(r["lr"]) for r in metrics(tmp_path)] == [0.01 * 0.5 ** ((epoch - 1) // 2) for epoch in (1, 2, 3, 4)]
+    assert all(r["val_loss"] == r["val_accuracy"] == "" for r in metrics(tmp_path))

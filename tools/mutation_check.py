@@ -1,16 +1,18 @@
 """The mutation check: break the engine one small way at a time and see a test fail.
 
-    python tools/mutation_check.py [--workers 2] [--only rules,forward,...] [--list]
+    python tools/mutation_check.py [--workers 2] [--only rules,forward,...] [--list] [--skip LOG]
 
 Each mutant changes one thing: an expression of the rule table (a partial replaced by 0, negated,
 its operands swapped, a constant or a comparison changed), or one operator, comparison or
 constant in the code of forward mode, VarArray, the reductions, the sweep and the replay
 interpreter. It runs in a scratch copy of the repository (the generated files regenerated from
-the mutated table), against the fast tests of those parts, stopping at the first failure. A
-mutant that no test kills is listed with its change; either a test is missing, or the change is
-equivalent (say why in the note). Each mutant starts from the unmutated numba caches; those its
-change makes stale are dropped by tape._kernels.forget_stale_caches. Slow (an hour or more for
-all areas on two cores): not part of CI.
+the mutated table), against the fast tests of those parts, stopping at the first failure: first
+the tests of the mutated rule alone (for a rule's mutant), then all of them, those that compile
+the trace interpreter last. A mutant that no test kills is listed with its change; either a
+test is missing, or the change is equivalent (say why in the note). Each mutant starts from the
+unmutated numba caches; those its change makes stale are dropped by
+tape._kernels.forget_stale_caches. Slow (hours for all areas on two cores): not part of CI;
+`--skip LOG` leaves out the mutants a previous run's output already judged.
 """
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-TESTS = ["tests/test_rules.py", "tests/test_tape.py", "tests/test_forward.py", "tests/test_array.py", "tests/test_trace.py"]
+TESTS = ["tests/test_tape.py", "tests/test_forward.py", "tests/test_array.py", "tests/test_rules.py", "tests/test_trace.py"]
 SLOW = ["tests/test_tape.py::test_a_million_grad_calls_use_constant_memory"]  # memory, 35 s: no rule in it
 # file -> the functions (or "*" for the whole module's) whose code is mutated, by area
 TARGETS = {
@@ -205,10 +207,18 @@ def _copy_repository(to: Path) -> None:
     shutil.copytree(ROOT, to, ignore=shutil.ignore_patterns(".venv", ".git", "__pycache__", "runs", ".hypothesis", "test-artifacts", "*.nbi", "*.nbc"))
 
 
-def _run_tests(repo: Path, cache: Path, timeout: float) -> tuple[bool, str]:
+def _run_tests(repo: Path, cache: Path, timeout: float, first: list[str] = ()) -> tuple[bool, str]:
+    """Whether the tests pass (`first`, a quick selection, then all of them), and pytest's last line."""
+    if first:
+        passed, tail = _pytest(repo, cache, timeout, first)
+        if not passed:
+            return passed, tail
+    return _pytest(repo, cache, timeout, [*[t for t in TESTS if (repo / t).exists()], *[f"--deselect={t}" for t in SLOW]])
+
+
+def _pytest(repo: Path, cache: Path, timeout: float, selection: list[str]) -> tuple[bool, str]:
     env = dict(os.environ, NUMBA_CACHE_DIR=str(cache), PYTHONPATH=str(repo), PYTHONDONTWRITEBYTECODE="1")
-    command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "--hypothesis-seed=0",
-               *[t for t in TESTS if (repo / t).exists()], *[f"--deselect={t}" for t in SLOW]]
+    command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "--hypothesis-seed=0", *selection]
     try:
         done = subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -245,7 +255,8 @@ def run(mutants: list[Mutant], workers: int, timeout: float) -> list[tuple[Mutan
                     (repo / m.file).write_text(original)
                     continue
             started = time.perf_counter()
-            passed, tail = _run_tests(repo, cache, timeout)
+            first = ["tests/test_rules.py", "-k", m.where.split(":")[0]] if m.area == "rules" and m.file == "tape/_rules.py" else []
+            passed, tail = _run_tests(repo, cache, timeout, first)
             results.append((m, not passed, tail))
             print(f"{'killed  ' if not passed else 'SURVIVED'} {m.area:10s} {m.where} | {m.change} ({time.perf_counter() - started:.0f} s)", flush=True)
             (repo / m.file).write_text(original)
@@ -265,12 +276,18 @@ def main() -> int:
     p.add_argument("--timeout", type=float, default=600, help="seconds a mutant's tests may take (then it counts as killed)")
     p.add_argument("--list", action="store_true", help="list the mutants and stop")
     p.add_argument("--match", default="", help="only mutants whose place or change contains this text")
+    p.add_argument("--skip", type=Path, help="leave out the mutants that this earlier output of the check judged")
     args = p.parse_args()
     areas = args.only.split(",")
     unknown = set(areas) - set(TARGETS)
     if unknown:
         p.error(f"unknown areas {sorted(unknown)}; known: {', '.join(TARGETS)}")
-    mutants = [m for m in all_mutants(areas) if args.match in f"{m.where} | {m.change}"]
+    judged = set()
+    if args.skip:
+        judged = {line[len("SURVIVED "):].rsplit(" (", 1)[0] for line in args.skip.read_text().splitlines()
+                  if line.startswith(("killed   ", "SURVIVED "))}
+    mutants = [m for m in all_mutants(areas) if args.match in f"{m.where} | {m.change}"
+               and f"{m.area:10s} {m.where} | {m.change}" not in judged]
     if args.list:
         for m in mutants:
             print(f"{m.area:10s} {m.where} | {m.change}")

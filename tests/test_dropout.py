@@ -1,0 +1,197 @@
+"""Dropout on every path of Algorithm 3 against backpropagation written here in numpy; the fused
+path's pruned tape (units that pass no gradient on get no edges); its compiled forward pass."""
+import numba
+import numpy as np
+import pytest
+
+import tape
+from mlp import checkpoint
+from mlp.accumulate import PATHS, FusedAccumulator, SparseRows, accumulate
+from mlp.nn import MLP
+from tape import Tape
+
+ACTIVATIONS = {
+    "relu": (lambda z: np.maximum(z, 0.0), lambda z, h: (z > 0) * 1.0),
+    "sigmoid": (lambda z: 1 / (1 + np.exp(-z)), lambda z, h: h * (1 - h)),
+    "tanh": (np.tanh, lambda z, h: 1 - h * h),
+}
+
+
+def reference_gradient(model, X, y, masks):
+    """The batch's mean cross-entropy gradient, laid out as the parameters (each layer's W row
+    by row, then its b), with each hidden layer's outputs times its mask columns."""
+    act, slope = ACTIVATIONS[model.activation]
+    state = model.state_dict()
+    layers = len(model.sizes) - 1
+    Ws = [state[f"layers.{i}.weight"] for i in range(layers)]
+    bs = [state.get(f"layers.{i}.bias", np.zeros(len(Ws[i]))) for i in range(layers)]
+    hs, zs, column = [X], [], 0
+    for i in range(layers - 1):
+        z = hs[-1] @ Ws[i].T + bs[i]
+        m = np.ones_like(z)
+        if model.dropout[i]:
+            m = masks[:, column : column + z.shape[1]]
+            column += z.shape[1]
+        zs.append((z, m))
+        hs.append(act(z) * m)
+    logits = hs[-1] @ Ws[-1].T + bs[-1]
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    delta = (p - np.eye(logits.shape[1])[y]) / len(X)
+    grads = []
+    for i in range(layers - 1, -1, -1):
+        grads.append((delta.T @ hs[i], delta.sum(0)))
+        if i:
+            z, m = zs[i - 1]
+            delta = delta @ Ws[i] * m * slope(z, act(z))
+    flat = []
+    for dW, db in reversed(grads):
+        flat += [dW.ravel()] + ([db] if model.bias else [])
+    return np.concatenate(flat)
+
+
+def sparse_batch(rng, n, inputs):
+    return rng.random((n, inputs)) * (rng.random((n, inputs)) < 0.5), rng.integers(0, 4, n)
+
+
+@pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
+@pytest.mark.parametrize("bias, dropout", [(True, [0.5, 0.3]), (False, [0.0, 0.6]), (True, [0.0, 0.0])])
+def test_every_path_gives_the_numpy_gradient_with_the_same_dropout(activation, bias, dropout):
+    rng = np.random.default_rng(3)
+    X, y = sparse_batch(rng, 19, 10)
+    with Tape():
+        model = MLP([10, 7, 6, 4], activation=activation, bias=bias, dropout=dropout, seed=2)
+        masks = model.dropout_scales(np.random.default_rng(9), len(X))
+        expected = reference_gradient(model, X, y, masks)
+        for path in PATHS:
+            model.zero_grad()
+            accumulate(model, X, y, path=path, rng=np.random.default_rng(9))
+            np.testing.assert_allclose(model.params.grad, expected, rtol=1e-10, atol=1e-13, err_msg=path)
+
+
+def test_dropout_scales_drop_each_unit_with_its_layers_probability():
+    with Tape():
+        model = MLP([5, 40, 30, 20, 3], activation="relu", dropout=[0.25, 0.0, 0.5])
+        assert model.dropout_units == 40 + 20
+        scales = model.dropout_scales(np.random.default_rng(0), 4000)
+    assert scales.shape == (4000, 60)
+    first, last = scales[:, :40], scales[:, 40:]
+    assert set(np.unique(first)) == {0.0, 1 / 0.75} and set(np.unique(last)) == {0.0, 2.0}
+    assert abs((first == 0).mean() - 0.25) < 0.01 and abs((last == 0).mean() - 0.5) < 0.01
+    assert abs(first.mean() - 1) < 0.01  # inverted dropout keeps the expected activation
+
+
+def edges_of(t, nodes):
+    return {i: len(parents) for i, _, parents, _ in t.nodes() if i in nodes}
+
+
+def test_a_dropped_unit_gets_nodes_without_edges_and_the_tape_shrinks():
+    rng = np.random.default_rng(5)
+    x = rng.random(12)
+    with Tape() as t:
+        model = MLP([12, 8, 4], activation="sigmoid", dropout=0.5, seed=1)  # sigmoid: no unit is dead by itself
+        fused = FusedAccumulator(model)
+        keep = np.array([2.0, 0.0, 2.0, 0.0, 0.0, 2.0, 2.0, 2.0])
+        sizes = {}
+        for name, scales in (("all kept", np.full(8, 2.0)), ("half dropped", keep)):
+            mark, edges = t.mark(), t.num_edges
+            loss = fused.record(x, 1, scales)
+            sizes[name] = t.num_edges - edges
+            first = loss + 1 - fused.nodes_per_sample  # the sample's dot nodes: 8, then add, sigmoid, mul nodes
+            units = {u: [first + u + 8 * k for k in range(4)] for u in range(8)}
+            counts = edges_of(t, {n for nodes in units.values() for n in nodes})
+            for u, nodes in units.items():
+                assert all(counts[n] == 0 for n in nodes) == (scales[u] == 0.0), (name, u)
+            t.rewind(mark)
+    # 3 dropped units: 12 + 2 + 1 + 1 edges each, and 2 edges each from the 4 logits' dot nodes
+    assert sizes["all kept"] - sizes["half dropped"] == 3 * (12 + 4) + 3 * 4 * 2
+
+
+def test_relu_units_that_pass_nothing_on_get_no_edges_and_the_gradient_is_unchanged():
+    rng = np.random.default_rng(6)
+    X, y = sparse_batch(rng, 9, 10)
+    with Tape() as t:
+        model = MLP([10, 30, 4], activation="relu", seed=4)
+        fused = FusedAccumulator(model)
+        edges = t.num_edges
+        fused.record(X[0], int(y[0]))
+        alive = int((X[0] @ model.state_dict()["layers.0.weight"].T > 0).sum())  # the biases start at 0
+        nonzero = int((X[0] != 0).sum())
+        assert 0 < alive < 30
+        assert t.num_edges - edges == alive * (nonzero + 2 + 1) + 4 * (2 * alive + 2) + 4
+        model.zero_grad()
+        fused.accumulate(SparseRows(X), np.arange(len(X)), y, 1 / len(X))
+        np.testing.assert_allclose(model.params.grad, reference_gradient(model, X, y, None), rtol=1e-10, atol=1e-13)
+
+
+def test_dropout_sums_are_bit_identical_on_any_number_of_threads():
+    rng = np.random.default_rng(7)
+    X, y = sparse_batch(rng, 45, 30)
+    grads = []
+    with Tape():
+        model = MLP([30, 16, 8, 4], activation="relu", dropout=[0.3, 0.2], seed=3)
+        keep = model.dropout_scales(rng, len(X))
+        for threads in (1, 2, 3):
+            model.zero_grad()
+            FusedAccumulator(model, threads).accumulate(SparseRows(X), np.arange(len(X)), y, 1 / len(X), keep)
+            grads.append(model.params.grad.copy())
+    assert np.abs(grads[0]).max() > 0
+    assert all(g.tobytes() == grads[0].tobytes() for g in grads[1:])
+
+
+@pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
+@pytest.mark.parametrize("bias", [True, False])
+def test_the_compiled_forward_pass_gives_the_models_logits_without_dropout(activation, bias):
+    rng = np.random.default_rng(8)
+    X, _ = sparse_batch(rng, 50, 20)
+    X[3] = 0.0  # a blank input
+    with Tape():
+        model = MLP([20, 9, 7, 5], activation=activation, bias=bias, dropout=0.5, seed=6)
+        model.params.values[:] = rng.normal(0, 3, len(model.params))  # large weights: saturated units too
+        model.params.version += 1
+        state = model.state_dict()
+        act = ACTIVATIONS[activation][0]
+        h = X
+        for i in range(3):
+            h = h @ state[f"layers.{i}.weight"].T + (state[f"layers.{i}.bias"] if bias else 0.0)
+            h = act(h) if i < 2 else h
+        before = numba.get_num_threads()
+        try:
+            for threads in (1, 2):
+                numba.set_num_threads(threads)
+                np.testing.assert_allclose(FusedAccumulator(model).logits(SparseRows(X)), h, rtol=1e-12, atol=1e-12)
+        finally:
+            numba.set_num_threads(before)
+        np.testing.assert_allclose(model.logits(X), h, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dropout, words", [
+    (1.0, "expected a probability in [0, 1)"),
+    ([0.1], "one for each of the 2 hidden layers, got [0.1]"),
+    (-0.5, "got -0.5"),
+])
+def test_bad_dropout_is_refused_naming_it(dropout, words):
+    with Tape(), pytest.raises(ValueError, match=r"MLP\(dropout\)") as error:
+        MLP([4, 3, 3, 2], dropout=dropout)
+    assert words in str(error.value)
+
+
+def test_scales_of_the_wrong_shape_are_refused():
+    with Tape():
+        model = MLP([4, 3, 2], dropout=0.5)
+        with pytest.raises(ValueError, match=r"dropout scales of shape \(2, 3\).*got \(2, 4\)"):
+            model(np.ones((2, 4)), np.ones((2, 4)))
+        with pytest.raises(ValueError, match=r"dropout scales of shape \(5, 3\), got \(5, 2\)"):
+            FusedAccumulator(model).accumulate(SparseRows(np.ones((5, 4))), np.arange(5), np.zeros(5, int), 0.2, np.ones((5, 2)))
+
+
+def test_a_checkpoint_keeps_dropout_and_the_best_model(tmp_path):
+    with Tape():
+        model = MLP([6, 5, 3], activation="tanh", dropout=0.4, seed=1)
+        best = MLP([6, 5, 3], activation="tanh", dropout=0.4, seed=2)
+        checkpoint.save(tmp_path / "m.npz", checkpoint.Checkpoint(model, 7, best=checkpoint.Best(best, 4, "val_loss", 0.25)))
+        saved = checkpoint.load(tmp_path / "m.npz")
+    assert saved.model.dropout == [0.4] and saved.epoch == 7
+    assert saved.best.epoch == 4 and saved.best.metric == "val_loss" and saved.best.value == 0.25
+    np.testing.assert_array_equal(saved.kept.parameters().values, best.parameters().values)
+    np.testing.assert_array_equal(saved.model.parameters().values, model.parameters().values)
