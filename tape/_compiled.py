@@ -59,7 +59,8 @@ POW_LEFT_CONSTANT = 33
 SUM = 34
 DOT = 35
 LOGSUMEXP = 36
-CHECKED = np.array([False, False, False, False, False, False, False, False, True, True, False, True, True, True, True, True, False, False, False, False, False, False, False, False, False, False, False, False, True, True, True, True, True, True, False, False, False], dtype=np.bool_)
+KINK = 37
+CHECKED = np.array([False, False, False, False, False, False, False, False, True, True, False, True, True, True, True, True, False, False, False, False, False, False, False, False, False, False, False, False, True, True, True, True, True, True, False, False, False, False], dtype=np.bool_)
 
 
 @njit(cache=True, error_model="numpy", inline="always")

@@ -35,7 +35,7 @@ def draw(y: Var, path: str | Path, names: dict | None = None, max_nodes: int = 5
     if len(nodes) > max_nodes:
         raise ValueError(f"draw: the graph of {y!r} has {len(nodes):,} nodes, more than max_nodes={max_nodes}")
     labelled = {y: ""} | dict(names or {})
-    label_of = {v.node: (name, v.value) for v, name in labelled.items() if isinstance(v, Var) and v.tape is t}
+    label_of = {v.node: (name, v._value) for v, name in labelled.items() if isinstance(v, Var) and v.tape is t}
     try:
         import graphviz
     except ImportError:

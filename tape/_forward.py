@@ -19,14 +19,13 @@ derivative's variable never mixes the two (perturbation confusion).
 from __future__ import annotations
 
 import itertools
-import math
 import operator
 from typing import Callable, Sequence
 
 import numpy as np
 
 from . import _nary, _ops
-from ._rules import BINARY, CODES, LEFT_CONSTANT, REDUCTIONS, RIGHT_CONSTANT, UNARY, code_of
+from ._rules import BINARY, CODES, KINK_PARTIAL, LEFT_CONSTANT, REDUCTIONS, RIGHT_CONSTANT, UNARY, code_of
 from ._var import CONSTANTS, VarBase, new
 
 _levels = itertools.count(1)  # 0 is the level of Duals made by hand
@@ -84,7 +83,7 @@ class Dual:
         tag = max(x.tag for x in xs if x.__class__ is Dual)
         own = [x for x in xs if x.__class__ is Dual and x.tag == tag]
         inner = _ops.kink(value, *(x.value if x in own else x for x in xs))
-        return _dual(inner, math.nan * _nary.sum([x.tangent for x in own]), tag)
+        return _dual(inner, KINK_PARTIAL * _nary.sum([x.tangent for x in own]), tag)
 
 
 def _inner(x):

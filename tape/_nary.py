@@ -12,7 +12,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ._ops import Var, dot_rule, logsumexp_rule, sum_rule
-from ._rules import code_of
+from ._rules import FIRST_CUSTOM, code_of
 from ._tape import op_code
 from ._var import CONSTANTS, record_node
 
@@ -38,7 +38,7 @@ def _folded(rule, xs: list, code: int):
     with Duals among xs, forward mode's reduction."""
     parents = [x for x in xs if x.__class__ is Var]
     folded = ()
-    values = [p.value for p in parents]
+    values = [p._value for p in parents]
     if len(parents) < len(xs):
         others = [x for x in xs if x.__class__ is not Var]
         if not all(isinstance(x, CONSTANTS) for x in others):
@@ -85,13 +85,13 @@ def dot(ws: Sequence, xs: Sequence) -> Var | float:
     for w, x in zip(ws, xs):
         if w.__class__ is Var and x.__class__ is Var:
             pairs += (w, x)
-            pair_values.append((w.value, x.value))
+            pair_values.append((w._value, x._value))
         elif w.__class__ is Var:
             parents.append(w)
-            lone_values.append((w.value, float(x)))
+            lone_values.append((w._value, float(x)))
         elif x.__class__ is Var:
             parents.append(x)
-            lone_values.append((x.value, float(w)))
+            lone_values.append((x._value, float(w)))
         else:
             constant_pairs.append((float(w), float(x)))
     terms = pair_values + lone_values
@@ -122,4 +122,8 @@ def record(value: float, parents: Sequence[Var], partials: Sequence[float], op: 
         raise ValueError(f"record: expected as many partials as parents (at least one), got {len(parents)} parents and {len(partials)} partials")
     if not all(p.__class__ is Var for p in parents):
         raise TypeError("record: every parent must be a Var")
-    return record_node(parents, partials, float(value), op_code(op))
+    code = op_code(op)
+    if code < FIRST_CUSTOM:
+        raise ValueError(f"record: op {op!r} names an operation of the rule table, whose nodes a trace replays by "
+                         "the table's rule; give your operation a name of its own")
+    return record_node(parents, partials, float(value), code)

@@ -42,8 +42,8 @@ class Var(VarBase):
     def __add__(self, other):
         """self + other, recorded (rule 'add': y = a + b; dy/da = 1.0; dy/db = 1.0)."""
         if other.__class__ is Var:
-            a = self.value
-            b = other.value
+            a = self._value
+            b = other._value
             y = a + b
             seg = self._seg
             t = seg.tape
@@ -57,12 +57,12 @@ class Var(VarBase):
             if n >= t._flush_at:
                 t.flush()
             r = _new(Var)
-            r.value = y
+            r._value = y
             r._node = n
             r._seg = t._seg
             return r
         if other.__class__ is float or isinstance(other, CONSTANTS):
-            a = self.value
+            a = self._value
             b = other if other.__class__ is float or other.__class__ is int else float(other)
             y = a + b
             seg = self._seg
@@ -75,7 +75,7 @@ class Var(VarBase):
             if n >= t._flush_at:
                 t.flush()
             r = _new(Var)
-            r.value = y
+            r._value = y
             r._node = n
             r._seg = t._seg
             return r
@@ -85,7 +85,7 @@ class Var(VarBase):
         """other + self, recorded (see __add__)."""
         if other.__class__ is float or isinstance(other, CONSTANTS):
             a = other if other.__class__ is float or other.__class__ is int else float(other)
-            b = self.value
+            b = self._value
             y = a + b
             seg = self._seg
             t = seg.tape
@@ -97,7 +97,7 @@ class Var(VarBase):
             if n >= t._flush_at:
                 t.flush()
             r = _new(Var)
-            r.value = y
+            r._value = y
             r._node = n
             r._seg = t._seg
             return r
@@ -106,8 +106,8 @@ class Var(VarBase):
     def __sub__(self, other):
         """self - other, recorded (rule 'sub': y = a - b; dy/da = 1.0; dy/db = -1.0)."""
         if other.__class__ is Var:
-            a = self.value
-            b = other.value
+            a = self._value
+            b = other._value
             y = a - b
             seg = self._seg
             t = seg.tape
@@ -121,12 +121,12 @@ class Var(VarBase):
             if n >= t._flush_at:
                 t.flush()
             r = _new(Var)
-            r.value = y
+            r._value = y
             r._node = n
             r._seg = t._seg
             return r
         if other.__class__ is float or isinstance(other, CONSTANTS):
-            a = self.value
+            a = self._value
             b = other if other.__class__ is float or other.__class__ is int else float(other)
             y = a - b
             seg = self._seg
@@ -139,7 +139,7 @@ class Var(VarBase):
             if n >= t._flush_at:
                 t.flush()
             r = _new(Var)
-            r.value = y
+            r._value = y
             r._node = n
             r._seg = t._seg
             return r
@@ -149,7 +149,7 @@ class Var(VarBase):
         """other - self, recorded (see __sub__)."""
         if other.__class__ is float or isinstance(other, CONSTANTS):
             a = other if other.__class__ is float or other.__class__ is int else float(other)
-            b = self.value
+            b = self._value
             y = a - b
             seg = self._seg
             t = seg.tape
@@ -161,7 +161,7 @@ class Var(VarBase):
             if n >= t._flush_at:
                 t.flush()
             r = _new(Var)
-            r.value = y
+            r._value = y
             r._node = n
             r._seg = t._seg
             return r
@@ -170,8 +170,8 @@ class Var(VarBase):
     def __mul__(self, other):
         """self * other, recorded (rule 'mul': y = a * b; dy/da = b; dy/db = a)."""
         if other.__class__ is Var:
-            a = self.value
-            b = other.value
+            a = self._value
+            b = other._value
             y = a * b
             seg = self._seg
             t = seg.tape
@@ -185,12 +185,12 @@ class Var(VarBase):
             if n >= t._flush_at:
                 t.flush()
             r = _new(Var)
-            r.value = y
+            r._value = y
             r._node = n
             r._seg = t._seg
             return r
         if other.__class__ is float or isinstance(other, CONSTANTS):
-            a = self.value
+            a = self._value
             b = other if other.__class__ is float or other.__class__ is int else float(other)
             y = a * b
             seg = self._seg
@@ -203,7 +203,7 @@ class Var(VarBase):
             if n >= t._flush_at:
                 t.flush()
             r = _new(Var)
-            r.value = y
+            r._value = y
             r._node = n
             r._seg = t._seg
             return r
@@ -213,7 +213,7 @@ class Var(VarBase):
         """other * self, recorded (see __mul__)."""
         if other.__class__ is float or isinstance(other, CONSTANTS):
             a = other if other.__class__ is float or other.__class__ is int else float(other)
-            b = self.value
+            b = self._value
             y = a * b
             seg = self._seg
             t = seg.tape
@@ -225,7 +225,7 @@ class Var(VarBase):
             if n >= t._flush_at:
                 t.flush()
             r = _new(Var)
-            r.value = y
+            r._value = y
             r._node = n
             r._seg = t._seg
             return r
@@ -234,8 +234,8 @@ class Var(VarBase):
     def __truediv__(self, other):
         """self / other, recorded (rule 'truediv': y = a / b; dy/da = 1.0 / b; dy/db = -y / b)."""
         if other.__class__ is Var:
-            a = self.value
-            b = other.value
+            a = self._value
+            b = other._value
             try:
                 y = a / b
             except _ERRORS as e:
@@ -254,12 +254,12 @@ class Var(VarBase):
             if n >= t._flush_at:
                 t.flush()
             r = _new(Var)
-            r.value = y
+            r._value = y
             r._node = n
             r._seg = t._seg
             return r
         if other.__class__ is float or isinstance(other, CONSTANTS):
-            a = self.value
+            a = self._value
             b = other if other.__class__ is float or other.__class__ is int else float(other)
             try:
                 y = a / b
@@ -276,7 +276,7 @@ class Var(VarBase):
             if n >= t._flush_at:
                 t.flush()
             r = _new(Var)
-            r.value = y
+            r._value = y
             r._node = n
             r._seg = t._seg
             return r
@@ -286,7 +286,7 @@ class Var(VarBase):
         """other / self, recorded (see __truediv__)."""
         if other.__class__ is float or isinstance(other, CONSTANTS):
             a = other if other.__class__ is float or other.__class__ is int else float(other)
-            b = self.value
+            b = self._value
             try:
                 y = a / b
             except _ERRORS as e:
@@ -302,7 +302,7 @@ class Var(VarBase):
             if n >= t._flush_at:
                 t.flush()
             r = _new(Var)
-            r.value = y
+            r._value = y
             r._node = n
             r._seg = t._seg
             return r
@@ -311,8 +311,8 @@ class Var(VarBase):
     def __pow__(self, other):
         """self ** other, recorded (rule 'pow' of tape/_rules.py)."""
         if other.__class__ is Var:
-            a = self.value
-            b = other.value
+            a = self._value
+            b = other._value
             try:
                 y = _power(a, b)
             except _ERRORS as e:
@@ -331,12 +331,12 @@ class Var(VarBase):
             if n >= t._flush_at:
                 t.flush()
             r = _new(Var)
-            r.value = y
+            r._value = y
             r._node = n
             r._seg = t._seg
             return r
         if other.__class__ is float or isinstance(other, CONSTANTS):
-            a = self.value
+            a = self._value
             b = other if other.__class__ is float or other.__class__ is int else float(other)
             try:
                 y = _power(a, b)
@@ -353,7 +353,7 @@ class Var(VarBase):
             if n >= t._flush_at:
                 t.flush()
             r = _new(Var)
-            r.value = y
+            r._value = y
             r._node = n
             r._seg = t._seg
             return r
@@ -363,7 +363,7 @@ class Var(VarBase):
         """other ** self, recorded (see __pow__)."""
         if other.__class__ is float or isinstance(other, CONSTANTS):
             a = other if other.__class__ is float or other.__class__ is int else float(other)
-            b = self.value
+            b = self._value
             try:
                 y = _power(a, b)
             except _ERRORS as e:
@@ -379,7 +379,7 @@ class Var(VarBase):
             if n >= t._flush_at:
                 t.flush()
             r = _new(Var)
-            r.value = y
+            r._value = y
             r._node = n
             r._seg = t._seg
             return r
@@ -387,7 +387,7 @@ class Var(VarBase):
 
     def __neg__(self):
         """-self, recorded (rule 'neg': y = -a; dy/da = -1.0)."""
-        a = self.value
+        a = self._value
         y = -a
         seg = self._seg
         t = seg.tape
@@ -399,14 +399,14 @@ class Var(VarBase):
         if n >= t._flush_at:
             t.flush()
         r = _new(Var)
-        r.value = y
+        r._value = y
         r._node = n
         r._seg = t._seg
         return r
 
     def __abs__(self):
         """abs(self), recorded (rule 'abs': y = abs(a); dy/da = sign(a))."""
-        a = self.value
+        a = self._value
         try:
             y = abs(a)
         except _ERRORS as e:
@@ -422,7 +422,7 @@ class Var(VarBase):
         if n >= t._flush_at:
             t.flush()
         r = _new(Var)
-        r.value = y
+        r._value = y
         r._node = n
         r._seg = t._seg
         return r
@@ -444,7 +444,7 @@ def stop_gradient(x):
     """stop_gradient(x) of a Var (else a float of a number, or entry by entry of an array),
     recorded (rule 'stop_gradient': y = a; dy/da = 0.0)."""
     if x.__class__ is Var:
-        a = x.value
+        a = x._value
         y = a
         seg = x._seg
         t = seg.tape
@@ -456,7 +456,7 @@ def stop_gradient(x):
         if n >= t._flush_at:
             t.flush()
         r = _new(Var)
-        r.value = y
+        r._value = y
         r._node = n
         r._seg = t._seg
         return r
@@ -471,7 +471,7 @@ def sin(x):
     """sin(x) of a Var (else a float of a number, or entry by entry of an array), recorded (rule
     'sin': y = sin(a); dy/da = cos(a))."""
     if x.__class__ is Var:
-        a = x.value
+        a = x._value
         try:
             y = _sin(a)
         except _ERRORS as e:
@@ -487,7 +487,7 @@ def sin(x):
         if n >= t._flush_at:
             t.flush()
         r = _new(Var)
-        r.value = y
+        r._value = y
         r._node = n
         r._seg = t._seg
         return r
@@ -505,7 +505,7 @@ def cos(x):
     """cos(x) of a Var (else a float of a number, or entry by entry of an array), recorded (rule
     'cos': y = cos(a); dy/da = -sin(a))."""
     if x.__class__ is Var:
-        a = x.value
+        a = x._value
         try:
             y = _cos(a)
         except _ERRORS as e:
@@ -521,7 +521,7 @@ def cos(x):
         if n >= t._flush_at:
             t.flush()
         r = _new(Var)
-        r.value = y
+        r._value = y
         r._node = n
         r._seg = t._seg
         return r
@@ -539,7 +539,7 @@ def tan(x):
     """tan(x) of a Var (else a float of a number, or entry by entry of an array), recorded (rule
     'tan': y = tan(a); dy/da = 1.0 + y * y)."""
     if x.__class__ is Var:
-        a = x.value
+        a = x._value
         try:
             y = _tan(a)
         except _ERRORS as e:
@@ -555,7 +555,7 @@ def tan(x):
         if n >= t._flush_at:
             t.flush()
         r = _new(Var)
-        r.value = y
+        r._value = y
         r._node = n
         r._seg = t._seg
         return r
@@ -573,7 +573,7 @@ def atan(x):
     """atan(x) of a Var (else a float of a number, or entry by entry of an array), recorded (rule
     'atan': y = atan(a); dy/da = 1.0 / (1.0 + a * a))."""
     if x.__class__ is Var:
-        a = x.value
+        a = x._value
         try:
             y = _atan(a)
         except _ERRORS as e:
@@ -589,7 +589,7 @@ def atan(x):
         if n >= t._flush_at:
             t.flush()
         r = _new(Var)
-        r.value = y
+        r._value = y
         r._node = n
         r._seg = t._seg
         return r
@@ -607,7 +607,7 @@ def sinh(x):
     """sinh(x) of a Var (else a float of a number, or entry by entry of an array), recorded (rule
     'sinh': y = sinh(a); dy/da = cosh(a))."""
     if x.__class__ is Var:
-        a = x.value
+        a = x._value
         try:
             y = _sinh(a)
         except _ERRORS as e:
@@ -623,7 +623,7 @@ def sinh(x):
         if n >= t._flush_at:
             t.flush()
         r = _new(Var)
-        r.value = y
+        r._value = y
         r._node = n
         r._seg = t._seg
         return r
@@ -641,7 +641,7 @@ def cosh(x):
     """cosh(x) of a Var (else a float of a number, or entry by entry of an array), recorded (rule
     'cosh': y = cosh(a); dy/da = sinh(a))."""
     if x.__class__ is Var:
-        a = x.value
+        a = x._value
         try:
             y = _cosh(a)
         except _ERRORS as e:
@@ -657,7 +657,7 @@ def cosh(x):
         if n >= t._flush_at:
             t.flush()
         r = _new(Var)
-        r.value = y
+        r._value = y
         r._node = n
         r._seg = t._seg
         return r
@@ -675,7 +675,7 @@ def tanh(x):
     """tanh(x) of a Var (else a float of a number, or entry by entry of an array), recorded (rule
     'tanh': y = tanh(a); dy/da = 1.0 - y * y)."""
     if x.__class__ is Var:
-        a = x.value
+        a = x._value
         try:
             y = _tanh(a)
         except _ERRORS as e:
@@ -691,7 +691,7 @@ def tanh(x):
         if n >= t._flush_at:
             t.flush()
         r = _new(Var)
-        r.value = y
+        r._value = y
         r._node = n
         r._seg = t._seg
         return r
@@ -709,7 +709,7 @@ def exp(x):
     """exp(x) of a Var (else a float of a number, or entry by entry of an array), recorded (rule
     'exp': y = exp(a); dy/da = y)."""
     if x.__class__ is Var:
-        a = x.value
+        a = x._value
         try:
             y = _exp(a)
         except _ERRORS as e:
@@ -724,7 +724,7 @@ def exp(x):
         if n >= t._flush_at:
             t.flush()
         r = _new(Var)
-        r.value = y
+        r._value = y
         r._node = n
         r._seg = t._seg
         return r
@@ -742,7 +742,7 @@ def expm1(x):
     """expm1(x) of a Var (else a float of a number, or entry by entry of an array), recorded (rule
     'expm1': y = expm1(a); dy/da = y + 1.0)."""
     if x.__class__ is Var:
-        a = x.value
+        a = x._value
         try:
             y = _expm1(a)
         except _ERRORS as e:
@@ -758,7 +758,7 @@ def expm1(x):
         if n >= t._flush_at:
             t.flush()
         r = _new(Var)
-        r.value = y
+        r._value = y
         r._node = n
         r._seg = t._seg
         return r
@@ -776,7 +776,7 @@ def log(x):
     """log(x) of a Var (else a float of a number, or entry by entry of an array), recorded (rule
     'log': y = log(a); dy/da = 1.0 / a)."""
     if x.__class__ is Var:
-        a = x.value
+        a = x._value
         try:
             y = _log(a)
         except _ERRORS as e:
@@ -792,7 +792,7 @@ def log(x):
         if n >= t._flush_at:
             t.flush()
         r = _new(Var)
-        r.value = y
+        r._value = y
         r._node = n
         r._seg = t._seg
         return r
@@ -810,7 +810,7 @@ def log1p(x):
     """log1p(x) of a Var (else a float of a number, or entry by entry of an array), recorded (rule
     'log1p': y = log1p(a); dy/da = 1.0 / (1.0 + a))."""
     if x.__class__ is Var:
-        a = x.value
+        a = x._value
         try:
             y = _log1p(a)
         except _ERRORS as e:
@@ -826,7 +826,7 @@ def log1p(x):
         if n >= t._flush_at:
             t.flush()
         r = _new(Var)
-        r.value = y
+        r._value = y
         r._node = n
         r._seg = t._seg
         return r
@@ -844,7 +844,7 @@ def sqrt(x):
     """sqrt(x) of a Var (else a float of a number, or entry by entry of an array), recorded (rule
     'sqrt': y = sqrt(a); dy/da = 0.5 / y if y > 0.0 else kink(inf, a))."""
     if x.__class__ is Var:
-        a = x.value
+        a = x._value
         try:
             y = _sqrt(a)
         except _ERRORS as e:
@@ -860,7 +860,7 @@ def sqrt(x):
         if n >= t._flush_at:
             t.flush()
         r = _new(Var)
-        r.value = y
+        r._value = y
         r._node = n
         r._seg = t._seg
         return r
@@ -878,7 +878,7 @@ def sigmoid(x):
     """sigmoid(x) of a Var (else a float of a number, or entry by entry of an array), recorded
     (rule 'sigmoid': y = sigmoid(a); dy/da = y * (1.0 - y))."""
     if x.__class__ is Var:
-        a = x.value
+        a = x._value
         try:
             y = _sigmoid(a)
         except _ERRORS as e:
@@ -894,7 +894,7 @@ def sigmoid(x):
         if n >= t._flush_at:
             t.flush()
         r = _new(Var)
-        r.value = y
+        r._value = y
         r._node = n
         r._seg = t._seg
         return r
@@ -912,7 +912,7 @@ def softplus(x):
     """softplus(x) of a Var (else a float of a number, or entry by entry of an array), recorded
     (rule 'softplus' of tape/_rules.py)."""
     if x.__class__ is Var:
-        a = x.value
+        a = x._value
         try:
             y = a + _log1p(_exp(-a)) if a > 0.0 else _log1p(_exp(a))
         except _ERRORS as e:
@@ -928,7 +928,7 @@ def softplus(x):
         if n >= t._flush_at:
             t.flush()
         r = _new(Var)
-        r.value = y
+        r._value = y
         r._node = n
         r._seg = t._seg
         return r
@@ -946,7 +946,7 @@ def relu(x):
     """relu(x) of a Var (else a float of a number, or entry by entry of an array), recorded (rule
     'relu': y = a if a > 0.0 else 0.0; dy/da = 1.0 if a > 0.0 else 0.0)."""
     if x.__class__ is Var:
-        a = x.value
+        a = x._value
         y = a if a > 0.0 else 0.0
         da = 1.0 if a > 0.0 else 0.0
         seg = x._seg
@@ -959,7 +959,7 @@ def relu(x):
         if n >= t._flush_at:
             t.flush()
         r = _new(Var)
-        r.value = y
+        r._value = y
         r._node = n
         r._seg = t._seg
         return r
@@ -1091,7 +1091,7 @@ def _d_truediv_left_constant(a, b, y):
 
 
 def _d_pow(a, b, y):
-    return (b * a ** (b - 1.0) if a != 0.0 or b >= 1.0 else kink(0.0, b) if b == 0.0 else kink(_inf, a, b), y * log(a) if a > 0.0 else kink(0.0, a, b) if a == 0.0 else _nan)
+    return (b * a ** (b - 1.0) if a != 0.0 or b >= 1.0 else kink(0.0, b) if b == 0.0 else kink(_inf, a, b), y * log(a) if a > 0.0 else kink(0.0, a, b) if a == 0.0 else kink(_nan, a, b))
 
 
 def _d_pow_right_constant(a, b, y):
@@ -1099,7 +1099,7 @@ def _d_pow_right_constant(a, b, y):
 
 
 def _d_pow_left_constant(a, b, y):
-    return (y * log(a) if a > 0.0 else kink(0.0, a, b) if a == 0.0 else _nan,)
+    return (y * log(a) if a > 0.0 else kink(0.0, a, b) if a == 0.0 else kink(_nan, a, b),)
 
 
 def _d_sum(a, y):

@@ -38,7 +38,9 @@ def compiled():
         kinds = np.full(256, r.CUSTOM, dtype=np.int64)
         kinds[0] = r.LEAF
         for code, (name, rule, variant) in enumerate(CODES[1:], start=1):
-            if rule in UNARY:
+            if name == "kink":
+                kinds[code] = r.KINK
+            elif rule in UNARY:
                 kinds[code] = r.UNARY
             elif rule in BINARY:
                 kinds[code] = {0: r.BINARY, RIGHT_CONSTANT: r.BINARY_RIGHT, LEFT_CONSTANT: r.BINARY_LEFT}[variant]
@@ -60,12 +62,14 @@ class Program:
             leaves = [_lift(t, a, i, self.name) for i, a in enumerate(args)]
             out = fn(*leaves)
             t.flush()
+        records, guards = t.program, t.guards
+        t.program = t.guards = None  # the trace is made: its Vars are numbers again (see Var.value)
         self.shapes = [np.shape(a) for a in args]
         self.sizes = [int(np.prod(s)) for s in self.shapes]
         self.offsets = np.cumsum([0] + self.sizes).astype(np.int64)
         self.first, self.n = int(self.offsets[-1]), len(t)
         replay, self.kinds, constant_partial = compiled()
-        stream = np.concatenate(t.program) if t.program else np.zeros(0)
+        stream = np.concatenate(records) if records else np.zeros(0)
         self.code, self.start, self.refs, val = replay.build(stream, self.n, self.kinds, constant_partial)
         if self.start[0] < 0:
             node = -1 - int(self.start[0])
@@ -81,7 +85,7 @@ class Program:
 
         self.structure, parts = _flatten(out, t, self.name)
         self.outputs = np.array([ref(p) for p in parts], dtype=np.int64)
-        self.guards = list(t.guards)
+        self.guards = guards
         self.guard_arrays = (np.array([g.lhs for g in self.guards], dtype=np.int64),
                              np.array([COMPARISONS.index(g.op) for g in self.guards], dtype=np.int64),
                              np.array([ref(g.rhs) for g in self.guards], dtype=np.int64),
@@ -91,6 +95,7 @@ class Program:
         self.has_runs = bool((self.dot_runs[2] > 0).any())
         self._active: dict = {}
         self._plans: dict = {}
+        self.hessians: dict = {}  # argnum -> the Hessian of this trace (see Traced.hessian)
         self._scratch = threading.local()
 
     # -- running ------------------------------------------------------------------------------------
@@ -228,13 +233,13 @@ class Program:
 
     def format(self) -> str:
         """The program as a table: per node its operation, operands (node numbers; constants
-        with a decimal point) and, for inputs and constant leaves, its traced value."""
+        with a decimal point) and, for inputs, constant leaves and kinks, its traced value."""
         rows = [("node", "op", "operands", "value")]
         for i in range(self.n):
             refs = self.refs[self.start[i] : self.start[i + 1]]
             operands = ", ".join(str(r) if r < self.n else repr(float(self.val[r])) for r in refs)
             op = "input" if i < self.first else CODES[self.code[i]][0]
-            rows.append((str(i), op, operands or "-", f"{self.val[i]:.6g}" if op in ("input", "leaf") else ""))
+            rows.append((str(i), op, operands or "-", f"{self.val[i]:.6g}" if op in ("input", "leaf", "kink") else ""))
         widths = [max(len(r[c]) for r in rows) for c in range(4)]
         lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
         lines.append(f"outputs: {', '.join(str(r) if r < self.n else repr(float(self.val[r])) for r in self.outputs)}")
@@ -280,7 +285,7 @@ def _flatten(out, t: Tape, name: str):
         if isinstance(o, VarBase) and o._seg.tape is t:
             parts.append(o._node)
         elif isinstance(o, (*CONSTANTS, VarBase)):  # a Var of another tape is a constant here
-            parts.append(float(o.value if isinstance(o, VarBase) else o))
+            parts.append(float(o._value if isinstance(o, VarBase) else o))
         else:
             raise TypeError(f"trace({name}): the function returned a {type(o).__name__}; it must return numbers, Vars or arrays of them")
     return ("array", array.shape), parts

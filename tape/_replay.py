@@ -16,10 +16,10 @@ from numba import njit, prange, uint64
 from ._compiled import DOT as DOT_CODE
 from ._compiled import LOGSUMEXP as LOGSUMEXP_CODE
 from ._compiled import evaluate, term, term_partials, total
-from ._rules import CODE_BITS, CONSTANT_BITS
+from ._rules import CODE_BITS, CONSTANT_BITS, KINK_PARTIAL
 from .kernels import refused
 
-LEAF, UNARY, BINARY, BINARY_RIGHT, BINARY_LEFT, REDUCTION, DOT, CUSTOM = range(8)
+LEAF, UNARY, BINARY, BINARY_RIGHT, BINARY_LEFT, REDUCTION, DOT, KINK, CUSTOM = range(9)
 COMPARE_LT, COMPARE_LE, COMPARE_GT, COMPARE_GE, COMPARE_EQ, COMPARE_NE = range(6)
 
 
@@ -43,6 +43,11 @@ def build(stream, n, kind, constant_is_partial):
         how = kind[op]
         if how == LEAF:
             values[node] = stream[folded]
+        elif how == KINK:  # its value is its constant, kept as a leaf's; its operands are nodes
+            values[node] = stream[folded]
+            for j in range(k):
+                refs[r] = np.int64(stream[parents + j])
+                r += 1
         elif how == UNARY or how == BINARY:
             for j in range(k):
                 refs[r] = np.int64(stream[parents + j])
@@ -185,6 +190,12 @@ def forward(code, kind, start, refs, val, first, n, active, estart, eparent, epa
             else:
                 y, e = _dense_dot(refs, lo, hi, val, active[node], active, eparent, epartial, e)
             val[node] = y
+        elif how == KINK and active[node]:  # its value stays; its partials say no derivative
+            for p in range(lo, hi):
+                r = uint64(refs[uint64(p)])
+                if active[r]:
+                    eparent[uint64(e)], epartial[uint64(e)] = r, KINK_PARTIAL
+                    e += 1
         estart[node + uint64(1)] = e
     return e
 

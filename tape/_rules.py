@@ -9,8 +9,10 @@ imports nothing of `tape`: every other module of it imports this one.
 An expression reads the operands `a` (and `b`) and, in a partial, the value `y`. Its names are
 resolved per mode: on floats `sin` is `math.sin`; in forward mode it is `tape.sin`, which
 records, so that a partial can be differentiated again. `kink(v, *xs)` is `v` on floats; in
-forward mode its derivative in the xs is nan. It marks a partial that is a limit at the edge of
-a domain (sqrt at 0, x**y at x = 0): the first derivative is exact, the next one says nan.
+forward mode its derivative in the xs is nan (`KINK_PARTIAL`), and on Vars it is a node of its
+own, which a trace replays. It marks a partial that is a limit at the edge of a domain (sqrt at
+0, x**y at x = 0): the first derivative is exact, the next one says nan; or one that does not
+exist (d/dy x**y at x < 0), whose derivatives do not either.
 """
 from __future__ import annotations
 
@@ -70,7 +72,7 @@ BINARY = [
         "power(a, b)",
         (
             "b * a ** (b - 1.0) if a != 0.0 or b >= 1.0 else kink(0.0, b) if b == 0.0 else kink(inf, a, b)",
-            "y * log(a) if a > 0.0 else kink(0.0, a, b) if a == 0.0 else nan",
+            "y * log(a) if a > 0.0 else kink(0.0, a, b) if a == 0.0 else kink(nan, a, b)",
         ),
         symbol="**",
     ),
@@ -98,12 +100,14 @@ def _codes() -> list[tuple[str, Rule | Reduction | None, int]]:
     codes += [(r.name, r, BOTH) for r in UNARY]
     codes += [(r.name, r, v) for r in BINARY for v in (BOTH, RIGHT_CONSTANT, LEFT_CONSTANT)]
     codes += [(r.name, r, BOTH) for r in REDUCTIONS]
+    codes += [("kink", None, BOTH)]  # a kink of a partial recorded on Vars: its value is its constant
     return codes
 
 
 CODES = _codes()  # (name, rule, variant) by op code
 FIRST_CUSTOM = len(CODES)  # codes from here on name operations recorded by `tape.record`
 MAX_CODES = 256
+KINK_PARTIAL = math.nan  # a kink's partial in each of its operands: no derivative there
 
 
 def constant_is_partial(code: int) -> bool:

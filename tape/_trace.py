@@ -20,10 +20,10 @@ import numpy as np
 from . import _ops
 from ._forward import APPLY, Dual
 from ._program import GuardError, Program, compiled, numbers, size_of, unflatten
-from ._rules import CODES, REDUCTIONS, code_of
-from ._var import COMPARISONS, CONSTANTS, VarBase
+from ._rules import CODES, KINK_PARTIAL, REDUCTIONS, code_of
+from ._transforms import Argnums, check_argnums
+from ._var import COMPARISONS, VarBase, kink
 
-Argnums = int | Sequence[int]
 MAX_TRACES = 8  # kept by a retracing function, newest first
 CHUNK = 16  # samples summed in order before the chunks' sums are added (see _replay.batch)
 
@@ -107,12 +107,11 @@ class Traced:
         gradients: Algorithm 3, split between the cores in fixed chunks, so the result does
         not depend on the number of threads. With has_aux, fn returns (value, aux) and the call
         ((value, aux), grad), aux per sample in a batch."""
-        nums, batched = _argnums(argnums), _argnums(batch_argnums, allow_empty=True)
+        (nums, single), (batched, _) = check_argnums(argnums), check_argnums(batch_argnums, "batch_argnums", allow_empty=True)
         if set(nums) & set(batched):
             raise ValueError(f"argnums {nums} and batch_argnums {batched} overlap: a gradient is over the batch, not of it")
         if reduction not in ("mean", "sum"):
             raise ValueError(f"reduction: expected 'mean' or 'sum', got {reduction!r}")
-        single = isinstance(argnums, int)
 
         def run(*args):
             _in_range(self.program, args, nums + batched)
@@ -191,7 +190,7 @@ class Traced:
         forward when the outputs outnumber the inputs."""
         if mode not in ("auto", "forward", "reverse"):
             raise ValueError(f"jacobian: mode must be 'auto', 'forward' or 'reverse', got {mode!r}")
-        (num,) = _argnums(argnums, single=True)
+        (num,), _ = check_argnums(argnums, single=True)
 
         def run(*args):
             _in_range(self.program, args, (num,))
@@ -218,16 +217,19 @@ class Traced:
 
     def hessian(self, argnums: int = 0) -> Callable:
         """The function returning the Hessian of a scalar output in args[argnums]: the Jacobian
-        (reverse) of the gradient's own program, traced once from this one's."""
-        (num,) = _argnums(argnums, single=True)
-        derivatives = {}
+        (reverse) of the gradient's own program, traced from this one's (kept with it). The
+        gradient's trace retraces where a comparison in the table's partials (abs's sign, relu's
+        branch) comes out the other way: those are the rules' branches, not fn's, whose guards
+        this trace keeps."""
+        (num,), _ = check_argnums(argnums, single=True)
 
         def run(*args):
             _in_range(self.program, args, (num,))
             program = self._run(args, ())[0]
-            if id(program) not in derivatives:
-                derivatives[id(program)] = Traced(_gradient_function(program, num), tuple(args)).jacobian(num, "reverse")
-            return derivatives[id(program)](*args)
+            if num not in program.hessians:
+                gradient = Traced(_gradient_function(program, num), tuple(args), retrace=True)
+                program.hessians[num] = gradient.jacobian(num, "reverse")
+            return program.hessians[num](*args)
 
         return run
 
@@ -300,17 +302,6 @@ def _flat(parts: list[np.ndarray]) -> np.ndarray:
     return parts[0] if len(parts) == 1 else np.concatenate(parts) if parts else np.zeros(0)
 
 
-def _argnums(argnums: Argnums, allow_empty: bool = False, single: bool = False) -> tuple[int, ...]:
-    nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
-    if (not nums and not allow_empty) or not all(isinstance(i, int) and i >= 0 for i in nums):
-        raise TypeError(f"argnums must be a non-negative int or a tuple of them, got {argnums!r}")
-    if len(set(nums)) != len(nums):
-        raise ValueError(f"argnums {argnums!r} names an argument twice")
-    if single and len(nums) != 1:
-        raise TypeError(f"argnums must be one int here, got {argnums!r}")
-    return nums
-
-
 def _in_range(program: Program, args: tuple, nums: tuple) -> None:
     for i in nums:
         if i >= len(args):
@@ -329,9 +320,9 @@ def _symbolic(x) -> bool:
 
 
 def _primal(x) -> float:
-    while not isinstance(x, CONSTANTS):
+    while x.__class__ is Dual:
         x = x.value
-    return float(x)
+    return float(x._value if isinstance(x, VarBase) else x)
 
 
 def _primal_values(x):
@@ -364,6 +355,8 @@ def _node_values(program: Program, args: tuple) -> list:
                 values[i] = APPLY[code_of(name)](operands[0::2], operands[1::2])
             elif rule in REDUCTIONS:
                 values[i] = APPLY[code_of(name)](operands)
+            elif name == "kink":  # its value is its constant, already in values
+                values[i] = kink(values[i], *operands)
             elif name != "leaf":
                 values[i] = APPLY[code_of(name)](*operands)
         while next_guard < len(order) and ready[order[next_guard]] <= i:
@@ -419,6 +412,9 @@ def _gradient_function(program: Program, num: int) -> Callable:
                 for p in range(0, len(refs), step):
                     group = refs[p : p + step]
                     _accumulate(adjoint, group, _ops.PARTIALS[code](*(values[r] for r in group), values[i]), adjoint[i], program.n)
+            elif name == "kink":  # no derivative, and none of it: a kink of its operands too
+                partial = kink(KINK_PARTIAL, *(values[r] for r in refs))
+                _accumulate(adjoint, refs, (partial,) * len(refs), adjoint[i], program.n)
             else:  # a unary or binary rule gives the partials of its operands that are nodes
                 operands = [values[r] for r in refs] + [None] * (2 - len(refs))
                 nodes = [r for r in refs if r < program.n]

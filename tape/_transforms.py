@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import numbers
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Callable, Iterator, Sequence, Union
+from typing import Union
 
 import numpy as np
 
@@ -45,7 +47,7 @@ def value_and_grad(fn: Callable, argnums: Argnums = 0) -> Callable:
     `fn` takes numbers (or lists and arrays of numbers) and returns a scalar. Each call records
     on a tape of its own and leaves nothing behind. An int `argnums` gives one derivative (a
     float, or an array shaped like its argument), a tuple gives a tuple of them."""
-    nums = _check_argnums(argnums)
+    nums, single = check_argnums(argnums)
 
     @functools.wraps(fn)
     def wrapped(*args, **kwargs):
@@ -59,14 +61,14 @@ def value_and_grad(fn: Callable, argnums: Argnums = 0) -> Callable:
             for i in nums:
                 _check_differentiable(args[i], i, fn)
             value, grads = forward_gradient(fn, list(args), kwargs, nums)
-            return value, grads[0] if isinstance(argnums, int) else tuple(grads)
+            return value, grads[0] if single else tuple(grads)
         with Tape() as t, _differentiating():
             args = list(args)
             for i in nums:
                 args[i] = _lift(t, args[i], i, fn)
             out = scalar_output(fn(*args, **kwargs))
             if out.__class__ is Var and out.tape is t:
-                value = out.value
+                value = out._value
                 adjoint = t.backward(out._node)
             elif isinstance(out, (*CONSTANTS, Var)):  # independent of the arguments: a zero gradient
                 value, adjoint = float(out), np.zeros(0)
@@ -76,7 +78,7 @@ def value_and_grad(fn: Callable, argnums: Argnums = 0) -> Callable:
                     f"got {type(out).__name__}"
                 )
             grads = tuple(_read(adjoint, args[i]) for i in nums)
-        return value, grads[0] if isinstance(argnums, int) else grads
+        return value, grads[0] if single else grads
 
     return wrapped
 
@@ -140,13 +142,32 @@ def _check_differentiable(x, i: int, fn: Callable) -> None:
         )
 
 
-def _check_argnums(argnums: Argnums) -> tuple[int, ...]:
-    nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
-    if not nums or not all(isinstance(i, int) and i >= 0 for i in nums):
-        raise TypeError(f"argnums must be a non-negative int or a tuple of them, got {argnums!r}")
+def check_argnums(argnums: Argnums, name: str = "argnums", allow_empty: bool = False,
+                  single: bool = False) -> tuple[tuple[int, ...], bool]:
+    """(the argument numbers, whether `argnums` is one integer rather than a sequence), checked:
+    integers (numbers.Integral, not bools), non-negative, none twice; at least one unless
+    allow_empty, exactly one if single."""
+    expected = f"{name} must be a non-negative integer or a sequence of them, got {argnums!r}"
+    one = _is_index(argnums)
+    if not one and (isinstance(argnums, str) or not isinstance(argnums, Sequence)):
+        raise TypeError(f"{expected} (a {type(argnums).__name__})")
+    nums = (argnums,) if one else tuple(argnums)
+    bad = [i for i in nums if not _is_index(i) or i < 0]
+    if bad:
+        what = "negative" if _is_index(bad[0]) else f"a {type(bad[0]).__name__}"
+        raise TypeError(f"{expected} ({'it' if one else f'entry {bad[0]!r}'} is {what})")
+    if not nums and not allow_empty:
+        raise TypeError(f"{expected} (it is empty)")
     if len(set(nums)) != len(nums):
-        raise ValueError(f"argnums {argnums!r} names an argument twice")
-    return nums
+        raise ValueError(f"{name} {argnums!r} names an argument twice")
+    if single and len(nums) != 1:
+        raise TypeError(f"{name} must be one integer here, got {argnums!r}")
+    return tuple(int(i) for i in nums), one
+
+
+def _is_index(i) -> bool:
+    """Whether i is an integer (of any integer type) and not a bool."""
+    return isinstance(i, numbers.Integral) and not isinstance(i, bool)
 
 
 def _lift(t: Tape, x, i: int, fn: Callable):
@@ -275,5 +296,5 @@ def hvp(fn: Callable, x, v):
 
 
 def _values_of(outputs: np.ndarray):
-    values = np.array([o.value if isinstance(o, Var) else o for o in outputs.flat], dtype=np.float64).reshape(outputs.shape)
+    values = np.array([o._value if isinstance(o, Var) else o for o in outputs.flat], dtype=np.float64).reshape(outputs.shape)
     return float(values) if outputs.ndim == 0 else values

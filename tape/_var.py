@@ -5,7 +5,6 @@
 """
 from __future__ import annotations
 
-import math
 import operator
 import os
 import sys
@@ -13,7 +12,7 @@ from typing import Union
 
 import numpy as np
 
-from ._rules import header
+from ._rules import KINK_PARTIAL, header
 from ._tape import LEAF_HEADER, StaleVarError, Tape, TraceError, _current, current_tape, op_code
 
 Number = Union[int, float]
@@ -25,10 +24,11 @@ class VarBase:
     """A scalar on a tape: its `value`, its node on the tape, and (after a sweep) its `grad`.
 
     Operations are recorded on the tape of their `Var` operands; `Var(x)` makes a leaf on the
-    current tape. Plain numbers are constants: no node, no edge.
+    current tape. Plain numbers are constants: no node, no edge. The engine reads the number as
+    `_value`; `value` is the same number, refused while the tape is being traced.
     """
 
-    __slots__ = ("value", "_node", "_seg")
+    __slots__ = ("_value", "_node", "_seg")
 
     def __init__(self, value: Number) -> None:
         value = float(value)
@@ -38,9 +38,26 @@ class VarBase:
         t._n = n + 1
         if n >= t._flush_at:
             t.flush()
-        self.value = value
+        self._value = value
         self._node = n
         self._seg = t._seg
+
+    @property
+    def value(self) -> float:
+        """The number this Var stands for (refused while tracing: the trace would keep it as a
+        constant, wrong at other inputs)."""
+        if self._seg.tape.guards is not None:
+            raise TraceError(
+                f"{self!r}.value while tracing: the number would be a constant of the trace, wrong at "
+                "other inputs; compute with the Var itself (compare x > 0, which the trace keeps as a guard)"
+            )
+        return self._value
+
+    @value.setter
+    def value(self, value: float) -> None:
+        if self._seg.tape.guards is not None:
+            raise TraceError(f"setting {self!r}.value while tracing: the trace would not know the new number")
+        self._value = value
 
     @property
     def grad(self) -> float:
@@ -75,13 +92,13 @@ class VarBase:
                 f"float() of {self!r} while tracing: the number would be a constant of the trace, "
                 "wrong at other inputs (use the tape's functions, tape.sqrt and not math.sqrt)"
             )
-        return self.value
+        return self._value
 
     def __repr__(self) -> str:
-        return f"Var({self.value!r})"
+        return f"Var({self._value!r})"
 
     def __format__(self, spec: str) -> str:
-        return format(self.value, spec)
+        return format(self._value, spec)
 
     def __pos__(self):
         return self
@@ -128,12 +145,12 @@ def _compare(x: VarBase, op: str, other):
     """x <op> other on values. While tracing, the comparison is kept as a guard; an operand
     that is no Var of the traced tape is kept as a constant."""
     if isinstance(other, VarBase):
-        b = other.value
+        b = other._value
     elif isinstance(other, CONSTANTS):
         b = other
     else:
         return NotImplemented  # a Dual or an array: its own reflected comparison decides
-    outcome = COMPARISONS[op](x.value, b)
+    outcome = COMPARISONS[op](x._value, b)
     t = x._seg.tape
     if t.guards is not None:
         rhs = other._node if isinstance(other, VarBase) and other._seg.tape is t else float(b)
@@ -168,9 +185,9 @@ def check_operand(a: VarBase, b: VarBase) -> None:
 def leaf_on(cls: type, t: Tape, value: float):
     """A new leaf of class `cls` (Var) on tape `t`, which need not be the current one."""
     r = new(cls)
-    r.value = float(value)
+    r._value = float(value)
     r._seg = t._seg
-    r._node = t.leaf(r.value)
+    r._node = t.leaf(r._value)
     return r
 
 
@@ -190,7 +207,7 @@ def record_node(parents: list, partials: list[float], value: float, code: int, c
     rec += partials
     rec += constants
     r = new(type(first))
-    r.value = value
+    r._value = value
     r._seg = t._seg
     r._node = t._advance()
     return r
@@ -198,14 +215,15 @@ def record_node(parents: list, partials: list[float], value: float, code: int, c
 
 def kink(value: float, *xs):
     """`value`, whose derivative in each of `xs` does not exist: nan (see tape._rules). On numbers
-    it is `value`; on Vars a node with nan partials; on Duals, a nan tangent."""
+    it is `value`; on Vars a node with nan partials, its value kept for replays; on Duals, a nan
+    tangent."""
     for x in xs:
         if hasattr(x, "tangent"):
             return type(x).kink(value, xs)
     parents = [x for x in xs if isinstance(x, VarBase)]
     if not parents:
         return value
-    return record_node(parents, [math.nan] * len(parents), value, op_code("kink"))
+    return record_node(parents, [KINK_PARTIAL] * len(parents), value, op_code("kink"), (value,))
 
 
 __all__ = ["VarBase", "StaleVarError", "CONSTANTS", "Guard", "check_operand", "kink", "leaf_on", "new", "record_node"]

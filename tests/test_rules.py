@@ -110,8 +110,7 @@ def test_unary_second_derivative_in_every_mode(name):
         assert close(tape.jvp(tape.grad(op), (x,), (1.0,))[1], expected, rel=1e-8)  # forward over forward
         assert close(tape.hessian(lambda v: op(v[0]))(np.array([x]))[0, 0], expected, rel=1e-8)
         assert close(tape.hvp(lambda v: op(v[0]), np.array([x]), np.array([2.0]))[0], 2 * expected, rel=1e-8)
-        if x * at > 0 or name not in ("abs", "relu"):  # their trace holds on one side of 0
-            assert close(traced_hessian(np.array([x]))[0, 0], expected, rel=1e-8)
+        assert close(traced_hessian(np.array([x]))[0, 0], expected, rel=1e-8)  # either side of a kink too
 
     check()
 
@@ -190,6 +189,38 @@ def test_binary_second_partials_in_every_mode(name):
         assert close(mixed, expected[0, 1], rel=1e-8, absolute=1e-10)
 
     check()
+
+
+def pow_hessian(a, b):
+    """The Hessian of a**b; for a negative base d/db a**b does not exist, nor its derivatives."""
+    if a < 0:
+        return [[b * (b - 1) * a ** (b - 2), math.nan], [math.nan, math.nan]]
+    return BINARY["pow"][2](a, b)
+
+
+# name: (a function of a vector, its Hessian from calculus, points on either side of a branch of
+# the table's partials: abs's sign, relu's step, sqrt's edge at 0, a power's special cases)
+BRANCHING = {
+    "abs": (lambda v: v[0] * abs(v[0]), lambda x: [[2.0 * math.copysign(1.0, x)]], [-1.5, 0.5]),
+    "relu": (lambda v: tape.relu(v[0]) ** 2, lambda x: [[2.0 if x > 0 else 0.0]], [-1.0, 2.0]),
+    "sqrt": (lambda v: tape.sqrt(v[0]), lambda x: [[-0.25 * x**-1.5 if x > 0 else math.nan]], [0.0, 1.0, 4.0]),
+    "integer-power": (lambda v: v[0] ** 3.0, lambda x: [[6.0 * x]], [-2.0, 0.0, 1.5]),
+    "pow": (lambda v: v[0] ** v[1], pow_hessian, [(2.0, 3.0), (-2.0, 3.0), (-1.5, 2.0), (0.5, -1.0)]),
+}
+
+
+@pytest.mark.parametrize("retrace", [False, True])
+@pytest.mark.parametrize("name", sorted(BRANCHING))
+def test_a_traced_hessian_at_the_other_side_of_a_partials_branch(name, retrace):
+    """Traced at each point, the Hessian at every other one (and again at the first): the
+    comparisons in the table's partials are the rules' branches, not the function's."""
+    fn, hessian, points = BRANCHING[name]
+    for at in points:
+        traced_hessian = tape.trace(fn, np.atleast_1d(at), retrace=retrace).hessian()
+        for x in [*points, at]:
+            expected = np.array(hessian(*np.atleast_1d(x)), dtype=float)
+            np.testing.assert_allclose(traced_hessian(np.atleast_1d(x)), expected, rtol=1e-12)
+            np.testing.assert_allclose(tape.hessian(fn)(np.atleast_1d(x)), expected, rtol=1e-12)
 
 
 # -- powers where the table's special cases live ------------------------------------------------

@@ -307,6 +307,21 @@ def test_grad_and_value_and_grad_argnums():
         tape.grad(lambda x: x)("a")
 
 
+def test_argnums_may_be_any_integer_type_and_anything_else_is_a_type_error_naming_it():
+    f = lambda x, y, z: x * y + tape.exp(z)  # noqa: E731
+    assert tape.grad(f, argnums=np.int64(1))(2.0, 3.0, 0.0) == 2.0
+    assert tape.grad(f, argnums=[np.int32(0), 2])(2.0, 3.0, 0.0) == (3.0, 1.0)
+    assert tape.value_and_grad(f, argnums=np.uint8(0))(2.0, 3.0, 0.0) == (7.0, 3.0)
+    assert tape.grad(lambda v: tape.grad(f, argnums=np.int64(0))(v, v, 0.0))(2.0) == 1.0  # forward mode too
+    expected = "argnums must be a non-negative integer or a sequence of them"
+    for bad, what in [(1.0, "got 1.0 (a float)"), (True, "got True (a bool)"), ((0, 2.0), "got (0, 2.0) (entry 2.0 is a float)"),
+                      ((np.int64(0), True), "(entry True is a bool)"), (-1, "got -1 (it is negative)"),
+                      ([], "got [] (it is empty)"), (None, "got None (a NoneType)"), ("x", "got 'x' (a str)")]:
+        with pytest.raises(TypeError) as info:
+            tape.value_and_grad(f, argnums=bad)
+        assert expected in str(info.value) and what in str(info.value)
+
+
 def test_grad_leaves_nothing_on_the_current_tape():
     before = len(tape.current_tape())
     tape.grad(lambda x: tape.sin(x) * x)(1.0)

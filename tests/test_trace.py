@@ -456,6 +456,39 @@ def test_hessian_agrees_with_tape_hessian(fn, x):
     np.testing.assert_allclose(traced.hessian()(x), tape.hessian(fn)(x), rtol=1e-12, atol=1e-14)
 
 
+def kinked(v):
+    """abs, relu, sqrt and powers, whose partials compare their operands."""
+    return v[0] * abs(v[1]) + tape.relu(v[0]) ** 3.0 + tape.sqrt(abs(v[1])) + v[1] ** 3.0
+
+
+def kinked_hessian(x, y):
+    s = math.copysign(1.0, y)
+    return [[6.0 * max(x, 0.0), s], [s, -0.25 * abs(y) ** -1.5 + 6.0 * y]]
+
+
+QUADRANTS = [(1.5, 0.5), (-1.5, 0.5), (1.5, -0.5), (-1.5, -0.5)]
+
+
+@pytest.mark.parametrize("retrace", [False, True])
+@pytest.mark.parametrize("at", QUADRANTS)
+def test_a_hessian_across_the_kinks_of_the_rules_partials(at, retrace):
+    traced = tape.trace(kinked, np.array(at), retrace=retrace)
+    hessian = traced.hessian()
+    for point in [*QUADRANTS, at]:
+        np.testing.assert_allclose(hessian(np.array(point)), kinked_hessian(*point), rtol=1e-12)
+    assert len(traced.programs) == 1  # kinked has no branch of its own: one trace of it
+
+
+def test_a_kink_in_a_trace_replays_as_nan():
+    """The slope of sqrt traced at 0: inf, whose derivatives do not exist there (nan)."""
+    slope = tape.trace(tape.grad(tape.sqrt), 0.0, retrace=True)
+    assert slope(0.0) == math.inf and "kink" in slope.program.format()
+    assert math.isnan(slope.grad()(0.0)) and math.isnan(slope.jvp((0.0,), (1.0,))[1])
+    assert math.isnan(slope.hessian()(0.0))
+    assert slope(4.0) == 0.25 and slope.grad()(4.0) == -1 / 32 and slope.hessian()(4.0) == pytest.approx(3 / 256, rel=1e-15)
+    assert math.isnan(slope.grad()(0.0)) and math.isnan(tape.grad(slope)(0.0))  # the trace at 0, kept
+
+
 def test_jvp_and_vjp_against_closed_forms():
     def f(x, v):  # (x v0 v1, exp(x) + v1) : R x R^2 -> R^2
         return [x * v[0] * v[1], tape.exp(x) + v[1]]
@@ -749,7 +782,7 @@ def test_retrace_covers_derivatives_taken_through_the_traced_function():
 
 
 def custom_double(x):
-    return tape.record(2.0 * x.value, [x], [2.0]) + x
+    return tape.record(2.0, [x], [2.0]) + x  # 2 x at the traced x = 1 (x.value is refused too)
 
 
 def rewinding(x):
@@ -778,6 +811,37 @@ def test_what_a_trace_cannot_replay_raises_trace_error(fn, words):
         tape.trace(fn, 1.0)
     assert tape.current_tape() is before and before.guards is None  # the trace's tape is gone
     assert tape.grad(lambda x: x * 3.0)(1.0) == 3.0
+
+
+@pytest.mark.parametrize("op", ["mul", "kink"])
+def test_a_custom_operation_named_as_one_of_the_table_is_refused(op):
+    """A trace would replay it by the table's rule (a product, a kink), not by your partials."""
+    with pytest.raises(ValueError, match=f"record: op '{op}' names an operation of the rule table"):
+        tape.trace(lambda x: tape.record(2.0, [x, x], [1.0, 1.0], op), 1.0)
+
+
+@pytest.mark.parametrize("fn", [lambda x: x * x.value, lambda x: x * 2.0 if x.value > 0 else -x],
+                         ids=["product", "branch"])
+def test_reading_value_while_tracing_is_a_trace_error_and_the_engine_reads_values_freely(fn):
+    with pytest.raises(tape.TraceError, match=r"Var\(1.0\)\.value while tracing.*compare x > 0, which the trace keeps"):
+        tape.trace(fn, 1.0)
+    with pytest.raises(tape.TraceError, match=r"setting Var\(1.0\)\.value while tracing"):
+        tape.trace(lambda x: setattr(x, "value", 2.0), 1.0)
+    seen = []
+
+    def engine(v):  # every operation reads its operands' values, and so do repr, format and comparisons
+        seen.append(v[0])
+        assert repr(v[0]) == "Var(2.0)" and f"{v[1]:.1f}" == "-1.0"
+        return tape.sum(list(v)) + tape.dot(v, v) * tape.logsumexp(v) + max(v[0], v[1]) * abs(v[1])
+
+    traced = tape.trace(engine, np.array([2.0, -1.0]))
+    a, b = 3.0, -0.5
+    assert traced(np.array([a, b])) == pytest.approx(a + b + (a * a + b * b) * math.log(math.exp(a) + math.exp(b)) - a * b)
+    assert seen[0].value == 2.0  # a Var kept from a finished trace is a number again
+    with tape.Tape():
+        x = Var(2.0)
+        x.value = 3.0  # outside a trace a Var's value reads and sets (mlp's Parameters set them)
+        assert x.value == 3.0 and (x * x).value == 9.0
 
 
 # -- domain errors at replay -------------------------------------------------------------------------
@@ -872,6 +936,27 @@ def test_bad_calls_are_clear_errors(call, error, words):
         call(traced)
     for w in words:
         assert w in str(info.value)
+
+
+def test_argnums_of_any_integer_type_and_anything_else_a_type_error_naming_it():
+    traced = tape.trace(three, 1.0, 1.0, 1.0)
+    x, y, z = 1.5, -2.5, 0.5
+    dx, dy = y * y + math.exp(z), 2 * x * y
+    assert traced.grad(np.int64(1))(x, y, z) == pytest.approx(dy, rel=1e-15)
+    assert same(traced.value_and_grad([np.int32(1), 0])(x, y, z), tape.value_and_grad(three, (1, 0))(x, y, z))
+    assert traced.jacobian(np.int64(0))(x, y, z) == pytest.approx(dx, rel=1e-15)
+    assert traced.hessian(np.int64(1))(x, y, z) == pytest.approx(2 * x, rel=1e-15)
+    X = np.array([[1.0, 2.0], [3.0, 4.0]])
+    assert same(traced.value_and_grad(np.int64(0), batch_argnums=[np.int64(1), 2])(x, X[:, 0], X[:, 1]),
+                traced.value_and_grad(0, batch_argnums=(1, 2))(x, X[:, 0], X[:, 1]))
+    for bad, what in [(1.0, "got 1.0 (a float)"), (True, "got True (a bool)"), ((0, 1.5), "got (0, 1.5) (entry 1.5 is a float)"),
+                      ([0, False], "(entry False is a bool)"), (None, "(a NoneType)"), ({0}, "(a set)")]:
+        for call in (lambda: traced.grad(bad), lambda: tape.grad(three, argnums=bad)):
+            with pytest.raises(TypeError) as info:
+                call()
+            assert "argnums must be a non-negative integer or a sequence of them" in str(info.value) and what in str(info.value)
+    with pytest.raises(TypeError, match=r"batch_argnums must be a non-negative integer or a sequence of them, got 1.0 \(a float\)"):
+        traced.value_and_grad(0, batch_argnums=1.0)
 
 
 @pytest.mark.parametrize("fn, words", [
