@@ -2,8 +2,9 @@
 `python examples/second_semester.py --dataset D` (wengert's training program) and
 `python -m benchmarks.second_semester_torch --dataset D` (the same recipe in PyTorch) as fresh
 processes, one after the other, and times each whole command (start-up, data, compilation or
-its cache, training, evaluation, figures). Reports each one's test accuracy (the model of its
-best validation epoch) and the medians of the wall times, and their ratio.
+its cache, training, evaluation, figures). Reports each one's test accuracy (of the model the
+recipe keeps: its best validation epoch's, or the last), the medians of the wall times and their
+ratio.
 
     python -m benchmarks.second_semester [--datasets mnist-5k fashion-mnist] [--rounds 3] [--seeds 0]
 """

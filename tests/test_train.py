@@ -88,6 +88,20 @@ def test_resume_refuses_a_different_run(tmp_path, capsys):
     assert not (tmp_path / "none").exists()
 
 
+
+def test_resume_under_a_cosine_schedule_refuses_other_epochs_and_a_constant_one_takes_more(tmp_path, capsys):
+    """A cosine's length is its number of epochs: more of them would change the steps already
+    taken. Under a constant rate more epochs just go on."""
+    cosine = [*SMALL, "--schedule", "cosine", "--out", str(tmp_path / "cosine")]
+    assert train.main([*cosine, "--epochs", "1"]) == 0
+    assert train.main([*cosine, "--epochs", "2", "--resume"]) == 2
+    assert "--epochs was 1, now 2" in capsys.readouterr().err
+    constant = [*SMALL, "--out", str(tmp_path / "constant")]
+    assert train.main([*constant, "--epochs", "1"]) == 0
+    assert train.main([*constant, "--epochs", "2", "--resume"]) == 0
+    with open(tmp_path / "constant" / "metrics.csv") as f:
+        assert len(f.read().splitlines()) == 3
+
 def files(directory: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in directory.iterdir()}
 

@@ -1,24 +1,27 @@
 """The mutation check: break the engine one small way at a time and see a test fail.
 
-    python tools/mutation_check.py [--workers 2] [--only rules,forward,...] [--list] [--skip LOG]
+    python tools/mutation_check.py [--workers 2] [--only rules,forward,...] [--list] [--skip LOG] [--sample N]
 
 Each mutant changes one thing: an expression of the rule table (a partial replaced by 0, negated,
 its operands swapped, a constant or a comparison changed), or one operator, comparison or
-constant in the code of forward mode, VarArray, the reductions, the sweep and the replay
-interpreter. It runs in a scratch copy of the repository (the generated files regenerated from
+constant in the code of forward mode, VarArray, the reductions, the sweep, the replay
+interpreter and the MLP's second-semester code (its fused kernel, dropout, the schedule, clipping,
+augmentation). It runs in a scratch copy of the repository (the generated files regenerated from
 the mutated table), against the fast tests of those parts, stopping at the first failure: first
 the tests of the mutated rule alone (for a rule's mutant), then all of them, those that compile
 the trace interpreter last. A mutant that no test kills is listed with its change; either a
 test is missing, or the change is equivalent (say why in the note). Each mutant starts from the
 unmutated numba caches; those its change makes stale are dropped by
 tape._kernels.forget_stale_caches. Slow (hours for all areas on two cores): not part of CI;
-`--skip LOG` leaves out the mutants a previous run's output already judged.
+`--skip LOG` leaves out the mutants a previous run's output already judged; `--sample N` judges N
+of them drawn at random (`--seed`), an estimate of the score when the whole is too slow.
 """
 from __future__ import annotations
 
 import argparse
 import ast
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -45,7 +48,12 @@ TARGETS = {
                "tape/_program.py": ["Program.__init__", "Program.inputs", "Program.sparse_inputs", "Program.check",
                                     "Program.plan", "numbers"]},
     "rules": {"tape/_rules.py": ["sigmoid", "sign", "power", "sequential_sum", "constant_is_partial"]},
+    "mlp": {"mlp/_fused.py": ["weighted_sums", "logits_batch", "record_sample", "transpose_weights"],
+            "mlp/nn.py": ["dropped", "Layer.keep", "MLP.dropout_scales"], "mlp/schedule.py": ["Schedule.__call__"],
+            "mlp/_updates.py": ["clip_norm"], "mlp/augment.py": ["uniform", "smoothed_field", "bilinear", "warp"]},
 }
+AREA_TESTS = {"mlp": ["tests/test_dropout.py", "tests/test_fused.py", "tests/test_schedule.py", "tests/test_augment.py",
+                      "tests/test_train_oracle.py"]}  # the other areas run TESTS
 SWAPS = {ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.Div, ast.Div: ast.Mult, ast.Lt: ast.LtE, ast.LtE: ast.Lt,
          ast.Gt: ast.GtE, ast.GtE: ast.Gt, ast.Eq: ast.NotEq, ast.NotEq: ast.Eq, ast.Is: ast.IsNot, ast.IsNot: ast.Is,
          ast.And: ast.Or, ast.Or: ast.And, ast.USub: ast.UAdd}
@@ -207,13 +215,15 @@ def _copy_repository(to: Path) -> None:
     shutil.copytree(ROOT, to, ignore=shutil.ignore_patterns(".venv", ".git", "__pycache__", "runs", ".hypothesis", "test-artifacts", "*.nbi", "*.nbc"))
 
 
-def _run_tests(repo: Path, cache: Path, timeout: float, first: list[str] = ()) -> tuple[bool, str]:
-    """Whether the tests pass (`first`, a quick selection, then all of them), and pytest's last line."""
+def _run_tests(repo: Path, cache: Path, timeout: float, first: list[str] = (), area: str = "") -> tuple[bool, str]:
+    """Whether the tests pass (`first`, a quick selection, then all of the area's, or every
+    area's without one), and pytest's last line."""
     if first:
         passed, tail = _pytest(repo, cache, timeout, first)
         if not passed:
             return passed, tail
-    return _pytest(repo, cache, timeout, [*[t for t in TESTS if (repo / t).exists()], *[f"--deselect={t}" for t in SLOW]])
+    tests = AREA_TESTS.get(area, TESTS) if area else sorted({*TESTS, *sum(AREA_TESTS.values(), [])})
+    return _pytest(repo, cache, timeout, [*[t for t in tests if (repo / t).exists()], *[f"--deselect={t}" for t in SLOW]])
 
 
 def _pytest(repo: Path, cache: Path, timeout: float, selection: list[str]) -> tuple[bool, str]:
@@ -256,7 +266,7 @@ def run(mutants: list[Mutant], workers: int, timeout: float) -> list[tuple[Mutan
                     continue
             started = time.perf_counter()
             first = ["tests/test_rules.py", "-k", m.where.split(":")[0]] if m.area == "rules" and m.file == "tape/_rules.py" else []
-            passed, tail = _run_tests(repo, cache, timeout, first)
+            passed, tail = _run_tests(repo, cache, timeout, first, m.area)
             results.append((m, not passed, tail))
             print(f"{'killed  ' if not passed else 'SURVIVED'} {m.area:10s} {m.where} | {m.change} ({time.perf_counter() - started:.0f} s)", flush=True)
             (repo / m.file).write_text(original)
@@ -276,18 +286,20 @@ def main() -> int:
     p.add_argument("--timeout", type=float, default=600, help="seconds a mutant's tests may take (then it counts as killed)")
     p.add_argument("--list", action="store_true", help="list the mutants and stop")
     p.add_argument("--match", default="", help="only mutants whose place or change contains this text")
-    p.add_argument("--skip", type=Path, help="leave out the mutants that this earlier output of the check judged")
+    p.add_argument("--skip", type=Path, nargs="+", default=[], help="leave out the mutants that these earlier outputs of the check judged")
+    p.add_argument("--sample", type=int, help="judge this many of the mutants, drawn at random")
+    p.add_argument("--seed", type=int, default=0, help="of --sample's draw")
     args = p.parse_args()
     areas = args.only.split(",")
     unknown = set(areas) - set(TARGETS)
     if unknown:
         p.error(f"unknown areas {sorted(unknown)}; known: {', '.join(TARGETS)}")
-    judged = set()
-    if args.skip:
-        judged = {line[len("SURVIVED "):].rsplit(" (", 1)[0] for line in args.skip.read_text().splitlines()
-                  if line.startswith(("killed   ", "SURVIVED "))}
+    judged = {line[len("SURVIVED "):].rsplit(" (", 1)[0] for log in args.skip for line in log.read_text().splitlines()
+              if line.startswith(("killed   ", "SURVIVED "))}
     mutants = [m for m in all_mutants(areas) if args.match in f"{m.where} | {m.change}"
                and f"{m.area:10s} {m.where} | {m.change}" not in judged]
+    if args.sample is not None and args.sample < len(mutants):
+        mutants = random.Random(args.seed).sample(mutants, args.sample)
     if args.list:
         for m in mutants:
             print(f"{m.area:10s} {m.where} | {m.change}")
