@@ -653,3 +653,21 @@ def test_argnums_naming_an_argument_twice_is_refused():
 
 def test_grad_takes_a_one_entry_array_as_the_scalar():
     assert tape.grad(lambda x: tape.VarArray(x) @ tape.VarArray(x))(np.array([1.0, 2.0])).tolist() == [2.0, 4.0]
+
+
+def test_parse_refuses_a_record_cut_short_and_reads_nothing_past_it():
+    """A stream whose last record lacks some of its parents or partials (a stream cut short) is
+    refused (-1) instead of being read past its end."""
+    from tape._kernels import parse
+    from tape._rules import header
+
+    # two leaves, then mul(node 0, node 1) with partials 3 and 2
+    whole = np.array([header(0, 0), header(0, 0), header(tape.op_code("mul"), 2), 0.0, 1.0, 3.0, 2.0])
+
+    def parsed(stream):
+        start, parent, partial, op = np.zeros(4, np.int64), np.zeros(4, np.int64), np.zeros(4), np.zeros(3, np.int64)
+        return parse(stream, start, parent, partial, op, 0, 0), list(parent[:2]), list(partial[:2])
+
+    assert parsed(whole) == (2, [0, 1], [3.0, 2.0])
+    for cut in range(3, len(whole)):
+        assert parsed(whole[:cut])[0] == -1, cut

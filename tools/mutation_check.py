@@ -79,9 +79,13 @@ def _number_mutants(node: ast.Constant) -> list:
 
 
 def _node_mutants(tree: ast.AST, region: ast.AST):
-    """(description, mutated tree) for every one-operator change inside `region`."""
+    """(description, mutated tree) for every one-operator change inside `region`, its decorators
+    left alone (`cache=True` made False changes no result)."""
     nodes = list(ast.walk(region))
+    decorators = {id(n) for d in getattr(region, "decorator_list", []) for n in ast.walk(d)}
     for index, node in enumerate(nodes):
+        if id(node) in decorators:
+            continue
         fields = []
         if isinstance(node, (ast.BinOp, ast.AugAssign)) and type(node.op) in SWAPS:
             fields.append(("op", type(node.op), SWAPS[type(node.op)]()))
@@ -298,8 +302,8 @@ def main() -> int:
               if line.startswith(("killed   ", "SURVIVED "))}
     mutants = [m for m in all_mutants(areas) if args.match in f"{m.where} | {m.change}"
                and f"{m.area:10s} {m.where} | {m.change}" not in judged]
-    if args.sample is not None and args.sample < len(mutants):
-        mutants = random.Random(args.seed).sample(mutants, args.sample)
+    if args.sample is not None:  # in random order: a run cut short has judged a random sample too
+        mutants = random.Random(args.seed).sample(mutants, min(args.sample, len(mutants)))
     if args.list:
         for m in mutants:
             print(f"{m.area:10s} {m.where} | {m.change}")
