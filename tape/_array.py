@@ -170,7 +170,7 @@ class VarArray:
         if code == DOT:  # the mean: each row against the constant weights 1/count
             weights = np.full(rows.shape[1], 1.0 / rows.shape[1])
             no_nodes = np.full(rows.shape[1], -1, dtype=np.int64)
-            stream = np.empty(rows.shape[0] * (2 * rows.shape[1] + 3))
+            stream = np.empty(rows.shape[0] * (2 * rows.shape[1] + 2))
             w = 0
             for r in range(rows.shape[0]):
                 out[r], w = _kernels().record_dot(DOT, rows[r], row_nodes[r], weights, no_nodes, stream, w)
@@ -321,7 +321,7 @@ def matmul(a, b) -> VarArray:
         return (a2 @ b2).reshape(out_shape)
     (m, n), p = a2.shape, b2.shape[1]
     out = np.empty((m, p))
-    stream = np.empty(m * p * (4 * n + 3))
+    stream = np.empty(m * p * (4 * n + 2))
     w = _kernels().record_matmul(
         DOT, np.ascontiguousarray(a2), _nodes(a_nodes, a_values.shape).reshape(a2.shape),
         np.ascontiguousarray(b2.T), np.ascontiguousarray(_nodes(b_nodes, b_values.shape).reshape(b2.shape).T),

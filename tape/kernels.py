@@ -88,21 +88,15 @@ def record_binary(code, a_values, a_nodes, b_values, b_nodes, out, stream):
 @njit(cache=True)
 def record_dot(code, a, a_nodes, b, b_nodes, stream, w):
     """One dot node of the pairs (a[j], b[j]) at stream[w:] (as tape.dot records it: pairs of
-    two nodes, then nodes with a constant, then the constant pairs' sum); returns (y, new w)."""
-    pairs, lone, constant_pairs = 0, 0, 0
+    two nodes, then nodes with a constant); returns (y, new w). One side of each pair is a node
+    (a VarArray's entries all are; node -1 marks the constant side of a plain array)."""
+    pairs = 0
     for j in range(a.shape[0]):
         if a_nodes[j] >= 0 and b_nodes[j] >= 0:
             pairs += 1
-        elif a_nodes[j] >= 0 or b_nodes[j] >= 0:
-            lone += 1
-        else:
-            constant_pairs += 1
-    k = 2 * pairs + lone
-    stream[w] = _header(code, k, 2 if constant_pairs else 1)
-    p, s, folded = w + 1, 0.0, 0.0
-    for j in range(a.shape[0]):  # the constant pairs' sum comes first: it is one operand
-        if a_nodes[j] < 0 and b_nodes[j] < 0:
-            folded += term(code, a[j], b[j], 0.0)
+    k = pairs + a.shape[0]  # 2 edges a pair of nodes, 1 for a node with a constant
+    stream[w] = _header(code, k, 1)
+    p, s = w + 1, 0.0
     for j in range(a.shape[0]):
         if a_nodes[j] >= 0 and b_nodes[j] >= 0:
             s += term(code, a[j], b[j], 0.0)
@@ -116,10 +110,7 @@ def record_dot(code, a, a_nodes, b, b_nodes, stream, w):
             stream[p], stream[p + k] = node, term_partials(code, x, c, 0.0)[0]
             p += 1
     stream[w + 1 + 2 * k] = pairs
-    if constant_pairs:
-        s += term(code, folded, 1.0, 0.0)
-        stream[w + 2 + 2 * k] = folded
-    return total(code, s, 0.0), w + 2 + 2 * k + (1 if constant_pairs else 0)
+    return total(code, s, 0.0), w + 2 + 2 * k
 
 
 @njit(cache=True)

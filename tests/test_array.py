@@ -303,3 +303,16 @@ def test_a_copy_of_surviving_nodes_survives_a_rewind():
         b, c = VarArray(a), VarArray(np.array([a[0]], dtype=object))
         t.rewind(m)
         assert (b * 2).values.tolist() == [2.0, 4.0] and (c * 2).values.tolist() == [2.0]
+
+
+def test_the_numbers_of_lists_in_a_matmul_are_leaves_kept_by_a_trace():
+    """[x, 3, 4] . [y, 6, 7] = xy + 46: the lists' numbers become leaves of the dot (so no pair
+    is two constants), and a trace replays them at a new x."""
+    with Tape():
+        x, y = Var(2.0), Var(5.0)
+        d = tape.matmul([x, 3.0, 4.0], [y, 6.0, 7.0])
+        assert float(d.values) == 2.0 * 5.0 + 46.0
+        d.backward()
+        assert (x.grad, y.grad) == (5.0, 2.0)
+    traced = tape.trace(lambda x: tape.matmul([x, 3.0, 4.0], [x, 6.0, 7.0]), 2.0)
+    assert traced.value_and_grad()(3.0) == (9.0 + 46.0, 6.0)

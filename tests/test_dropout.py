@@ -124,6 +124,26 @@ def test_relu_units_that_pass_nothing_on_get_no_edges_and_the_gradient_is_unchan
         np.testing.assert_allclose(model.params.grad, reference_gradient(model, X, y, None), rtol=1e-10, atol=1e-13)
 
 
+
+@pytest.mark.parametrize("path", PATHS)
+def test_saturated_sigmoid_units_pass_no_gradient_back_but_their_values_forward(path):
+    """A sigmoid unit at z = 40 is exactly 1.0 in float64, so its slope y (1 - y) is 0: no
+    gradient flows back through it, but the next layer's weights still see its value."""
+    rng = np.random.default_rng(8)
+    X, y = sparse_batch(rng, 6, 10)
+    with Tape():
+        model = MLP([10, 5, 4], activation="sigmoid", seed=1)
+        state = model.state_dict()
+        state["layers.0.bias"] = np.array([40.0, -2.0, 40.0, 0.5, 45.0])  # units 0, 2, 4 saturated
+        model.load_state_dict(state)
+        z = X @ state["layers.0.weight"].T + state["layers.0.bias"]
+        assert (1 / (1 + np.exp(-z[:, [0, 2, 4]])) == 1.0).all()
+        expected = reference_gradient(model, X, y, None)
+        assert np.abs(expected[5 * 10 + 5 :].reshape(-1)[:20].reshape(4, 5)[:, [0, 2, 4]]).min() > 0
+        model.zero_grad()
+        accumulate(model, X, y, path=path)
+        np.testing.assert_allclose(model.params.grad, expected, rtol=1e-10, atol=1e-13)
+
 def test_dropout_sums_are_bit_identical_on_any_number_of_threads():
     rng = np.random.default_rng(7)
     X, y = sparse_batch(rng, 45, 30)
