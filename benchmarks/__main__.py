@@ -1,10 +1,11 @@
 """Every benchmark in turn, with its default settings: `python -m benchmarks` (or `make bench`).
-Each prints its tables; benchmarks/RESULTS.md records them with the commands and dates."""
+Each prints its tables; benchmarks/RESULTS.md records them with the commands and dates. The
+second semester's recipes against their PyTorch twins come last (about 15 minutes)."""
 import sys
 
-from benchmarks import jacobian, mlp, scalar, traced
+from benchmarks import jacobian, mlp, scalar, second_semester, traced
 
-for module in (scalar, mlp, jacobian, traced):
+for module in (scalar, mlp, jacobian, traced, second_semester):
     print(f"\n## python -m {module.__name__}\n", flush=True)
     sys.argv = [module.__name__]
     module.main()
