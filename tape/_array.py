@@ -186,10 +186,10 @@ class VarArray:
     # -- arithmetic -------------------------------------------------------------------------------
 
     def __matmul__(self, other):
-        return matmul(self, other)
+        return _matmul(self, other)
 
     def __rmatmul__(self, other):
-        return matmul(other, self)
+        return _matmul(other, self)
 
     def __neg__(self):
         return _elementwise(NEG, self)
@@ -304,6 +304,14 @@ _ops.OTHER_TYPES[np.ndarray] = _entrywise
 def matmul(a, b) -> VarArray:
     """a @ b for VarArrays and arrays (1-d or 2-d): each output entry is ONE dot node whose
     parents are its row of `a` and its column of `b` (where they are nodes)."""
+    out = _matmul(a, b)
+    if out is NotImplemented:
+        raise TypeError(f"matmul: expected VarArrays, arrays, lists or numbers, got {type(a).__name__} and {type(b).__name__}")
+    return out
+
+
+def _matmul(a, b):
+    """matmul, or NotImplemented for an operand it does not take (as the @ operator expects)."""
     a, b = _operand(a), _operand(b)
     pa, pb = _parts(a), _parts(b)
     if pa is None or pb is None:

@@ -316,3 +316,31 @@ def test_the_numbers_of_lists_in_a_matmul_are_leaves_kept_by_a_trace():
         assert (x.grad, y.grad) == (5.0, 2.0)
     traced = tape.trace(lambda x: tape.matmul([x, 3.0, 4.0], [x, 6.0, 7.0]), 2.0)
     assert traced.value_and_grad()(3.0) == (9.0 + 46.0, 6.0)
+
+
+def test_reductions_without_recording_give_the_numbers():
+    with Tape():
+        a = VarArray(np.array([[1.0, 2.0], [3.0, -1.0]]))
+        with tape.no_grad():
+            assert a.sum() == 5.0 and a.mean() == 1.25
+            np.testing.assert_array_equal(a.sum(axis=1), [3.0, 2.0])
+            np.testing.assert_allclose(a.logsumexp(axis=0), np.log(np.exp([1.0, 2.0]) + np.exp([3.0, -1.0])))
+
+
+def test_a_refused_entry_is_named_by_its_index():
+    with Tape():
+        a = VarArray(np.array([[1.0, 2.0], [3.0, -1.0]]))
+        with pytest.raises(ValueError, match=r"log\(-1.0\).*x > 0.*at index \(1, 1\)"):
+            tape.log(a)
+
+
+@pytest.mark.parametrize("other", ["ab", {"x": 1}, None])
+def test_an_operand_that_is_not_numbers_is_refused_naming_its_type(other):
+    with Tape():
+        a = VarArray(np.ones(2))
+        with pytest.raises(TypeError, match="unsupported operand type.*@"):
+            a @ other
+        with pytest.raises(TypeError, match=r"unsupported operand type.*\+"):
+            a + other
+        with pytest.raises(TypeError, match=f"matmul: expected .*got VarArray and {type(other).__name__}"):
+            tape.matmul(a, other)
