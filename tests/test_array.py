@@ -344,3 +344,18 @@ def test_an_operand_that_is_not_numbers_is_refused_naming_its_type(other):
             a + other
         with pytest.raises(TypeError, match=f"matmul: expected .*got VarArray and {type(other).__name__}"):
             tape.matmul(a, other)
+
+
+def test_a_vector_times_a_matrix_and_shapes_that_do_not_align():
+    rng = np.random.default_rng(4)
+    x_values, W_values = rng.normal(size=4), rng.normal(size=(4, 3))
+    with Tape():
+        x, W = VarArray(x_values), VarArray(W_values)
+        y = x @ W
+        assert y.shape == (3,)
+        np.testing.assert_allclose(y.values, x_values @ W_values)
+        y.sum().backward()
+        np.testing.assert_allclose(x.grad, W_values.sum(axis=1))  # d/dx sum(x W) = W 1
+        np.testing.assert_allclose(W.grad, np.outer(x_values, np.ones(3)))
+        with pytest.raises(ValueError, match=r"shapes \(2, 3\) and \(2, 3\) do not align \(3 != 2\)"):
+            VarArray(np.ones((2, 3))) @ np.ones((2, 3))

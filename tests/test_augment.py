@@ -33,12 +33,14 @@ def test_a_whole_pixel_shift_moves_the_image_and_fills_with_zeros():
     np.testing.assert_array_equal(warped(image, dr=3.0, dc=-2.0), expected)
 
 
-def test_a_half_pixel_shift_averages_neighbours():
-    image = picture()
+@pytest.mark.parametrize("axis", [0, 1])
+def test_a_half_pixel_shift_averages_neighbours(axis):
+    image = picture().T if axis == 0 else picture()
     expected = np.zeros_like(image)
     expected[:, 1:] = (image[:, 1:] + image[:, :-1]) / 2
     expected[:, 0] = image[:, 0] / 2
-    np.testing.assert_allclose(warped(image, dc=0.5), expected, atol=1e-15)
+    got = warped(image.T, dr=0.5).T if axis == 0 else warped(image, dc=0.5)
+    np.testing.assert_allclose(got, expected, atol=1e-15)
 
 
 def test_a_quarter_turn_is_numpys_rotation_clockwise():

@@ -222,3 +222,9 @@ def test_softplus_second_derivative_at_zero():
     """d2/dx2 softplus(x)^2 = 2 (sigmoid^2 + softplus * sigmoid (1 - sigmoid)); at 0: 0.5 + log 2 / 2."""
     expected = 2 * (0.25 + math.log(2) * 0.25)
     assert tape.grad(tape.grad(lambda x: tape.softplus(x) ** 2))(0.0) == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("other", ["ab", None, [1.0]])
+def test_a_dual_with_an_operand_that_is_not_a_number_is_refused(other):
+    with pytest.raises(TypeError, match=r"unsupported operand type\(s\) for \+: 'Dual'"):
+        tape.Dual(1.0, 1.0) + other
