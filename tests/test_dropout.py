@@ -215,3 +215,12 @@ def test_a_checkpoint_keeps_dropout_and_the_best_model(tmp_path):
     assert saved.best.epoch == 4 and saved.best.metric == "val_loss" and saved.best.value == 0.25
     np.testing.assert_array_equal(saved.kept.parameters().values, best.parameters().values)
     np.testing.assert_array_equal(saved.model.parameters().values, model.parameters().values)
+
+
+def test_the_fused_record_names_each_node_by_its_operation():
+    with Tape() as t:
+        model = MLP([10, 3, 4], activation="sigmoid", dropout=0.5, seed=0)
+        first = len(t)
+        loss = FusedAccumulator(model).record(np.linspace(0.0, 1.0, 10), 2, np.full(3, 2.0))
+        ops = [t.node(i)[0] for i in range(first, loss + 1)]
+    assert ops == ["dot"] * 3 + ["add"] * 3 + ["sigmoid"] * 3 + ["mul"] * 3 + ["dot"] * 4 + ["add"] * 4 + ["softmax_ce"]

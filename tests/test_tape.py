@@ -655,9 +655,9 @@ def test_grad_takes_a_one_entry_array_as_the_scalar():
     assert tape.grad(lambda x: tape.VarArray(x) @ tape.VarArray(x))(np.array([1.0, 2.0])).tolist() == [2.0, 4.0]
 
 
-def test_parse_refuses_a_record_cut_short_and_reads_nothing_past_it():
-    """A stream whose last record lacks some of its parents or partials (a stream cut short) is
-    refused (-1) instead of being read past its end."""
+def test_parse_refuses_a_record_cut_short_or_a_parent_that_is_not_before_its_node():
+    """A stream whose last record lacks some of its parents or partials (a stream cut short), or
+    one whose node is its own parent, is refused (-1) instead of being read past its end."""
     from tape._kernels import parse
     from tape._rules import header
 
@@ -671,3 +671,4 @@ def test_parse_refuses_a_record_cut_short_and_reads_nothing_past_it():
     assert parsed(whole) == (2, [0, 1], [3.0, 2.0])
     for cut in range(3, len(whole)):
         assert parsed(whole[:cut])[0] == -1, cut
+    assert parsed(np.array([header(0, 0), header(tape.op_code("mul"), 2), 0.0, 1.0, 3.0, 2.0]))[0] == -1  # node 1 its own parent
