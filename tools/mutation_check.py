@@ -1,62 +1,82 @@
-"""The mutation check: break the engine one small way at a time and see a test fail.
+"""The mutation check: break the engine one small way at a time and see its own tests fail.
 
-    python tools/mutation_check.py [--workers 2] [--only rules,forward,...] [--list] [--skip LOG] [--sample N]
+    python tools/mutation_check.py --only AREA[,AREA...] [--sample N] [--workers 1] [--list] [--skip LOG ...]
 
-Each mutant changes one thing: an expression of the rule table (a partial replaced by 0, negated,
-its operands swapped, a constant or a comparison changed), or one operator, comparison or
-constant in the code of forward mode, VarArray, the reductions, the sweep, the replay
-interpreter and the MLP's second-semester code (its fused kernel, dropout, the schedule, clipping,
-augmentation). It runs in a scratch copy of the repository (the generated files regenerated from
-the mutated table), against the fast tests of those parts, stopping at the first failure: first
-the tests of the mutated rule alone (for a rule's mutant), then all of them, those that compile
-the trace interpreter last. A mutant that no test kills is listed with its change; either a
-test is missing, or the change is equivalent (say why in the note). Each mutant starts from the
-unmutated numba caches; those its change makes stale are dropped by
-tape._kernels.forget_stale_caches. Slow (hours for all areas on two cores): not part of CI;
-`--skip LOG` leaves out the mutants a previous run's output already judged; `--sample N` judges N
-of them drawn at random (`--seed`), an estimate of the score when the whole is too slow.
+A mutant makes one change of the kind a person's slip makes (OPERATORS, one function per kind):
+an operator, a comparison or a constant changed; a wrong index variable; an in-place update of
+a shared array; a comparison against the square or the root; a global value where a per-row one
+was meant; off by one in a range or a slice; two arguments of a call swapped; a term of a sum
+dropped. In the rule table it changes one expression (a partial replaced by 0 or negated, its
+operands swapped, and the kinds above). Each area (AREAS) is judged by the tests of its own
+module, in a scratch copy of the repository (the generated files regenerated from a mutated
+table), stopping at the first failure. A mutant that no test kills is listed with its change:
+either a test is missing, or the change is equivalent (say why in the note). Each mutant starts
+from the unmutated numba caches; those its change makes stale are dropped by
+tape._kernels.forget_stale_caches. Slow (20-50 s a mutant on two cores): not part of CI;
+`--sample N` judges N mutants drawn at random (`--seed`), an estimate of the score when the
+whole is too slow; `--skip LOG` leaves out the mutants earlier outputs of the check judged.
 """
 from __future__ import annotations
 
 import argparse
 import ast
+import copy
 import os
 import random
 import shutil
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Iterator
 
 ROOT = Path(__file__).resolve().parents[1]
-TESTS = ["tests/test_tape.py", "tests/test_forward.py", "tests/test_array.py", "tests/test_rules.py", "tests/test_trace.py"]
 SLOW = ["tests/test_tape.py::test_a_million_grad_calls_use_constant_memory"]  # memory, 35 s: no rule in it
-# file -> the functions (or "*" for the whole module's) whose code is mutated, by area
-TARGETS = {
-    "forward": {"tape/_forward.py": ["Dual.kink", "_unary", "_binary", "_reduce", "jvp", "_seeded", "split", "forward_gradient"]},
-    "varray": {"tape/_array.py": ["VarArray.__init__", "VarArray.grad", "VarArray._reduce", "_binary", "_elementwise",
-                                  "_entrywise", "matmul", "_nodes", "_flat"],
-               "tape/kernels.py": ["refused", "record_unary", "record_binary", "record_dot", "record_matmul", "record_reduction"]},
-    "reductions": {"tape/_nary.py": ["_folded", "dot", "sum", "logsumexp"]},
-    "sweep": {"tape/_kernels.py": ["parse", "sweep"], "tape/kernels.py": ["sweep_window"],
-              "tape/_tape.py": ["Tape.sweep", "Tape.backward"], "tape/_var.py": ["VarBase.grad"]},
-    "replay": {"tape/_replay.py": ["build", "runs", "_within_one", "activity", "forward", "_reduce", "_dense_dot",
-                                   "_sparse_dot", "sweep", "tangents", "failed_guard", "batch"],
-               "tape/_program.py": ["Program.__init__", "Program.inputs", "Program.sparse_inputs", "Program.check",
-                                    "Program.plan", "numbers"]},
-    "rules": {"tape/_rules.py": ["sigmoid", "sign", "power", "sequential_sum", "constant_is_partial"]},
-    "mlp": {"mlp/_fused.py": ["weighted_sums", "logits_batch", "record_sample", "transpose_weights"],
-            "mlp/nn.py": ["dropped", "Layer.keep", "MLP.dropout_scales"], "mlp/schedule.py": ["Schedule.__call__"],
-            "mlp/_updates.py": ["clip_norm"], "mlp/augment.py": ["uniform", "smoothed_field", "bilinear", "warp"]},
+
+
+@dataclass(frozen=True)
+class Area:
+    targets: dict[str, list[str]]  # file -> the functions (Class.method) whose code is mutated
+    tests: list[str]  # the tests of those modules, which must kill their mutants
+
+
+AREAS = {
+    "rules": Area({"tape/_rules.py": ["sigmoid", "sign", "power", "sequential_sum", "constant_is_partial"]},
+                  ["tests/test_rules.py"]),  # and every expression of the table (rule_mutants)
+    "forward": Area({"tape/_forward.py": ["Dual.kink", "_unary", "_binary", "_reduce", "jvp", "_seeded", "split",
+                                          "forward_gradient"]}, ["tests/test_forward.py"]),
+    "varray": Area({"tape/_array.py": ["VarArray.__init__", "VarArray.grad", "VarArray._reduce", "_binary", "_elementwise",
+                                       "_entrywise", "matmul", "_nodes", "_flat"],
+                    "tape/kernels.py": ["refused", "record_unary", "record_binary", "record_dot", "record_matmul",
+                                        "record_reduction"]}, ["tests/test_array.py"]),
+    "reductions": Area({"tape/_nary.py": ["_folded", "dot", "sum", "logsumexp"]}, ["tests/test_tape.py", "tests/test_rules.py"]),
+    "sweep": Area({"tape/_kernels.py": ["parse", "sweep"], "tape/kernels.py": ["sweep_window"],
+                   "tape/_tape.py": ["Tape.sweep", "Tape.backward", "Tape.mark", "Tape.rewind"], "tape/_var.py": ["VarBase.grad"]},
+                  ["tests/test_tape.py"]),
+    "replay": Area({"tape/_replay.py": ["build", "runs", "_within_one", "activity", "forward", "_reduce", "_dense_dot",
+                                        "_sparse_dot", "sweep", "tangents", "failed_guard", "batch"],
+                    "tape/_program.py": ["Program.__init__", "Program.inputs", "Program.sparse_inputs", "Program.check",
+                                         "Program.plan", "numbers"]}, ["tests/test_trace.py"]),
+    "trace": Area({"tape/_trace.py": ["Traced._run", "Traced.jacobian", "_batch", "_node_values", "_gradient_function",
+                                      "_accumulate", "_tangents"]}, ["tests/test_trace.py"]),
+    "check": Area({"tape/_check.py": ["check_grads", "_pieces"]}, ["tests/test_check_grads.py"]),
+    "fused": Area({"mlp/_fused.py": ["weighted_sums", "logits_batch", "record_sample", "transpose_weights", "add_in_order",
+                                     "split_by_pixels"]}, ["tests/test_fused.py", "tests/test_dropout.py"]),
+    "dropout": Area({"mlp/nn.py": ["dropped", "Layer.keep", "MLP.dropout_scales"]}, ["tests/test_dropout.py"]),
+    "schedule": Area({"mlp/schedule.py": ["Schedule.__call__"]}, ["tests/test_schedule.py"]),
+    "augment": Area({"mlp/augment.py": ["_gaussian", "uniform", "smoothed_field", "bilinear", "warp", "warp_batch"]},
+                    ["tests/test_augment.py"]),
+    "optim": Area({"mlp/optim.py": ["Optimizer.step", "UnbiasedMomentum.update", "Optimizer.load_state_dict"],
+                   "mlp/_updates.py": ["sgd", "momentum", "nesterov", "rmsprop", "adam", "clip_norm"]}, ["tests/test_mlp.py"]),
+    "losses": Area({"mlp/losses.py": ["log_softmax", "softmax_cross_entropy", "squared_error", "_targets"]}, ["tests/test_mlp.py"]),
+    "train": Area({"mlp/train.py": ["scores", "Run.__init__", "Run.train_epoch", "Run.improved", "Run.patience_ran_out"]},
+                  ["tests/test_train.py", "tests/test_train_oracle.py"]),
 }
-AREA_TESTS = {"mlp": ["tests/test_dropout.py", "tests/test_fused.py", "tests/test_schedule.py", "tests/test_augment.py",
-                      "tests/test_train_oracle.py"]}  # the other areas run TESTS
-SWAPS = {ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.Div, ast.Div: ast.Mult, ast.Lt: ast.LtE, ast.LtE: ast.Lt,
-         ast.Gt: ast.GtE, ast.GtE: ast.Gt, ast.Eq: ast.NotEq, ast.NotEq: ast.Eq, ast.Is: ast.IsNot, ast.IsNot: ast.Is,
-         ast.And: ast.Or, ast.Or: ast.And, ast.USub: ast.UAdd}
 
 
 @dataclass
@@ -68,63 +88,210 @@ class Mutant:
     source: str  # the whole mutated file
 
 
-def _number_mutants(node: ast.Constant) -> list:
-    if isinstance(node.value, bool):
-        return [not node.value]
-    if isinstance(node.value, int):
-        return [node.value + 1] if node.value == 0 else [node.value + 1, node.value - 1]
-    if isinstance(node.value, float):
-        return [1.0] if node.value == 0.0 else [0.0, 2 * node.value]
-    return []
+# -- the kinds of mistakes ---------------------------------------------------------------------------
+#
+# Each kind is a function of a node (and the scope it is in) that yields (change, edit): how the
+# change reads in the report, and a function that makes it on the same node of a fresh parse
+# (edit(node, region) changes the node, or puts another in its place).
+
+Edit = Callable[[ast.AST, ast.AST], None]
 
 
-def _node_mutants(tree: ast.AST, region: ast.AST):
-    """(description, mutated tree) for every one-operator change inside `region`, its decorators
-    left alone (`cache=True` made False changes no result)."""
-    nodes = list(ast.walk(region))
-    decorators = {id(n) for d in getattr(region, "decorator_list", []) for n in ast.walk(d)}
-    for index, node in enumerate(nodes):
-        if id(node) in decorators:
-            continue
-        fields = []
-        if isinstance(node, (ast.BinOp, ast.AugAssign)) and type(node.op) in SWAPS:
-            fields.append(("op", type(node.op), SWAPS[type(node.op)]()))
-        if isinstance(node, ast.BoolOp) and type(node.op) in SWAPS:
-            fields.append(("op", type(node.op), SWAPS[type(node.op)]()))
-        if isinstance(node, ast.UnaryOp) and type(node.op) in (ast.USub, ast.Not):
-            fields.append(("drop", type(node.op), None))
-        if isinstance(node, ast.Compare):
-            for k, op in enumerate(node.ops):
-                if type(op) in SWAPS:
-                    fields.append((("ops", k), type(op), SWAPS[type(op)]()))
-        if isinstance(node, ast.Constant) and not isinstance(node.value, str):
-            for value in _number_mutants(node):
-                fields.append(("value", node.value, value))
-        for field, old, new in fields:
-            yield index, field, old, new
+class Scope:
+    """What the kinds need to know about where a node is: its parent, the loops around it, the
+    names that may share memory with the caller's (arguments and what was taken from them), the
+    names used as indices."""
+
+    def __init__(self, region: ast.AST) -> None:
+        self.parent: dict[int, tuple[ast.AST, str]] = {}
+        for node in ast.walk(region):
+            for field, value in ast.iter_fields(node):
+                for child in value if isinstance(value, list) else [value]:
+                    if isinstance(child, ast.AST):
+                        self.parent[id(child)] = (node, field)
+        arguments = getattr(region, "args", None)
+        self.aliases = {a.arg for a in ast.walk(arguments) if isinstance(a, ast.arg)} if arguments else set()
+        for node in ast.walk(region):
+            if isinstance(node, ast.Assign) and isinstance(node.value, (ast.Name, ast.Attribute, ast.Subscript)):
+                self.aliases |= {t.id for t in node.targets if isinstance(t, ast.Name)}
+        self.indices = {n.id for n in ast.walk(region) if isinstance(n, ast.Name) and self.in_index(n)}
+
+    def ancestors(self, node: ast.AST) -> Iterator[tuple[ast.AST, str]]:
+        """(parent, the field of it that holds the way down to node), innermost first."""
+        while id(node) in self.parent:
+            node, field = self.parent[id(node)]
+            yield node, field
+
+    def loop_variables(self, node: ast.AST) -> list[str]:
+        """The variables of the loops and comprehensions whose body holds node, innermost first."""
+        names = []
+        for parent, field in self.ancestors(node):
+            if isinstance(parent, ast.For) and field == "body":
+                names += _names(parent.target)
+            elif isinstance(parent, (ast.ListComp, ast.SetComp, ast.GeneratorExp, ast.DictComp)):
+                names += [n for g in parent.generators for n in _names(g.target)]
+        return list(dict.fromkeys(names))
+
+    def in_index(self, node: ast.AST) -> bool:
+        """Whether node is (part of) the index of a subscript."""
+        for parent, field in self.ancestors(node):
+            if isinstance(parent, ast.Subscript) and field == "slice":
+                return True
+            if isinstance(parent, ast.stmt):
+                return False
+        return False
 
 
-def _mutate(region: ast.AST, index: int, field, new) -> None:
-    """Make one change (see _node_mutants) to the index-th node under region, in walk order."""
-    node = list(ast.walk(region))[index]
-    if field == "drop":
-        _replace(region, node, node.operand)
-    elif isinstance(field, tuple):
-        node.ops[field[1]] = new
+def operators(node: ast.AST, scope: Scope) -> Iterator[tuple[str, Edit]]:
+    """An operator or a comparison changed (`+` -> `-`, `<` -> `<=`, `and` -> `or`), a minus or
+    a `not` dropped."""
+    if isinstance(node, (ast.BinOp, ast.AugAssign, ast.BoolOp)) and type(node.op) in SWAPS:
+        new = SWAPS[type(node.op)]
+        yield f"{type(node.op).__name__} -> {new.__name__}", lambda n, region: setattr(n, "op", new())
+    if isinstance(node, ast.UnaryOp) and type(node.op) in (ast.USub, ast.Not):
+        yield f"{type(node.op).__name__} -> dropped", _substitute(lambda n: n.operand)
+    if isinstance(node, ast.Compare):
+        for k, op in enumerate(node.ops):
+            if type(op) in SWAPS:
+                new = SWAPS[type(op)]
+                yield f"{type(op).__name__} -> {new.__name__}", lambda n, region, k=k, new=new: n.ops.__setitem__(k, new())
+
+
+SWAPS = {ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.Div, ast.Div: ast.Mult, ast.Lt: ast.LtE, ast.LtE: ast.Lt,
+         ast.Gt: ast.GtE, ast.GtE: ast.Gt, ast.Eq: ast.NotEq, ast.NotEq: ast.Eq, ast.Is: ast.IsNot, ast.IsNot: ast.Is,
+         ast.And: ast.Or, ast.Or: ast.And, ast.USub: ast.UAdd}
+
+
+def constants(node: ast.AST, scope: Scope) -> Iterator[tuple[str, Edit]]:
+    """A number changed: an int by one either way, a float to 0 (or 0 to 1) or doubled, a bool flipped."""
+    if not isinstance(node, ast.Constant) or type(node.value) not in (bool, int, float):
+        return
+    value = node.value
+    if isinstance(value, bool):
+        news = [not value]
+    elif isinstance(value, int):
+        news = [value + 1] if value == 0 else [value + 1, value - 1]
     else:
-        setattr(node, field, new)
+        news = [1.0] if value == 0.0 else [0.0, 2 * value]
+    for new in news:
+        yield f"{value!r} -> {new!r}", lambda n, region, new=new: setattr(n, "value", new)
 
 
-def _change(field, old, new) -> str:
-    """How a change reads in the report: `Add -> Sub`, `1.0 -> 2.0`, `USub -> dropped`."""
-    name = lambda v: v.__name__ if isinstance(v, type) else type(v).__name__ if isinstance(v, ast.AST) else repr(v)  # noqa: E731
-    return f"{name(old)} -> {'dropped' if field == 'drop' else name(new)}"
+def index_variables(node: ast.AST, scope: Scope) -> Iterator[tuple[str, Edit]]:
+    """A wrong index variable: a loop variable in an index replaced by another loop's variable
+    around it (`a[i * n + j]` -> `a[j * n + j]`), or two indices swapped (`a[i, j]` -> `a[j, i]`)."""
+    if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and scope.in_index(node):
+        loops = [name for name in scope.loop_variables(node) if name in scope.indices]
+        for other in loops if node.id in loops else []:
+            if other != node.id:
+                yield f"index {node.id} -> {other}", lambda n, region, other=other: setattr(n, "id", other)
+    if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Tuple):
+        indices = node.slice.elts
+        for k in range(len(indices) - 1):
+            if ast.unparse(indices[k]) != ast.unparse(indices[k + 1]):
+                yield f"indices {ast.unparse(indices[k])} and {ast.unparse(indices[k + 1])} swapped", \
+                    lambda n, region, k=k: n.slice.elts.__setitem__(slice(k, k + 2), n.slice.elts[k : k + 2][::-1])
 
 
-def _apply(source: str, region_path: list[str], index: int, field, new) -> str:
-    tree = ast.parse(source)
-    _mutate(_find(tree, region_path), index, field, new)
-    return ast.unparse(tree)
+def shared_arrays(node: ast.AST, scope: Scope) -> Iterator[tuple[str, Edit]]:
+    """An in-place update of an array that is shared: a copy dropped (`x.copy()` -> `x`,
+    `np.array(x)` -> `np.asarray(x)`), or `a = a + b` -> `a += b` where `a` may be an argument or
+    part of one (numpy then changes the caller's array)."""
+    if isinstance(node, ast.Call):
+        if isinstance(node.func, ast.Attribute) and node.func.attr == "copy" and not node.args and not node.keywords:
+            yield "`.copy()` dropped", _substitute(lambda n: n.func.value)
+        if _numpy(node.func, "array") and node.args and isinstance(node.args[0], (ast.Name, ast.Attribute, ast.Subscript)):
+            yield "np.array -> np.asarray", lambda n, region: setattr(n.func, "attr", "asarray")
+    if (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)
+            and isinstance(node.value, ast.BinOp) and isinstance(node.value.left, ast.Name)
+            and node.value.left.id == node.targets[0].id and node.targets[0].id in scope.aliases):
+        name, op = node.targets[0].id, node.value.op
+        yield f"`{name} = {name} {_symbol(op)} ...` -> `{name} {_symbol(op)}= ...`", _substitute(
+            lambda n: ast.AugAssign(ast.Name(n.targets[0].id, ast.Store()), n.value.op, n.value.right))
+
+
+def squares_and_roots(node: ast.AST, scope: Scope) -> Iterator[tuple[str, Edit]]:
+    """The square where the root was meant, or the other way round: a sqrt dropped, a side of an
+    order comparison unsquared (`x * x < t` -> `x < t`) or squared (`norm > m` -> `norm ** 2 > m`)."""
+    if isinstance(node, ast.Call) and _called(node.func) == "sqrt" and len(node.args) == 1:
+        yield "sqrt dropped", _substitute(lambda n: n.args[0])
+    if isinstance(node, ast.Compare) and len(node.ops) == 1 and isinstance(node.ops[0], (ast.Lt, ast.LtE, ast.Gt, ast.GtE)):
+        for side, other in ((0, node.comparators[0]), (1, node.left)):
+            expression = (node.left, node.comparators[0])[side]
+            if _squared(expression):
+                yield f"`{ast.unparse(expression)}` -> `{ast.unparse(expression.left)}`", \
+                    _compared(side, lambda e: e.left)
+            elif isinstance(expression, (ast.Name, ast.Attribute)) and not isinstance(other, ast.Constant):
+                yield f"`{ast.unparse(expression)}` -> `{ast.unparse(expression)} ** 2`", \
+                    _compared(side, lambda e: ast.BinOp(e, ast.Pow(), ast.Constant(2)))
+
+
+REDUCING = {"sum", "mean", "max", "min", "argmax", "argmin", "prod", "std", "var", "any", "all", "logsumexp", "cumsum"}
+
+
+def per_row(node: ast.AST, scope: Scope) -> Iterator[tuple[str, Edit]]:
+    """A global value where a per-row one was meant: a reduction's axis dropped (and its
+    keepdims: one number over every entry), its keepdims dropped, or another axis (1 <-> 0, -1 -> 0)."""
+    if not isinstance(node, ast.Call):
+        return
+    where = _axis(node)
+    if where is None:
+        return
+    yield "axis dropped (over every entry)", lambda n, region: _drop_axis(n, keepdims=True)
+    if any(k.arg == "keepdims" for k in node.keywords):
+        yield "keepdims dropped", lambda n, region: n.keywords.__setitem__(slice(None), [k for k in n.keywords if k.arg != "keepdims"])
+    axis = _axis_expression(node, where)
+    value = -axis.operand.value if isinstance(axis, ast.UnaryOp) and isinstance(axis.operand, ast.Constant) else getattr(axis, "value", None)
+    for new in {0: [1], 1: [0], -1: [0]}.get(value, []):
+        yield f"axis {value} -> {new}", lambda n, region, new=new: _set_axis(n, _axis(n), ast.Constant(new))
+
+
+def off_by_one(node: ast.AST, scope: Scope) -> Iterator[tuple[str, Edit]]:
+    """Off by one: a bound of a range, or of a slice, one more or one less."""
+    if isinstance(node, ast.Call) and _called(node.func) in ("range", "prange") and 1 <= len(node.args) <= 3:
+        for label, k in [("stop", 0)] if len(node.args) == 1 else [("start", 0), ("stop", 1)]:
+            for sign in (1, -1):
+                yield f"range {label} {sign:+d}", lambda n, region, k=k, sign=sign: n.args.__setitem__(k, _plus(n.args[k], sign))
+    if isinstance(node, ast.Slice):
+        for bound in ("lower", "upper"):
+            if getattr(node, bound) is not None:
+                for sign in (1, -1):
+                    yield f"slice {bound} {sign:+d}", lambda n, region, bound=bound, sign=sign: setattr(n, bound, _plus(getattr(n, bound), sign))
+
+
+def swapped_arguments(node: ast.AST, scope: Scope) -> Iterator[tuple[str, Edit]]:
+    """Two neighbouring arguments of a call swapped (not a piece of text, as a message's)."""
+    if not isinstance(node, ast.Call):
+        return
+    for k in range(len(node.args) - 1):
+        a, b = node.args[k : k + 2]
+        if not any(isinstance(e, ast.Starred) or _textual(e) for e in (a, b)) and ast.unparse(a) != ast.unparse(b):
+            yield f"arguments {ast.unparse(a)} and {ast.unparse(b)} of {_called(node.func)}() swapped", \
+                lambda n, region, k=k: n.args.__setitem__(slice(k, k + 2), n.args[k : k + 2][::-1])
+
+
+def dropped_terms(node: ast.AST, scope: Scope) -> Iterator[tuple[str, Edit]]:
+    """A term of a sum dropped: `a + b` -> `a` or `b`, `a - b` -> `a` or `-b` (not a constant term,
+    which `constants` changes, nor a piece of text)."""
+    if not isinstance(node, ast.BinOp) or not isinstance(node.op, (ast.Add, ast.Sub)) or _textual(node):
+        return
+    if not isinstance(node.right, ast.Constant):
+        yield f"term `{ast.unparse(node.right)}` dropped", _substitute(lambda n: n.left)
+    if not isinstance(node.left, ast.Constant):
+        rest = (lambda n: n.right) if isinstance(node.op, ast.Add) else (lambda n: ast.UnaryOp(ast.USub(), n.right))
+        yield f"term `{ast.unparse(node.left)}` dropped", _substitute(rest)
+
+
+OPERATORS = [operators, constants, index_variables, shared_arrays, squares_and_roots, per_row, off_by_one,
+             swapped_arguments, dropped_terms]
+
+
+# -- helpers of the kinds ------------------------------------------------------------------------------
+
+
+def _substitute(new: Callable[[ast.AST], ast.AST]) -> Edit:
+    """An edit that puts new(node) in node's place."""
+    return lambda node, region: _replace(region, node, new(node))
 
 
 def _replace(region: ast.AST, old: ast.AST, new: ast.AST) -> None:
@@ -138,24 +305,134 @@ def _replace(region: ast.AST, old: ast.AST, new: ast.AST) -> None:
                         value[k] = new
 
 
-def _find(tree: ast.AST, path: list[str]) -> ast.AST:
+def _names(target: ast.AST) -> list[str]:
+    return [n.id for n in ast.walk(target) if isinstance(n, ast.Name)]
+
+
+def _called(func: ast.AST) -> str:
+    """A called function's name: `range`, `sqrt` of math.sqrt, `copy` of x.copy."""
+    return func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ast.unparse(func)
+
+
+def _numpy(func: ast.AST, name: str) -> bool:
+    return isinstance(func, ast.Attribute) and func.attr == name and isinstance(func.value, ast.Name) and func.value.id in ("np", "numpy")
+
+
+def _symbol(op: ast.operator) -> str:
+    return {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**"}.get(type(op), type(op).__name__)
+
+
+def _squared(e: ast.AST) -> bool:
+    """`x * x` or `x ** 2`."""
+    return isinstance(e, ast.BinOp) and (
+        isinstance(e.op, ast.Mult) and ast.unparse(e.left) == ast.unparse(e.right)
+        or isinstance(e.op, ast.Pow) and isinstance(e.right, ast.Constant) and e.right.value == 2)
+
+
+def _compared(side: int, new: Callable[[ast.AST], ast.AST]) -> Edit:
+    """An edit of a comparison's left (side 0) or right (side 1) operand."""
+    def edit(node, region):
+        if side == 0:
+            node.left = new(node.left)
+        else:
+            node.comparators[0] = new(node.comparators[0])
+    return edit
+
+
+def _axis(call: ast.Call):
+    """Where a reduction's axis is given: ("keyword", k), ("arg", k), or None."""
+    for k, keyword in enumerate(call.keywords):
+        if keyword.arg == "axis":
+            return "keyword", k
+    name = _called(call.func)
+    if name in REDUCING and _numpy(call.func, name) and len(call.args) >= 2:
+        return "arg", 1
+    if name in REDUCING and isinstance(call.func, ast.Attribute) and not _numpy(call.func, name) and call.args:
+        return "arg", 0
+    return None
+
+
+def _axis_expression(call: ast.Call, where) -> ast.AST:
+    kind, k = where
+    return call.keywords[k].value if kind == "keyword" else call.args[k]
+
+
+def _set_axis(call: ast.Call, where, value: ast.AST) -> None:
+    kind, k = where
+    if kind == "keyword":
+        call.keywords[k].value = value
+    else:
+        call.args[k] = value
+
+
+def _drop_axis(call: ast.Call, keepdims: bool) -> None:
+    kind, k = _axis(call)
+    if kind == "arg":
+        del call.args[k]
+    call.keywords = [w for w in call.keywords if w.arg != "axis" and not (keepdims and w.arg == "keepdims")]
+
+
+def _plus(e: ast.AST, sign: int) -> ast.AST:
+    """e + 1 or e - 1 (a number changed in place)."""
+    if isinstance(e, ast.Constant) and isinstance(e.value, int) and not isinstance(e.value, bool):
+        return ast.Constant(e.value + sign)
+    return ast.BinOp(e, ast.Add() if sign > 0 else ast.Sub(), ast.Constant(1))
+
+
+def _textual(e: ast.AST) -> bool:
+    return any(isinstance(n, ast.JoinedStr) or isinstance(n, ast.Constant) and isinstance(n.value, str) for n in ast.walk(e))
+
+
+# -- making the mutants ----------------------------------------------------------------------------------
+
+
+def mutations(region: ast.AST) -> Iterator[tuple[int, str, Edit]]:
+    """(index of the node in ast.walk(region), change, edit) of every mistake of every kind in
+    region, its decorators left alone (`cache=True` made False changes no result)."""
+    scope = Scope(region)
+    decorators = {id(n) for d in getattr(region, "decorator_list", []) for n in ast.walk(d)}
+    for index, node in enumerate(ast.walk(region)):
+        if id(node) in decorators:
+            continue
+        for kind in OPERATORS:
+            for change, edit in kind(node, scope):
+                yield index, change, edit
+
+
+def source_mutants(source: str, function: str) -> list[tuple[str, str]]:
+    """(change, the mutated source) of each distinct mistake in `function` (`Class.method`) of
+    source: the function written anew (by ast.unparse), the rest of the file as it was."""
+    path = function.split(".")
+    region = _find(ast.parse(source), path, function)
+    lines = source.splitlines(keepends=True)
+    first = min([region.lineno] + [d.lineno for d in region.decorator_list])
+    before, after = "".join(lines[: first - 1]), "".join(lines[region.end_lineno :])
+    nodes, seen, out = list(ast.walk(region)), {ast.unparse(region)}, []
+    for index, change, edit in mutations(region):
+        fresh = copy.deepcopy(region)
+        edit(list(ast.walk(fresh))[index], fresh)
+        text = ast.unparse(ast.fix_missing_locations(fresh))
+        if text not in seen:
+            seen.add(text)
+            out.append((f"line {getattr(nodes[index], 'lineno', '?')}: {change}",
+                        before + textwrap.indent(text, " " * region.col_offset) + "\n" + after))
+    return out
+
+
+def _find(tree: ast.AST, path: list[str], name: str) -> ast.AST:
     region = tree
-    for name in path:
-        region = next(n for n in ast.iter_child_nodes(region)
-                      if isinstance(n, (ast.FunctionDef, ast.ClassDef)) and n.name == name)
+    for part in path:
+        region = next((n for n in ast.iter_child_nodes(region)
+                       if isinstance(n, (ast.FunctionDef, ast.ClassDef)) and n.name == part), None)
+        if region is None:
+            raise SystemExit(f"mutation_check: AREAS names {name}, which is not there (renamed?): update AREAS")
     return region
 
 
 def code_mutants(area: str, file: str, functions: list[str]) -> list[Mutant]:
     source = (ROOT / file).read_text()
-    out = []
-    for function in functions:
-        path = function.split(".")
-        region = _find(ast.parse(source), path)
-        for index, field, old, new in _node_mutants(None, region):
-            line = getattr(list(ast.walk(region))[index], "lineno", "?")
-            out.append(Mutant(area, file, function, f"line {line}: {_change(field, old, new)}", _apply(source, path, index, field, new)))
-    return out
+    return [Mutant(area, file, function, change, text) for function in functions
+            for change, text in source_mutants(source, function)]
 
 
 def expression_mutants(expression: str) -> list[tuple[str, str]]:
@@ -167,13 +444,12 @@ def expression_mutants(expression: str) -> list[tuple[str, str]]:
         out.append(("a and b swapped", ast.unparse(_Swap({"a": "b", "b": "a"}).visit(ast.parse(expression, mode="eval")))))
     if "y" in names:
         out.append(("y read as a", ast.unparse(_Swap({"y": "a"}).visit(ast.parse(expression, mode="eval")))))
-    tree = ast.parse(expression, mode="eval")
-    for index, field, old, new in _node_mutants(tree, tree):
+    for index, change, edit in mutations(ast.parse(expression, mode="eval")):
         mutated = ast.parse(expression, mode="eval")
-        _mutate(mutated, index, field, new)
+        edit(list(ast.walk(mutated))[index], mutated)
         text = ast.unparse(mutated)
-        if text != expression:
-            out.append((_change(field, old, new), text))
+        if text != expression and text not in {t for _, t in out}:
+            out.append((change, text))
     return out
 
 
@@ -210,23 +486,24 @@ def rule_mutants() -> list[Mutant]:
 def all_mutants(areas: list[str]) -> list[Mutant]:
     out = rule_mutants() if "rules" in areas else []
     for area in areas:
-        for file, functions in TARGETS[area].items():
+        for file, functions in AREAS[area].targets.items():
             out += code_mutants(area, file, functions)
     return out
+
+
+# -- judging them ----------------------------------------------------------------------------------------
 
 
 def _copy_repository(to: Path) -> None:
     shutil.copytree(ROOT, to, ignore=shutil.ignore_patterns(".venv", ".git", "__pycache__", "runs", ".hypothesis", "test-artifacts", "*.nbi", "*.nbc"))
 
 
-def _run_tests(repo: Path, cache: Path, timeout: float, first: list[str] = (), area: str = "") -> tuple[bool, str]:
-    """Whether the tests pass (`first`, a quick selection, then all of the area's, or every
-    area's without one), and pytest's last line."""
+def _run_tests(repo: Path, cache: Path, timeout: float, tests: list[str], first: list[str] = ()) -> tuple[bool, str]:
+    """Whether the tests pass (`first`, a quick selection, then `tests`), and pytest's last line."""
     if first:
         passed, tail = _pytest(repo, cache, timeout, first)
         if not passed:
             return passed, tail
-    tests = AREA_TESTS.get(area, TESTS) if area else sorted({*TESTS, *sum(AREA_TESTS.values(), [])})
     return _pytest(repo, cache, timeout, [*[t for t in tests if (repo / t).exists()], *[f"--deselect={t}" for t in SLOW]])
 
 
@@ -246,7 +523,8 @@ def run(mutants: list[Mutant], workers: int, timeout: float) -> list[tuple[Mutan
     pristine = scratch / "cache"
     base = scratch / "base"
     _copy_repository(base)
-    ok, tail = _run_tests(base, pristine, timeout * 3)
+    every = sorted({t for m in mutants for t in AREAS[m.area].tests})
+    ok, tail = _run_tests(base, pristine, timeout * 3, every)
     if not ok:
         raise SystemExit(f"the tests fail before any mutation ({tail}); fix them first")
     print(f"{len(mutants)} mutants; the unmutated tests pass ({tail})", flush=True)
@@ -269,8 +547,8 @@ def run(mutants: list[Mutant], workers: int, timeout: float) -> list[tuple[Mutan
                     (repo / m.file).write_text(original)
                     continue
             started = time.perf_counter()
-            first = ["tests/test_rules.py", "-k", m.where.split(":")[0]] if m.area == "rules" and m.file == "tape/_rules.py" else []
-            passed, tail = _run_tests(repo, cache, timeout, first, m.area)
+            first = ["tests/test_rules.py", "-k", m.where.split(":")[0]] if m.area == "rules" and ":" in m.where else []
+            passed, tail = _run_tests(repo, cache, timeout, AREAS[m.area].tests, first)
             results.append((m, not passed, tail))
             print(f"{'killed  ' if not passed else 'SURVIVED'} {m.area:10s} {m.where} | {m.change} ({time.perf_counter() - started:.0f} s)", flush=True)
             (repo / m.file).write_text(original)
@@ -285,8 +563,8 @@ def run(mutants: list[Mutant], workers: int, timeout: float) -> list[tuple[Mutan
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--only", default=",".join(TARGETS), help=f"areas, comma-separated: {', '.join(TARGETS)}")
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--only", default=",".join(AREAS), help=f"areas, comma-separated: {', '.join(AREAS)}")
     p.add_argument("--timeout", type=float, default=600, help="seconds a mutant's tests may take (then it counts as killed)")
     p.add_argument("--list", action="store_true", help="list the mutants and stop")
     p.add_argument("--match", default="", help="only mutants whose place or change contains this text")
@@ -295,9 +573,9 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=0, help="of --sample's draw")
     args = p.parse_args()
     areas = args.only.split(",")
-    unknown = set(areas) - set(TARGETS)
+    unknown = set(areas) - set(AREAS)
     if unknown:
-        p.error(f"unknown areas {sorted(unknown)}; known: {', '.join(TARGETS)}")
+        p.error(f"unknown areas {sorted(unknown)}; known: {', '.join(AREAS)}")
     judged = {line[len("SURVIVED "):].rsplit(" (", 1)[0] for log in args.skip for line in log.read_text().splitlines()
               if line.startswith(("killed   ", "SURVIVED "))}
     mutants = [m for m in all_mutants(areas) if args.match in f"{m.where} | {m.change}"
@@ -307,11 +585,14 @@ def main() -> int:
     if args.list:
         for m in mutants:
             print(f"{m.area:10s} {m.where} | {m.change}")
-        print(f"{len(mutants)} mutants")
+        print(f"{len(mutants)} mutants: " + ", ".join(f"{a} {n}" for a, n in Counter(m.area for m in mutants).items()))
         return 0
     results = run(mutants, args.workers, args.timeout)
     survivors = [(m, tail) for m, killed, tail in results if not killed]
     print(f"\nkilled {len(results) - len(survivors)} of {len(results)} mutants")
+    for area in dict.fromkeys(m.area for m, _, _ in results):
+        judged_here = [killed for m, killed, _ in results if m.area == area]
+        print(f"  {area}: {sum(judged_here)} of {len(judged_here)}")
     for m, tail in survivors:
         print(f"  survived: {m.area} {m.file} {m.where} | {m.change}")
     return 0 if not survivors else 1
