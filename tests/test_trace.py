@@ -216,6 +216,43 @@ def test_dots_over_runs_of_inputs_with_zeros_replay_as_a_fresh_recording(data):
     assert same(traced.value_and_grad(0, batch_argnums=1, reduction="sum")(w, X)[0], total)
 
 
+@pytest.mark.parametrize("order", [[0, 2, 1, 3], [0, 1, 3, 2], [1, 0, 2, 3], [0, 1, 1, 2], [0, 0, 1, 2], [3, 2, 1, 0]])
+def test_a_dot_over_almost_a_run_pairs_each_entry_with_its_own(order):
+    """Operands that are consecutive but for one swap or repeat, on either side: no run, each
+    pair as written (a run's sparse dot would pair w[i] with x[order[0] + i]). Against numpy."""
+    w, x = np.array([1.5, -2.0, 0.5, 4.0]), np.array([0.0, 3.0, -1.0, 0.25])  # a zero, which a run would skip
+
+    def f(w, x):
+        return tape.dot(w, x[order]) + 2.0 * tape.dot(x[order], w)
+
+    traced = tape.trace(f, np.ones(4), np.ones(4))
+    expected_x = np.zeros(4)
+    np.add.at(expected_x, order, 3.0 * w)
+    value, gw = traced.value_and_grad(0)(w, x)
+    assert value == pytest.approx(3.0 * w @ x[order], rel=1e-15) and np.allclose(gw, 3.0 * x[order], rtol=1e-15)
+    assert np.allclose(traced.grad(1)(w, x), expected_x, rtol=1e-15)
+    X = np.stack([x, x[::-1], np.zeros(4)])
+    value, gw = traced.value_and_grad(0, batch_argnums=1, reduction="sum")(w, X)
+    assert value == pytest.approx(3.0 * (X[:, order] @ w).sum(), rel=1e-14)
+    assert np.allclose(gw, 3.0 * X[:, order].sum(0), rtol=1e-14)
+
+
+def test_a_run_of_consecutive_nodes_across_two_arguments_is_not_a_run_of_one():
+    """x's last entries and z's first are consecutive input nodes; z differentiated, x not: a
+    run within one argument would skip z's entries as if they were x's zeros. Against numpy."""
+    w, x, z = np.array([1.5, -2.0, 0.5]), np.array([0.0, 3.0, 0.0]), np.array([2.0, -1.0])
+
+    def f(w, x, z):
+        return tape.dot(w, [x[1], x[2], z[0]])
+
+    traced = tape.trace(f, np.ones(3), np.ones(3), np.ones(2))
+    value, (gw, gz) = traced.value_and_grad((0, 2))(w, x, z)
+    assert value == w[0] * 3.0 + w[2] * 2.0
+    assert list(gw) == [3.0, 0.0, 2.0] and list(gz) == [0.5, 0.0]
+    value, gw = traced.value_and_grad(0, batch_argnums=1, reduction="sum")(w, np.stack([x, x]), z)
+    assert value == 2 * (w[0] * 3.0 + w[2] * 2.0) and list(gw) == [6.0, 0.0, 4.0]
+
+
 # -- every kind of output --------------------------------------------------------------------------
 
 
@@ -1137,3 +1174,58 @@ def test_a_traced_function_inside_a_trace_keeps_its_guards():
         outer(-3.0)
     with pytest.raises(tape.GuardError, match="argument 0 > 0.0"):
         tape.grad(inner)(-3.0)
+
+
+def three_guards(x, y):
+    """Three comparisons, all read at the node s: one with a constant, two with s itself on
+    the right, made after their left operands (inputs)."""
+    s = x * y
+    out = s
+    if s > 1.0:
+        out = out * 2.0
+    if x < s:
+        out = out + x
+    if y < s:
+        out = out - y
+    return out
+
+
+@pytest.mark.parametrize("at, flipped", [((-0.5, -0.5), "> 1.0"), ((2.0, 0.9), "argument 0 < node"), ((0.9, 2.0), "argument 1 < node")])
+def test_an_outer_trace_keeps_every_guard_of_an_inner_trace(at, flipped):
+    """Traced at (2, 3), where all three hold; at each point one of them flips: the outer trace
+    refuses it, naming that comparison, and retraced gives the function's own numbers there."""
+    inner = tape.trace(three_guards, 2.0, 3.0)
+    outer = tape.trace(lambda x, y: inner(x, y) * 1.5, 2.0, 3.0)
+    assert outer(2.0, 3.0) == 1.5 * 11.0 and outer(1.5, 4.0) == 1.5 * (12.0 + 1.5 - 4.0)  # the traced side
+    with pytest.raises(tape.GuardError, match=flipped):
+        outer(*at)
+    inner = tape.trace(three_guards, 2.0, 3.0, retrace=True)
+    retraced = tape.trace(lambda x, y: inner(x, y) * 1.5, 2.0, 3.0, retrace=True)
+    assert retraced(*at) == 1.5 * three_guards(*at)
+    x, y = at
+    s = x * y
+    expected = 1.5 * np.array([y * (1 + (s > 1.0)) + (x < s), x * (1 + (s > 1.0)) - (y < s)])
+    assert np.allclose(retraced.grad((0, 1))(*at), expected, rtol=1e-15)
+
+
+def product_if_above(x, y):
+    """Three comparisons read at the last node."""
+    s = x * y
+    return s if s > 1.0 and x < s and y < s else -s
+
+
+@pytest.mark.parametrize("at", [(-0.5, -0.5), (2.0, 0.9), (0.9, 2.0)])
+def test_an_outer_trace_keeps_every_guard_of_an_inner_trace_made_at_its_last_node(at):
+    inner = tape.trace(product_if_above, 2.0, 3.0)
+    outer = tape.trace(lambda x, y: inner(x, y) + 0.0, 2.0, 3.0)
+    assert outer(1.5, 4.0) == 6.0
+    with pytest.raises(tape.GuardError):
+        outer(*at)
+
+
+def test_an_outer_trace_keeps_the_guard_of_an_inner_trace_that_records_no_operation():
+    inner = tape.trace(lambda x: x if x > 0.0 else 0.0, 1.0)  # traced where it returns its input
+    outer = tape.trace(lambda x: inner(x) * 3.0, 1.0)
+    assert outer(2.0) == 6.0
+    with pytest.raises(tape.GuardError, match="argument 0 > 0.0"):
+        outer(-2.0)
