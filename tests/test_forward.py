@@ -203,6 +203,41 @@ def test_grad_of_a_vector_function_is_refused_in_forward_mode_too():
             tape.grad(lambda v: [v, v])(x)
 
 
+# -- levels: where the Duals of two derivatives meet, the inner one's is the Dual ------------------
+# g(x) = d/dy f(x, y) at y = x, taken inside a derivative in x that f closes over: the outer
+# derivative of x * g(x) must be g + x g', with x a constant to the inner one.
+
+NESTED = {  # f(x, y), and g(x) written out
+    "unary": (lambda x, y: tape.sin(x * y), lambda x: x * math.cos(x * x)),
+    "binary, the outer on the left": (lambda x, y: x * y + x / (y + 2.0), lambda x: x - x / (x + 2.0) ** 2),
+    "binary, the outer on the right": (lambda x, y: y ** x, lambda x: x**x),
+    "sum": (lambda x, y: tape.sum([x * y, y, x]), lambda x: x + 1.0),
+    "dot": (lambda x, y: tape.dot([x, y, 2.0], [y, x, y]), lambda x: 2.0 * x + 2.0),
+    "logsumexp": (lambda x, y: tape.logsumexp([x * y, y, x]),
+                  lambda x: (x * math.exp(x * x) + math.exp(x)) / (math.exp(x * x) + 2.0 * math.exp(x))),
+    "the outer variable alone": (lambda x, y: x, lambda x: 0.0),
+}
+
+
+@pytest.mark.parametrize("name", sorted(NESTED))
+def test_a_derivative_inside_a_derivative_keeps_the_levels_apart(name):
+    f, g = NESTED[name]
+    x = 1.3
+    h = lambda x: x * g(x)  # noqa: E731
+    inner = lambda x: x * tape.jvp(lambda y: f(x, y), (x,), (1.0,))[1]  # noqa: E731
+    value, derivative = tape.jvp(inner, (x,), (1.0,))
+    assert value == pytest.approx(h(x), rel=1e-12) and derivative == pytest.approx(central(h, x), rel=1e-7, abs=1e-9)
+    by_grad = tape.grad(lambda x: x * tape.grad(lambda y: f(x, y))(x))(x)  # reverse mode over forward mode
+    assert by_grad == pytest.approx(central(h, x), rel=1e-7, abs=1e-9)
+    _, by_jvp_of_grad = tape.jvp(lambda x: x * tape.grad(lambda y: f(x, y))(x), (x,), (1.0,))  # forward over forward
+    assert by_jvp_of_grad == pytest.approx(central(h, x), rel=1e-7, abs=1e-9)
+
+
+def test_a_derivative_at_a_kink_is_its_limit_and_the_next_one_nan():
+    assert tape.grad(lambda x: x ** (x + 1))(0.0) == 1.0
+    assert math.isnan(tape.grad(tape.grad(lambda x: x ** (x + 1)))(0.0))
+
+
 # -- found by probing: each gave a wrong number without an error ---------------------------------
 
 
