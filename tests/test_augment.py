@@ -114,3 +114,40 @@ def test_bad_settings_are_refused_by_name(kwargs, words):
 def test_images_of_another_shape_are_refused():
     with pytest.raises(ValueError, match=r"expected images of shape \(n, 784\), got \(2, 100\)"):
         Augment()(np.zeros((2, 100)), np.arange(2), key=0)
+
+
+def test_the_shifts_and_the_angle_are_independent_draws_over_their_whole_range():
+    """A bar at the centre: its centroid moves by the shift, its long axis turns by the angle
+    (clockwise as shown: rows down). Over 400 samples the moves down and right each cover
+    [-3, 3], the angle [-20, 20] degrees, and no two of them are correlated."""
+    image = np.zeros((SIDE, SIDE))
+    image[12:16, 8:20] = 1.0  # 4 x 12, centred
+    out = Augment(shift=3.0, rotate=20.0, alpha=0.0)(np.tile(image.ravel(), (400, 1)), np.arange(400), key=5)
+    out = out.reshape(-1, SIDE, SIDE)
+    rows, columns = np.arange(SIDE)[:, None], np.arange(SIDE)[None, :]
+    mass = out.sum(axis=(1, 2))
+    r0, c0 = (out * rows).sum(axis=(1, 2)) / mass, (out * columns).sum(axis=(1, 2)) / mass
+    dr, dc = r0 - 13.5, c0 - 13.5
+    y, x = rows - r0[:, None, None], columns - c0[:, None, None]
+    moment = lambda a, b: (out * a * b).sum(axis=(1, 2))  # noqa: E731
+    angle = np.degrees(0.5 * np.arctan2(2 * moment(x, y), moment(x, x) - moment(y, y)))
+    for d, bound in ((dr, 3.0), (dc, 3.0), (angle, 20.0)):
+        assert d.min() < -0.9 * bound and d.max() > 0.9 * bound and np.abs(d).max() < 1.05 * bound
+        assert abs(d.mean()) < 0.1 * bound
+    correlations = np.corrcoef([dr, dc, angle])
+    assert np.abs(correlations[np.triu_indices(3, 1)]).max() < 0.15
+
+
+def test_the_elastic_fields_two_components_are_independent_noises():
+    """On a ramp along the rows an elastic warp alone reads i + field_r at pixel (i, j), on a
+    ramp along the columns j + field_c: the two components (same key, same samples) are smooth
+    fields of about half a pixel, uncorrelated with each other."""
+    elastic = Augment(shift=0.0, rotate=0.0, alpha=8.0, sigma=3.0)
+    ramps = np.stack([np.repeat(np.arange(SIDE, dtype=float), SIDE), np.tile(np.arange(SIDE, dtype=float), SIDE)])
+    samples = np.zeros(300, np.int64)
+    field_r = elastic(ramps, samples, key=11).reshape(-1, SIDE, SIDE) - ramps[0].reshape(SIDE, SIDE)
+    field_c = elastic(ramps, samples + 1, key=11).reshape(-1, SIDE, SIDE) - ramps[1].reshape(SIDE, SIDE)
+    inside = (slice(None), slice(6, 22), slice(6, 22))  # displaced, still inside the ramp
+    r, c = field_r[inside].ravel(), field_c[inside].ravel()
+    assert 0.2 < r.std() < 2 and 0.2 < c.std() < 2
+    assert abs(np.corrcoef(r, c)[0, 1]) < 0.12
