@@ -75,3 +75,40 @@ def test_the_tolerance_is_relative_to_the_central_difference():
 def test_order_must_be_1_or_2():
     with pytest.raises(ValueError, match="order must be 1 or 2, got 3"):
         tape.check_grads(tape.sin, X0, order=3)
+
+
+def test_an_exact_match_passes_a_tolerance_of_zero():
+    tape.check_grads(lambda x: x * 1.0, 0.0, rtol=0.0, atol=0.0)  # both give d exactly: |a - b| = 0 <= 0
+
+
+def test_the_defaults_three_directions_seed_0_and_the_tolerance_are_as_documented():
+    calls = []
+
+    def f(x, y):
+        if not isinstance(x, (tape.Var, tape.Dual)):
+            calls.append(x)  # the central differences' evaluations: two a direction
+        return sine_told(reverse=lambda x: 2 * math.cos(x))(x) + y
+
+    with pytest.raises(tape.GradientCheckError) as default:
+        tape.check_grads(f, X0, 0.5)
+    assert len(calls) == 2 * 3 and "eps=1e-06" in str(default.value) and "rtol=1e-05, atol=1e-06" in str(default.value)
+    with pytest.raises(tape.GradientCheckError) as explicit:
+        tape.check_grads(f, X0, 0.5, directions=3, eps=1e-6, rtol=1e-5, atol=1e-6, seed=0)
+    assert str(explicit.value) == str(default.value)
+    with pytest.raises(tape.GradientCheckError) as other:
+        tape.check_grads(f, X0, 0.5, seed=1)
+    assert str(other.value) != str(default.value)
+
+
+def test_the_message_names_the_worst_direction():
+    """The engine's gradient is off by 1 in x only: along d it is off by d_x. With 1, 2, ...
+    directions of the same seed, the direction named is the one with the largest |d_x| so far."""
+    off = lambda x: math.cos(x) + 1.0  # noqa: E731
+    f = lambda x, y: sine_told(reverse=off, forward=lambda v: tape.cos(v) + 1.0)(x) + y * y  # noqa: E731
+    named = []
+    for n in range(1, 7):
+        with pytest.raises(tape.GradientCheckError) as info:
+            tape.check_grads(f, X0, 0.5, directions=n, seed=3)
+        d = [float(v) for v in re.search(r"d = \[([^\]]*)\]", str(info.value)).group(1).split()]
+        named.append(abs(d[0]))
+    assert named == sorted(named) and named[-1] > named[0]

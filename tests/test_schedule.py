@@ -45,3 +45,11 @@ def test_cosine_runs_half_a_cosine_from_lr_to_min_lr_at_the_last_step(warmup):
 def test_bad_settings_are_refused_by_name(kwargs, words):
     with pytest.raises(ValueError, match=re.escape(words)):
         Schedule(**kwargs)
+
+
+@pytest.mark.parametrize("after", [1, 2])
+def test_cosine_with_one_or_two_steps_after_the_warm_up(after):
+    """The cosine's span is its steps after the warm-up, less one: with one step it stays at
+    lr, with two it goes from lr to min_lr in one."""
+    s = Schedule(0.4, "cosine", total_steps=4 + after, warmup_steps=4, min_lr=0.1)
+    assert [s(k) for k in range(4 + after)] == pytest.approx([0.1, 0.2, 0.3, 0.4, 0.4, 0.1][: 4 + after])
