@@ -285,6 +285,18 @@ def test_cross_entropy_gives_the_logits_adjoints_p_minus_y_and_is_stable():
             np.testing.assert_allclose(loss.values, [-(y * np.log(p)).sum()] * 2, rtol=1e-12)
 
 
+def test_log_softmax_of_rows_of_very_different_scales():
+    """Each row is shifted by its own largest logit: rows 1000 apart give the same log p."""
+    row = np.array([0.0, 1.0, -1.0])
+    expected = row - math.log(math.exp(0.0) + math.exp(1.0) + math.exp(-1.0))
+    logits = np.stack([row + 1000.0, row, row - 1000.0, 2 * row - 700.0])
+    log_p = losses.log_softmax(logits)
+    np.testing.assert_allclose(log_p[:3], np.tile(expected, (3, 1)), rtol=1e-13)
+    np.testing.assert_allclose(log_p[3], 2 * row - math.log(math.exp(0.0) + math.exp(2.0) + math.exp(-2.0)), rtol=1e-13)
+    np.testing.assert_allclose(losses.softmax(logits).sum(axis=1), 1.0, rtol=1e-15)
+    np.testing.assert_allclose(losses.log_softmax(row + 1000.0), expected, rtol=1e-13)  # one sample: its last axis
+
+
 def test_squared_error_is_the_courses_cost():
     with Tape():
         out = [tape.Var(0.2), tape.Var(0.9)]
@@ -398,6 +410,40 @@ def test_weight_decay_adds_lambda_theta_to_the_gradient():
     for seen in run(SGD, lr=lr, weight_decay=wd):
         theta = theta - lr * (A * theta + wd * theta)
         np.testing.assert_allclose(seen, theta)
+
+    theta, m, v, lr, wd = THETA0.copy(), np.zeros(3), np.zeros(3), 0.05, 0.1
+    for t, seen in enumerate(run(Adam, lr=lr, weight_decay=wd), start=1):  # the decay enters m and v too
+        g = A * theta + wd * theta
+        m, v = 0.9 * m + 0.1 * g, 0.999 * v + 0.001 * g**2
+        theta = theta - lr * (m / (1 - 0.9**t)) / (np.sqrt(v / (1 - 0.999**t)) + 1e-8)
+        np.testing.assert_allclose(seen, theta, rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_a_step_leaves_the_gradient_accumulator_as_it_was(name):
+    """With weight decay too: the decay is added to a copy, not to params.grad, which the
+    training loop clips and reads after the step."""
+    with Tape():
+        model = MLP([3, 2])
+        params = model.parameters()
+        opt = OPTIMIZERS[name](params, lr=0.1, weight_decay=0.5)
+        grad = np.arange(1.0, len(params) + 1)
+        params.grad[:] = grad
+        before = params.values.copy()
+        opt.step()
+        np.testing.assert_array_equal(params.grad, grad)
+        assert not np.array_equal(params.values, before)
+
+
+@pytest.mark.parametrize("norm, max_norm", [(0.6, 0.5), (3.0, 4.0), (1.5, 1.0), (0.9, 1.0), (5.0, 5.0)])
+def test_clipping_scales_a_longer_gradient_down_to_the_norm_and_leaves_a_shorter_one(norm, max_norm):
+    """Near 1 and on either side of it: a norm's square and the norm order differently there."""
+    from mlp._updates import clip_norm
+
+    direction = np.array([3.0, -4.0, 0.0, 12.0]) / 13.0
+    g = norm * direction
+    assert clip_norm(g, max_norm) == pytest.approx(norm, rel=1e-15)  # the norm before
+    np.testing.assert_allclose(g, min(norm, max_norm) * direction, rtol=1e-15)
 
 
 def test_optimizer_state_round_trip_and_argument_checks():
