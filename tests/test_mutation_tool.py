@@ -103,6 +103,7 @@ def test_a_global_value_where_a_per_row_one_was_meant():
     assert ("axis -1 -> 0", "return (z - z.max(axis=0, keepdims=True), np.sum(z, 1))") in lines
     assert ("axis dropped (over every entry)", "return (z - z.max(axis=-1, keepdims=True), np.sum(z))") in lines
     assert ("axis 1 -> 0", "return (z - z.max(axis=-1, keepdims=True), np.sum(z, 0))") in lines
+    assert not [change for change, _ in mutants("def f(xs):\n    return tape.sum(xs) + xs.sum(total)\n") if "axis" in change]
 
 
 def test_off_by_one_in_ranges_and_slices():

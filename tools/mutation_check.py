@@ -345,11 +345,18 @@ def _axis(call: ast.Call):
         if keyword.arg == "axis":
             return "keyword", k
     name = _called(call.func)
-    if name in REDUCING and _numpy(call.func, name) and len(call.args) >= 2:
-        return "arg", 1
-    if name in REDUCING and isinstance(call.func, ast.Attribute) and not _numpy(call.func, name) and call.args:
-        return "arg", 0
+    if name not in REDUCING or not isinstance(call.func, ast.Attribute):
+        return None
+    k = 1 if _numpy(call.func, name) else 0  # np.sum(x, 1), x.sum(1); not _nary.sum(xs)
+    if len(call.args) > k and _integer(call.args[k]):
+        return "arg", k
     return None
+
+
+def _integer(e: ast.AST) -> bool:
+    """An int written as a number: 1, -1."""
+    e = e.operand if isinstance(e, ast.UnaryOp) and isinstance(e.op, ast.USub) else e
+    return isinstance(e, ast.Constant) and type(e.value) is int
 
 
 def _axis_expression(call: ast.Call, where) -> ast.AST:
