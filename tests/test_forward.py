@@ -60,7 +60,10 @@ def test_jvp_against_finite_differences_and_reverse_mode(x, d):
 def test_jvp_of_vector_outputs_and_bad_input():
     value, derivative = tape.jvp(smooth, (np.array([0.5, 1.0, 1.5]),), (np.array([1.0, 0.0, 0.0]),))
     assert value.shape == derivative.shape == (3,)
+    np.testing.assert_allclose(value, [float(v) for v in smooth([0.5, 1.0, 1.5])], rtol=1e-15)
     assert derivative[0] == pytest.approx(math.cos(0.5) * 1.0)
+    value, derivative = tape.jvp(lambda v: v * 2.0 + 1.0, (np.array([1.0, 2.0]),), (np.array([1.0, -1.0]),))  # an ndarray out
+    assert value.tolist() == [3.0, 5.0] and derivative.tolist() == [2.0, -2.0]
     with pytest.raises(ValueError, match=r"primal 0 has shape \(3,\) but its tangent has shape \(2,\)"):
         tape.jvp(smooth, (np.ones(3),), (np.ones(2),))
     with pytest.raises(ValueError, match="2 primals but 1 tangents"):
@@ -236,6 +239,26 @@ def test_a_derivative_inside_a_derivative_keeps_the_levels_apart(name):
 def test_a_derivative_at_a_kink_is_its_limit_and_the_next_one_nan():
     assert tape.grad(lambda x: x ** (x + 1))(0.0) == 1.0
     assert math.isnan(tape.grad(tape.grad(lambda x: x ** (x + 1)))(0.0))
+    value, second = tape.jvp(lambda x: tape.jvp(lambda y: y ** (y + 1), (x,), (1.0,))[1], (0.0,), (1.0,))  # forward over forward
+    assert value == 1.0 and math.isnan(second)
+
+
+def test_a_kink_of_two_levels_is_a_dual_of_the_newer_level_over_the_older():
+    """Its value and derivative in each level: the value kept, both derivatives nan; a number
+    among the operands is a constant."""
+    older, newer = Dual(0.0, 1.0, tag=1), Dual(0.5, 2.0, tag=2)
+    for operands in ((older, newer), (newer, 3.0, older)):
+        k = Dual.kink(0.25, operands)
+        assert k.__class__ is Dual and k.tag == 2 and math.isnan(k.tangent)
+        assert k.value.__class__ is Dual and k.value.tag == 1 and k.value.value == 0.25 and math.isnan(k.value.tangent)
+    alone = Dual.kink(0.25, (newer, 3.0))
+    assert alone.tag == 2 and alone.value == 0.25 and math.isnan(alone.tangent)
+
+
+def test_a_dual_made_by_hand_with_numbers_on_either_side():
+    d = Dual(2.0, 1.0)
+    assert [(v.value, v.tangent) for v in (d * 3.0, 3.0 * d, d - 5.0, 5.0 - d, d / 4.0, 8.0 / d, d**3.0, 2.0**d)] == [
+        (6.0, 3.0), (6.0, 3.0), (-3.0, 1.0), (3.0, -1.0), (0.5, 0.25), (4.0, -2.0), (8.0, 12.0), (4.0, 4.0 * math.log(2.0))]
 
 
 # -- found by probing: each gave a wrong number without an error ---------------------------------
