@@ -259,6 +259,7 @@ def test_a_dual_made_by_hand_with_numbers_on_either_side():
     d = Dual(2.0, 1.0)
     assert [(v.value, v.tangent) for v in (d * 3.0, 3.0 * d, d - 5.0, 5.0 - d, d / 4.0, 8.0 / d, d**3.0, 2.0**d)] == [
         (6.0, 3.0), (6.0, 3.0), (-3.0, 1.0), (3.0, -1.0), (0.5, 0.25), (4.0, -2.0), (8.0, 12.0), (4.0, 4.0 * math.log(2.0))]
+    assert [(v.value, v.tangent) for v in ((3.0 * d) * d, (d * 3.0) * (4.0 - d))] == [(12.0, 12.0), (12.0, 0.0)]  # one level
 
 
 # -- found by probing: each gave a wrong number without an error ---------------------------------

@@ -1,6 +1,6 @@
 """The mutation check: break the engine one small way at a time and see its own tests fail.
 
-    python tools/mutation_check.py --only AREA[,AREA...] [--sample N] [--workers 1] [--list] [--skip LOG ...]
+    python tools/mutation_check.py --only AREA[,AREA...] [--sample N] [--workers 1] [--list] [--skip LOG ...] [--again LOG ...]
 
 A mutant makes one change of the kind a person's slip makes (OPERATORS, one function per kind):
 an operator, a comparison or a constant changed; a wrong index variable; an in-place update of
@@ -14,7 +14,8 @@ either a test is missing, or the change is equivalent (say why in the note). Eac
 from the unmutated numba caches; those its change makes stale are dropped by
 tape._kernels.forget_stale_caches. Slow (20-50 s a mutant on two cores): not part of CI;
 `--sample N` judges N mutants drawn at random (`--seed`), an estimate of the score when the
-whole is too slow; `--skip LOG` leaves out the mutants earlier outputs of the check judged.
+whole is too slow; `--skip LOG` leaves out the mutants earlier outputs of the check judged, and
+`--again LOG` judges again those they left alive (after new tests).
 """
 from __future__ import annotations
 
@@ -576,6 +577,7 @@ def main() -> int:
     p.add_argument("--list", action="store_true", help="list the mutants and stop")
     p.add_argument("--match", default="", help="only mutants whose place or change contains this text")
     p.add_argument("--skip", type=Path, nargs="+", default=[], help="leave out the mutants that these earlier outputs of the check judged")
+    p.add_argument("--again", type=Path, nargs="+", default=[], help="only the mutants that survived in these earlier outputs (after new tests)")
     p.add_argument("--sample", type=int, help="judge this many of the mutants, drawn at random")
     p.add_argument("--seed", type=int, default=0, help="of --sample's draw")
     args = p.parse_args()
@@ -585,8 +587,11 @@ def main() -> int:
         p.error(f"unknown areas {sorted(unknown)}; known: {', '.join(AREAS)}")
     judged = {line[len("SURVIVED "):].rsplit(" (", 1)[0] for log in args.skip for line in log.read_text().splitlines()
               if line.startswith(("killed   ", "SURVIVED "))}
+    survivors = {line[len("SURVIVED "):].rsplit(" (", 1)[0] for log in args.again for line in log.read_text().splitlines()
+                 if line.startswith("SURVIVED ")}
     mutants = [m for m in all_mutants(areas) if args.match in f"{m.where} | {m.change}"
-               and f"{m.area:10s} {m.where} | {m.change}" not in judged]
+               and f"{m.area:10s} {m.where} | {m.change}" not in judged
+               and (not args.again or f"{m.area:10s} {m.where} | {m.change}" in survivors)]
     if args.sample is not None:  # in random order: a run cut short has judged a random sample too
         mutants = random.Random(args.seed).sample(mutants, min(args.sample, len(mutants)))
     if args.list:
