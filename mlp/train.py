@@ -141,7 +141,8 @@ def parser() -> argparse.ArgumentParser:
                          help="hold out this fraction of each class of the training set for validation; the model of "
                               "the best validation epoch is kept and reported (default: 0, none)")
     regular.add_argument("--monitor", choices=["val_loss", "val_accuracy"], default="val_loss",
-                         help="what makes a validation epoch the best: the lowest loss or the highest accuracy (default: %(default)s)")
+                         help="what makes a validation epoch the best: the lowest loss or the highest accuracy; on a tie "
+                            "the earlier epoch stays the best (default: %(default)s)")
     regular.add_argument("--patience", type=positive_int, metavar="N",
                          help="with --val, stop when the best validation epoch is N epochs old (early stopping)")
     regular.add_argument("--augment", action="store_true",
@@ -356,7 +357,8 @@ class Run:
         ))
 
     def improved(self, epoch: int, val_loss: float, val_accuracy: float) -> bool:
-        """Keep the model as the best if this validation epoch beats the best so far."""
+        """Keep the model as the best if this validation epoch beats the best so far (strictly:
+        on a tie the earlier epoch stays the best)."""
         metric = self.args.monitor
         value = val_loss if metric == "val_loss" else val_accuracy
         if self.best and not (value < self.best.value if metric == "val_loss" else value > self.best.value):

@@ -377,3 +377,34 @@ def test_the_lr_column_follows_the_schedule(tmp_path):
                        "--lr", "0.01", "--out", str(tmp_path)]) == 0
     assert [float(r["lr"]) for r in metrics(tmp_path)] == [0.01 * 0.5 ** ((epoch - 1) // 2) for epoch in (1, 2, 3, 4)]
     assert all(r["val_loss"] == r["val_accuracy"] == "" for r in metrics(tmp_path))
+
+
+@pytest.mark.parametrize("monitor", ["val_loss", "val_accuracy"])
+def test_a_tie_in_the_monitored_metric_keeps_the_earlier_epoch(tmp_path, monkeypatch, capsys, monitor):
+    """Only a strictly better validation epoch replaces the kept one: epochs 2 and 4 tie for
+    the best, epoch 2's model is kept (the weights a 2-epoch run ends with)."""
+    made_up = iter([0.9, 0.5, 0.7, 0.5] if monitor == "val_loss" else [0.1, 0.5, 0.3, 0.5])
+    original = train.Run.measure
+
+    def measure(self, inputs, y):
+        loss, accuracy, predicted = original(self, inputs, y)
+        if inputs is self.val_inputs:
+            return (next(made_up), accuracy, predicted) if monitor == "val_loss" else (loss, next(made_up), predicted)
+        return loss, accuracy, predicted
+
+    monkeypatch.setattr(train.Run, "measure", measure)
+    val = [*SMALL, "--val", "0.25", "--monitor", monitor]
+    assert train.main([*val, "--epochs", "4", "--out", str(tmp_path / "tie")]) == 0
+    assert f"kept the model of epoch 2, the best {monitor} (0.5) of 4 epochs" in capsys.readouterr().err
+    saved = checkpoint.load(tmp_path / "tie" / "model.npz")
+    assert saved.best.epoch == 2
+    monkeypatch.setattr(train.Run, "measure", original)
+    assert train.main([*val, "--epochs", "2", "--out", str(tmp_path / "two")]) == 0
+    assert saved.kept.parameters().values.tobytes() == weights(tmp_path / "two").tobytes()
+
+
+def test_the_warm_up_lasts_its_epochs_in_steps_rounded(tmp_path):
+    """--warmup 1.53 with 20 steps an epoch: round(30.6) = 31 steps; epoch 1 ends at step 19,
+    at lr * 20 / 31, and epoch 2 past the warm-up, at lr."""
+    assert train.main([*SMALL, "--epochs", "2", "--warmup", "1.53", "--lr", "0.01", "--out", str(tmp_path)]) == 0
+    assert [float(r["lr"]) for r in metrics(tmp_path)] == pytest.approx([0.01 * 20 / 31, 0.01], rel=1e-5)
