@@ -437,6 +437,33 @@ def test_rewind_drops_nodes_after_the_mark_and_keeps_those_before():
         assert (w * 2.0).value == 4.0  # w sits below the mark and stays usable
 
 
+def test_a_rewind_keeps_the_nodes_and_adjoints_below_the_mark_and_forgets_those_above():
+    with Tape() as t:
+        x = Var(2.0)
+        y = x * 3.0  # staged, not yet in the arrays, when the mark is taken
+        mark = t.mark()
+        edges = t.num_edges
+        z = y * 5.0
+        z.backward()
+        assert (x.grad, y.grad, z.grad) == (15.0, 5.0, 1.0)
+        t.rewind(mark)
+        assert len(t) == 2 and t.num_edges == edges == 1
+        assert x.grad == 15.0 and y.grad == 5.0  # the latest sweep's, below the mark
+        w = y * 7.0  # recorded where z was: no adjoint of z's is left on it
+        assert w.node == z.node and w.grad == 0.0
+        w.backward()
+        assert (x.grad, y.grad, w.grad) == (21.0, 7.0, 1.0)
+        assert t.node(y.node) == ("mul", [x.node], [3.0])
+    with Tape() as t:  # a rewind among staged records, none of them moved into the arrays yet
+        x = Var(2.0)
+        y = x * 3.0
+        mark = t.mark()
+        y * 5.0
+        t.rewind(mark)
+        y.backward()
+        assert x.grad == 3.0 and t.node(y.node) == ("mul", [x.node], [3.0])
+
+
 def test_stale_vars_raise_instead_of_reading_another_node():
     with Tape() as t:
         w = Var(2.0)
