@@ -108,7 +108,7 @@ def run_list_tape(xs):
     y = t.node(sum(v.value for v in terms), "sum", [v.index for v in terms], [1.0] * len(terms))
     adjoint = np.zeros(len(t.values))
     adjoint[y.index] = 1.0
-    _kernels.sweep(np.array(t.start, np.int32), np.array(t.parent, np.int32), np.array(t.partial), adjoint)
+    _kernels.sweep(np.array(t.start, np.int32), np.array(t.parent, np.int32), np.array(t.partial), adjoint, 0, len(adjoint))
     return adjoint[w.index]
 
 
@@ -216,7 +216,7 @@ def sweep_rows(n_terms: int, repeats: int) -> list:
         bytes_per_edge = t.nbytes / edges
 
         copy_s = median_seconds(seed.copy, repeats, warmup=2)  # both sweeps start from a copy
-        ours_s = median_seconds(lambda: _kernels.sweep(start, parent, partial, seed.copy()), repeats, warmup=2)
+        ours_s = median_seconds(lambda: _kernels.sweep(start, parent, partial, seed.copy(), 0, len(seed)), repeats, warmup=2)
         bare_s = median_seconds(lambda: bare_sweep(start, parent, partial, seed.copy()), repeats, warmup=2)
     ours_s, bare_s = ours_s - copy_s, bare_s - copy_s
     return [
@@ -230,21 +230,74 @@ def fresh_process_seconds(code: str, env: dict) -> float:
     return float(out.stdout.strip().splitlines()[-1])
 
 
+README_EXAMPLE = """
+import math
+import tape
+
+x1, x2 = tape.Var(math.pi), tape.Var(1.0)
+y = x2 * tape.cos(x1) + tape.exp(x2)
+y.backward()
+print(y.value, x1.grad, x2.grad)
+tape.current_tape().show()
+"""
+
+
+def timed(code: str) -> str:
+    """Python code that times `code` and prints the seconds last."""
+    return f"import time\n_s = time.perf_counter()\n{code}\nprint(time.perf_counter() - _s)"
+
+
 def startup_rows(repeats: int) -> list:
-    import_code = "import time; s = time.perf_counter(); import tape; print(time.perf_counter() - s)"
-    first_grad = (
-        "import time; s = time.perf_counter(); import tape; "
-        "tape.grad(lambda x: tape.sin(x) * x)(1.0); print(time.perf_counter() - s)"
-    )
+    """Fresh processes, medians: import tape, the first gradients (plain Python for a small tape,
+    and with the compiled kernels forced, as before they were spared), and what loading numba
+    costs against what plain Python pays a number or an edge (PYTHON_BUDGET in tape/_tape.py)."""
+    first_grad = "import tape\ntape.grad(lambda x: tape.sin(x) * x)(1.0)"
+    load_kernels = "import tape._kernels as k, numpy as np\nk.sweep(np.zeros(2, np.int32), np.zeros(1, np.int32), np.zeros(1), np.zeros(1), 0, 1)"
     env = dict(os.environ)
-    rows = [["import tape", f"{np.median([fresh_process_seconds(import_code, env) for _ in range(repeats)]):.3f} s"]]
+    median = lambda code: np.median([fresh_process_seconds(code, env) for _ in range(repeats)])  # noqa: E731
+    rows = [
+        ["import tape", f"{median(timed('import tape')):.3f} s"],
+        ["import numba (anchor)", f"{median(timed('import numba')):.3f} s"],
+        ["README's first example, import to printed tape (plain-Python sweep)", f"{median(timed(README_EXAMPLE)):.3f} s"],
+        ["README's first example with the compiled kernels forced (as before)",
+         f"{median(timed('import tape._kernels' + README_EXAMPLE)):.3f} s"],
+        ["loading numba's cached kernels: import tape._kernels and a first sweep", f"{median(timed(load_kernels)):.3f} s"],
+    ]
     with tempfile.TemporaryDirectory() as cache:
         env["NUMBA_CACHE_DIR"] = cache
-        cold = fresh_process_seconds(first_grad, env)
-        warm = np.median([fresh_process_seconds(first_grad, env) for _ in range(repeats)])
-    rows.append(["first gradient, fresh process, numba cache cold", f"{cold:.2f} s"])
-    rows.append(["first gradient, fresh process, numba cache warm", f"{warm:.2f} s"])
+        cold = fresh_process_seconds(timed("import tape._kernels\n" + first_grad), env)
+        warm = median(timed("import tape._kernels\n" + first_grad))
+    rows.append(["first gradient, compiled kernels forced, numba cache cold", f"{cold:.2f} s"])
+    rows.append(["first gradient, compiled kernels forced, numba cache warm", f"{warm:.2f} s"])
+    rows.append(["first gradient, plain-Python sweep", f"{median(timed(first_grad)):.3f} s"])
+    unit = python_seconds_per_unit(repeats)
+    rows.append(["plain Python, a staged number parsed or an edge swept (100,000 edges)", f"{unit * 1e9:.0f} ns"])
+    budget = (median(timed(load_kernels)) - median(timed("import tape"))) / unit
+    rows.append(["budget: numbers and edges plain Python handles in numba's load time", f"{budget:,.0f}"])
     return rows
+
+
+def python_seconds_per_unit(repeats: int, edges: int = 100_000) -> float:
+    """What tape/_small.py pays a unit of work: a staged number parsed or an edge swept."""
+    from tape import _small
+    from tape._rules import header
+
+    nodes = edges // 2 + 1  # a leaf, then nodes of two parents: the one before, and the leaf
+    stream = [header(0, 0, 1), 1.0]
+    for i in range(1, nodes):
+        stream += [header(tape.op_code("mul"), 2), i - 1, 0, 1.0001, 0.5]
+    stream = np.array(stream)
+
+    def parse_and_sweep():
+        start, parent = np.zeros(nodes + 1, np.int32), np.zeros(len(stream), np.int32)
+        partial, op = np.zeros(len(stream)), np.zeros(nodes, np.uint8)
+        n_edges = _small.parse(stream.tolist(), start, parent, partial, op, 0, 0)
+        adjoint = np.zeros(nodes)
+        adjoint[-1] = 1.0
+        _small.sweep(start, parent, partial, adjoint, 0, nodes)
+        return len(stream) + n_edges
+
+    return median_seconds(parse_and_sweep, repeats) / parse_and_sweep()
 
 
 def main() -> None:

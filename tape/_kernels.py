@@ -60,13 +60,13 @@ def parse(stream, start, parent, partial, op, node, edge):
 
 
 @njit(cache=True)
-def sweep(start, parent, partial, adjoint):
-    """Algorithm 1: from the last node of `adjoint` down to 0, pass each adjoint to the parents.
+def sweep(start, parent, partial, adjoint, lo, hi):
+    """Algorithm 1 over nodes hi - 1 down to lo: pass each node's adjoint to its parents.
 
     `adjoint` arrives seeded (1 at the output for a gradient, any vector for a vjp) and leaves
     holding d(seeded output)/d(node) for every node; nodes with a zero adjoint are skipped.
     """
-    for i in range(adjoint.shape[0] - 1, -1, -1):
+    for i in range(hi - 1, lo - 1, -1):
         a = adjoint[i]
         if a == 0.0:
             continue

@@ -4,17 +4,21 @@ Node `i` has parents `parent[start[i]:start[i+1]]` with partials `partial[start[
 and an op code `op[i]` (used only to print the tape). No values are stored: the backward sweep
 needs only partials and parent indices. Operations are first staged as numbers in a Python list
 (one `list.extend` per op, the cheapest append Python has) and moved into the arrays in bulk by
-a compiled kernel, at a sweep or every few thousand nodes.
+a compiled kernel, at a sweep or every few thousand nodes. A small tape is moved and swept in
+plain Python instead (tape/_small.py: faster than a call into compiled code, and numba, ~0.5 s
+to load, is not imported until a tape is large enough to need it).
 """
 from __future__ import annotations
 
 import contextvars
 import os
+import sys
 import threading
 from typing import Iterator
 
 import numpy as np
 
+from . import _small
 from ._rules import CODES, FIRST_CUSTOM, LEAF, MAX_CODES, header
 
 OP_NAMES: list[str] = [name for name, _, _ in CODES]  # by op code; `tape.record` adds names
@@ -26,6 +30,11 @@ FLUSH_ITEMS = 1 << 20  # staged numbers before a bulk move (n-ary nodes stage ma
 INITIAL_CAPACITY = 256  # nodes and edges; the arrays double from there
 CHECKED_GROWTH = 1 << 26  # growths above this many bytes first check the free memory
 LEAF_HEADER = header(LEAF, 0, 1)  # a leaf's record: this header, then its value
+# Until numba is loaded, tapes are moved and swept in plain Python (~0.28 us a staged number or
+# an edge) up to this many numbers and edges in all: as long as loading numba's cached kernels
+# takes (~0.4 s; `python -m benchmarks.scalar --startup-only`, see benchmarks/RESULTS.md). Past
+# it, or once anything has loaded numba, the compiled kernels take over (~100x faster).
+PYTHON_BUDGET = 1_400_000
 
 
 def op_code(name: str) -> int:
@@ -38,14 +47,27 @@ def op_code(name: str) -> int:
 
 
 _compiled = None
+_python_left = PYTHON_BUDGET  # numbers and edges plain Python may still handle
 
 
-def _kernels():
-    """The compiled kernels, imported on first use (importing numba takes ~0.3 s)."""
-    global _compiled
+def _kernels(work: int | None = None):
+    """The kernels for `work` numbers or edges: tape/_small.py's while numba is not loaded and
+    the budget allows, else the compiled ones, imported on first use (numba loads in ~0.5 s)."""
+    global _compiled, _python_left
+    if _compiled is None and "tape._kernels" in sys.modules:  # loaded by other means
+        _compiled = sys.modules["tape._kernels"]
+    if _compiled is None and work is not None and work <= _python_left:
+        _python_left -= work
+        return _small
     if _compiled is None:
         from . import _kernels as _compiled
     return _compiled
+
+
+def sweep_nodes(start, parent, partial, adjoint: np.ndarray, lo: int, hi: int) -> None:
+    """Algorithm 1 over nodes hi - 1 down to lo of CSR arrays, in place on `adjoint`; the same
+    additions in the same order in plain Python and compiled."""
+    _kernels(int(start[hi] - start[lo])).sweep(start, parent, partial, adjoint, lo, hi)
 
 
 class StaleVarError(RuntimeError):
@@ -138,8 +160,10 @@ class Tape:
     def _parse(self, stream: np.ndarray, nodes: int) -> None:
         self._check_thread()
         self._reserve(nodes, self._edges + len(stream) // 2)
-        edges = _kernels().parse(
-            stream, self._start, self._parent, self._partial, self._op, self._nodes, self._edges
+        kernels = _kernels(len(stream))
+        edges = kernels.parse(
+            stream.tolist() if kernels is _small else stream,
+            self._start, self._parent, self._partial, self._op, self._nodes, self._edges,
         )
         if edges < 0:
             raise RuntimeError(f"the staged records of {self!r} are inconsistent; the tape is unusable")
@@ -247,7 +271,7 @@ class Tape:
                 f"sweep(seed): expected a 1-d seed of at most {self._n} adjoints (the tape's "
                 f"length), got shape {adjoint.shape}"
             )
-        _kernels().sweep(self._start, self._parent, self._partial, adjoint)
+        sweep_nodes(self._start, self._parent, self._partial, adjoint, 0, len(adjoint))
         self.adjoint = adjoint
         return adjoint
 

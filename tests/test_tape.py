@@ -1,5 +1,6 @@
 """The tape engine: derivatives against finite differences, the course's worked examples, the
 tape's layout, marks and rewinds, threads, and the errors a user meets."""
+import importlib
 import math
 import threading
 
@@ -682,10 +683,12 @@ def test_grad_takes_a_one_entry_array_as_the_scalar():
     assert tape.grad(lambda x: tape.VarArray(x) @ tape.VarArray(x))(np.array([1.0, 2.0])).tolist() == [2.0, 4.0]
 
 
-def test_parse_refuses_a_record_cut_short_or_a_parent_that_is_not_before_its_node():
+@pytest.mark.parametrize("module", ["_kernels", "_small"])
+def test_parse_refuses_a_record_cut_short_or_a_parent_that_is_not_before_its_node(module):
     """A stream whose last record lacks some of its parents or partials (a stream cut short), or
-    one whose node is its own parent, is refused (-1) instead of being read past its end."""
-    from tape._kernels import parse
+    one whose node is its own parent, is refused (-1) instead of being read past its end, by the
+    compiled parse and by its plain-Python twin."""
+    parse = importlib.import_module(f"tape.{module}").parse
     from tape._rules import header
 
     # two leaves, then mul(node 0, node 1) with partials 3 and 2
