@@ -31,8 +31,8 @@ from ._nary import dot, logsumexp, record, sum
 from ._array import VarArray, matmul, record_array
 from ._tape import StaleVarError, Tape, TraceError, current_tape, op_code
 from ._draw import draw
-from ._forward import Dual, jvp
-from ._transforms import gradient, grad, hessian, hvp, jacobian, no_grad, value_and_grad, vjp
+from ._forward import Dual
+from ._transforms import gradient, grad, hessian, hvp, jacobian, jvp, no_grad, value_and_grad, vjp
 from ._trace import GuardError, Traced, trace
 from ._check import GradientCheckError, check_grads
 

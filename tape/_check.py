@@ -11,6 +11,7 @@ import numpy as np
 
 from ._forward import jvp
 from ._transforms import grad, hvp
+from ._tree import flat_arguments
 
 
 class GradientCheckError(AssertionError):
@@ -19,7 +20,7 @@ class GradientCheckError(AssertionError):
 
 def check_grads(f: Callable, *args, order: int = 1, directions: int = 3, eps: float = 1e-6,
                 rtol: float = 1e-5, atol: float = 1e-6, seed: int = 0) -> None:
-    """Check f's derivatives at args (numbers or arrays) along `directions` random unit
+    """Check f's derivatives at args (numbers, arrays or structures) along `directions` random unit
     directions d, drawn over all the arguments' entries at once.
 
     order=1: reverse mode (d . grad f) and forward mode (jvp along d) against the central
@@ -29,6 +30,7 @@ def check_grads(f: Callable, *args, order: int = 1, directions: int = 3, eps: fl
     GradientCheckError naming the worst direction and both numbers."""
     if order not in (1, 2):
         raise ValueError(f"check_grads: order must be 1 or 2, got {order!r}")
+    f, args, _ = flat_arguments(f, args, range(len(args)), "check_grads")  # structures as flat vectors
     x = [np.asarray(a, dtype=np.float64) for a in args]
     rng = np.random.default_rng(seed)
     name = getattr(f, "__name__", repr(f))

@@ -22,6 +22,7 @@ from ._forward import APPLY, Dual
 from ._program import GuardError, Program, compiled, numbers, size_of, unflatten
 from ._rules import CODES, KINK_PARTIAL, REDUCTIONS, code_of
 from ._transforms import Argnums, check_argnums
+from ._tree import flat_arguments, leaf_structure, restore, same_structure
 from ._var import COMPARISONS, VarBase, kink
 
 MAX_TRACES = 8  # kept by a retracing function, newest first
@@ -44,9 +45,19 @@ class Traced:
 
     def __init__(self, fn: Callable, args: tuple, retrace: bool = False) -> None:
         self.fn, self.retrace = fn, retrace
-        self.programs = [Program(fn, args)]
+        name = getattr(fn, "__name__", "fn")
+        self._flat_fn, args, self.structures = flat_arguments(fn, args, range(len(args)), f"trace({name})")
+        self.programs = [Program(self._flat_fn, tuple(args))]
         self._lock = threading.Lock()
         functools.update_wrapper(self, fn)
+
+    def _flatten(self, args: tuple, what: str = "argument") -> tuple:
+        """args with the structured ones as the flat vectors the trace takes; a structure that
+        is not the traced one is refused, naming both."""
+        if not self.structures:
+            return tuple(args)
+        return tuple(same_structure(self.structures[i], a, f"{self.__name__}: {what} {i}") if i in self.structures else a
+                     for i, a in enumerate(args))
 
     @property
     def program(self) -> Program:
@@ -78,7 +89,7 @@ class Traced:
     def _retrace(self, args: tuple, failure: GuardError) -> Program:
         if not self.retrace:
             raise failure
-        program = Program(self.fn, tuple(args))
+        program = Program(self._flat_fn, tuple(args))
         with self._lock:
             self.programs = [program, *self.programs][:MAX_TRACES]
         return program
@@ -86,15 +97,17 @@ class Traced:
     # -- evaluating ---------------------------------------------------------------------------------
 
     def __call__(self, *args):
-        if any(_symbolic(a) for a in args):
+        flat = self._flatten(args)
+        if any(_symbolic(a) for a in flat):
             return self.evaluate(*args)
-        program, val, _ = self._run(args, ())
+        program, val, _ = self._run(flat, ())
         return program.output(val)
 
     def evaluate(self, *args):
         """The program on Vars or Duals (interpreted in Python, recorded on their tape), so
         that a traced function composes with grad, jvp and friends; the trace is chosen (or
         made) at the arguments' values, as a call's."""
+        args = self._flatten(args)
         program, _, _ = self._run(tuple(_primal_values(a) for a in args), ())
         return _interpret(program, args)
 
@@ -114,9 +127,14 @@ class Traced:
             raise ValueError(f"reduction: expected 'mean' or 'sum', got {reduction!r}")
 
         def run(*args):
+            args = self._flatten(args)
             _in_range(self.program, args, nums + batched)
             if batched:
-                return self._batch(args, nums, batched, reduction, has_aux, single)
+                if set(batched) & set(self.structures):
+                    raise TypeError(f"{self.__name__}: batch_argnums {batched} includes a structured argument; "
+                                    "a batch is an array with a leading batch axis")
+                value, grads = self._batch(args, nums, batched, reduction, has_aux, single)
+                return value, restore(self.structures, nums, grads)
             program, val, edges = self._run(args, nums)
             out = _scalar_output(program, has_aux)
             adjoint = program.buffers()[4]
@@ -126,7 +144,7 @@ class Traced:
                 compiled()[0].sweep(*edges, adjoint, out, program.first)
             grads = tuple(_arg(program, adjoint, i) for i in nums)
             value = (float(val[out]), program.output(val)[1]) if has_aux else float(val[out])
-            return value, grads[0] if single else grads
+            return value, restore(self.structures, nums, grads[0] if single else grads)
 
         return run
 
@@ -158,6 +176,7 @@ class Traced:
         """(value, vjp_fn): vjp_fn(cotangent) is cotangent^T J for each argument, each call one
         sweep of the one forward pass made here."""
         nums = tuple(range(len(primals)))
+        primals = self._flatten(primals)
         program, val, edges = self._run(primals, nums, fresh=True)
         size = len(program.outputs)
 
@@ -171,7 +190,7 @@ class Traced:
             np.add.at(adjoint, program.outputs[nodes], flat[nodes])
             if nodes.any():
                 compiled()[0].sweep(*edges, adjoint, int(program.outputs[nodes].max()), program.first)
-            return tuple(_arg(program, adjoint, i) for i in nums)
+            return restore(self.structures, nums, tuple(_arg(program, adjoint, i) for i in nums))
 
         return program.output(val), vjp_fn
 
@@ -180,6 +199,7 @@ class Traced:
         primals, tangents = tuple(primals), tuple(tangents)
         if len(primals) != len(tangents):
             raise ValueError(f"jvp: {len(primals)} primals but {len(tangents)} tangents")
+        primals, tangents = self._flatten(primals), self._flatten(tangents, "tangent")
         program, val, edges = self._run(primals, tuple(range(len(primals))))
         value = program.output(val)
         return value, program.output(_tangents(program, edges, _flat(program.inputs(tangents))))
@@ -193,6 +213,7 @@ class Traced:
         (num,), _ = check_argnums(argnums, single=True)
 
         def run(*args):
+            args = self._flatten(args)
             _in_range(self.program, args, (num,))
             program, val, edges = self._run(args, (num,))
             m, n = program.sizes[num], len(program.outputs)
@@ -211,6 +232,8 @@ class Traced:
                         compiled()[0].sweep(*edges, adjoint, out, program.first)
                         rows[k] = adjoint[lo : lo + m]
             kind, what = program.structure
+            if num in self.structures:
+                return leaf_structure(what if kind == "array" else (n,)).blocks(self.structures[num], rows)
             return rows.reshape((what if kind == "array" else (n,)) + program.shapes[num])
 
         return run
@@ -224,12 +247,16 @@ class Traced:
         (num,), _ = check_argnums(argnums, single=True)
 
         def run(*args):
+            args = self._flatten(args)
             _in_range(self.program, args, (num,))
             program = self._run(args, ())[0]
             if num not in program.hessians:
                 gradient = Traced(_gradient_function(program, num), tuple(args), retrace=True)
                 program.hessians[num] = gradient.jacobian(num, "reverse")
-            return program.hessians[num](*args)
+            hessian = program.hessians[num](*args)
+            if num in self.structures:
+                return self.structures[num].blocks(self.structures[num], hessian.reshape(self.structures[num].size, -1))
+            return hessian
 
         return run
 

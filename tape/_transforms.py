@@ -10,9 +10,11 @@ from typing import Union
 
 import numpy as np
 
-from ._forward import Dual, forward_gradient, jvp, scalar_output
+from . import _forward
+from ._forward import Dual, forward_gradient, scalar_output
 from ._ops import Var
 from ._tape import Tape, TraceError, current_tape
+from ._tree import flat_arguments, flat_outputs, flatten, is_structure, leaf_structure, restore, same_structure
 from ._var import CONSTANTS, leaf_on
 
 Argnums = Union[int, Sequence[int]]
@@ -44,9 +46,10 @@ def gradient(y: Var, xs: Var | Sequence[Var]) -> float | np.ndarray:
 def value_and_grad(fn: Callable, argnums: Argnums = 0) -> Callable:
     """`fn` transformed to return (fn(*args), d fn / d args[argnums]).
 
-    `fn` takes numbers (or lists and arrays of numbers) and returns a scalar. Each call records
-    on a tape of its own and leaves nothing behind. An int `argnums` gives one derivative (a
-    float, or an array shaped like its argument), a tuple gives a tuple of them."""
+    `fn` takes numbers, lists and arrays of numbers, or structures of them (dicts, lists,
+    tuples, named tuples, dataclasses) and returns a scalar. Each call records on a tape of its
+    own and leaves nothing behind. An int `argnums` gives one derivative (a float, an array
+    shaped like its argument, or its structure), a tuple gives a tuple of them."""
     nums, single = check_argnums(argnums)
 
     @functools.wraps(fn)
@@ -57,6 +60,10 @@ def value_and_grad(fn: Callable, argnums: Argnums = 0) -> Callable:
                     f"{_name(fn)} was called with {len(args)} positional arguments, "
                     f"but argnums={argnums!r} asks for the derivative by argument {i}"
                 )
+        flat_fn, flat_args, structures = flat_arguments(fn, args, nums, _name(fn))
+        if structures:
+            value, grads = value_and_grad(flat_fn, argnums)(*flat_args, **kwargs)
+            return value, restore(structures, nums, grads)
         if _inside_a_derivative.get() or not all(_plain(args[i]) for i in nums):
             for i in nums:
                 _check_differentiable(args[i], i, fn)
@@ -206,15 +213,21 @@ def vjp(fn: Callable, primals: Sequence):
     """(fn(*primals), vjp_fn): vjp_fn(cotangent) is cotangent^T J, the gradient of
     <cotangent, fn> with respect to each primal. fn is recorded once; every call of vjp_fn is
     one sweep of that tape, seeded with the cotangent at the outputs."""
-    primals = tuple(primals)
+    nums = tuple(range(len(primals)))
+    fn, primals, structures = flat_arguments(fn, tuple(primals), nums, "vjp")
+    fn, output = flat_outputs(fn, "vjp")
     t = Tape()
     with t, _differentiating():
         leaves = [_lift(t, p, i, fn) for i, p in enumerate(primals)]
         out = fn(*leaves)
     outputs = np.asarray(out, dtype=object)
     value = _values_of(outputs)
+    if "structure" in output:
+        value = output["structure"].unflatten(value)
 
     def vjp_fn(cotangent) -> tuple:
+        if "structure" in output:
+            cotangent = same_structure(output["structure"], cotangent, "vjp: the cotangent")
         cotangent = np.asarray(cotangent, dtype=np.float64)
         if cotangent.shape != outputs.shape:
             raise ValueError(f"vjp: the cotangent has shape {cotangent.shape}, the output {outputs.shape}")
@@ -223,9 +236,29 @@ def vjp(fn: Callable, primals: Sequence):
             if isinstance(o, Var) and o.tape is t:  # a Var of another tape is a constant here
                 seed[o._node] += c
         adjoint = t.sweep(seed)
-        return tuple(_read(adjoint, leaf) for leaf in leaves)
+        return restore(structures, nums, tuple(_read(adjoint, leaf) for leaf in leaves))
 
     return value, vjp_fn
+
+
+def jvp(fn: Callable, primals: Sequence, tangents: Sequence):
+    """(fn(*primals), the derivative of fn at primals along tangents), in one forward pass.
+
+    primals and tangents are sequences of the same structure: numbers, arrays of numbers, or
+    structures of them (Vars too: then the derivative is recorded on their tape). The output
+    may be a scalar, an array or a structure; the derivative has the output's structure."""
+    primals, tangents = tuple(primals), tuple(tangents)
+    if len(primals) != len(tangents):
+        raise ValueError(f"jvp: {len(primals)} primals but {len(tangents)} tangents")
+    nums = tuple(range(len(primals)))
+    flat_fn, flat_primals, structures = flat_arguments(fn, primals, nums, "jvp")
+    tangents = tuple(same_structure(structures[i], t, f"jvp: tangent {i}") if i in structures else t
+                     for i, t in enumerate(tangents))
+    flat_fn, output = flat_outputs(flat_fn, "jvp")
+    value, tangent = _forward.jvp(flat_fn, flat_primals, tangents)
+    if "structure" in output:
+        return output["structure"].unflatten(np.ravel(value)), output["structure"].unflatten(np.ravel(tangent))
+    return value, tangent
 
 
 def jacobian(fn: Callable, mode: str = "auto") -> Callable:
@@ -233,12 +266,24 @@ def jacobian(fn: Callable, mode: str = "auto") -> Callable:
 
     For f: R^m -> R^n, `mode="forward"` builds it column by column (m forward passes),
     `"reverse"` row by row (n sweeps of ONE recorded tape, each seeded at one output), and
-    `"auto"` picks as the course says: forward when n > m, reverse otherwise."""
+    `"auto"` picks as the course says: forward when n > m, reverse otherwise. With a structure
+    as x or as the output, the Jacobian is a structure of structures, as JAX's: entry
+    [output leaf][input leaf] shaped that output leaf's shape + that input leaf's."""
     if mode not in ("auto", "forward", "reverse"):
         raise ValueError(f"jacobian: mode must be 'auto', 'forward' or 'reverse', got {mode!r}")
 
     @functools.wraps(fn)
     def wrapped(x):
+        flat_fn, (flat_x,), structures = flat_arguments(fn, (x,), (0,), "jacobian")
+        flat_fn, output = flat_outputs(flat_fn, "jacobian")
+        matrix = flat_jacobian(flat_fn, flat_x)
+        if not structures and "structure" not in output:
+            return matrix
+        inputs = structures.get(0) or leaf_structure(np.shape(flat_x))
+        outputs = output.get("structure") or leaf_structure(matrix.shape[: matrix.ndim - np.ndim(flat_x)])
+        return outputs.blocks(inputs, matrix.reshape(outputs.size, inputs.size))
+
+    def flat_jacobian(fn, x):
         x = _point(x)
         x_shape = np.shape(x)
         m = int(np.prod(x_shape))
@@ -276,7 +321,7 @@ def _jacobian_forward(fn: Callable, x, x_shape: tuple) -> np.ndarray:
     for j in range(max(1, int(np.prod(x_shape)))):
         direction = np.zeros(x_shape)
         direction.flat[j] = 1.0
-        _, column = jvp(fn, (x,), (float(direction) if not x_shape else direction,))
+        _, column = _forward.jvp(fn, (x,), (float(direction) if not x_shape else direction,))
         columns.append(np.asarray(column, dtype=np.float64))
     return np.stack(columns, axis=-1).reshape(np.shape(columns[0]) + x_shape)
 
@@ -290,9 +335,13 @@ def hessian(fn: Callable) -> Callable:
 def hvp(fn: Callable, x, v):
     """The Hessian of `fn` at x times v, without forming the Hessian: the gradient of the
     directional derivative x -> grad fn(x) . v, one forward pass recorded and one sweep."""
+    if is_structure(x):
+        flat_fn, (flat_x,), structures = flat_arguments(fn, (x,), (0,), "hvp")
+        flat_v = same_structure(structures[0], v, "hvp: v")
+        return structures[0].unflatten(hvp(flat_fn, flat_x, flat_v))
     if np.shape(x) != np.shape(v):
         raise ValueError(f"hvp: x has shape {np.shape(x)} but v has shape {np.shape(v)}")
-    return grad(lambda y: jvp(fn, (y,), (v,))[1])(x)
+    return grad(lambda y: _forward.jvp(fn, (y,), (v,))[1])(x)
 
 
 def _values_of(outputs: np.ndarray):
