@@ -10,7 +10,7 @@ never touches them. A model runs two ways on the same leaves:
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -208,11 +208,14 @@ class MLP:
             x = layer(x, scales)
         return x
 
-    def apply(self, theta: Sequence, x: Sequence, scales: Sequence | None = None) -> list:
-        """The logits of one sample x with the weights and biases `theta` (flat, laid out as
-        parameters().values) instead of the model's own (and dropout `scales`, a row of
-        `dropout_scales`): the model as a function of its weights, which `tape.trace` can
-        record once and replay."""
+    def apply(self, theta: Sequence | dict, x: Sequence, scales: Sequence | None = None) -> list:
+        """The logits of one sample x with the weights and biases `theta` instead of the model's
+        own (and dropout `scales`, a row of `dropout_scales`): the model as a function of its
+        weights, which `tape.grad` differentiates and `tape.trace` records once and replays.
+        `theta` is flat, laid out as parameters().values, or a dict named and shaped as
+        `named_parameters()` (`state_dict()` gives one): then the gradient is such a dict too."""
+        if isinstance(theta, dict):
+            theta = self._flat(theta, "apply")
         if len(theta) != len(self.params):
             raise ValueError(f"apply: theta has {len(theta)} entries, the model {len(self.params)} parameters")
         h = list(x)
@@ -225,6 +228,14 @@ class MLP:
 
     def parameters(self) -> Parameters:
         return self.params
+
+    def named_parameters(self) -> Iterator[tuple[str, VarArray]]:
+        """(name, tape leaves) of each layer's weights, shaped (out, in), and bias, named as
+        PyTorch names them ("layers.0.weight", "layers.0.bias", ...): views of parameters()."""
+        for i, layer in enumerate(self.layers):
+            yield f"layers.{i}.weight", layer.weights
+            if layer.has_bias:
+                yield f"layers.{i}.bias", layer.bias
 
     def zero_grad(self) -> None:
         self.params.zero_grad()
@@ -261,29 +272,25 @@ class MLP:
         return self.logits(X).argmax(axis=-1)
 
     def state_dict(self) -> dict[str, np.ndarray]:
-        """Each layer's weights (out, in) and bias as numpy arrays, keyed like PyTorch."""
-        state = {}
-        for i, layer in enumerate(self.layers):
-            state[f"layers.{i}.weight"] = layer.weights.values.copy()
-            if layer.has_bias:
-                state[f"layers.{i}.bias"] = layer.bias.values.copy()
-        return state
+        """Each of `named_parameters()` as a numpy array (a copy), keyed by its name."""
+        return {name: leaves.values.copy() for name, leaves in self.named_parameters()}
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
         """Set the parameters from `state_dict()`-shaped arrays; a wrong key or shape raises,
         naming both shapes, before anything is changed."""
-        expected = self.state_dict()
-        missing, unexpected = expected.keys() - state.keys(), state.keys() - expected.keys()
-        if missing or unexpected:
-            raise KeyError(f"load_state_dict: missing keys {sorted(missing)}, unexpected keys {sorted(unexpected)}")
-        for key, current in expected.items():
-            if np.shape(state[key]) != current.shape:
-                raise ValueError(f"load_state_dict: {key} has shape {np.shape(state[key])}, the model expects {current.shape}")
-        for i, layer in enumerate(self.layers):
-            layer.weights.values[...] = state[f"layers.{i}.weight"]
-            if layer.has_bias:
-                layer.bias.values[...] = state[f"layers.{i}.bias"]
+        self.params.values[...] = self._flat(state, "load_state_dict").astype(np.float64)
         self.params.version += 1
+
+    def _flat(self, named: dict, caller: str) -> np.ndarray:
+        """A dict of arrays named and shaped as `named_parameters()`, laid out as parameters()."""
+        shapes = {name: leaves.shape for name, leaves in self.named_parameters()}
+        missing, unexpected = shapes.keys() - named.keys(), named.keys() - shapes.keys()
+        if missing or unexpected:
+            raise KeyError(f"{caller}: missing keys {sorted(missing)}, unexpected keys {sorted(unexpected)}")
+        for name, shape in shapes.items():
+            if np.shape(named[name]) != shape:
+                raise ValueError(f"{caller}: {name} has shape {np.shape(named[name])}, the model expects {shape}")
+        return np.concatenate([np.asarray(named[name], dtype=object).ravel() for name in shapes])
 
     def _check_scales(self, scales, batch: tuple):
         """Dropout scales as a model with dropout takes them: one row (one sample) or one per

@@ -462,3 +462,35 @@ def test_optimizer_state_round_trip_and_argument_checks():
             with pytest.raises(ValueError, match=f"^{word}: expected"):
                 cls(model.parameters(), **options)
     assert set(OPTIMIZERS) == {"sgd", "momentum", "unbiased_momentum", "nesterov", "rmsprop", "adam"}
+
+
+def test_a_loss_of_the_named_parameters_has_backpropagations_gradient_by_name():
+    """tape.grad of a loss written as a function of the parameter dict gives a dict of the same
+    names and shapes, equal to backpropagation written here in numpy (tanh hidden layer,
+    softmax cross-entropy)."""
+    rng = np.random.default_rng(3)
+    x, label = rng.standard_normal(4), 2
+    with Tape():
+        model = MLP([4, 3, 3], activation="tanh", seed=5)
+        names = [name for name, _ in model.named_parameters()]
+        assert names == ["layers.0.weight", "layers.0.bias", "layers.1.weight", "layers.1.bias"]
+        assert [leaves.shape for _, leaves in model.named_parameters()] == [(3, 4), (3,), (3, 3), (3,)]
+        params = model.state_dict()
+
+        def loss(p):
+            return losses.softmax_cross_entropy(model.apply(p, x), label)
+
+        g = tape.grad(loss)(params)
+
+    W0, b0, W1, b1 = (params[n] for n in names)
+    h = np.tanh(W0 @ x + b0)
+    z = W1 @ h + b1
+    p = np.exp(z - z.max()) / np.exp(z - z.max()).sum()
+    dz = p - np.eye(3)[label]
+    dh = (W1.T @ dz) * (1 - h**2)
+    expected = {"layers.0.weight": np.outer(dh, x), "layers.0.bias": dh, "layers.1.weight": np.outer(dz, h), "layers.1.bias": dz}
+    assert list(g) == names
+    for name in names:
+        np.testing.assert_allclose(g[name], expected[name], rtol=1e-10, atol=1e-12)
+    with pytest.raises(KeyError, match=r"apply: missing keys \['layers.1.bias'\]"):
+        model.apply({n: params[n] for n in names[:3]}, x)
