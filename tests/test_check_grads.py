@@ -112,3 +112,32 @@ def test_the_message_names_the_worst_direction():
         d = [float(v) for v in re.search(r"d = \[([^\]]*)\]", str(info.value)).group(1).split()]
         named.append(abs(d[0]))
     assert named == sorted(named) and named[-1] > named[0]
+
+
+def test_near_the_edge_of_the_domain_the_step_shrinks_and_still_catches_a_wrong_derivative():
+    """sqrt at 1e-7: x - eps is outside its domain. The check shrinks its step and passes the
+    right derivative (0.5 / sqrt(x) = 1581.1...); a derivative off by 1 (stop_gradient hides
+    the x term from the engine) still fails, and the message gives the step used."""
+    tape.check_grads(tape.sqrt, 1e-7)
+    tape.check_grads(tape.log, 1e-9, order=2)
+    with pytest.raises(tape.GradientCheckError, match=r"is 1581\.13.* but the central difference \(eps=1e-10\) gives 1582\.13"):
+        tape.check_grads(lambda x: tape.sqrt(x) + tape.stop_gradient(x), 1e-7)
+
+
+def test_a_point_on_the_edge_is_refused_saying_why():
+    with pytest.raises(ValueError, match=r"check_grads\(sqrt\): f cannot be evaluated on both sides .* math domain error"):
+        tape.check_grads(tape.sqrt, 0.0)
+    with pytest.raises(ValueError, match="not finite there"):
+        tape.check_grads(lambda x: tape.log(x) if x > 0 else float("nan"), 0.0)
+
+
+@pytest.mark.parametrize("directions", [0, -1, 2.5, True, None])
+def test_directions_below_one_or_not_an_integer_are_refused(directions):
+    with pytest.raises(ValueError, match=f"directions must be a positive integer .* got {directions!r}"):
+        tape.check_grads(lambda x: x * 2.0, 1.0, directions=directions)
+
+
+@pytest.mark.parametrize("eps", [0.0, -1e-6, float("nan")])
+def test_a_step_that_is_not_positive_is_refused(eps):
+    with pytest.raises(ValueError, match="eps must be a positive step"):
+        tape.check_grads(lambda x: x * 2.0, 1.0, eps=eps)
