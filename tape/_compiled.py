@@ -2,7 +2,8 @@
 
 The rule table for numba kernels (VarArray recording, trace replays): `evaluate(code, a, b)`
 is a unary or binary operation's value and partials; `term`, `total` and `term_partials` are a
-reduction's pieces. `CHECKED[code]` says a non-finite value of finite operands is an error.
+reduction's pieces. `CHECKED[code]` says whether `refused_value` (tape._rules.refused, the one rule
+for what is an error) applies to operation `code`, `DIVIDES[code]` whether its b is a divisor.
 Each is inlined where it is called (numba's inline="always"): the interpreter's dispatch on the
 op code then costs a jump, not a call.
 """
@@ -15,11 +16,14 @@ from . import _rules
 
 _sigmoid = njit(cache=True)(_rules.sigmoid)
 _sign = njit(cache=True)(_rules.sign)
+refused_value = njit(cache=True)(_rules.refused)
 
 
 @njit(cache=True)
 def _power(a, b):
-    return a**b  # refused operands give nan or inf, which CHECKED catches
+    if a < 0.0 and b != math.floor(b) or a == 0.0 and b < 0.0:
+        return math.nan  # what tape._rules.power refuses, whatever the operands' sizes
+    return a**b  # refused operands give nan or inf, which refused_value catches
 
 
 LEAF = 0
@@ -60,7 +64,8 @@ SUM = 34
 DOT = 35
 LOGSUMEXP = 36
 KINK = 37
-CHECKED = np.array([False, False, False, False, False, False, False, False, True, True, False, True, True, True, True, True, False, False, False, False, False, False, False, False, False, False, False, False, True, True, True, True, True, True, False, False, False, False], dtype=np.bool_)
+CHECKED = np.array([False, False, False, False, True, True, True, False, True, True, False, True, True, True, True, True, False, False, False, False, False, False, False, False, False, False, False, False, True, True, True, True, True, True, False, False, False, False], dtype=np.bool_)
+DIVIDES = np.array([False, False, False, False, False, False, False, False, False, False, False, False, False, False, False, False, False, False, False, False, False, False, False, False, False, False, False, False, True, True, True, False, False, False, False, False, False, False], dtype=np.bool_)  # b is a divisor
 
 
 @njit(cache=True, error_model="numpy", inline="always")

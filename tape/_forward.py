@@ -101,7 +101,14 @@ def _dual(value, tangent, tag: int) -> Dual:
 NEG, ABS = code_of("neg"), code_of("abs")
 OPERATORS = {"-": operator.neg, "abs": abs}
 APPLY = {code_of(r.name): OPERATORS.get(r.symbol) or getattr(_ops, r.name) for r in UNARY}
-APPLY.update({code_of(r.name): getattr(operator, r.name) for r in BINARY})
+
+
+def _binary_value(on_numbers: Callable, op: Callable) -> Callable:
+    """A binary rule's value: of two numbers by the rule (refused as on Vars), else the operator."""
+    return lambda a, b: on_numbers(float(a), float(b)) if isinstance(a, CONSTANTS) and isinstance(b, CONSTANTS) else op(a, b)
+
+
+APPLY.update({code_of(r.name): _binary_value(getattr(_ops, f"{r.name}_value"), getattr(operator, r.name)) for r in BINARY})
 APPLY.update({code_of(r.name): getattr(_nary, r.name) for r in REDUCTIONS})
 VARIANT = {code_of(r.name): (code_of(r.name, RIGHT_CONSTANT), code_of(r.name, LEFT_CONSTANT)) for r in BINARY}
 NUMBERS = (*CONSTANTS, VarBase)  # what a Dual treats as a constant

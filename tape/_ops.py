@@ -10,8 +10,10 @@ import math
 import sys
 from operator import mul as _mul
 
-from ._rules import domain_error, sequential_sum
+from ._rules import domain_error, refusal, sequential_sum
+from ._rules import partial_power as _partial_power
 from ._rules import power as _power
+from ._rules import refused as _refused
 from ._rules import sigmoid as _sigmoid
 from ._rules import sign as _sign
 from ._var import CONSTANTS, VarBase, check_operand, kink
@@ -240,6 +242,8 @@ class Var(VarBase):
                 y = a / b
             except _ERRORS as e:
                 raise domain_error('truediv', (a, b), e) from None
+            if not -_inf < y < _inf and _refused(y, a, b, True):
+                raise refusal('truediv', (a, b), y)
             da = 1.0 / b
             db = -y / b
             seg = self._seg
@@ -265,6 +269,8 @@ class Var(VarBase):
                 y = a / b
             except _ERRORS as e:
                 raise domain_error('truediv', (a, b), e) from None
+            if not -_inf < y < _inf and _refused(y, a, b, True):
+                raise refusal('truediv', (a, b), y)
             da = 1.0 / b
             seg = self._seg
             t = seg.tape
@@ -291,6 +297,8 @@ class Var(VarBase):
                 y = a / b
             except _ERRORS as e:
                 raise domain_error('truediv', (a, b), e) from None
+            if not -_inf < y < _inf and _refused(y, a, b, True):
+                raise refusal('truediv', (a, b), y)
             db = -y / b
             seg = self._seg
             t = seg.tape
@@ -317,7 +325,9 @@ class Var(VarBase):
                 y = _power(a, b)
             except _ERRORS as e:
                 raise domain_error('pow', (a, b), e) from None
-            da = b * a ** (b - 1.0) if a != 0.0 or b >= 1.0 else 0.0 if b == 0.0 else _inf
+            if not -_inf < y < _inf and _refused(y, a, b, False):
+                raise refusal('pow', (a, b), y)
+            da = b * _partial_power(a, b - 1.0) if a != 0.0 or b >= 1.0 else 0.0 if b == 0.0 else _inf
             db = y * _log(a) if a > 0.0 else 0.0 if a == 0.0 else _nan
             seg = self._seg
             t = seg.tape
@@ -342,7 +352,9 @@ class Var(VarBase):
                 y = _power(a, b)
             except _ERRORS as e:
                 raise domain_error('pow', (a, b), e) from None
-            da = b * a ** (b - 1.0) if a != 0.0 or b >= 1.0 else 0.0 if b == 0.0 else _inf
+            if not -_inf < y < _inf and _refused(y, a, b, False):
+                raise refusal('pow', (a, b), y)
+            da = b * _partial_power(a, b - 1.0) if a != 0.0 or b >= 1.0 else 0.0 if b == 0.0 else _inf
             seg = self._seg
             t = seg.tape
             if not t.recording:
@@ -368,6 +380,8 @@ class Var(VarBase):
                 y = _power(a, b)
             except _ERRORS as e:
                 raise domain_error('pow', (a, b), e) from None
+            if not -_inf < y < _inf and _refused(y, a, b, False):
+                raise refusal('pow', (a, b), y)
             db = y * _log(a) if a > 0.0 else 0.0 if a == 0.0 else _nan
             seg = self._seg
             t = seg.tape
@@ -476,6 +490,8 @@ def sin(x):
             y = _sin(a)
         except _ERRORS as e:
             raise domain_error('sin', (a,), e) from None
+        if not -_inf < y < _inf and _refused(y, a, 0.0, False):
+            raise refusal('sin', (a,), y)
         da = _cos(a)
         seg = x._seg
         t = seg.tape
@@ -497,6 +513,8 @@ def sin(x):
             y = _sin(a)
         except _ERRORS as e:
             raise domain_error('sin', (a,), e) from None
+        if not -_inf < y < _inf and _refused(y, a, 0.0, False):
+            raise refusal('sin', (a,), y)
         return y
     return _other(4, x, 'sin')
 
@@ -510,6 +528,8 @@ def cos(x):
             y = _cos(a)
         except _ERRORS as e:
             raise domain_error('cos', (a,), e) from None
+        if not -_inf < y < _inf and _refused(y, a, 0.0, False):
+            raise refusal('cos', (a,), y)
         da = -_sin(a)
         seg = x._seg
         t = seg.tape
@@ -531,6 +551,8 @@ def cos(x):
             y = _cos(a)
         except _ERRORS as e:
             raise domain_error('cos', (a,), e) from None
+        if not -_inf < y < _inf and _refused(y, a, 0.0, False):
+            raise refusal('cos', (a,), y)
         return y
     return _other(5, x, 'cos')
 
@@ -544,6 +566,8 @@ def tan(x):
             y = _tan(a)
         except _ERRORS as e:
             raise domain_error('tan', (a,), e) from None
+        if not -_inf < y < _inf and _refused(y, a, 0.0, False):
+            raise refusal('tan', (a,), y)
         da = 1.0 + y * y
         seg = x._seg
         t = seg.tape
@@ -565,6 +589,8 @@ def tan(x):
             y = _tan(a)
         except _ERRORS as e:
             raise domain_error('tan', (a,), e) from None
+        if not -_inf < y < _inf and _refused(y, a, 0.0, False):
+            raise refusal('tan', (a,), y)
         return y
     return _other(6, x, 'tan')
 
@@ -612,6 +638,8 @@ def sinh(x):
             y = _sinh(a)
         except _ERRORS as e:
             raise domain_error('sinh', (a,), e) from None
+        if not -_inf < y < _inf and _refused(y, a, 0.0, False):
+            raise refusal('sinh', (a,), y)
         da = _cosh(a)
         seg = x._seg
         t = seg.tape
@@ -633,6 +661,8 @@ def sinh(x):
             y = _sinh(a)
         except _ERRORS as e:
             raise domain_error('sinh', (a,), e) from None
+        if not -_inf < y < _inf and _refused(y, a, 0.0, False):
+            raise refusal('sinh', (a,), y)
         return y
     return _other(8, x, 'sinh')
 
@@ -646,6 +676,8 @@ def cosh(x):
             y = _cosh(a)
         except _ERRORS as e:
             raise domain_error('cosh', (a,), e) from None
+        if not -_inf < y < _inf and _refused(y, a, 0.0, False):
+            raise refusal('cosh', (a,), y)
         da = _sinh(a)
         seg = x._seg
         t = seg.tape
@@ -667,6 +699,8 @@ def cosh(x):
             y = _cosh(a)
         except _ERRORS as e:
             raise domain_error('cosh', (a,), e) from None
+        if not -_inf < y < _inf and _refused(y, a, 0.0, False):
+            raise refusal('cosh', (a,), y)
         return y
     return _other(9, x, 'cosh')
 
@@ -714,6 +748,8 @@ def exp(x):
             y = _exp(a)
         except _ERRORS as e:
             raise domain_error('exp', (a,), e) from None
+        if not -_inf < y < _inf and _refused(y, a, 0.0, False):
+            raise refusal('exp', (a,), y)
         seg = x._seg
         t = seg.tape
         if not t.recording:
@@ -734,6 +770,8 @@ def exp(x):
             y = _exp(a)
         except _ERRORS as e:
             raise domain_error('exp', (a,), e) from None
+        if not -_inf < y < _inf and _refused(y, a, 0.0, False):
+            raise refusal('exp', (a,), y)
         return y
     return _other(11, x, 'exp')
 
@@ -747,6 +785,8 @@ def expm1(x):
             y = _expm1(a)
         except _ERRORS as e:
             raise domain_error('expm1', (a,), e) from None
+        if not -_inf < y < _inf and _refused(y, a, 0.0, False):
+            raise refusal('expm1', (a,), y)
         da = y + 1.0
         seg = x._seg
         t = seg.tape
@@ -768,6 +808,8 @@ def expm1(x):
             y = _expm1(a)
         except _ERRORS as e:
             raise domain_error('expm1', (a,), e) from None
+        if not -_inf < y < _inf and _refused(y, a, 0.0, False):
+            raise refusal('expm1', (a,), y)
         return y
     return _other(12, x, 'expm1')
 
@@ -781,6 +823,8 @@ def log(x):
             y = _log(a)
         except _ERRORS as e:
             raise domain_error('log', (a,), e) from None
+        if not -_inf < y < _inf and _refused(y, a, 0.0, False):
+            raise refusal('log', (a,), y)
         da = 1.0 / a
         seg = x._seg
         t = seg.tape
@@ -802,6 +846,8 @@ def log(x):
             y = _log(a)
         except _ERRORS as e:
             raise domain_error('log', (a,), e) from None
+        if not -_inf < y < _inf and _refused(y, a, 0.0, False):
+            raise refusal('log', (a,), y)
         return y
     return _other(13, x, 'log')
 
@@ -815,6 +861,8 @@ def log1p(x):
             y = _log1p(a)
         except _ERRORS as e:
             raise domain_error('log1p', (a,), e) from None
+        if not -_inf < y < _inf and _refused(y, a, 0.0, False):
+            raise refusal('log1p', (a,), y)
         da = 1.0 / (1.0 + a)
         seg = x._seg
         t = seg.tape
@@ -836,6 +884,8 @@ def log1p(x):
             y = _log1p(a)
         except _ERRORS as e:
             raise domain_error('log1p', (a,), e) from None
+        if not -_inf < y < _inf and _refused(y, a, 0.0, False):
+            raise refusal('log1p', (a,), y)
         return y
     return _other(14, x, 'log1p')
 
@@ -849,6 +899,8 @@ def sqrt(x):
             y = _sqrt(a)
         except _ERRORS as e:
             raise domain_error('sqrt', (a,), e) from None
+        if not -_inf < y < _inf and _refused(y, a, 0.0, False):
+            raise refusal('sqrt', (a,), y)
         da = 0.5 / y if y > 0.0 else _inf
         seg = x._seg
         t = seg.tape
@@ -870,6 +922,8 @@ def sqrt(x):
             y = _sqrt(a)
         except _ERRORS as e:
             raise domain_error('sqrt', (a,), e) from None
+        if not -_inf < y < _inf and _refused(y, a, 0.0, False):
+            raise refusal('sqrt', (a,), y)
         return y
     return _other(15, x, 'sqrt')
 
@@ -968,6 +1022,46 @@ def relu(x):
         y = a if a > 0.0 else 0.0
         return y
     return _other(18, x, 'relu')
+
+
+def add_value(a, b):
+    """a + b of two floats, refused as on Vars (rule 'add')."""
+    y = a + b
+    return y
+
+
+def sub_value(a, b):
+    """a - b of two floats, refused as on Vars (rule 'sub')."""
+    y = a - b
+    return y
+
+
+def mul_value(a, b):
+    """a * b of two floats, refused as on Vars (rule 'mul')."""
+    y = a * b
+    return y
+
+
+def truediv_value(a, b):
+    """a / b of two floats, refused as on Vars (rule 'truediv')."""
+    try:
+        y = a / b
+    except _ERRORS as e:
+        raise domain_error('truediv', (a, b), e) from None
+    if not -_inf < y < _inf and _refused(y, a, b, True):
+        raise refusal('truediv', (a, b), y)
+    return y
+
+
+def pow_value(a, b):
+    """a ** b of two floats, refused as on Vars (rule 'pow')."""
+    try:
+        y = _power(a, b)
+    except _ERRORS as e:
+        raise domain_error('pow', (a, b), e) from None
+    if not -_inf < y < _inf and _refused(y, a, b, False):
+        raise refusal('pow', (a, b), y)
+    return y
 
 
 def _d_neg(a, b, y):
@@ -1091,11 +1185,11 @@ def _d_truediv_left_constant(a, b, y):
 
 
 def _d_pow(a, b, y):
-    return (b * a ** (b - 1.0) if a != 0.0 or b >= 1.0 else kink(0.0, b) if b == 0.0 else kink(_inf, a, b), y * log(a) if a > 0.0 else kink(0.0, a, b) if a == 0.0 else kink(_nan, a, b))
+    return (b * _partial_power(a, b - 1.0) if a != 0.0 or b >= 1.0 else kink(0.0, b) if b == 0.0 else kink(_inf, a, b), y * log(a) if a > 0.0 else kink(0.0, a, b) if a == 0.0 else kink(_nan, a, b))
 
 
 def _d_pow_right_constant(a, b, y):
-    return (b * a ** (b - 1.0) if a != 0.0 or b >= 1.0 else kink(0.0, b) if b == 0.0 else kink(_inf, a, b),)
+    return (b * _partial_power(a, b - 1.0) if a != 0.0 or b >= 1.0 else kink(0.0, b) if b == 0.0 else kink(_inf, a, b),)
 
 
 def _d_pow_left_constant(a, b, y):

@@ -27,7 +27,7 @@ class Rule(NamedTuple):
     value: str  # y as an expression of a (and b)
     partials: tuple[str, ...]  # dy/da (and dy/db), expressions of a, b and y
     domain: str = ""  # the hint an error gives when the value is refused
-    checked: bool = True  # whether it can give a non-finite y of finite operands, which is an error
+    checked: bool = True  # whether `refused` applies (else IEEE's inf and nan pass through, as in a + b)
     symbol: str = ""  # the Python operator (binary) or builtin (abs), if any
 
 
@@ -45,9 +45,9 @@ UNARY = [
     Rule("neg", "-a", ("-1.0",), checked=False, symbol="-"),
     Rule("abs", "abs(a)", ("sign(a)",), checked=False, symbol="abs"),
     Rule("stop_gradient", "a", ("0.0",), checked=False),
-    Rule("sin", "sin(a)", ("cos(a)",), checked=False),
-    Rule("cos", "cos(a)", ("-sin(a)",), checked=False),
-    Rule("tan", "tan(a)", ("1.0 + y * y",), checked=False),
+    Rule("sin", "sin(a)", ("cos(a)",), "finite x"),
+    Rule("cos", "cos(a)", ("-sin(a)",), "finite x"),
+    Rule("tan", "tan(a)", ("1.0 + y * y",), "finite x"),
     Rule("atan", "atan(a)", ("1.0 / (1.0 + a * a)",), checked=False),
     Rule("sinh", "sinh(a)", ("cosh(a)",), "|x| <= 710"),
     Rule("cosh", "cosh(a)", ("sinh(a)",), "|x| <= 710"),
@@ -167,12 +167,40 @@ def power(a: float, b: float) -> float:
     """a ** b, refusing what Python's float power would make complex or fail on tersely."""
     if a == 0.0 and b < 0.0:
         raise ZeroDivisionError("0 cannot be raised to a negative power")
-    if a < 0.0 and b != math.floor(b):
+    if a < 0.0 and math.isfinite(b) and b != math.floor(b):  # an infinite exponent has C's limits
         raise ValueError("a negative base needs an integer exponent")
     try:
         return a**b
     except OverflowError:
         raise OverflowError("the result is too large for a float") from None
+
+
+def refused(y: float, a: float, b: float, divides: bool) -> bool:
+    """THE rule for what is an error, on every path (the scalar operators, forward mode,
+    VarArrays, traced replays): a checked operation refuses a value that is nan from operands
+    that are not nan (outside its domain: log(-1), sin(inf)), an infinite value of finite
+    operands (an overflow or a pole: exp(1000), 1e300 / 1e-300, 1 / 0), and any division by 0
+    (`divides`: b is a divisor). Python's float and math raise exactly there; compiled code
+    checks this. A partial is never refused: one that overflows is an infinite number."""
+    if y != y:
+        return a == a and b == b or divides and b == 0.0
+    return abs(y) == math.inf and abs(a) < math.inf and abs(b) < math.inf or divides and b == 0.0
+
+
+def refusal(name: str, operands: tuple, y: float) -> Exception:
+    """The error for a value `refused` refuses where Python's own arithmetic did not raise."""
+    return domain_error(name, operands, ValueError("math domain error") if y != y else OverflowError("math range error"))
+
+
+def partial_power(a, b):
+    """a ** b in a partial: where it overflows on floats, IEEE's infinity of the right sign (a
+    partial that overflows is a number, not an error); on Vars and Duals, their own power."""
+    try:
+        return a**b
+    except OverflowError:
+        if not isinstance(a, float):
+            raise
+        return -math.inf if a < 0.0 and b % 2.0 == 1.0 else math.inf
 
 
 def domain_error(name: str, operands: tuple, error: Exception) -> Exception:

@@ -11,7 +11,7 @@ Importing this module imports numba; `import tape` does not.
 import numpy as np
 from numba import njit, uint64
 
-from ._compiled import CHECKED, evaluate, term, term_partials, total
+from ._compiled import CHECKED, DIVIDES, evaluate, refused_value, term, term_partials, total
 from ._kernels import COMPILED_INTO, HERE, forget_stale_caches, parse, sweep
 from ._rules import BOTH, CODE_BITS, CONSTANT_BITS, LEFT_CONSTANT, RIGHT_CONSTANT
 
@@ -30,8 +30,9 @@ def _header(code, parents, constants):
 
 @njit(cache=True, inline="always")
 def refused(code, y, a, b):
-    """Whether operation `code` refuses its operands: a checked rule gave a non-finite value."""
-    return CHECKED[code] and not np.isfinite(y) and np.isfinite(a) and np.isfinite(b)
+    """Whether operation `code` refuses its operands (tape._rules.refused: the scalar path's
+    rule); one comparison when y is finite and b is no divisor."""
+    return CHECKED[code] and (not np.isfinite(y) or DIVIDES[code] and b == 0.0) and refused_value(y, a, b, DIVIDES[code])
 
 
 @njit(cache=True)
