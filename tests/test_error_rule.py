@@ -92,7 +92,7 @@ def test_the_issue_cases_give_the_same_error_on_every_path():
         tape.trace(lambda x: 1e300 / x, 1.0)(1e-300)
     with pytest.raises(OverflowError, match=r"math range error at index \(1,\)"):
         tape.VarArray([1.0, 1e300]) / 1e-300
-    with pytest.raises(ValueError, match=r"sin\(inf\): math domain error; replaying"):
+    with pytest.raises(ValueError, match=r"sin\(inf\): math domain error \(sin needs finite x\); replaying"):
         tape.trace(lambda x: tape.sin(x * x), 1.0)(1e200)
     with pytest.raises(ValueError, match=r"log\(-inf\): math domain error"):
         tape.trace(lambda x: tape.log(x), 1.0)(-math.inf)
