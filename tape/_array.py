@@ -14,7 +14,7 @@ from . import _ops
 from ._forward import raise_refused
 from ._ops import Var
 from ._rules import BINARY, CODES, code_of
-from ._tape import LEAF_HEADER, Tape, current_tape, op_code
+from ._tape import LEAF_HEADER, Tape, TraceError, current_tape, op_code
 from ._var import CONSTANTS, new
 
 DOT, SUM, LOGSUMEXP = code_of("dot"), code_of("sum"), code_of("logsumexp")
@@ -37,13 +37,13 @@ class VarArray:
     Plain arrays and numbers are constants.
     """
 
-    __slots__ = ("values", "nodes", "_seg")
+    __slots__ = ("_values", "nodes", "_seg")
     __array_ufunc__ = None  # `ndarray + VarArray` defers to VarArray.__radd__
 
     def __init__(self, values) -> None:
         if isinstance(values, VarArray):  # a copy on the same nodes
             values.tape  # raises StaleVarError if its nodes were rewound away
-            self.values, self.nodes, self._seg = values.values.copy(), values.nodes.copy(), values._seg
+            self._values, self.nodes, self._seg = values._values.copy(), values.nodes.copy(), values._seg
             return
         entries = np.asarray(values)
         if entries.dtype == object:  # numbers and Vars: the Vars keep their nodes
@@ -54,12 +54,12 @@ class VarArray:
                     raise TypeError(f"VarArray: entries must be numbers or Vars, got {type(e).__name__}{hint}")
             old = [e for e in flat if isinstance(e, Var)]
             t = _tape_of(*old) if old else current_tape()
-            self.values = np.array([e._value if isinstance(e, Var) else e for e in flat], dtype=np.float64).reshape(entries.shape)
+            self._values = np.array([e._value if isinstance(e, Var) else e for e in flat], dtype=np.float64).reshape(entries.shape)
             is_new = np.array([not isinstance(e, Var) for e in flat], dtype=bool).reshape(entries.shape)
         else:
             old, t = [], current_tape()
-            self.values, is_new = entries.astype(np.float64), np.ones(entries.shape, dtype=bool)
-        new_values = self.values[is_new]
+            self._values, is_new = entries.astype(np.float64), np.ones(entries.shape, dtype=bool)
+        new_values = self._values[is_new]
         stream = np.empty(2 * new_values.size)
         stream[0::2], stream[1::2] = LEAF_HEADER, new_values
         first = t.extend(stream, new_values.size)
@@ -73,7 +73,7 @@ class VarArray:
     @classmethod
     def _on(cls, t: Tape, values: np.ndarray, nodes: np.ndarray) -> VarArray:
         a = new(cls)
-        a.values, a.nodes, a._seg = values, nodes, t._seg
+        a._values, a.nodes, a._seg = values, nodes, t._seg
         return a
 
     @classmethod
@@ -88,26 +88,37 @@ class VarArray:
         return self._seg.tape
 
     @property
+    def values(self) -> np.ndarray:
+        """The entries' numbers (refused while tracing, as a Var's `.value`: the trace would keep
+        them as constants, wrong at other inputs)."""
+        if self._seg.tape.guards is not None:
+            raise TraceError(
+                f"{self!r}.values while tracing: the numbers would be constants of the trace, wrong at "
+                "other inputs; compute with the VarArray itself"
+            )
+        return self._values
+
+    @property
     def shape(self) -> tuple[int, ...]:
-        return self.values.shape
+        return self._values.shape
 
     @property
     def ndim(self) -> int:
-        return self.values.ndim
+        return self._values.ndim
 
     @property
     def size(self) -> int:
-        return self.values.size
+        return self._values.size
 
     def __len__(self) -> int:
-        return len(self.values)
+        return len(self._values)
 
     @property
     def T(self) -> VarArray:
-        return VarArray._on(self.tape, self.values.T, self.nodes.T)
+        return VarArray._on(self.tape, self._values.T, self.nodes.T)
 
     def reshape(self, *shape) -> VarArray:
-        return VarArray._on(self.tape, self.values.reshape(*shape), self.nodes.reshape(*shape))
+        return VarArray._on(self.tape, self._values.reshape(*shape), self.nodes.reshape(*shape))
 
     @property
     def grad(self) -> np.ndarray:
@@ -128,7 +139,7 @@ class VarArray:
         self.tape.backward(int(self.nodes.flat[0]))
 
     def __getitem__(self, index) -> VarArray | Var:
-        values, nodes = self.values[index], self.nodes[index]
+        values, nodes = self._values[index], self.nodes[index]
         if np.ndim(values) == 0:
             v = new(Var)
             v._value, v._node, v._seg = float(values), int(nodes), self._seg
@@ -139,7 +150,7 @@ class VarArray:
         return (self[i] for i in range(len(self)))
 
     def __repr__(self) -> str:
-        return f"VarArray({np.array2string(self.values, precision=4, threshold=20)})"
+        return f"VarArray({np.array2string(self._values, precision=4, threshold=20)})"
 
     # -- reductions -------------------------------------------------------------------------------
 
@@ -160,7 +171,7 @@ class VarArray:
             raise TypeError(f"{name}(axis): expected an int or None, got {axis!r}")
         if axis is not None and not -self.ndim <= axis < self.ndim:
             raise ValueError(f"{name}(axis): axis {axis} is out of range for a VarArray of shape {self.shape}")
-        values = np.moveaxis(self.values, axis, -1) if axis is not None else self.values.reshape(1, -1)
+        values = np.moveaxis(self._values, axis, -1) if axis is not None else self._values.reshape(1, -1)
         nodes = np.moveaxis(self.nodes, axis, -1) if axis is not None else self.nodes.reshape(1, -1)
         kept = values.shape[:-1]
         rows = np.ascontiguousarray(values.reshape(-1, values.shape[-1]))
@@ -212,7 +223,7 @@ def _operand(x):
 def _parts(x) -> tuple[np.ndarray, np.ndarray | None] | None:
     """(values, nodes) of an operand; nodes is None for constants; None if not an operand."""
     if isinstance(x, VarArray):
-        return x.values, x.nodes
+        return x._values, x.nodes
     if isinstance(x, Var):
         return np.array(x._value), np.array(x._node)
     if isinstance(x, (np.ndarray, *CONSTANTS)) or isinstance(x, (list, tuple)):
@@ -272,7 +283,7 @@ for _rule in BINARY:
 def _elementwise(code: int, x: VarArray) -> VarArray | np.ndarray:
     """A unary operation of every entry of `x` (`tape.sin(x)` and friends land here)."""
     t = x.tape
-    values = np.ascontiguousarray(x.values, dtype=np.float64).ravel()
+    values = np.ascontiguousarray(x._values, dtype=np.float64).ravel()
     out = np.empty_like(values)
     stream = np.empty(3 * values.size)
     w = _kernels().record_unary(code, values, np.ascontiguousarray(x.nodes).ravel(), out, stream)

@@ -21,8 +21,8 @@ refused_value = njit(cache=True)(_rules.refused)
 
 @njit(cache=True)
 def _power(a, b):
-    if a < 0.0 and b != math.floor(b) or a == 0.0 and b < 0.0:
-        return math.nan  # what tape._rules.power refuses, whatever the operands' sizes
+    if a < 0.0 and b != math.floor(b):
+        return math.nan  # what tape._rules.power refuses, whatever a's size
     return a**b  # refused operands give nan or inf, which refused_value catches
 
 

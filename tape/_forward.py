@@ -132,7 +132,7 @@ def _unary(code: int, x: Dual) -> Dual:
     """Operation `code` (tape.sin(dual) and friends land here)."""
     y = APPLY[code](x.value)
     (d,) = _ops.PARTIALS[code](x.value, None, y)
-    return _dual(y, d * x.tangent, x.tag)
+    return _dual(y, _term(d, x.tangent), x.tag)
 
 
 def _binary(code: int, a, b):
@@ -146,13 +146,25 @@ def _binary(code: int, a, b):
     y = APPLY[code](av, bv)
     if a_own and b_own:
         da, db = _ops.PARTIALS[code](av, bv, y)
-        return _dual(y, da * a.tangent + db * b.tangent, tag)
+        return _dual(y, _term(da, a.tangent) + _term(db, b.tangent), tag)
     right, left = VARIANT[code]
     if a_own:
         (da,) = _ops.PARTIALS[right](av, bv, y)
-        return _dual(y, da * a.tangent, tag)
+        return _dual(y, _term(da, a.tangent), tag)
     (db,) = _ops.PARTIALS[left](av, bv, y)
-    return _dual(y, db * b.tangent, tag)
+    return _dual(y, _term(db, b.tangent), tag)
+
+
+def _adds_nothing(partial, tangent) -> bool:
+    """Whether the partial or the tangent is the number 0: a sweep skips an edge whose partial
+    is 0 and a node whose adjoint is 0, so an infinite partial times a zero tangent adds nothing
+    here either (not nan), and forward mode agrees with reverse mode."""
+    return isinstance(partial, float) and partial == 0.0 or isinstance(tangent, float) and tangent == 0.0
+
+
+def _term(partial, tangent):
+    """partial * tangent, 0.0 where that adds nothing (see _adds_nothing)."""
+    return 0.0 if _adds_nothing(partial, tangent) else partial * tangent
 
 
 def _reduce(code: int, *operands: list):
@@ -166,7 +178,7 @@ def _reduce(code: int, *operands: list):
         if any(own):
             ds = _ops.PARTIALS[code](*(v[i] for v in values), y)
             for d, x, is_own in zip(ds, terms, own):
-                if is_own:
+                if is_own and not _adds_nothing(d, x.tangent):
                     partials.append(d)
                     tangents.append(x.tangent)
     return _dual(y, _nary.dot(partials, tangents), tag)

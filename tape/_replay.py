@@ -9,7 +9,9 @@ with the partial, unless the partial is 0. The tape's sweep (Algorithm 1) then r
 Nothing here is compiled per trace: a trace is data.
 """
 import math
+import threading
 
+import numba
 import numpy as np
 from numba import njit, prange, uint64
 
@@ -267,11 +269,14 @@ def sweep(estart, eparent, epartial, adjoint, top, bottom):
 
 @njit(cache=True)
 def tangents(estart, eparent, epartial, tangent, first, n):
-    """Forward mode over the same edges: tangent[i] = sum(partial * tangent[parent])."""
+    """Forward mode over the same edges: tangent[i] = sum(partial * tangent[parent]), a zero
+    tangent adding nothing (as a sweep skips a zero adjoint: an infinite partial times 0 is not nan)."""
     for i in range(first, n):
         t = 0.0
         for e in range(estart[i], estart[i + 1]):
-            t += epartial[e] * tangent[eparent[e]]
+            p = tangent[eparent[e]]
+            if p != 0.0:
+                t += epartial[e] * p
         tangent[i] = t
 
 
@@ -374,3 +379,22 @@ def batch(code, kind, start, refs, first, n, active, dot_runs, guards, fixed, pl
     for c in range(chunks):
         total_value += sums[c]
     return total_value, aux_values, gradient, status
+
+
+THREAD_SAFE_LAYERS = ("omp", "tbb")
+_one_at_a_time = threading.Lock()
+
+
+def batch_from_any_thread(*args):
+    """`batch(*args)`, never entered by two threads at once where numba's threading layer
+    cannot take it: workqueue (numba's fallback without OpenMP or TBB) aborts the process on
+    concurrent entry, so there, and until a first parallel call shows which layer numba chose,
+    calls take turns. With OpenMP or TBB they run at once."""
+    try:
+        layer = numba.threading_layer()
+    except ValueError:  # no parallel function has run yet
+        layer = None
+    if layer in THREAD_SAFE_LAYERS:
+        return batch(*args)
+    with _one_at_a_time:
+        return batch(*args)

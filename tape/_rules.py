@@ -165,7 +165,7 @@ def sign(a) -> float:
 
 def power(a: float, b: float) -> float:
     """a ** b, refusing what Python's float power would make complex or fail on tersely."""
-    if a == 0.0 and b < 0.0:
+    if a == 0.0 and -math.inf < b < 0.0:  # 0 ** -inf is inf, as Python's
         raise ZeroDivisionError("0 cannot be raised to a negative power")
     if a < 0.0 and math.isfinite(b) and b != math.floor(b):  # an infinite exponent has C's limits
         raise ValueError("a negative base needs an integer exponent")

@@ -276,7 +276,7 @@ def _batch(program: Program, args: tuple, nums: tuple, batched: tuple, reduction
     rows = np.ascontiguousarray(np.concatenate([parts[i] for i in batched], axis=1))
     weight = 1.0 / count if reduction == "mean" else 1.0
     workspace, grads = program.workspace(len(plan[0]), -(-count // CHUNK), len(plan[1]))
-    total, aux_values, gradient, status = compiled()[0].batch(
+    total, aux_values, gradient, status = compiled()[0].batch_from_any_thread(
         program.code, program.kinds, program.start, program.refs, program.first, program.n, program.active(nums),
         program.dot_runs, program.guard_arrays, fixed, plan[:6], rows, weight, CHUNK, workspace, grads,
     )
@@ -426,7 +426,7 @@ def _gradient_function(program: Program, num: int) -> Callable:
         values = _node_values(program, args)
         adjoint: list = [0.0] * len(values)
         adjoint[out] = 1.0
-        for i in range(out, program.first - 1, -1):
+        for i in range(min(out, program.n - 1), program.first - 1, -1):  # a constant output: none
             if isinstance(adjoint[i], float) and adjoint[i] == 0.0:
                 continue
             code = int(program.code[i])

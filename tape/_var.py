@@ -141,13 +141,17 @@ class Guard:
         self.lhs, self.op, self.rhs, self.outcome, self.where = lhs, op, rhs, outcome, where
 
 
+MIRRORED = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}  # a op b is b MIRRORED[op] a
+
+
 def _compare(x: VarBase, op: str, other):
-    """x <op> other on values. While tracing, the comparison is kept as a guard; an operand
-    that is no Var of the traced tape is kept as a constant."""
+    """x <op> other on values, in float64 whatever the other number's type (as a replay
+    compares). While tracing, the comparison is kept as a guard on the traced tape, whichever
+    operand is on it; an operand that is no Var of that tape is kept as a constant."""
     if isinstance(other, VarBase):
         b = other._value
     elif isinstance(other, CONSTANTS):
-        b = other
+        b = float(other) if isinstance(other, np.floating) else other  # numpy would compare in float32
     else:
         return NotImplemented  # a Dual or an array: its own reflected comparison decides
     outcome = COMPARISONS[op](x._value, b)
@@ -155,6 +159,8 @@ def _compare(x: VarBase, op: str, other):
     if t.guards is not None:
         rhs = other._node if isinstance(other, VarBase) and other._seg.tape is t else float(b)
         t.guards.append(Guard(x._node, op, rhs, outcome, _caller()))
+    elif isinstance(other, VarBase) and other._seg.tape.guards is not None:  # x is a constant of other's trace
+        other._seg.tape.guards.append(Guard(other._node, MIRRORED[op], float(x._value), outcome, _caller()))
     return outcome
 
 

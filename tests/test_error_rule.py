@@ -96,3 +96,34 @@ def test_the_issue_cases_give_the_same_error_on_every_path():
         tape.trace(lambda x: tape.sin(x * x), 1.0)(1e200)
     with pytest.raises(ValueError, match=r"log\(-inf\): math domain error"):
         tape.trace(lambda x: tape.log(x), 1.0)(-math.inf)
+
+
+PYTHON = {**{name: getattr(math, name) for name in ("sin", "cos", "tan", "atan", "sinh", "cosh", "tanh", "exp",
+                                                     "expm1", "log", "log1p", "sqrt")},
+          "truediv": lambda a, b: a / b, "pow": lambda a, b: a**b}
+
+
+def expected(name, *operands):
+    """The rule, written out here: Python's float and math value, refused where they raise, where
+    the value is nan of operands that are not, or infinite of finite operands."""
+    if name == "pow" and operands[0] < 0 and math.isfinite(operands[1]) and operands[1] != math.floor(operands[1]):
+        return "error", ValueError  # Python's answer is complex (or its overflow): no real power
+    try:
+        y = PYTHON[name](*operands)
+    except (ValueError, ArithmeticError) as e:
+        return "error", type(e)
+    if math.isnan(y) and not any(math.isnan(v) for v in operands):
+        return "error", ValueError
+    if math.isinf(y) and all(math.isfinite(v) for v in operands):
+        return "error", OverflowError
+    return "value", y
+
+
+@pytest.mark.parametrize("name", list(PYTHON))
+def test_the_rule_is_pythons_float_and_math_with_nan_and_overflow_refused(name):
+    for a in EDGES:
+        for b in EDGES if name in BINARY_FUNCTIONS else [None]:
+            operands = (a,) if b is None else (a, b)
+            f = UNARY_FUNCTIONS.get(name) or BINARY_FUNCTIONS[name]
+            got = outcome(lambda: f(*map(tape.Var, operands)).value)
+            agree({"engine": got, "the rule": expected(name, *operands)}, f"{name}{operands}")

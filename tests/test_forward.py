@@ -287,3 +287,21 @@ def test_softplus_second_derivative_at_zero():
 def test_a_dual_with_an_operand_that_is_not_a_number_is_refused(other):
     with pytest.raises(TypeError, match=r"unsupported operand type\(s\) for \+: 'Dual'"):
         tape.Dual(1.0, 1.0) + other
+
+
+def test_an_infinite_partial_times_a_zero_tangent_adds_nothing_as_in_reverse_mode():
+    """sqrt(relu(x)) at x < 0: relu's partial is 0, so the tangent reaching sqrt is 0, and sqrt's
+    partial at 0 is infinite. A sweep skips the zero edge (the gradient is 0); forward mode, a
+    traced jvp and a forward Jacobian give 0 too, not inf * 0 = nan."""
+    f = lambda x: tape.sqrt(tape.relu(x))  # noqa: E731
+    assert tape.grad(f)(-1.0) == 0.0
+    assert tape.jvp(f, (-1.0,), (1.0,)) == (0.0, 0.0)
+    assert tape.trace(f, -1.0).jvp((-1.0,), (1.0,)) == (0.0, 0.0)
+    g = lambda x: [tape.sqrt(tape.relu(x[0])) * x[1], x[1] * 2.0, tape.sum([f(x[0]), x[1]])]  # noqa: E731
+    x = np.array([-1.0, 2.0])
+    expected = [[0.0, 0.0], [0.0, 2.0], [0.0, 1.0]]
+    for mode in ("forward", "reverse", "auto"):
+        assert tape.jacobian(g, mode=mode)(x).tolist() == expected, mode
+        assert tape.trace(g, x).jacobian(mode=mode)(x).tolist() == expected, mode
+    # in a reduction too: d dot([a], [b]) / da is b = inf, but a's tangent is 0
+    assert tape.jvp(lambda a, b: tape.dot([a], [b]), (2.0, math.inf), (0.0, 1.0)) == (math.inf, 2.0)

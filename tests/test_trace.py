@@ -3,6 +3,7 @@ there, bit for bit; its transforms against closed forms and central differences;
 against a few lines of numpy; guards, domain errors and bad calls; threads; show()."""
 import math
 import operator
+import os
 import threading
 
 import numba
@@ -1229,3 +1230,86 @@ def test_an_outer_trace_keeps_the_guard_of_an_inner_trace_that_records_no_operat
     assert outer(2.0) == 6.0
     with pytest.raises(tape.GuardError, match="argument 0 > 0.0"):
         outer(-2.0)
+
+
+def test_a_comparison_with_a_var_of_another_tape_on_the_left_is_guarded():
+    """c < x, max(x, c) and min(x, c), c a Var made outside the traced function: each keeps a
+    guard (mirrored: c < x is kept as x > c), so a call on the other side raises GuardError, or
+    with retrace=True traces again and gives the other branch's numbers."""
+    c = tape.Var(1.0)
+    cases = [
+        (lambda x: x * 2.0 if c < x else x * 3.0, 2.0, 0.5, 1.5),
+        (lambda x: max(x, c) * 1.0, 2.0, 0.5, 1.0),
+        (lambda x: min(x, c) + 0.0, 0.5, 2.0, 1.0),
+        (lambda x: x * 2.0 if c >= x else x * 3.0, 0.5, 2.0, 6.0),
+    ]
+    for f, traced_at, other_side, expected in cases:
+        with pytest.raises(tape.GuardError):
+            tape.trace(f, traced_at)(other_side)
+        assert tape.trace(f, traced_at, retrace=True)(other_side) == expected
+    with pytest.raises(tape.GuardError):  # at x == c, c < x is False: the guard x > c, not x >= c
+        tape.trace(cases[0][0], 2.0)(1.0)
+
+
+@pytest.mark.parametrize("kind", [np.float32, np.float16])
+def test_a_comparison_with_a_low_precision_scalar_is_made_and_replayed_in_float64(kind):
+    """0.1 < float32(0.1) is True exactly (float32(0.1) = 0.10000000149...), False when numpy
+    rounds 0.1 to float32 first (float16(0.1) is below 0.1 either way): tracing and replaying
+    compare the same way, exactly, so the traced point replays its own branch and a point
+    across the threshold fails its guard."""
+    threshold = kind(0.1)
+    f = lambda x: x * 2.0 if x < threshold else x * 3.0  # noqa: E731
+    exact = 0.1 < float(threshold)
+    traced = tape.trace(f, 0.1)
+    assert traced(0.1) == (0.2 if exact else 0.1 * 3.0) == f(tape.Var(0.1)).value
+    across = float(threshold) + (1e-9 if exact else -1e-9)  # the other branch's side
+    with pytest.raises(tape.GuardError):
+        traced(across)
+    assert tape.trace(f, 0.1, retrace=True)(across) == across * (3.0 if exact else 2.0)
+    reflected = tape.trace(lambda x: x * 2.0 if threshold > x else x * 3.0, 0.1)
+    assert reflected(0.1) == (0.2 if exact else 0.1 * 3.0)
+
+
+def test_reading_a_vararrays_values_while_tracing_is_refused():
+    with pytest.raises(tape.TraceError, match=r"\.values while tracing"):
+        tape.trace(lambda x: tape.VarArray([x, x]).values[0] * x, 1.0)
+    assert tape.grad(lambda x: tape.VarArray([x, x]).values[0] * x)(2.0) == 2.0  # outside a trace: a number
+
+
+def test_the_hessian_of_an_output_constant_in_the_traced_branch_is_zero():
+    """A hinge's flat side: 1 - x if x < 1 else 0, traced at 2: the output is the constant 0."""
+    traced = tape.trace(lambda x: 1.0 - x if x < 1.0 else 0.0, 2.0)
+    assert traced.hessian()(3.0) == 0.0
+    assert traced.grad()(3.0) == 0.0
+    np.testing.assert_array_equal(tape.trace(lambda x: 0.0 * x[0] if x[0] > 5.0 else 2.0, np.array([1.0, 2.0])).hessian()(np.array([0.0, 1.0])), np.zeros((2, 2)))
+
+
+def test_batches_called_from_four_threads_under_numbas_workqueue_layer_do_not_abort():
+    """numba's workqueue layer (its fallback without OpenMP or TBB) aborts the process when two
+    threads enter a parallel function at once: batches take turns there, and give the numbers
+    a single thread gives."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent("""
+        import threading, numpy as np, numba, tape
+        f = tape.trace(lambda w, x: tape.sin(w * x[0]) + w * x[1], 0.5, np.array([1.0, 2.0]))
+        value_and_grad = f.value_and_grad(0, batch_argnums=1)
+        X = np.random.default_rng(0).random((500, 2))
+        expected = value_and_grad(0.5, X)
+        results = []
+        def work():
+            for _ in range(20):
+                results.append(value_and_grad(0.5, X))
+        threads = [threading.Thread(target=work) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        print(numba.threading_layer(), len(results), all(r == expected for r in results))
+    """)
+    env = {**os.environ, "NUMBA_THREADING_LAYER": "workqueue"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["workqueue", "80", "True"]
