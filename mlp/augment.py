@@ -17,6 +17,10 @@ import numpy as np
 from numba import njit, prange, uint64
 
 SIDE = 28  # the images are SIDE x SIDE
+# The largest values that still leave a digit to learn from, and bound the work: a shift of half
+# the image, a half turn, a distortion of 100 (the literature's is ~34) and a Gaussian as wide as
+# the image (its kernel, cut at 3 sigma, has 6 sigma + 1 taps).
+LIMITS = {"shift": SIDE / 2, "rotate": 180.0, "alpha": 100.0, "sigma": float(SIDE)}
 
 
 @dataclass(frozen=True)
@@ -30,10 +34,10 @@ class Augment:
     sigma: float = 3.0
 
     def __post_init__(self) -> None:
-        for name in ("shift", "rotate", "alpha", "sigma"):
+        for name, limit in LIMITS.items():
             value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"Augment({name}=...): expected a finite number >= 0, got {value!r}")
+            if not 0 <= value <= limit:
+                raise ValueError(f"Augment({name}=...): expected a number from 0 to {limit:g}, got {value!r}")
         if self.alpha and not self.sigma:
             raise ValueError("Augment: an elastic distortion (alpha > 0) needs a smoothing width sigma > 0")
 

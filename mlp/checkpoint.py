@@ -115,13 +115,14 @@ def load(path: str | os.PathLike) -> Checkpoint:
         raise FileNotFoundError(f"no checkpoint at {path}")
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path} is empty (0 bytes), not a wengert checkpoint")
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(f"{path} is not a wengert checkpoint (not an .npz archive)")
     try:
         with np.load(path, allow_pickle=False) as f:
             meta = json.loads(str(f["meta"]))
             model_state, optimizer_state, best_state = ({k[len(part):]: f[k] for k in f.files if k.startswith(part)}
                                                         for part in ("model/", "optimizer/", "best/"))
-        if meta.get("format") != FORMAT:
-            raise CheckpointError(f"{path} has checkpoint format {meta.get('format')!r}; this version reads {FORMAT}")
+        _check_fields(meta, path)
         config = meta["model"]
         sizes = [int(n) for n in config["sizes"]]
         stored = sum(a.size for a in model_state.values())
@@ -130,7 +131,7 @@ def load(path: str | os.PathLike) -> Checkpoint:
         model = _model(config, model_state)
         checkpoint = Checkpoint(
             model=model,
-            epoch=int(meta["epoch"]),
+            epoch=meta["epoch"],
             optimizer=meta["optimizer"],
             optimizer_options=meta["optimizer_options"],
             optimizer_state=optimizer_state,
@@ -139,7 +140,11 @@ def load(path: str | os.PathLike) -> Checkpoint:
         )
         if "best" in meta:
             kept = meta["best"]
-            checkpoint.best = Best(_model(config, best_state), int(kept["epoch"]), kept["metric"], float(kept["value"]))
+            checkpoint.best = Best(_model(config, best_state), kept["epoch"], kept["metric"], float(kept["value"]))
+        if checkpoint.optimizer_options or checkpoint.optimizer_state:  # a run's, not a model's alone
+            checkpoint.make_optimizer()  # its options and state fit the model
+        if checkpoint.rng_state is not None:
+            np.random.default_rng().bit_generator.state = checkpoint.rng_state
     except CheckpointError:
         raise
     except (OSError, EOFError, KeyError, ValueError, TypeError, AttributeError, zipfile.BadZipFile) as e:
@@ -150,6 +155,39 @@ def load(path: str | os.PathLike) -> Checkpoint:
             bad = np.count_nonzero(~np.isfinite(values))
             raise CheckpointError(f"{path}: {bad:,} of its {len(values):,} weights are not finite numbers (a run that diverged)")
     return checkpoint
+
+
+def _check_fields(meta: object, path: Path) -> None:
+    """Refuse a checkpoint whose fields have the wrong types (a hand-edited file), naming the field."""
+    def wrong(field: str, expected: str, got: object) -> CheckpointError:
+        return CheckpointError(f"{path}: {field} should be {expected}, got {json.dumps(got)[:60]}")
+
+    if not isinstance(meta, dict):
+        raise wrong("meta", "an object", meta)
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path} has checkpoint format {meta.get('format')!r}; this version reads {FORMAT}")
+    expected = {"model": (dict, "an object"), "epoch": (int, "an integer >= 0"), "optimizer": (str, "an optimizer's name"),
+                "optimizer_options": (dict, "an object"), "args": (dict, "an object"),
+                "rng_state": ((dict, type(None)), "an object or null")}
+    for field, (kind, words) in expected.items():
+        value = meta.get(field)
+        if not isinstance(value, kind) or isinstance(value, bool) or (kind is int and value < 0):
+            raise wrong(field, words, value)
+    if meta["optimizer"] not in OPTIMIZERS:
+        raise wrong("optimizer", f"one of {', '.join(OPTIMIZERS)}", meta["optimizer"])
+    sizes = meta["model"].get("sizes")
+    if not (isinstance(sizes, list) and len(sizes) >= 2 and all(type(n) is int and n > 0 for n in sizes)):
+        raise wrong("model.sizes", "a list of two or more positive integers", sizes)
+    if "best" in meta:
+        best = meta["best"]
+        if not isinstance(best, dict):
+            raise wrong("best", "an object", best)
+        if type(best.get("epoch")) is not int or not 1 <= best["epoch"] <= meta["epoch"]:
+            raise wrong("best.epoch", f"an epoch from 1 to {meta['epoch']}", best.get("epoch"))
+        if best.get("metric") not in ("val_loss", "val_accuracy"):
+            raise wrong("best.metric", '"val_loss" or "val_accuracy"', best.get("metric"))
+        if type(best.get("value")) not in (int, float):
+            raise wrong("best.value", "a number", best.get("value"))
 
 
 def _model(config: dict, state: dict[str, np.ndarray]) -> MLP:

@@ -295,9 +295,19 @@ def _read_mnist_5k_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
 def validation_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Row indices (train, validation) of a training set: `fraction` of each class's rows,
     drawn at random from `seed`, held out for validation (stratified, so every class keeps its
-    share); both in the rows' order."""
+    share); both in the rows' order. A fraction > 0 must hold out at least one row of each class
+    and leave at least one; ValueError says the fractions that do."""
     if not 0 <= fraction < 1:
         raise ValueError(f"validation_split: expected a fraction in [0, 1), got {fraction!r}")
+    if fraction:
+        rows = np.unique(labels, return_counts=True)[1]
+        held = np.array([round(fraction * n) for n in rows])
+        if (held < 1).any() or (held >= rows).any():
+            n = int(rows.min())
+            what = "no validation sample" if (held < 1).any() else "no training sample"
+            fits = f"give a fraction from {1 / n:.3g} to {(n - 1) / n:.3g}" if n > 1 else "none can be held out"
+            raise ValueError(f"holding out {fraction:g} of each class leaves {what} in the smallest one "
+                             f"({n} samples): {fits}")
     kept, held = _stratified_split(labels, lambda rows: round(fraction * rows), np.random.default_rng(seed))
     return np.sort(kept), held
 

@@ -18,8 +18,9 @@ MAX_LENGTH = 500
 MAX_DEPTH = 50  # nested parentheses and unary signs
 MAX_VARIABLES = 100
 CONSTANTS = {"pi": math.pi, "e": math.e}
-TOKEN = re.compile(r"\s*(?:(?P<number>\d+\.?\d*(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?)|(?P<name>[A-Za-z_]\w*)|(?P<op>\*\*|[-+*/()]))")
-VARIABLE = re.compile(r"x[1-9]\d*")
+SPACE = re.compile(r"\s*", re.ASCII)
+TOKEN = re.compile(r"(?:(?P<number>\d+\.?\d*(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?)|(?P<name>[A-Za-z_]\w*)|(?P<op>\*\*|[-+*/()]))", re.ASCII)
+VARIABLE = re.compile(r"x[1-9]\d*", re.ASCII)
 OPERATIONS = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv, "**": operator.pow}
 
 
@@ -44,16 +45,15 @@ def tokens(text: str) -> list[Token]:
     if len(text) > MAX_LENGTH:
         raise ExpressionError(text[:60] + "...", 60, f"the expression is longer than {MAX_LENGTH} characters")
     out, position = [], 0
-    while text[position:].strip():
+    while (position := SPACE.match(text, position).end()) < len(text):
         match = TOKEN.match(text, position)
         if match:
             kind = match.lastgroup
-            out.append(Token(kind, match.group(kind), match.start(kind)))
+            out.append(Token(kind, match.group(kind), position))
             position = match.end()
         else:
-            where = len(text) - len(text[position:].lstrip())
-            out.append(Token("bad", text[where], where))
-            position = where + 1
+            out.append(Token("bad", text[position], position))
+            position += 1
     out.append(Token("end", "", len(text)))
     return out
 

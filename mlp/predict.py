@@ -4,7 +4,7 @@ test image of a data set: `python -m mlp.predict DIR/model.npz --index 7`.
 An image file is 28x28 pixels, in any format Pillow reads (PNG, PGM, TIFF, ...). The ink is the
 alpha channel where the image has one that varies (a drawing on a transparent background, as
 most drawing programs save it), else the grey level; 16-bit and floating-point images are
-scaled to [0, 1]. MNIST digits are white on black: an image whose border is mostly light (a dark
+scaled to [0, 1] (32-bit ones holding values above 255 by their brightest pixel). MNIST digits are white on black: an image whose border is mostly light (a dark
 digit on paper) is inverted first, unless --invert says otherwise. A blank or nearly blank image
 is classified with a warning.
 """
@@ -57,12 +57,13 @@ def _ink(image, path: Path) -> np.ndarray:
             return alpha
     if image.mode in ("F", "I") or image.mode.startswith("I;16"):
         pixels = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if image.mode.startswith("I;16") else next(
-            (t for t in (1.0, 255.0, 65535.0) if pixels.max() <= t), np.inf)
-        if not np.isfinite(pixels).all() or pixels.min() < 0 or top == np.inf:
+        if not np.isfinite(pixels).all() or pixels.min() < 0:
             raise ValueError(f"{path} holds {image.mode} pixels from {pixels.min()} to {pixels.max()}; "
-                             f"expected values in [0, 1], [0, 255] or [0, 65535]")
-        return pixels / top
+                             f"expected finite values >= 0")
+        if image.mode.startswith("I;16"):
+            return pixels / 65535.0
+        # 32-bit pixels have no range of their own: [0, 1], [0, 255], or the image's own brightest
+        return pixels / (1.0 if pixels.max() <= 1 else 255.0 if pixels.max() <= 255 else pixels.max())
     return np.asarray(image.convert("L"), dtype=np.float64) / 255.0
 
 

@@ -18,22 +18,21 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import itertools
 import math
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 import numba
 import numpy as np
 
 import tape
 
-from . import _updates, checkpoint, cli, data
+from . import _updates, checkpoint, cli, data, rundir
 from .accumulate import FusedAccumulator, SparseRows
-from .augment import Augment
+from .augment import LIMITS, Augment
 from .init import INITIALISERS
 from .losses import log_softmax
 from .nn import ACTIVATIONS, MLP
@@ -97,6 +96,17 @@ def factor(text: str) -> float:
     return value
 
 
+def at_most(limit: float, positive: bool = False) -> Callable[[str], float]:
+    """A parser of numbers from 0 (excluded if `positive`) to `limit`."""
+    def number(text: str) -> float:
+        value = float(text)
+        if not (0 < value if positive else 0 <= value) or not value <= limit:
+            raise argparse.ArgumentTypeError(f"expected a number {'above' if positive else 'from'} 0 "
+                                             f"{'and at most' if positive else 'to'} {limit:g}, got {text}")
+        return value
+    return number
+
+
 def dataset_name(text: str) -> str:
     if text not in data.DATASETS:
         raise argparse.ArgumentTypeError(f"unknown data set {text!r}; known: {', '.join(data.DATASETS)}")
@@ -148,13 +158,13 @@ def parser() -> argparse.ArgumentParser:
     regular.add_argument("--augment", action="store_true",
                          help="move each training image at random every time it is used: a shift, a rotation and an "
                               "elastic distortion (the four options below)")
-    regular.add_argument("--shift", type=non_negative_float, default=2.0, metavar="PIXELS",
+    regular.add_argument("--shift", type=at_most(LIMITS["shift"]), default=2.0, metavar="PIXELS",
                          help="with --augment, up to this many pixels each way (default: %(default)s)")
-    regular.add_argument("--rotate", type=non_negative_float, default=10.0, metavar="DEGREES",
+    regular.add_argument("--rotate", type=at_most(LIMITS["rotate"]), default=10.0, metavar="DEGREES",
                          help="with --augment, up to this many degrees either way (default: %(default)s)")
-    regular.add_argument("--elastic", type=non_negative_float, default=8.0, metavar="ALPHA",
+    regular.add_argument("--elastic", type=at_most(LIMITS["alpha"]), default=8.0, metavar="ALPHA",
                          help="with --augment, the elastic distortion's strength, 0 for none (default: %(default)s)")
-    regular.add_argument("--elastic-sigma", type=positive_float, default=3.0, metavar="SIGMA",
+    regular.add_argument("--elastic-sigma", type=at_most(LIMITS["sigma"], positive=True), default=3.0, metavar="SIGMA",
                          help="with --augment, the elastic distortion's smoothness in pixels (default: %(default)s)")
     p.add_argument("--seed", type=non_negative_int, default=0, help="seeds the initial weights and the shuffling (default: %(default)s)")
     p.add_argument("--threads", type=positive_int, help="compiled threads (default: all cores; the results are the same on any number)")
@@ -174,6 +184,8 @@ def check_options(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
                 f"got {len(args.dropout)}")
     if args.patience is not None and not args.val:
         p.error("--patience needs a validation part to watch: give --val FRACTION too")
+    if args.warmup > args.epochs:
+        p.error(f"--warmup {args.warmup:g} is longer than the run (--epochs {args.epochs}): the rate would never reach --lr")
     if args.min_lr > args.lr:
         p.error(f"--min-lr {args.min_lr:g} is above --lr {args.lr:g}")
 
@@ -204,42 +216,6 @@ def _physical_memory() -> int | None:
         return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
         return None
-
-
-def run_directory(args: argparse.Namespace) -> tuple[Path, str]:
-    """The directory the run writes into, and a note if it is not the one asked for. A new run
-    never writes into a directory that holds files; without --out (or with --fresh) it takes the
-    first free one of OUT, OUT-2, OUT-3, ..."""
-    wanted = args.out or RUNS / args.dataset
-    if wanted.exists() and not wanted.is_dir():
-        raise cli.UsageError(f"--out {wanted} is a file, not a directory")
-    if args.resume or not _holds_files(wanted):
-        return wanted, ""
-    if args.out is not None and not args.fresh:
-        names = sorted(p.name for p in wanted.iterdir())
-        held = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
-        raise cli.UsageError(f"--out {wanted} already holds files ({held}): continue its run with --resume, "
-                             f"add --fresh to write into the first free {wanted}-2, {wanted}-3, ..., or give a new --out")
-    for n in itertools.count(2):
-        candidate = wanted.with_name(f"{wanted.name}-{n}")
-        if not _holds_files(candidate):
-            return candidate, f"{wanted} holds an earlier run, so this one goes to {candidate}"
-
-
-def _holds_files(path: Path) -> bool:
-    return path.exists() and (not path.is_dir() or any(path.iterdir()))
-
-
-def claim(out: Path) -> bool:
-    """Make `out` and check that files can be written in it; True if it was made here."""
-    made = not out.exists()
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=out):
-            pass
-    except OSError as e:
-        raise cli.UsageError(f"cannot write in --out {out}: {e.strerror or e}") from None
-    return made
 
 
 def optimizer_options(args: argparse.Namespace) -> dict:
@@ -285,10 +261,17 @@ class Run:
         self.checkpoint_path, self.metrics_path = out / "model.npz", out / "metrics.csv"
         if args.resume:
             saved = checkpoint.load(self.checkpoint_path)
+            if saved.rng_state is None or not saved.optimizer_options:
+                raise checkpoint.CheckpointError(f"{self.checkpoint_path} holds a model without its run (no optimizer "
+                                                 f"or RNG state): it cannot be resumed")
             _check_resumable(saved.args, args, self.checkpoint_path)
+            self._keep_metrics_through(saved.epoch)
         self.data = data.load(args.dataset, data_dir=args.data_dir)
         x_train, y_train = self.data.x_train[: args.limit], self.data.y_train[: args.limit]
-        kept, held = data.validation_split(y_train, args.val, args.seed)  # (all, none) without --val
+        try:
+            kept, held = data.validation_split(y_train, args.val, args.seed)  # (all, none) without --val
+        except ValueError as e:
+            raise cli.UsageError(f"--val {args.val:g}: {e}") from None
         self.x_train, self.y_train = x_train[kept], y_train[kept]
         self.x_val, self.y_val = x_train[held], y_train[held]
         classes = len(self.data.classes)
@@ -298,7 +281,6 @@ class Run:
             self.rng = np.random.default_rng()
             self.rng.bit_generator.state = saved.rng_state
             self.best = saved.best
-            self._forget_metrics_after(self.epoch)
         else:
             self.model = MLP([self.x_train.shape[1], *args.hidden, classes], activation=args.activation,
                              bias=args.bias, init=args.init, seed=args.seed, dropout=dropout)
@@ -426,17 +408,37 @@ class Run:
         with open(self.metrics_path, newline="") as f:
             return list(csv.DictReader(f))
 
-    def _forget_metrics_after(self, epoch: int) -> None:
-        """Drop metrics.csv's rows of epochs after the checkpoint's (a run stopped between the
-        two writes), so the resumed run's rows follow on without repeats."""
-        rows = self._metrics()
-        kept = [r for r in rows if r["epoch"].isdigit() and int(r["epoch"]) <= epoch]
-        if len(kept) < len(rows):
-            text = io.StringIO(newline="")
-            writer = csv.DictWriter(text, METRICS, extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(kept)
-            checkpoint.write_atomically(self.metrics_path, lambda f: f.write(text.getvalue().encode()))
+    def _keep_metrics_through(self, epoch: int) -> None:
+        """Check metrics.csv against a checkpoint of `epoch`: one whole row for each of epochs 1 to
+        `epoch`, the rows after it (of a run stopped between its two writes) dropped by rewriting
+        the file; anything else is refused, naming the file, before any training."""
+        path = self.metrics_path
+        if not path.is_file() and epoch:
+            raise cli.UsageError(f"cannot resume: {path} is missing, and {self.checkpoint_path} is of epoch {epoch}; "
+                                 f"the run's metrics are gone (start a new run, or put the file back)")
+        if not path.is_file():
+            return
+        text = path.read_text(errors="replace")
+        table = list(csv.reader(io.StringIO(text, newline="")))
+        header = table[0] if table else []
+
+        def damaged(why: str) -> cli.UsageError:
+            return cli.UsageError(f"cannot resume: {path} is damaged ({why}); {self.checkpoint_path} is of epoch {epoch}")
+
+        if not 7 <= len(header) <= len(METRICS) or header != METRICS[: len(header)]:
+            raise damaged("its first line is not metrics.csv's header")
+        rows = table[1 : epoch + 1]
+        if len(rows) < epoch:
+            raise damaged(f"it holds the rows of {len(rows)} epochs")
+        for number, row in enumerate(rows, 1):
+            if len(row) != len(header) or row[0] != str(number) or not all(map(_is_number, row[1:7])):
+                raise damaged(f"the row of epoch {number} is not whole: {','.join(row)[:60]!r}")
+        if len(table) == epoch + 1 and not text.endswith("\n"):
+            raise damaged(f"the row of epoch {epoch} was cut short")
+        if len(table) > epoch + 1 or header != METRICS:
+            kept = io.StringIO(newline="")
+            csv.writer(kept).writerows([METRICS, *(row + [""] * (len(METRICS) - len(row)) for row in rows)])
+            checkpoint.write_atomically(path, lambda f: f.write(kept.getvalue().encode()))
 
     def report(self, rows: list[dict]) -> float:
         """The test accuracy of the model the run keeps (the best validation epoch's, said so)."""
@@ -472,11 +474,15 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     check_options(p, args)
     check_size(p, args)
+    wanted = args.out or RUNS / args.dataset
     try:
-        out, note = run_directory(args)
-        made = claim(out)
+        if args.resume:
+            claim, note = rundir.claim_existing(wanted), ""
+        else:
+            claim, note = rundir.claim_new(wanted, explicit=args.out is not None, fresh=args.fresh)
     except cli.UsageError as e:
         return cli.refuse(e)
+    out = claim.directory
     if note:
         print(note, file=sys.stderr)
     run = None
@@ -504,10 +510,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}; {_saved(run)}", file=sys.stderr)
         return 1
     finally:
-        if made and out.is_dir() and not any(out.iterdir()):
-            out.rmdir()  # made for a run that saved nothing
+        claim.release()
     print(f"test accuracy: {100 * accuracy:.2f}%")
     return 0
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _short(loss: float) -> str:

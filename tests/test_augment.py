@@ -102,8 +102,13 @@ def test_no_movement_at_all_keeps_the_images():
 
 
 @pytest.mark.parametrize("kwargs, words", [
-    (dict(shift=-1.0), "Augment(shift=...): expected a finite number >= 0, got -1.0"),
-    (dict(rotate=math.nan), "Augment(rotate=...): expected a finite number >= 0, got nan"),
+    (dict(shift=-1.0), "Augment(shift=...): expected a number from 0 to 14, got -1.0"),
+    (dict(shift=14.5), "Augment(shift=...): expected a number from 0 to 14, got 14.5"),
+    (dict(rotate=math.nan), "Augment(rotate=...): expected a number from 0 to 180, got nan"),
+    (dict(rotate=181.0), "Augment(rotate=...): expected a number from 0 to 180, got 181.0"),
+    (dict(alpha=1e9), "Augment(alpha=...): expected a number from 0 to 100, got 1000000000.0"),
+    (dict(sigma=1e6), "Augment(sigma=...): expected a number from 0 to 28, got 1000000.0"),
+    (dict(sigma=math.inf), "Augment(sigma=...): expected a number from 0 to 28, got inf"),
     (dict(alpha=8.0, sigma=0.0), "needs a smoothing width sigma > 0"),
 ])
 def test_bad_settings_are_refused_by_name(kwargs, words):

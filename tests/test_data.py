@@ -11,6 +11,7 @@ import threading
 from pathlib import Path
 
 import numpy as np
+from hypothesis import given, settings, strategies as st
 import pytest
 
 from mlp import data
@@ -606,3 +607,23 @@ def test_one_hot_names_a_label_out_of_range_and_its_position(labels, complaint):
 def test_one_hot_rejects_labels_that_are_not_integers():
     with pytest.raises(ValueError, match="integer labels"):
         one_hot(np.array([1.0, 2.0]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(counts=st.lists(st.integers(1, 60), min_size=1, max_size=6), fraction=st.floats(0, 0.999), seed=st.integers(0, 9))
+def test_a_validation_split_holds_out_some_of_every_class_and_keeps_some_or_is_refused(counts, fraction, seed):
+    labels = np.repeat(np.arange(len(counts)), counts)
+    np.random.default_rng(seed).shuffle(labels)
+    try:
+        kept, held = data.validation_split(labels, fraction, seed)
+    except ValueError as e:
+        smallest = min(counts)
+        assert fraction > 0 and f"({smallest} samples)" in str(e)
+        assert any(not 1 <= round(fraction * n) < n for n in counts)
+        return
+    assert sorted([*kept, *held]) == list(range(len(labels)))
+    for label, n in enumerate(counts):
+        in_held = int((labels[held] == label).sum())
+        assert in_held == round(fraction * n)
+        if fraction:
+            assert 1 <= in_held < n

@@ -79,10 +79,14 @@ def images(tmp_path):
         "grey+alpha": save(tmp_path / "la.png", grey_alpha, "LA"),
         "16-bit": save(tmp_path / "deep.png", (DIGIT * 65535).astype(np.uint16)),
         "float": save(tmp_path / "float.tif", DIGIT.astype(np.float32), "F"),
+        "32-bit to 1000": save(tmp_path / "int1000.tif", (DIGIT * 1000).astype(np.int32), "I"),
+        "32-bit to 255": save(tmp_path / "int255.tif", (DIGIT * 255).astype(np.int32), "I"),
+        "float to 255": save(tmp_path / "float255.tif", (DIGIT * 255).astype(np.float32), "F"),
     }
 
 
-@pytest.mark.parametrize("form", ["grey", "rgba", "grey+alpha", "16-bit", "float"])
+@pytest.mark.parametrize("form", ["grey", "rgba", "grey+alpha", "16-bit", "float", "32-bit to 1000", "32-bit to 255",
+                                  "float to 255"])
 def test_every_form_of_the_digit_reads_as_the_digit(images, form):
     np.testing.assert_array_equal(predict.read_image(images[form]), DIGIT.ravel())
 
@@ -146,3 +150,70 @@ def test_a_file_that_is_no_checkpoint_is_refused_in_one_line(program, images, tm
         diverged.parameters().values[3] = np.nan
         checkpoint.save(tmp_path / "nan.npz", checkpoint.Checkpoint(diverged, 1))
     assert "1 of its 3,190 weights are not finite" in refused(main, [tmp_path / "nan.npz"], capsys)
+
+
+def edited(source, target, edit_meta=lambda meta: meta, edit_arrays=lambda arrays: None) -> None:
+    """A copy of the checkpoint `source` as a hand might have edited it: its JSON and its arrays."""
+    import json
+    with np.load(source) as f:
+        arrays = {k: f[k] for k in f.files}
+    arrays["meta"] = np.array(json.dumps(edit_meta(json.loads(str(arrays["meta"])))))
+    edit_arrays(arrays)
+    np.savez(target, **arrays)
+
+
+def setting(field, value):
+    def edit(meta):
+        *outer, last = field.split(".")
+        inner = meta
+        for name in outer:
+            inner = inner[name]
+        inner[last] = value
+        return meta
+    return edit
+
+
+HAND_EDITS = {
+    "meta a list": (lambda meta: [meta], {}, "meta should be an object, got [{"),
+    "args a list": (setting("args", [1]), {}, "args should be an object, got [1]"),
+    "unknown optimizer": (setting("optimizer", "lbfgs"), {}, "optimizer should be one of sgd, "),
+    "epoch a string": (setting("epoch", "3"), {}, 'epoch should be an integer >= 0, got "3"'),
+    "negative epoch": (setting("epoch", -1), {}, "epoch should be an integer >= 0, got -1"),
+    "rng state a number": (setting("rng_state", 7), {}, "rng_state should be an object or null, got 7"),
+    "rng state of another kind": (setting("rng_state", {"bit_generator": "MT19937", "state": {}}), {},
+                                  "is not a readable wengert checkpoint (ValueError"),
+    "sizes of strings": (setting("model.sizes", ["784", "10"]), {}, "model.sizes should be a list of two or more"),
+    "options unknown": (setting("optimizer_options", {"lr": 0.1, "nesterov": True}), {},
+                        "is not a readable wengert checkpoint (TypeError"),
+    "best epoch after the last": (setting("best", {"epoch": 9, "metric": "val_loss", "value": 1.0}), {},
+                                  "best.epoch should be an epoch from 1 to 1, got 9"),
+    "best metric unknown": (setting("best", {"epoch": 1, "metric": "f1", "value": 1.0}), {},
+                            'best.metric should be "val_loss" or "val_accuracy", got "f1"'),
+    "optimizer state of another shape": (lambda meta: meta, {"optimizer/m": np.zeros(3)},
+                                         "optimizer state m has shape (3,), expected (18,)"),
+}
+
+
+@pytest.mark.parametrize("program", ["evaluate", "predict", "serve"])
+@pytest.mark.parametrize("edit", HAND_EDITS, ids=list(HAND_EDITS))
+def test_a_hand_edited_checkpoint_is_refused_in_one_line_naming_the_field(program, edit, images, tmp_path, monkeypatch,
+                                                                         capsys):
+    monkeypatch.setattr(serve, "make_server", lambda *args: pytest.fail("a damaged checkpoint was served"))
+    main = {"evaluate": evaluate.main, "predict": lambda argv: predict.main([*argv, str(images["grey"])]),
+            "serve": serve.main}[program]
+    with Tape():
+        model = MLP([1, 4, 2], seed=0)
+        state = {"m": np.zeros(len(model.parameters())), "v": np.ones(len(model.parameters())), "steps": np.array(3)}
+        checkpoint.save(tmp_path / "good.npz", checkpoint.Checkpoint(
+            model, 1, "adam", {"lr": 0.01}, state, np.random.default_rng(1).bit_generator.state, {"dataset": "mnist-5k"}))
+    edit_meta, arrays, words = HAND_EDITS[edit]
+    edited(tmp_path / "good.npz", tmp_path / "edited.npz", edit_meta, lambda a: a.update(arrays))
+    err = refused(main, [tmp_path / "edited.npz"], capsys)
+    assert "edited.npz" in err and words in err
+
+
+def test_random_bytes_are_no_archive_and_the_message_says_so(tmp_path):
+    (tmp_path / "noise.npz").write_bytes(np.random.default_rng(0).bytes(4096))
+    with pytest.raises(checkpoint.CheckpointError) as error:
+        checkpoint.load(tmp_path / "noise.npz")
+    assert str(error.value) == f"{tmp_path / 'noise.npz'} is not a wengert checkpoint (not an .npz archive)"

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlp import checkpoint, data, evaluate, predict, train
+from mlp import checkpoint, data, evaluate, predict, rundir, train
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("mlxtend") is None,
@@ -84,9 +84,67 @@ def test_resume_refuses_a_different_run(tmp_path, capsys):
     assert train.main([*SMALL, "--epochs", "2", "--lr", "0.01", "--out", str(tmp_path), "--resume"]) == 2
     assert "--lr was 0.001, now 0.01" in capsys.readouterr().err
     assert train.main(["--epochs", "2", "--out", str(tmp_path / "none"), "--resume"]) == 2  # no checkpoint
-    assert capsys.readouterr().err == f"error: no checkpoint at {tmp_path / 'none' / 'model.npz'}\n"
+    assert capsys.readouterr().err.startswith(f"error: --resume: {tmp_path / 'none'} is not a run's directory")
+    (tmp_path / "empty").mkdir()
+    assert train.main(["--epochs", "2", "--out", str(tmp_path / "empty"), "--resume"]) == 2
+    assert capsys.readouterr().err == f"error: no checkpoint at {tmp_path / 'empty' / 'model.npz'}\n"
     assert not (tmp_path / "none").exists()
 
+
+
+@pytest.mark.parametrize("damage, words", [
+    (lambda text: text[: text.rindex(",")], "the row of epoch 2 is not whole"),
+    (lambda text: text.rstrip("\r\n")[:-1], "the row of epoch 2 was cut short"),
+    (lambda text: text[: text.index("\n2,")] + "\n", "it holds the rows of 1 epochs"),
+    (lambda text: text.replace("\n2,", "\n3,"), "the row of epoch 2 is not whole"),
+    (lambda text: text.replace("\n1,", "\n1,x", 1), "the row of epoch 1 is not whole"),
+    (lambda text: "epoch,loss\n" + text, "its first line is not metrics.csv's header"),
+    (lambda text: "", "its first line is not metrics.csv's header"),
+    (None, "is missing"),
+], ids=["cut-cells", "cut-digit", "row-gone", "renumbered", "not-a-number", "header", "empty", "deleted"])
+def test_resume_refuses_a_damaged_metrics_file_naming_it(tmp_path, capsys, damage, words):
+    assert train.main([*SMALL, "--epochs", "2", "--out", str(tmp_path)]) == 0
+    path, before = tmp_path / "metrics.csv", files(tmp_path)
+    if damage:
+        path.write_text(damage(path.read_text()), newline="")
+    else:
+        path.unlink()
+    damaged = files(tmp_path)
+    capsys.readouterr()
+    assert train.main([*SMALL, "--epochs", "3", "--out", str(tmp_path), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(path) in err and words in err and "epoch 2" in err
+    assert files(tmp_path) == damaged and damaged["model.npz"] == before["model.npz"]  # nothing trained, nothing lost
+
+
+@pytest.mark.parametrize("field, value, words", [
+    ("rng_state", None, "holds a model without its run (no optimizer or RNG state): it cannot be resumed"),
+    ("args", "--lr 0.1", 'args should be an object, got "--lr 0.1"'),
+    ("optimizer", "adamw", "optimizer should be one of"),
+])
+def test_resume_refuses_a_hand_edited_checkpoint_in_one_line(tmp_path, capsys, field, value, words):
+    import json
+    assert train.main([*SMALL, "--epochs", "1", "--out", str(tmp_path)]) == 0
+    with np.load(tmp_path / "model.npz") as f:
+        arrays = {k: f[k] for k in f.files}
+    meta = json.loads(str(arrays["meta"]))
+    meta[field] = value
+    arrays["meta"] = np.array(json.dumps(meta))
+    np.savez(tmp_path / "model.npz", **arrays)
+    capsys.readouterr()
+    assert train.main([*SMALL, "--epochs", "2", "--out", str(tmp_path), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(tmp_path / "model.npz") in err and words in err
+
+
+def test_resume_drops_the_rows_after_its_checkpoint_and_follows_on(tmp_path):
+    assert train.main([*SMALL, "--epochs", "2", "--out", str(tmp_path)]) == 0
+    with open(tmp_path / "metrics.csv", "a", newline="") as f:  # epoch 3's row, then killed before its checkpoint
+        f.write("3,0.1,0.9,0.2,0.8,1.0,400,,,0.001\r\n4,0.1")
+    assert train.main([*SMALL, "--epochs", "4", "--out", str(tmp_path), "--resume"]) == 0
+    rows = metrics(tmp_path)
+    assert [r["epoch"] for r in rows] == ["1", "2", "3", "4"] and rows[2]["train_loss"] != "0.1"
+    assert all(None not in r and len(r) == len(train.METRICS) for r in rows)
 
 
 def test_resume_under_a_cosine_schedule_refuses_other_epochs_and_a_constant_one_takes_more(tmp_path, capsys):
@@ -128,6 +186,28 @@ def test_a_new_run_never_writes_over_another(tmp_path, monkeypatch, capsys):
     assert files(tmp_path / "runs" / "mnist-5k").keys() == before.keys()
 
 
+def test_runs_started_together_in_one_folder_write_into_directories_of_their_own(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    processes = [subprocess.Popen([sys.executable, "-m", "mlp.train", *SMALL, "--epochs", "1", "--seed", str(seed)],
+                                  cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for seed in range(3)]
+    for process in processes:
+        _, err = process.communicate(timeout=300)
+        assert process.returncode == 0, err
+    directories = sorted((tmp_path / "runs").iterdir())
+    assert [d.name for d in directories] == ["mnist-5k", "mnist-5k-2", "mnist-5k-3"]
+    test = data.load("mnist-5k")
+    seeds = set()
+    for directory in directories:
+        assert files(directory).keys() == {"model.npz", "metrics.csv"}
+        saved = checkpoint.load(directory / "model.npz")
+        seeds.add(saved.args["seed"])
+        (row,) = metrics(directory)  # one run's one epoch, whole
+        accuracy = (saved.model.logits(test.x_test).argmax(axis=1) == test.y_test).mean()
+        assert float(row["test_accuracy"]) == pytest.approx(accuracy, abs=1e-6)  # the row is this model's
+    assert seeds == {0, 1, 2}
+
+
 @pytest.mark.parametrize("where, words", [
     ("a-file", "is a file, not a directory"),
     ("a-file/run", "cannot write in --out"),
@@ -143,10 +223,12 @@ def test_an_output_directory_it_cannot_use_is_refused_in_one_line(tmp_path, monk
 
 
 def test_a_read_only_output_directory_is_refused_in_one_line(tmp_path, monkeypatch, capsys):
-    def read_only(*args, **kwargs):  # root may write anywhere, so the file system's answer is made up
-        raise PermissionError(13, "Permission denied")
+    def read_only(path, *args, real=os.open):  # root may write anywhere, so the file system's answer is made up
+        if Path(path).name == rundir.LOCK:
+            raise PermissionError(13, "Permission denied")
+        return real(path, *args)
 
-    monkeypatch.setattr(train.tempfile, "TemporaryFile", read_only)
+    monkeypatch.setattr(rundir.os, "open", read_only)
     assert train.main([*SMALL, "--out", str(tmp_path)]) == 2
     assert capsys.readouterr().err == f"error: cannot write in --out {tmp_path}: Permission denied\n"
 
@@ -279,6 +361,14 @@ def test_sigint_to_a_running_training_process(tmp_path):
     (["--clip", "0"], ["--clip", "expected a positive finite number, got 0"]),
     (["--shift", "inf"], ["--shift", "got inf"]),
     (["--elastic-sigma", "0"], ["--elastic-sigma", "got 0"]),
+    (["--elastic-sigma", "1e6"], ["--elastic-sigma", "expected a number above 0 and at most 28, got 1e6"]),
+    (["--elastic-sigma", "1e300"], ["--elastic-sigma", "got 1e300"]),
+    (["--shift", "1e6"], ["--shift", "expected a number from 0 to 14, got 1e6"]),
+    (["--elastic", "1e9"], ["--elastic", "expected a number from 0 to 100, got 1e9"]),
+    (["--rotate", "-1"], ["--rotate", "expected a number from 0 to 180, got -1"]),
+    (["--rotate", "x"], ["--rotate", "invalid"]),
+    (["--warmup", "11"], ["--warmup 11 is longer than the run (--epochs 10)"]),
+    (["--warmup", "2.5", "--epochs", "2"], ["--warmup 2.5 is longer than the run (--epochs 2)"]),
 ])
 def test_bad_arguments_are_refused_in_one_line_naming_the_argument(argv, words, capsys):
     with pytest.raises(SystemExit) as exit_info:
@@ -288,6 +378,17 @@ def test_bad_arguments_are_refused_in_one_line_naming_the_argument(argv, words, 
     assert err.startswith("python -m mlp.train: error: ") and err.count("\n") == 1
     for word in words:
         assert word in err
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--val", "0.001"], "leaves no validation sample in the smallest one (35 samples): give a fraction from 0.0286"),
+    (["--val", "0.99"], "leaves no training sample in the smallest one (35 samples)"),
+])
+def test_a_validation_part_with_a_class_empty_or_taking_a_whole_class_is_refused(tmp_path, capsys, argv, words):
+    assert train.main([*SMALL, *argv, "--patience", "2", "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: --val {argv[1]}: holding out") and words in err
+    assert not (tmp_path / "run").exists()
 
 
 def test_missing_data_says_which_files_to_put_where(tmp_path, capsys):
@@ -307,7 +408,7 @@ def test_evaluate_prints_accuracy_and_confusion_matrix(trained, tmp_path, capsys
     assert evaluate.main([str(tmp_path / "bad.npz")]) == 2
     assert evaluate.main([str(tmp_path / "missing.npz")]) == 2
     err = capsys.readouterr().err
-    assert "bad.npz is not a readable wengert checkpoint" in err and "no checkpoint at" in err
+    assert "bad.npz is not a wengert checkpoint (not an .npz archive)" in err and "no checkpoint at" in err
 
 
 def test_predict_classifies_an_image_file_and_a_test_index(trained, tmp_path, capsys):

@@ -43,7 +43,7 @@ SLOW = ["tests/test_tape.py::test_a_million_grad_calls_use_constant_memory"]  # 
 @dataclass(frozen=True)
 class Area:
     targets: dict[str, list[str]]  # file -> the functions (Class.method) whose code is mutated
-    tests: list[str]  # the tests of those modules, which must kill their mutants
+    tests: list[str]  # the tests of those modules (files or test ids), which must kill their mutants
 
 
 AREAS = {
@@ -77,6 +77,18 @@ AREAS = {
     "losses": Area({"mlp/losses.py": ["log_softmax", "softmax_cross_entropy", "squared_error", "_targets"]}, ["tests/test_mlp.py"]),
     "train": Area({"mlp/train.py": ["scores", "Run.__init__", "Run.train_epoch", "Run.improved", "Run.patience_ran_out"]},
                   ["tests/test_train.py", "tests/test_train_oracle.py"]),
+    "rundir": Area({"mlp/rundir.py": ["Claim.release", "contents", "claim_new", "claim_existing", "_lock"]},
+                   ["tests/test_rundir.py"]),
+    "resume": Area({"mlp/train.py": ["Run._keep_metrics_through", "at_most", "check_options", "_is_number"]},
+                   [f"tests/test_train.py::test_{name}" for name in (
+                       "resume_refuses_a_damaged_metrics_file_naming_it", "resume_drops_the_rows_after_its_checkpoint_and_follows_on",
+                       "bad_arguments_are_refused_in_one_line_naming_the_argument", "resume_refuses_a_different_run",
+                       "a_validation_part_with_a_class_empty_or_taking_a_whole_class_is_refused")]),
+    "checkpoint": Area({"mlp/checkpoint.py": ["load", "_check_fields"], "mlp/predict.py": ["_ink"]},
+                       ["tests/test_evaluate_predict.py"]),
+    "inputs": Area({"mlp/data.py": ["validation_split"], "mlp/augment.py": ["Augment.__post_init__"],
+                    "mlp/expression.py": ["tokens"]},
+                   ["tests/test_data.py", "tests/test_augment.py", "tests/test_expression.py"]),
 }
 
 
@@ -512,7 +524,7 @@ def _run_tests(repo: Path, cache: Path, timeout: float, tests: list[str], first:
         passed, tail = _pytest(repo, cache, timeout, first)
         if not passed:
             return passed, tail
-    return _pytest(repo, cache, timeout, [*[t for t in tests if (repo / t).exists()], *[f"--deselect={t}" for t in SLOW]])
+    return _pytest(repo, cache, timeout, [*[t for t in tests if (repo / t.split("::")[0]).exists()], *[f"--deselect={t}" for t in SLOW]])
 
 
 def _pytest(repo: Path, cache: Path, timeout: float, selection: list[str]) -> tuple[bool, str]:
