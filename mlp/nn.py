@@ -10,6 +10,7 @@ never touches them. A model runs two ways on the same leaves:
 """
 from __future__ import annotations
 
+import os
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -280,6 +281,20 @@ class MLP:
         naming both shapes, before anything is changed."""
         self.params.values[...] = self._flat(state, "load_state_dict").astype(np.float64)
         self.params.version += 1
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the model (its shape, activation and weights) as a checkpoint, atomically."""
+        from .checkpoint import Checkpoint, save
+
+        save(path, Checkpoint(self, epoch=0))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> MLP:
+        """The model a checkpoint keeps (a run's best validation epoch's, else its last), on the
+        current tape; CheckpointError for a file that is not one."""
+        from .checkpoint import load
+
+        return load(path).kept
 
     def _flat(self, named: dict, caller: str) -> np.ndarray:
         """A dict of arrays named and shaped as `named_parameters()`, laid out as parameters()."""

@@ -1,22 +1,37 @@
 """The training program's figures: learning curves, the confusion matrix, misclassified digits.
 
-matplotlib is imported here, on first use, with its file-only backend.
+Each is a `Picture`: the training program saves it as a PNG file, a notebook shows it inline.
+matplotlib is imported on first use, and only its Figure class: no pyplot, so no GUI backend is
+chosen and no figure is kept in a global list.
 """
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 
-def _pyplot():
-    import matplotlib
+class Picture:
+    """A matplotlib figure (`.figure`) that a notebook shows inline and `save` writes as a PNG."""
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    def __init__(self, figure) -> None:
+        self.figure = figure
 
-    return plt
+    def save(self, path: Path) -> None:
+        self.figure.savefig(path, dpi=100)
+
+    def _repr_png_(self) -> bytes:
+        png = io.BytesIO()
+        self.figure.savefig(png, format="png", dpi=80)
+        return png.getvalue()
+
+
+def _figure(**options):
+    from matplotlib.figure import Figure
+
+    return Figure(**options)
 
 
 def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, classes: int) -> np.ndarray:
@@ -26,12 +41,12 @@ def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, classes: int) ->
     return counts
 
 
-def curves(rows: Sequence[dict], path: Path, best: int | None = None) -> None:
+def curves(rows: Sequence[dict], best: int | None = None) -> Picture:
     """Loss and accuracy per epoch (training, validation where there is one, test) and the
     learning rate, from metrics.csv's rows; `best` marks the epoch whose model was kept."""
-    plt = _pyplot()
+    fig = _figure(figsize=(14, 4))
     epochs = [int(r["epoch"]) for r in rows]
-    fig, (loss, accuracy, rate) = plt.subplots(1, 3, figsize=(14, 4))
+    loss, accuracy, rate = fig.subplots(1, 3)
     for part, style in (("train", "-o"), ("val", "-^"), ("test", "-s")):
         if any(r.get(f"{part}_loss") for r in rows):
             shown = [(e, r) for e, r in zip(epochs, rows) if r.get(f"{part}_loss")]
@@ -51,14 +66,13 @@ def curves(rows: Sequence[dict], path: Path, best: int | None = None) -> None:
             ax.legend()
         ax.xaxis.get_major_locator().set_params(integer=True)  # whole epochs
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    return Picture(fig)
 
 
-def confusion(counts: np.ndarray, classes: Sequence[str], path: Path) -> None:
+def confusion(counts: np.ndarray, classes: Sequence[str]) -> Picture:
     """The confusion matrix as a heat map with its counts."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 6))
+    fig = _figure(figsize=(7, 6))
+    ax = fig.subplots()
     image = ax.imshow(counts, cmap="Blues")
     fig.colorbar(image, ax=ax)
     ticks = range(len(classes))
@@ -69,18 +83,17 @@ def confusion(counts: np.ndarray, classes: Sequence[str], path: Path) -> None:
         if n:
             ax.text(j, i, n, ha="center", va="center", fontsize=7, color="white" if n > counts.max() / 2 else "black")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    return Picture(fig)
 
 
 def mistakes(images: np.ndarray, labels: np.ndarray, predicted: np.ndarray, classes: Sequence[str],
-             path: Path, most: int = 36) -> None:
+             most: int = 36) -> Picture:
     """A grid of misclassified test images, each titled with its true and predicted class."""
-    plt = _pyplot()
     wrong = np.flatnonzero(labels != predicted)[:most]
     columns = 6
     rows = max(1, -(-len(wrong) // columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.6, rows * 1.8), squeeze=False)
+    fig = _figure(figsize=(columns * 1.6, rows * 1.8))
+    axes = fig.subplots(rows, columns, squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, i in zip(axes.flat, wrong):
@@ -89,5 +102,4 @@ def mistakes(images: np.ndarray, labels: np.ndarray, predicted: np.ndarray, clas
     fig.suptitle(f"{int((labels != predicted).sum())} misclassified test images (true -> predicted)" if len(wrong)
                  else "no misclassified test images")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    return Picture(fig)

@@ -1,4 +1,6 @@
-"""A one-line text progress bar on stderr: downloads and training epochs."""
+"""A one-line text progress bar on stderr: downloads and training epochs. In a terminal and in a
+Jupyter notebook (whose output area also draws a carriage return as a new start of the line) it
+is redrawn in place."""
 from __future__ import annotations
 
 import sys
@@ -7,13 +9,14 @@ import time
 
 class ProgressBar:
     """`label [#####-----] 50% text`, redrawn in place (at most ten times a second) while it
-    runs; where stderr is not a terminal (a log, CI) only the finished line is written."""
+    runs; where stderr is neither a terminal nor a notebook (a log, CI) only the finished line
+    is written."""
 
     WIDTH = 30
 
     def __init__(self, label: str, total: int = 0, shown: bool | None = None) -> None:
         self.label, self.total = label, total
-        self.shown = sys.stderr.isatty() if shown is None else shown
+        self.shown = _live(sys.stderr) if shown is None else shown
         self.drawn, self.last = "", 0.0
 
     def due(self, done: int) -> bool:
@@ -46,3 +49,8 @@ class ProgressBar:
         sys.stderr.write(text)
         sys.stderr.flush()
         self.drawn = text.strip("\r\n")
+
+
+def _live(stream) -> bool:
+    """Whether `stream` shows a redrawn line: a terminal, or a Jupyter kernel's output."""
+    return stream.isatty() or type(stream).__module__.startswith("ipykernel")

@@ -16,6 +16,7 @@ number ends the run (exit code 1) and keeps the last good checkpoint.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import io
 import math
@@ -23,7 +24,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numba
 import numpy as np
@@ -33,6 +34,7 @@ import tape
 from . import _updates, checkpoint, cli, data, rundir
 from .accumulate import FusedAccumulator, SparseRows
 from .augment import LIMITS, Augment
+from .history import History
 from .init import INITIALISERS
 from .losses import log_softmax
 from .nn import ACTIVATIONS, MLP
@@ -113,8 +115,8 @@ def dataset_name(text: str) -> str:
     return text
 
 
-def parser() -> argparse.ArgumentParser:
-    p = cli.ArgumentParser(prog="python -m mlp.train", description=__doc__.split("\n\n")[0])
+def parser(kind: type[argparse.ArgumentParser] = cli.ArgumentParser) -> argparse.ArgumentParser:
+    p = kind(prog="python -m mlp.train", description=__doc__.split("\n\n")[0])
     p.add_argument("--dataset", type=dataset_name, default="mnist-5k",
                    help=f"one of {', '.join(data.DATASETS)} (default: %(default)s)")
     p.add_argument("--data-dir", type=Path, help="a directory holding the data set's IDX files")
@@ -256,7 +258,10 @@ class Diverged(ArithmeticError):
 class Run:
     """One training run: the data, the model, the optimizer, the shuffling RNG and the outputs."""
 
-    def __init__(self, args: argparse.Namespace, out: Path) -> None:
+    def __init__(self, args: argparse.Namespace, out: Path, model: MLP | None = None,
+                 dataset: data.Dataset | None = None) -> None:
+        """The run `args` describe, writing into `out`; `model` and `dataset`, if given, in place of
+        those args name (the model is trained in place)."""
         self.args, self.out = args, out
         self.checkpoint_path, self.metrics_path = out / "model.npz", out / "metrics.csv"
         if args.resume:
@@ -266,7 +271,7 @@ class Run:
                                                  f"or RNG state): it cannot be resumed")
             _check_resumable(saved.args, args, self.checkpoint_path)
             self._keep_metrics_through(saved.epoch)
-        self.data = data.load(args.dataset, data_dir=args.data_dir)
+        self.data = dataset or data.load(args.dataset, data_dir=args.data_dir)
         x_train, y_train = self.data.x_train[: args.limit], self.data.y_train[: args.limit]
         try:
             kept, held = data.validation_split(y_train, args.val, args.seed)  # (all, none) without --val
@@ -282,10 +287,14 @@ class Run:
             self.rng.bit_generator.state = saved.rng_state
             self.best = saved.best
         else:
-            self.model = MLP([self.x_train.shape[1], *args.hidden, classes], activation=args.activation,
-                             bias=args.bias, init=args.init, seed=args.seed, dropout=dropout)
+            self.model = model or MLP([self.x_train.shape[1], *args.hidden, classes], activation=args.activation,
+                                      bias=args.bias, init=args.init, seed=args.seed, dropout=dropout)
+            if (self.model.sizes[0], self.model.sizes[-1]) != (self.x_train.shape[1], classes):
+                raise cli.UsageError(f"the model takes {self.model.sizes[0]} inputs to {self.model.sizes[-1]} classes; "
+                                     f"{self.data.name} has {self.x_train.shape[1]} to {classes}")
             self.optimizer = OPTIMIZERS[args.optimizer](self.model.parameters(), **optimizer_options(args))
             self.rng, self.epoch, self.best = np.random.default_rng(args.seed), 0, None
+        self.saved = self.model.parameters().values.copy()  # the weights of the last epoch saved
         if args.threads:
             numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
         self.accumulator = FusedAccumulator(self.model, args.threads)
@@ -337,6 +346,13 @@ class Run:
             optimizer_options=optimizer_options(self.args), optimizer_state=self.optimizer.state_dict(),
             rng_state=self.rng.bit_generator.state, args=run_record(self.args), best=self.best,
         ))
+        self.saved[:] = self.model.parameters().values
+
+    def restore(self) -> None:
+        """Put back the weights of the last epoch saved (the initial ones before the first): an
+        epoch cut short leaves none of its steps in the model."""
+        self.model.parameters().values[:] = self.saved
+        self.model.parameters().version += 1
 
     def improved(self, epoch: int, val_loss: float, val_accuracy: float) -> bool:
         """Keep the model as the best if this validation epoch beats the best so far (strictly:
@@ -357,11 +373,13 @@ class Run:
         patience = self.args.patience
         return bool(patience and self.best and self.epoch - self.best.epoch >= patience)
 
-    def fit(self) -> list[dict]:
-        """Train up to args.epochs (or until --patience runs out), writing metrics and
-        checkpoints; returns metrics.csv's rows. An epoch's row is written before its checkpoint
-        (a resumed run drops rows past its checkpoint), and metrics.csv is made with the first row."""
-        while self.epoch < self.args.epochs and not self.patience_ran_out():
+    def fit(self, callbacks: Sequence[Callable[[dict], object]] = ()) -> list[dict]:
+        """Train up to args.epochs (or until --patience runs out, or a callback returns True),
+        writing metrics and checkpoints; returns metrics.csv's rows. An epoch's row is written
+        before its checkpoint (a resumed run drops rows past its checkpoint), and metrics.csv is
+        made with the first row. Each callback is called with each epoch's row, as a dict."""
+        stop = False
+        while self.epoch < self.args.epochs and not self.patience_ran_out() and not stop:
             bar = ProgressBar(f"epoch {self.epoch + 1}/{self.args.epochs}", len(self.x_train))
             try:
                 train_loss, train_accuracy, seconds = self.train_epoch(bar)
@@ -392,6 +410,7 @@ class Run:
             bar.finish(f"loss {_short(train_loss)}  accuracy {100 * train_accuracy:5.1f}%  {val}"
                        f"test loss {_short(test_loss)}  test accuracy {100 * test_accuracy:5.1f}%  "
                        f"{len(self.x_train) / seconds:,.0f} samples/s")
+            stop = any([bool(callback(dict(zip(METRICS, row)))) for callback in callbacks])
         if self.patience_ran_out() and self.epoch < self.args.epochs:
             print(f"stopped early after epoch {self.epoch}: {self.args.monitor} has not improved for "
                   f"{self.args.patience} epochs", file=sys.stderr)
@@ -454,9 +473,9 @@ class Run:
 
         _, _, predicted = evaluate(self.kept, self.data.x_test, self.data.y_test)
         classes = self.data.classes
-        plots.curves(rows, self.out / "curves.png", self.best.epoch if self.best else None)
-        plots.confusion(plots.confusion_matrix(self.data.y_test, predicted, len(classes)), classes, self.out / "confusion.png")
-        plots.mistakes(self.data.x_test, self.data.y_test, predicted, classes, self.out / "mistakes.png")
+        plots.curves(rows, self.best.epoch if self.best else None).save(self.out / "curves.png")
+        plots.confusion(plots.confusion_matrix(self.data.y_test, predicted, len(classes)), classes).save(self.out / "confusion.png")
+        plots.mistakes(self.data.x_test, self.data.y_test, predicted, classes).save(self.out / "mistakes.png")
 
 
 def _check_resumable(saved: dict, args: argparse.Namespace, path: Path) -> None:
@@ -469,49 +488,70 @@ def _check_resumable(saved: dict, args: argparse.Namespace, path: Path) -> None:
         raise cli.UsageError(f"cannot resume from {path}: the run differs ({details}); give the same arguments, or a new --out")
 
 
+class RunError(RuntimeError):
+    """A run that could not go on (a full disk, ...); the message says what is saved."""
+
+
+def run_training(args: argparse.Namespace, model: MLP | None = None, dataset: data.Dataset | None = None,
+                 callbacks: Sequence[Callable[[dict], object]] = ()) -> History:
+    """One run as `python -m mlp.train` makes it, for the program and for `mlp.fit` alike: claim
+    its directory, train, write metrics.csv, checkpoints and figures. Ctrl-C ends it with the
+    weights of the last epoch saved in the model, and says so; the history says it was interrupted."""
+    wanted = args.out or RUNS / args.dataset
+    if args.resume:
+        claim, note = rundir.claim_existing(wanted), ""
+    else:
+        claim, note = rundir.claim_new(wanted, explicit=args.out is not None, fresh=args.fresh)
+    if note:
+        print(note, file=sys.stderr)
+    run = None
+    try:
+        with tape.Tape() if model is None else contextlib.nullcontext():
+            run = Run(args, claim.directory, model, dataset)
+            print(f"training {run.model} on {run.data.name} ({len(run.x_train):,} samples, "
+                  f"{len(run.data.x_test):,} test) with {args.optimizer}; writing {claim.directory}", file=sys.stderr)
+            rows = run.fit(callbacks)
+            accuracy = run.report(rows)
+            if args.plots:
+                run.draw(rows)
+            return History.from_csv(rows, out=claim.directory, model=run.kept, test_accuracy=accuracy,
+                                    best_epoch=run.best.epoch if run.best else None)
+    except KeyboardInterrupt:
+        if run:
+            run.restore()
+        again = f"; continue with --resume --out {claim.directory}" if run and run.epoch else ""
+        print(f"interrupted during epoch {run.epoch + 1 if run else 1}: {_saved(run)}{again}", file=sys.stderr)
+        return History.from_csv(run._metrics() if run else [], out=claim.directory, model=run.model if run else model,
+                                interrupted=True)
+    except Diverged as e:
+        raise Diverged(f"{e}; {_saved(run)}") from None
+    except OSError as e:
+        if isinstance(e, FileNotFoundError):
+            raise
+        raise RunError(f"{e}; {_saved(run)}") from e
+    finally:
+        claim.release()
+
+
 def main(argv: list[str] | None = None) -> int:
     p = parser()
     args = p.parse_args(argv)
     check_options(p, args)
     check_size(p, args)
-    wanted = args.out or RUNS / args.dataset
     try:
-        if args.resume:
-            claim, note = rundir.claim_existing(wanted), ""
-        else:
-            claim, note = rundir.claim_new(wanted, explicit=args.out is not None, fresh=args.fresh)
-    except cli.UsageError as e:
-        return cli.refuse(e)
-    out = claim.directory
-    if note:
-        print(note, file=sys.stderr)
-    run = None
-    try:
-        with tape.Tape():
-            run = Run(args, out)
-            print(f"training {run.model} on {args.dataset} ({len(run.x_train):,} samples, "
-                  f"{len(run.data.x_test):,} test) with {args.optimizer}; writing {out}", file=sys.stderr)
-            rows = run.fit()
-            accuracy = run.report(rows)
-            if args.plots:
-                run.draw(rows)
+        history = run_training(args)
     except (cli.UsageError, checkpoint.CheckpointError, data.DatasetNotFoundError, data.DataFormatError,
             FileNotFoundError) as e:
         return cli.refuse(e)
     except Diverged as e:
-        print(f"error: {e}; {_saved(run)}. A smaller --lr (it is {args.lr:g}) may help", file=sys.stderr)
+        print(f"error: {e}. A smaller --lr (it is {args.lr:g}) may help", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        epoch = run.epoch + 1 if run else 1
-        again = f"; continue with --resume --out {out}" if run and run.epoch else ""
-        print(f"interrupted during epoch {epoch}: {_saved(run)}{again}", file=sys.stderr)
+    except RunError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    if history.interrupted:
         return 130
-    except OSError as e:
-        print(f"error: {e}; {_saved(run)}", file=sys.stderr)
-        return 1
-    finally:
-        claim.release()
-    print(f"test accuracy: {100 * accuracy:.2f}%")
+    print(f"test accuracy: {100 * history.test_accuracy:.2f}%")
     return 0
 
 

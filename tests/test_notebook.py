@@ -1,0 +1,46 @@
+"""examples/course.ipynb, run top to bottom in a Jupyter kernel of this environment (nbclient):
+every cell runs, and the course's numbers are in its outputs."""
+import importlib.util
+import math
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK = ROOT / "examples" / "course.ipynb"
+missing = [m for m in ("nbclient", "nbformat", "ipykernel", "mlxtend") if importlib.util.find_spec(m) is None]
+pytestmark = pytest.mark.skipif(bool(missing), reason=f"running the notebook needs {', '.join(missing)} "
+                                                      "(pip install -e '.[test]')")
+
+
+def test_the_notebook_is_kept_without_outputs():
+    import nbformat
+
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    assert code and all(not cell.outputs and cell.execution_count is None for cell in code)
+
+
+def test_the_notebook_runs_top_to_bottom_and_shows_the_courses_numbers(tmp_path):
+    import nbclient
+    import nbformat
+
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    nbclient.NotebookClient(notebook, timeout=600, kernel_name="python3",
+                            resources={"metadata": {"path": str(tmp_path)}}).execute()
+    texts, kinds = [], set()
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []):
+            assert output.output_type != "error", output
+            texts.append(output.get("text", "") + output.get("data", {}).get("text/plain", ""))
+            kinds.update(output.get("data", {}))
+    text = "\n".join(texts)
+    e = math.e
+    for expected in (f"f(pi, 1) = {e - 1:.12f}", f"df/dx2 = {e - 1:.12f}", "dy/dx1 = 5.500000",
+                     f"dy/dx2 = {2 - math.cos(5):.6f}", "z1    [0.7311 0.7311]", "loss  0.2084",
+                     "along 5 random directions", "GuardError: f: the comparison"):
+        assert expected in text, expected
+    assert {"text/html", "image/png"} <= kinds  # the history's table and its curves, inline
+    accuracy = float(text.split("test accuracy of the kept model: ")[1].split("%")[0])
+    assert accuracy > 85  # 3 epochs of a 784-32-10 net on 4,000 digits; chance is 10
+    assert (tmp_path / "runs" / "notebook" / "metrics.csv").exists()
