@@ -617,9 +617,18 @@ def test_a_validation_split_holds_out_some_of_every_class_and_keeps_some_or_is_r
     try:
         kept, held = data.validation_split(labels, fraction, seed)
     except ValueError as e:
-        smallest = min(counts)
-        assert fraction > 0 and f"({smallest} samples)" in str(e)
+        smallest, message = min(counts), str(e)
+        assert fraction > 0 and f"({smallest} samples)" in message
         assert any(not 1 <= round(fraction * n) < n for n in counts)
+        empty = "validation" if any(round(fraction * n) < 1 for n in counts) else "training"
+        assert f"leaves no {empty} sample in the smallest one" in message
+        if smallest == 1:
+            assert message.endswith("none can be held out")
+        else:  # the fractions it suggests are taken
+            low, high = (float(x) for x in message.split("give a fraction from ")[1].split(" to "))
+            assert low <= high
+            for suggested in (low, high):
+                data.validation_split(labels, suggested, seed)
         return
     assert sorted([*kept, *held]) == list(range(len(labels)))
     for label, n in enumerate(counts):

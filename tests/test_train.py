@@ -98,10 +98,13 @@ def test_resume_refuses_a_different_run(tmp_path, capsys):
     (lambda text: text[: text.index("\n2,")] + "\n", "it holds the rows of 1 epochs"),
     (lambda text: text.replace("\n2,", "\n3,"), "the row of epoch 2 is not whole"),
     (lambda text: text.replace("\n1,", "\n1,x", 1), "the row of epoch 1 is not whole"),
+    (lambda text: "\n".join(line if not line.startswith("2,") else ",".join(
+        cell if i != 6 else "fast" for i, cell in enumerate(line.split(","))) for line in text.split("\n")),
+     "the row of epoch 2 is not whole"),  # samples_per_s, the last column every row has
     (lambda text: "epoch,loss\n" + text, "its first line is not metrics.csv's header"),
     (lambda text: "", "its first line is not metrics.csv's header"),
     (None, "is missing"),
-], ids=["cut-cells", "cut-digit", "row-gone", "renumbered", "not-a-number", "header", "empty", "deleted"])
+], ids=["cut-cells", "cut-digit", "row-gone", "renumbered", "not-a-number", "not-a-speed", "header", "empty", "deleted"])
 def test_resume_refuses_a_damaged_metrics_file_naming_it(tmp_path, capsys, damage, words):
     assert train.main([*SMALL, "--epochs", "2", "--out", str(tmp_path)]) == 0
     path, before = tmp_path / "metrics.csv", files(tmp_path)
@@ -137,10 +140,12 @@ def test_resume_refuses_a_hand_edited_checkpoint_in_one_line(tmp_path, capsys, f
     assert err.count("\n") == 1 and str(tmp_path / "model.npz") in err and words in err
 
 
-def test_resume_drops_the_rows_after_its_checkpoint_and_follows_on(tmp_path):
+@pytest.mark.parametrize("after", ["3,0.1,0.9,0.2,0.8,1.0,400,,,0.001\r\n", "3,0.1,0.9,0.2,0.8,1.0,400,,,0.001\r\n4,0.1"],
+                         ids=["a-whole-row", "and-a-cut-one"])
+def test_resume_drops_the_rows_after_its_checkpoint_and_follows_on(tmp_path, after):
     assert train.main([*SMALL, "--epochs", "2", "--out", str(tmp_path)]) == 0
     with open(tmp_path / "metrics.csv", "a", newline="") as f:  # epoch 3's row, then killed before its checkpoint
-        f.write("3,0.1,0.9,0.2,0.8,1.0,400,,,0.001\r\n4,0.1")
+        f.write(after)
     assert train.main([*SMALL, "--epochs", "4", "--out", str(tmp_path), "--resume"]) == 0
     rows = metrics(tmp_path)
     assert [r["epoch"] for r in rows] == ["1", "2", "3", "4"] and rows[2]["train_loss"] != "0.1"
@@ -389,6 +394,14 @@ def test_a_validation_part_with_a_class_empty_or_taking_a_whole_class_is_refused
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith(f"error: --val {argv[1]}: holding out") and words in err
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("warmup", ["4", "5"])
+def test_a_warm_up_as_long_as_the_run_or_shorter_is_taken(warmup):
+    p = train.parser()
+    args = p.parse_args(["--warmup", warmup, "--epochs", "5"])
+    train.check_options(p, args)
+    assert args.warmup == float(warmup)
 
 
 def test_missing_data_says_which_files_to_put_where(tmp_path, capsys):
