@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import plots
+from .data import Dataset
 from .nn import MLP
 
 
@@ -21,6 +22,7 @@ class History:
     rows: list[dict] = field(repr=False)
     out: Path
     model: MLP | None
+    dataset: Dataset | None = field(default=None, repr=False)  # what it was trained and tested on
     best_epoch: int | None = None
     test_accuracy: float = math.nan
     interrupted: bool = False
@@ -48,6 +50,17 @@ class History:
         """The learning curves (loss, accuracy, learning rate), the kept epoch marked."""
         text = [{k: "" if v is None else str(v) for k, v in row.items()} for row in self.rows]
         return plots.curves(text, self.best_epoch)
+
+    def confusion(self) -> plots.Picture:
+        """The confusion matrix of the kept model on the test set."""
+        predicted = self.model.predict(self.dataset.x_test)
+        counts = plots.confusion_matrix(self.dataset.y_test, predicted, len(self.dataset.classes))
+        return plots.confusion(counts, self.dataset.classes)
+
+    def mistakes(self) -> plots.Picture:
+        """The test images the kept model gets wrong, with their true and predicted classes."""
+        return plots.mistakes(self.dataset.x_test, self.dataset.y_test, self.model.predict(self.dataset.x_test),
+                              self.dataset.classes)
 
     def _repr_html_(self) -> str:
         columns = list(self.rows[0]) if self.rows else []

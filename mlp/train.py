@@ -514,7 +514,7 @@ def run_training(args: argparse.Namespace, model: MLP | None = None, dataset: da
             accuracy = run.report(rows)
             if args.plots:
                 run.draw(rows)
-            return History.from_csv(rows, out=claim.directory, model=run.kept, test_accuracy=accuracy,
+            return History.from_csv(rows, out=claim.directory, model=run.kept, dataset=run.data, test_accuracy=accuracy,
                                     best_epoch=run.best.epoch if run.best else None)
     except KeyboardInterrupt:
         if run:
@@ -522,7 +522,7 @@ def run_training(args: argparse.Namespace, model: MLP | None = None, dataset: da
         again = f"; continue with --resume --out {claim.directory}" if run and run.epoch else ""
         print(f"interrupted during epoch {run.epoch + 1 if run else 1}: {_saved(run)}{again}", file=sys.stderr)
         return History.from_csv(run._metrics() if run else [], out=claim.directory, model=run.model if run else model,
-                                interrupted=True)
+                                dataset=run.data if run else None, interrupted=True)
     except Diverged as e:
         raise Diverged(f"{e}; {_saved(run)}") from None
     except OSError as e:

@@ -136,7 +136,12 @@ def test_the_history_shows_as_a_table_saves_as_csv_and_plots_as_png(tmp_path):
     history.to_csv(tmp_path / "again.csv")
     again = list(csv.DictReader(open(tmp_path / "again.csv", newline="")))
     assert [float(r["train_loss"]) for r in again] == [float(r["train_loss"]) for r in written]
-    assert history.plot()._repr_png_()[:8] == b"\x89PNG\r\n\x1a\n"
+    for picture in (history.plot(), history.confusion(), history.mistakes()):
+        assert picture._repr_png_()[:8] == b"\x89PNG\r\n\x1a\n"
+    axes = history.confusion().figure.axes[0]
+    predicted = history.model.logits(history.dataset.x_test).argmax(axis=1)
+    right = int((predicted == history.dataset.y_test).sum())
+    assert axes.get_title() == f"test set: {right} of {len(predicted)} right"
 
 
 def test_a_model_saves_and_loads(tmp_path):
