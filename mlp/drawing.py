@@ -26,7 +26,10 @@ def mnist_style(image: np.ndarray) -> np.ndarray:
     fitted = np.asarray(fitted, dtype=np.float64) / 255.0
     rows, cols = np.indices(fitted.shape)
     mass = fitted.sum()
-    centre_row, centre_col = (rows * fitted).sum() / mass, (cols * fitted).sum() / mass
+    if mass > 0:
+        centre_row, centre_col = (rows * fitted).sum() / mass, (cols * fitted).sum() / mass
+    else:  # ink too faint to survive the resizing: centre the box itself
+        centre_row, centre_col = (height - 1) / 2, (width - 1) / 2
     digit = np.zeros((FIELD, FIELD))
     middle = (FIELD - 1) / 2  # the field's centre, in pixel indices
     top, left = round(middle - centre_row), round(middle - centre_col)

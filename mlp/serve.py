@@ -9,8 +9,11 @@ JSON endpoints: POST /api/predict {"image": rows of ink in [0, 1]} and POST /api
 
 A request must say `Content-Type: application/json` (a form or a text/plain post from another
 site is refused), and its body is bounded in size and nesting. A thread serves each connection,
-with a backlog for bursts and a timeout for clients that stall. Infinite and NaN numbers in an
-answer are sent as the strings "Infinity", "-Infinity" and "NaN", so the answer stays JSON.
+with a backlog for bursts, a timeout for clients that stall, and a deadline for the whole of a
+request (a client sending a byte now and then is cut off too). Every answer is JSON with a
+status, an error of the server's own a 500; a client gone before its answer is logged in one
+line. Infinite and NaN numbers in an answer are sent as the strings "Infinity", "-Infinity" and
+"NaN", so the answer stays JSON.
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ import re
 import socket
 import sys
 import threading
+import traceback
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -42,8 +46,11 @@ MAX_BODY = 1 << 20  # bytes
 MAX_NESTING = 8  # arrays and objects in one another; an image is 3 deep
 MAX_SIDE = 1000  # pixels of a drawing, each way
 TIMEOUT = 10.0  # seconds a client may keep a connection waiting
+DEADLINE = 30.0  # seconds a request may take to arrive, headers and body
 BACKLOG = 128  # connections waiting to be accepted (Python's default is 5)
 JSON_STRING, BRACKET = re.compile(r'"(?:[^"\\]|\\.)*"'), re.compile(r"[][{}]")
+CONTENT_LENGTH = re.compile(r"[0-9]{1,15}")  # ASCII digits only (str.isdigit takes others)
+DROPPED = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, TimeoutError)
 
 
 class RequestError(Exception):
@@ -127,21 +134,67 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "wengert"
     timeout = TIMEOUT  # on each read and write of the connection
 
+    def handle_one_request(self) -> None:
+        """One request, within the server's deadline: past it, the connection is shut (after a
+        408 answer if the request's headers had come)."""
+        self.command, self.expired, self.answering = None, False, threading.Lock()
+        deadline = threading.Timer(self.server.deadline, self._expire)
+        deadline.start()
+        try:
+            super().handle_one_request()
+        finally:
+            deadline.cancel()
+
+    def _expire(self) -> None:
+        with self.answering:
+            self.expired = self.close_connection = True
+            try:
+                if self.command:
+                    self.connection.sendall(self._response(HTTPStatus.REQUEST_TIMEOUT, _json(
+                        {"error": f"the request took more than {self.server.deadline:g} s to arrive"}), "application/json"))
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # the client has gone already
+
     def do_GET(self) -> None:
-        name = STATIC.get(self.path.split("?")[0])
-        if name is None:
-            return self.send_json(HTTPStatus.NOT_FOUND, {"error": f"no page {self.path}"})
-        body = (WEB / name).read_bytes()
-        self.send(HTTPStatus.OK, body, CONTENT_TYPES[Path(name).suffix])
+        self.answer(lambda: self._page(self.path))
 
     def do_POST(self) -> None:
         routes = {"/api/predict": self.server.page.predict, "/api/tape": self.server.page.record}
+        if self.path not in routes:
+            self.close_connection = True  # the body is not read
+            return self.send_json(HTTPStatus.NOT_FOUND, {"error": f"no endpoint {self.path}; try {', '.join(routes)}"})
+        self.answer(lambda: routes[self.path](self.read_json()))
+
+    def answer(self, respond) -> None:
+        """Send what `respond()` gives (a JSON object, or a page's (body, type)): a refusal as its
+        status and message, any other failure as a 500, its traceback logged."""
         try:
-            if self.path not in routes:
-                raise RequestError(HTTPStatus.NOT_FOUND, f"no endpoint {self.path}; try {', '.join(routes)}")
-            self.send_json(HTTPStatus.OK, routes[self.path](self.read_json()))
+            result = respond()
         except RequestError as error:
-            self.send_json(error.status, {"error": error.message, **error.extra})
+            return self.send_json(error.status, {"error": error.message, **error.extra})
+        except DROPPED:
+            raise
+        except Exception as error:  # a bug of ours: the client still gets an answer
+            traceback.print_exc()
+            self.close_connection = True
+            return self.send_json(HTTPStatus.INTERNAL_SERVER_ERROR,
+                                  {"error": f"the server failed on this request ({type(error).__name__}); it is logged"})
+        if isinstance(result, dict):
+            return self.send_json(HTTPStatus.OK, result)
+        self.send(HTTPStatus.OK, *result)
+
+    @staticmethod
+    def _page(path: str) -> tuple[bytes, str]:
+        name = STATIC.get(path.split("?")[0])
+        if name is None:
+            raise RequestError(HTTPStatus.NOT_FOUND, f"no page {path}")
+        return (WEB / name).read_bytes(), CONTENT_TYPES[Path(name).suffix]
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """The base class's errors (a malformed request line, an unknown method, ...) as JSON."""
+        self.close_connection = True
+        self.send_json(HTTPStatus(code), {"error": message or HTTPStatus(code).phrase})
 
     def read_json(self) -> dict:
         media_type = self.headers.get("Content-Type", "").split(";")[0].strip().lower()
@@ -150,8 +203,11 @@ class Handler(BaseHTTPRequestHandler):
             raise RequestError(HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
                                f"the body must be JSON, sent with Content-Type: application/json (got {media_type or 'none'!r})")
         length = self.headers.get("Content-Length")
-        if length is None or not length.isdigit():
+        if length is None:
             raise RequestError(HTTPStatus.LENGTH_REQUIRED, "a Content-Length header is required")
+        if not CONTENT_LENGTH.fullmatch(length):
+            self.close_connection = True  # the body is not read
+            raise RequestError(HTTPStatus.BAD_REQUEST, f"Content-Length must be a number of bytes in ASCII digits, got {length!r}")
         if int(length) > MAX_BODY:
             self.close_connection = True  # the body is not read
             raise RequestError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"the body is {int(length):,} bytes; at most {MAX_BODY:,} are accepted")
@@ -167,18 +223,31 @@ class Handler(BaseHTTPRequestHandler):
         return request
 
     def send_json(self, status: HTTPStatus, payload: dict) -> None:
-        self.send(status, json.dumps(finite(payload), allow_nan=False).encode(), "application/json")
+        self.send(status, _json(payload), "application/json")
 
     def send(self, status: HTTPStatus, body: bytes, content_type: str) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        self.end_headers()
-        self.wfile.write(body)
+        """Answer, unless the deadline has (then the 408 was the answer)."""
+        with self.answering:
+            if self.expired:
+                return
+            self.log_request(status.value, len(body))
+            self.wfile.write(self._response(status, body, content_type))
+
+    def _response(self, status: HTTPStatus, body: bytes, content_type: str) -> bytes:
+        """The whole answer, status line, headers and body, to be written at once."""
+        headers = {"Server": self.version_string(), "Date": self.date_time_string(), "Content-Type": content_type,
+                   "Content-Length": len(body), "Cache-Control": "no-store"}
+        if self.close_connection:
+            headers["Connection"] = "close"
+        lines = [f"{self.protocol_version} {status.value} {status.phrase}", *(f"{k}: {v}" for k, v in headers.items())]
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002 - the base class's name
         sys.stderr.write(f"{self.address_string()} {format % args}\n")
+
+
+def _json(payload: dict) -> bytes:
+    return json.dumps(finite(payload), allow_nan=False).encode()
 
 
 def nesting(text: str) -> int:
@@ -215,10 +284,18 @@ class Server(ThreadingHTTPServer):
     request_queue_size = BACKLOG
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], page: Page):
+    def __init__(self, address: tuple[str, int], page: Page, deadline: float = DEADLINE):
         self.address_family = socket.getaddrinfo(*address, type=socket.SOCK_STREAM)[0][0]
-        self.page = page
+        self.page, self.deadline = page, deadline
         super().__init__(address, Handler)
+
+    def handle_error(self, request, client_address) -> None:
+        """A client gone before its answer is one line of the log; anything else, a traceback."""
+        error = sys.exc_info()[1]
+        if isinstance(error, DROPPED):
+            sys.stderr.write(f"{client_address[0]} went away before its answer ({type(error).__name__})\n")
+        else:
+            super().handle_error(request, client_address)
 
 
 def make_server(page: Page, host: str = "127.0.0.1", port: int = 8000) -> Server:

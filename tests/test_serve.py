@@ -10,6 +10,7 @@ import urllib.request
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from mlp import checkpoint, serve
 from mlp.drawing import mnist_style
@@ -275,3 +276,140 @@ def test_a_drawing_becomes_an_mnist_digit():
     assert (r * digit).sum() / digit.sum() == pytest.approx(13.5, abs=0.6)
     assert (c * digit).sum() / digit.sum() == pytest.approx(13.5, abs=0.6)
     assert not mnist_style(np.zeros((50, 50))).any()
+
+
+# -- every request answered, within a deadline for the whole request -------------------------------
+
+@pytest.fixture(scope="module")
+def strict_server(model):
+    """A server whose deadline for a whole request is half a second (the default is 30 s)."""
+    httpd = serve.Server(("127.0.0.1", 0), serve.Page(model, [str(d) for d in range(10)]), deadline=0.5)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def exchange(address, pieces, pause: float = 0.0, wait: float = 5.0) -> tuple[bytes, float]:
+    """Send `pieces` of bytes with `pause` seconds between them, then read until the server closes;
+    returns what came back and the seconds from the first byte sent to the close."""
+    client = socket.create_connection(address, timeout=wait)
+    began = time.monotonic()
+    try:
+        for piece in pieces:
+            client.sendall(piece)
+            time.sleep(pause)
+    except OSError:
+        pass  # the server shut the connection while we were still sending
+    answer = b""
+    try:
+        while chunk := client.recv(65536):
+            answer += chunk
+    except ConnectionResetError:
+        pass
+    client.close()
+    return answer, time.monotonic() - began
+
+
+def parsed(answer: bytes) -> tuple[int, dict]:
+    """(status, JSON body) of a whole HTTP answer."""
+    head, _, body = answer.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    length = next(int(line.split(":")[1]) for line in lines if line.lower().startswith("content-length:"))
+    assert len(body) == length and "content-type: application/json" in head.decode().lower()
+    return int(lines[0].split()[1]), strict_json(body)
+
+
+def request(path: str, body: bytes, headers: dict) -> bytes:
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    return f"POST {path} HTTP/1.1\r\nHost: x\r\n".encode() + head.encode("latin-1") + b"\r\n" + body
+
+
+def test_an_image_with_only_faint_ink_is_answered(server):
+    image = np.zeros((100, 100))
+    image[0, 0] = image[99, 99] = 0.06  # two faint corners: resized to 20x20, no ink is left
+    digit = mnist_style(image)
+    assert digit.shape == (28, 28) and np.isfinite(digit).all() and 0 <= digit.min() <= digit.max() <= 1
+    status, answer = post(server + "/api/predict", {"image": image.tolist()})
+    assert status == 200 and answer["prediction"] in range(10)
+
+
+def test_a_content_length_in_other_digits_than_ascii_is_a_400(strict_server):
+    body = b'{"expression": "x1", "values": {"x1": 1}}'
+    for length in ("\u00b9", "\u00b2" * 2):  # superscript digits: str.isdigit says yes, int() says no
+        answer, _ = exchange(strict_server.server_address[:2],
+                             [request("/api/tape", body, {"Content-Type": "application/json", "Content-Length": length})])
+        status, payload = parsed(answer)
+        assert status == 400 and "ASCII digits" in payload["error"]
+
+
+def test_a_client_sending_a_byte_now_and_then_is_cut_off_at_the_deadline(strict_server):
+    address = strict_server.server_address[:2]
+    drip = [request("/api/tape", b"", {"Content-Type": "application/json", "Content-Length": "40"})]
+    drip += [b"{"] + [b" "] * 20  # a byte every 0.1 s: each read is quick, the whole is not
+    results = {}
+    slow = threading.Thread(target=lambda: results.update(slow=exchange(address, drip, pause=0.1)))
+    slow.start()
+    time.sleep(0.1)
+    still_answering(f"http://127.0.0.1:{address[1]}")  # others are served meanwhile
+    slow.join(10)
+    answer, seconds = results["slow"]
+    status, payload = parsed(answer)
+    assert status == 408 and "more than 0.5 s" in payload["error"]
+    assert 0.4 < seconds < 2.0
+
+
+def test_a_failure_of_the_server_is_a_500_in_json_and_the_server_goes_on(strict_server, monkeypatch, capsys):
+    def broken(request):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(strict_server.page, "predict", broken)
+    answer, _ = exchange(strict_server.server_address[:2], [request("/api/predict", b"{}", {
+        "Content-Type": "application/json", "Content-Length": "2"})])
+    status, payload = parsed(answer)
+    assert status == 500 and "ZeroDivisionError" in payload["error"]
+    assert "Traceback" in capsys.readouterr().err  # logged for whoever runs the server
+    still_answering(f"http://127.0.0.1:{strict_server.server_address[1]}")
+
+
+@pytest.mark.parametrize("raw, status", [
+    (b"PUT /api/tape HTTP/1.1\r\n\r\n", 501),
+    (b"GARBAGE\r\n\r\n", 400),
+    (b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\n\r\n", 414),
+])
+def test_what_the_base_server_refuses_is_refused_in_json(strict_server, raw, status):
+    answer, _ = exchange(strict_server.server_address[:2], [raw])
+    assert parsed(answer)[0] == status
+
+
+def test_a_client_gone_before_its_answer_is_one_line_of_the_log(strict_server, capsys):
+    try:
+        raise BrokenPipeError(32, "Broken pipe")
+    except BrokenPipeError:
+        strict_server.handle_error(None, ("127.0.0.7", 5555))
+    assert capsys.readouterr().err == "127.0.0.7 went away before its answer (BrokenPipeError)\n"
+
+
+PIECES = st.one_of(
+    st.binary(max_size=64),
+    st.sampled_from([b"{", b"}", b'{"image": [[0.5]]}', b'{"expression": "x1", "values": {"x1": 2}}', b"\xb9",
+                     b"\r\n", b"[" * 20, b"\x00", b"NaN"]),
+)
+HEADERS = st.fixed_dictionaries({}, optional={
+    "Content-Type": st.sampled_from(["application/json", "text/plain", "application/json; charset=utf-8", ""]),
+    "Content-Length": st.one_of(st.integers(0, 200).map(str), st.sampled_from(["-1", "1e3", "\u00b9", "99999999", ""])),
+    "Transfer-Encoding": st.just("chunked"),
+})
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(path=st.sampled_from(["/api/predict", "/api/tape", "/", "/nothing"]), headers=HEADERS,
+       body=st.lists(PIECES, max_size=6), pause=st.sampled_from([0.0, 0.0, 0.05, 0.2]))
+def test_any_request_is_answered_in_json_or_closed_within_the_deadline(strict_server, path, headers, body, pause):
+    pieces = [request(path, b"", headers), *body]
+    answer, seconds = exchange(strict_server.server_address[:2], pieces, pause=pause)
+    assert seconds < 0.5 + 1.5 + pause * len(pieces)  # the deadline, and what a loaded machine adds
+    if answer:  # answered: a whole HTTP answer with a status and JSON (a page for GET /)
+        status, payload = parsed(answer) if path != "/" or b"json" in answer.split(b"\r\n\r\n")[0] else (200, {})
+        assert 200 <= status < 600 and (status == 200 or "error" in payload)
+    still_answering(f"http://127.0.0.1:{strict_server.server_address[1]}")
