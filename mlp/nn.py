@@ -10,6 +10,7 @@ never touches them. A model runs two ways on the same leaves:
 """
 from __future__ import annotations
 
+import html
 import os
 from typing import Iterator, Sequence
 
@@ -327,6 +328,16 @@ class MLP:
     def __repr__(self) -> str:
         dropout = f", dropout={self.dropout}" if any(self.dropout) else ""
         return f"MLP({self.sizes}, activation={self.activation!r}, bias={self.bias}, init={self.init_name!r}{dropout})"
+
+    def _repr_html_(self) -> str:
+        """The model for a notebook: a row a layer with its shape, activation, dropout and parameters."""
+        rows = [(str(i), str(fan_in), str(fan_out), layer.activation or "(logits)", f"{layer.dropout:g}",
+                 f"{fan_out * fan_in + fan_out * layer.has_bias:,}")
+                for i, layer in enumerate(self.layers) for fan_out, fan_in in [layer.shape]]
+        cells = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+        head = "".join(f"<th>{c}</th>" for c in ("layer", "inputs", "outputs", "activation", "dropout", "parameters"))
+        return (f"<table><caption>{html.escape(repr(self))}: {len(self.parameters()):,} parameters</caption>"
+                f"<thead><tr>{head}</tr></thead><tbody>{cells}</tbody></table>")
 
 
 def _dropout_per_layer(dropout, hidden: int) -> list[float]:

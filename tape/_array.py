@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _ops
+from ._display import Table
 from ._forward import raise_refused
 from ._ops import Var
 from ._rules import BINARY, CODES, code_of
@@ -151,6 +152,15 @@ class VarArray:
 
     def __repr__(self) -> str:
         return f"VarArray({np.array2string(self._values, precision=4, threshold=20)})"
+
+    def _repr_html_(self) -> str:
+        swept = self._seg.alive and len(self.tape.adjoint) > 0
+        grads = self.grad if swept else np.full(self.shape, np.nan)
+        rows = [(str(index if len(index) != 1 else index[0]), f"{value:.6g}", f"{grad:.6g}" if swept else "")
+                for (index, value), grad in zip(np.ndenumerate(self._values), grads.flat)]
+        return Table(("entry", "value", "grad"), rows,
+                     caption=f"VarArray of shape {self.shape}, {self._values.dtype}, {'after a sweep' if swept else 'not swept yet'}"
+                     ).html()
 
     # -- reductions -------------------------------------------------------------------------------
 

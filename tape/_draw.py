@@ -1,6 +1,7 @@
 """`tape.draw`: the computation graph of a Var, drawn as the course draws it (Figures 7 and 11)."""
 from __future__ import annotations
 
+import html
 from pathlib import Path
 
 from ._ops import Var
@@ -21,15 +22,57 @@ def ancestors(y: Var) -> list[int]:
     return sorted(seen)
 
 
-def draw(y: Var, path: str | Path, names: dict | None = None, max_nodes: int = 500) -> Path:
-    """Render the graph of every node `y` depends on to `path` (.svg, .png, .pdf, or .dot for
-    Graphviz's source): a box per node with its index, op and, for `y` and the Vars named in
-    `names` ({Var: "x1", ...}), its value; arrows labelled with the local partials; and each
-    node's adjoint from the latest sweep. Needs the `graphviz` package and Graphviz's `dot`."""
-    path = Path(path)
-    fmt = path.suffix.lstrip(".").lower()
-    if fmt not in FORMATS:
-        raise ValueError(f"draw: expected a path ending in {', '.join('.' + f for f in FORMATS)}, got {path.name!r}")
+class Drawing:
+    """A graph `tape.draw` made: shown inline in a notebook (SVG), `save(path)` writes it to a file,
+    `source` is Graphviz's text of it."""
+
+    def __init__(self, graph) -> None:
+        self.graph = graph
+
+    @property
+    def source(self) -> str:
+        return self.graph.source
+
+    def save(self, path: str | Path) -> Path:
+        """Render to `path` (.svg, .png, .pdf, or .dot for the source); returns the path."""
+        path = Path(path)
+        fmt = path.suffix.lstrip(".").lower()
+        if fmt not in FORMATS:
+            raise ValueError(f"draw: expected a path ending in {', '.join('.' + f for f in FORMATS)}, got {path.name!r}")
+        if fmt == "dot":
+            path.write_text(self.source)
+            return path
+        import graphviz
+
+        try:
+            self.graph.render(outfile=path, format=fmt, cleanup=True)
+        except graphviz.ExecutableNotFound:
+            raise RuntimeError(NO_DOT) from None
+        return path
+
+    def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
+        """SVG for a notebook; where Graphviz's dot is missing, a message saying so, and the source."""
+        import graphviz
+
+        try:
+            return {"image/svg+xml": self.graph.pipe(format="svg").decode()}
+        except graphviz.ExecutableNotFound:
+            return {"text/html": f"<p>{html.escape(NO_DOT)}; the graph's source:</p><pre>{html.escape(self.source)}</pre>",
+                    "text/plain": f"{NO_DOT}\n{self.source}"}
+
+
+NO_DOT = "tape.draw needs Graphviz's dot program: apt-get install graphviz (or brew install graphviz)"
+
+
+def draw(y: Var, path: str | Path | None = None, names: dict | None = None, max_nodes: int = 500) -> Path | Drawing:
+    """The graph of every node `y` depends on, as the course draws it: a box per node with its
+    index, op and, for `y` and the Vars named in `names` ({Var: "x1", ...}), its value; arrows
+    labelled with the local partials; and each node's adjoint from the latest sweep. Rendered to
+    `path` (.svg, .png, .pdf, or .dot for Graphviz's source) if given, which is returned; else
+    returned as a `Drawing`, which a notebook shows inline. Needs the `graphviz` package, and
+    Graphviz's `dot` to render."""
+    if path is not None and Path(path).suffix.lstrip(".").lower() not in FORMATS:
+        raise ValueError(f"draw: expected a path ending in {', '.join('.' + f for f in FORMATS)}, got {Path(path).name!r}")
     t = y.tape
     nodes = ancestors(y)
     if len(nodes) > max_nodes:
@@ -53,12 +96,5 @@ def draw(y: Var, path: str | Path, names: dict | None = None, max_nodes: int = 5
         graph.node(str(i), "\n".join(lines), color="firebrick" if i == y.node else "black")
         for p, d in zip(parents, partials):
             graph.edge(str(p), str(i), label=f"{d:.4g}")
-    if fmt == "dot":
-        path.write_text(graph.source)
-        return path
-    try:
-        graph.render(outfile=path, format=fmt, cleanup=True)
-    except graphviz.ExecutableNotFound:
-        raise RuntimeError("tape.draw needs Graphviz's dot program: apt-get install graphviz (or brew install graphviz)") from None
-    return path
-
+    drawing = Drawing(graph)
+    return drawing if path is None else drawing.save(path)

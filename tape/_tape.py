@@ -19,6 +19,7 @@ from typing import Iterator
 import numpy as np
 
 from . import _small
+from ._display import Table
 from ._rules import CODES, FIRST_CUSTOM, LEAF, MAX_CODES, header
 
 OP_NAMES: list[str] = [name for name, _, _ in CODES]  # by op code; `tape.record` adds names
@@ -330,25 +331,22 @@ class Tape:
         print(self.format(names), file=file)
 
     def format(self, names: dict[int, str] | None = None) -> str:
+        return self.table(names).text()
+
+    def table(self, names: dict[int, str] | None = None) -> Table:
+        """The tape as the course's Table 2: per node its op, parents, partials and the latest
+        sweep's adjoint; nodes named by `names` ({node: "x1"}) where given."""
         names = names or {}
         label = lambda i: names.get(i, str(i))  # noqa: E731
-        rows = [("node", "op", "parents", "partials", "adjoint")]
-        for i, op, parents, partials in self.nodes():
-            adjoint = f"{self.adjoint[i]:.6g}" if i < len(self.adjoint) else ""
-            rows.append(
-                (
-                    label(i),
-                    op,
-                    ", ".join(map(label, parents)) or "-",
-                    ", ".join(f"{d:.6g}" for d in partials) or "-",
-                    adjoint,
-                )
-            )
-        widths = [max(len(r[c]) for r in rows) for c in range(5)]
-        return "\n".join(
-            "  ".join(cell.rjust(w) if c == 0 else cell.ljust(w) for c, (cell, w) in enumerate(zip(r, widths))).rstrip()
-            for r in rows
-        )
+        rows = [(label(i), op, ", ".join(map(label, parents)) or "-", ", ".join(f"{d:.6g}" for d in partials) or "-",
+                 f"{self.adjoint[i]:.6g}" if i < len(self.adjoint) else "")
+                for i, op, parents, partials in self.nodes()]
+        swept = "after a sweep" if len(self.adjoint) else "not swept yet"
+        return Table(("node", "op", "parents", "partials", "adjoint"), rows, right=(0,),
+                     caption=f"Tape: {len(rows):,} nodes, {swept}")
+
+    def _repr_html_(self) -> str:
+        return self.table().html()
 
     def __str__(self) -> str:
         return self.format()

@@ -72,6 +72,11 @@ class Traced:
         p = self.program
         return f"<traced {p.name}: {p.n} nodes, {len(p.refs)} operands, {len(p.guards)} guards>"
 
+    def _repr_html_(self) -> str:
+        table = self.program.table()
+        table.caption = repr(self)
+        return table.html()
+
     # -- choosing a trace ---------------------------------------------------------------------------
 
     def _run(self, args: tuple, argnums: tuple, fresh: bool = False):

@@ -2,6 +2,7 @@
 every cell runs, and the course's numbers are in its outputs."""
 import importlib.util
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -28,12 +29,13 @@ def test_the_notebook_runs_top_to_bottom_and_shows_the_courses_numbers(tmp_path)
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     nbclient.NotebookClient(notebook, timeout=600, kernel_name="python3",
                             resources={"metadata": {"path": str(tmp_path)}}).execute()
-    texts, kinds = [], set()
+    texts, kinds, pages = [], set(), []
     for cell in notebook.cells:
         for output in cell.get("outputs", []):
             assert output.output_type != "error", output
             texts.append(output.get("text", "") + output.get("data", {}).get("text/plain", ""))
             kinds.update(output.get("data", {}))
+            pages.append(output.get("data", {}).get("text/html", ""))
     text = "\n".join(texts)
     e = math.e
     for expected in (f"f(pi, 1) = {e - 1:.12f}", f"df/dx2 = {e - 1:.12f}", "dy/dx1 = 5.500000",
@@ -41,6 +43,11 @@ def test_the_notebook_runs_top_to_bottom_and_shows_the_courses_numbers(tmp_path)
                      "along 5 random directions", "GuardError: f: the comparison"):
         assert expected in text, expected
     assert {"text/html", "image/png"} <= kinds  # the history's table and its curves, inline
+    assert shutil.which("dot") is None or "image/svg+xml" in kinds  # the tape drawn
+    html = "\n".join(pages)
+    assert "<caption>Tape: 6 nodes, after a sweep</caption>" in html  # Table 2
+    assert f"<td>v0</td><td>leaf</td><td>-</td><td>-</td><td>{e - 1:.6g}</td>" in html  # x2's adjoint, e - 1
+    assert "25,450 parameters" in html  # the model, 784 * 32 + 32 + 32 * 10 + 10
     accuracy = float(text.split("test accuracy of the kept model: ")[1].split("%")[0])
     assert accuracy > 85  # 3 epochs of a 784-32-10 net on 4,000 digits; chance is 10
     assert (tmp_path / "runs" / "notebook" / "metrics.csv").exists()
