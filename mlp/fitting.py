@@ -46,7 +46,7 @@ def arguments(model: MLP | None, dataset: str | Dataset, options: dict) -> argpa
                             f"python -m mlp.train: {', '.join(sorted(takes))}")
     argv = [f"--dataset={dataset}"] if isinstance(dataset, str) else []
     for name, value in options.items():
-        argv += _flag(p, name, value)
+        argv += flag(p, name, value)
     args = p.parse_args(argv)
     if model is not None:
         args.hidden, args.activation, args.init = model.sizes[1:-1], model.activation, model.init_name
@@ -58,7 +58,7 @@ def arguments(model: MLP | None, dataset: str | Dataset, options: dict) -> argpa
     return args
 
 
-def _flag(p: argparse.ArgumentParser, name: str, value) -> list[str]:
+def flag(p: argparse.ArgumentParser, name: str, value) -> list[str]:
     """`name=value` as the command line says it: --name value, --name v1 v2, or a switch."""
     action = next(a for a in p._actions if a.dest == name)
     if action.nargs == 0:  # a switch: store_true, or store_false as --no-bias

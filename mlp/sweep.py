@@ -1,0 +1,312 @@
+"""A search over training recipes on Dask: `python -m mlp.sweep SPEC.toml [--out DIR]`.
+
+SPEC (TOML) says what every trial shares and what varies, in the training program's option names:
+
+    dataset = "mnist-5k"
+    metric = "val_accuracy"        # what picks the best trial: val_accuracy (highest) or val_loss (lowest)
+    trials = 8                     # at least the grid's size; more repeat the grid with new random draws
+    seed = 0
+    [fixed]                        # every trial's options
+    epochs = 1
+    val = 0.1
+    [grid]                         # every combination of these lists
+    hidden = [[16], [32]]
+    dropout = [0.0, 0.2]
+    [random]                       # a draw a trial: uniform, log_uniform or integers = [low, high], or choice = [...]
+    lr = {log_uniform = [1e-4, 1e-2]}
+
+Each trial is one run of the training program's own code (`mlp.train.run_training`), on a Dask
+worker: an embedded LocalCluster on this machine by default (a worker a core, a trial a worker,
+one compiled and one BLAS thread each), or the cluster at --scheduler tcp://HOST:PORT. A trial
+runs in a directory of its worker and sends back its metrics and checkpoint, which the sweep
+writes into DIR/trial-N/ (so workers need no shared disk), with a row a trial in DIR/trials.csv
+as each one ends. A worker that dies has its trial run again elsewhere (Dask's scheduler does so
+up to `distributed.scheduler.allowed-failures` times, 3 by default); a trial
+that fails (diverges, options that do not fit together) is a row with its reason; a sweep that
+was stopped continues with --resume, running only the trials without a row. The test set is
+never used to choose.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import importlib
+import io
+import itertools
+import logging
+import math
+import os
+import shlex
+import sys
+import tempfile
+import threading
+import time
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import checkpoint, cli, rundir
+from .progress import ProgressBar
+from .train import RUNS, positive_int
+
+METRICS = {"val_accuracy": max, "val_loss": min}  # what may choose the best trial, and how
+SAMPLERS = {
+    "uniform": lambda rng, low, high: float(rng.uniform(low, high)),
+    "log_uniform": lambda rng, low, high: float(math.exp(rng.uniform(math.log(low), math.log(high)))),
+    "integers": lambda rng, low, high: int(rng.integers(low, high + 1)),
+}
+COLUMNS = ["trial", "status", "best_epoch", "val_accuracy", "val_loss", "test_accuracy", "seconds", "worker", "options",
+           "reason"]
+
+
+class SpecError(cli.UsageError):
+    """A sweep specification that cannot run; the message names the file and the field."""
+
+
+@dataclass
+class Spec:
+    dataset: str
+    metric: str
+    trials: list[dict]  # each trial's options, keyword names of mlp.fit
+    varied: list[str]  # the options that differ between trials
+
+    @classmethod
+    def read(cls, path: Path) -> Spec:
+        """The trials a SPEC.toml describes, each checked by the training program's parser."""
+        from . import fitting
+
+        try:
+            spec = tomllib.loads(path.read_text())
+        except (OSError, UnicodeDecodeError) as e:
+            raise SpecError(f"cannot read the sweep {path}: {e}") from None
+        except tomllib.TOMLDecodeError as e:
+            raise SpecError(f"{path} is not TOML: {e}") from None
+        unknown = set(spec) - {"dataset", "metric", "trials", "seed", "fixed", "grid", "random"}
+        if unknown:
+            raise SpecError(f"{path}: unknown fields {', '.join(sorted(unknown))}; known: dataset, metric, trials, "
+                            "seed, fixed, grid, random")
+        metric = spec.get("metric", "val_accuracy")
+        if metric not in METRICS:
+            never = " (the test set never chooses)" if str(metric).startswith("test") else ""
+            raise SpecError(f"{path}: metric {metric!r} cannot choose the best trial{never}; one of {', '.join(METRICS)}")
+        fixed, grid, random = (_table(spec, part, path) for part in ("fixed", "grid", "random"))
+        for name, values in grid.items():
+            if not isinstance(values, list) or not values:
+                raise SpecError(f"{path}: grid.{name} must be a non-empty list of values, got {values!r}")
+        points = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+        count = spec.get("trials", len(points))
+        if not isinstance(count, int) or isinstance(count, bool) or count < len(points):
+            raise SpecError(f"{path}: trials must be a whole number of at least the grid's {len(points)}, got {count!r}")
+        rng = np.random.default_rng(spec.get("seed", 0))
+        trials = [{**fixed, **points[i % len(points)], **{k: _draw(rng, k, d, path) for k, d in random.items()}}
+                  for i in range(count)]
+        dataset = spec.get("dataset", "mnist-5k")
+        for i, options in enumerate(trials, 1):
+            try:
+                args = fitting.arguments(None, dataset, options)
+            except (TypeError, ValueError) as e:
+                raise SpecError(f"{path}: trial {i} ({_shown(options)}): {e}") from None
+            if not args.val:
+                raise SpecError(f"{path}: {metric} needs a validation part: give val = 0.1 (say) in [fixed]")
+        varied = [k for k in dict.fromkeys(itertools.chain(*trials)) if len({repr(t.get(k)) for t in trials}) > 1]
+        return cls(dataset, metric, trials, varied)
+
+
+def _table(spec: dict, part: str, path: Path) -> dict:
+    table = spec.get(part, {})
+    if not isinstance(table, dict):
+        raise SpecError(f"{path}: [{part}] must be a table of options, got {table!r}")
+    return table
+
+
+def _draw(rng: np.random.Generator, name: str, distribution, path: Path):
+    """One value of `distribution` ({"uniform": [low, high]}, ..., or {"choice": [...]})."""
+    if isinstance(distribution, dict) and len(distribution) == 1:
+        (kind, bounds), = distribution.items()
+        if kind == "choice" and isinstance(bounds, list) and bounds:
+            return bounds[rng.integers(len(bounds))]
+        if kind in SAMPLERS and isinstance(bounds, list) and len(bounds) == 2 and bounds[0] < bounds[1] \
+                and (kind != "log_uniform" or bounds[0] > 0):
+            return SAMPLERS[kind](rng, *bounds)
+    raise SpecError(f"{path}: random.{name} must be one of {{uniform, log_uniform, integers = [low, high]}} or "
+                    f"{{choice = [values]}}, got {distribution!r}")
+
+
+def _shown(options: dict) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in options.items())
+
+
+def command(dataset: str, options: dict) -> str:
+    """The training program's command line that runs these options alone."""
+    from . import fitting, train
+
+    p = train.parser()
+    argv = ["--dataset", dataset] + [a for k, v in options.items() for a in fitting.flag(p, k, v)]
+    return shlex.join(["python", "-m", "mlp.train", *argv])
+
+
+def run_trial(number: int, dataset: str, options: dict, threads: int = 1) -> dict:
+    """One trial, on a worker: the training program's run in a directory of the worker, with
+    `threads` compiled and BLAS threads; returns its outcome and its files' bytes."""
+    from threadpoolctl import threadpool_limits
+
+    from . import fitting, train
+
+    began, log = time.perf_counter(), io.StringIO()
+    outcome = {"trial": number, "worker": os.uname().nodename + f":{os.getpid()}"}
+    with tempfile.TemporaryDirectory() as tmp, threadpool_limits(threads), contextlib.redirect_stderr(log):
+        try:
+            args = fitting.arguments(None, dataset, {**options, "out": Path(tmp) / "run", "plots": False,
+                                                     "threads": threads})
+            history = train.run_training(args)
+        except (cli.UsageError, checkpoint.CheckpointError, ValueError, TypeError, ArithmeticError,
+                train.RunError, OSError) as e:
+            return outcome | {"status": "failed", "reason": str(e), "seconds": time.perf_counter() - began}
+        files = {p.name: p.read_bytes() for p in history.out.iterdir() if p.is_file()}
+    kept = next(r for r in history.rows if r["epoch"] == (history.best_epoch or history.rows[-1]["epoch"]))
+    return outcome | {"status": "done", "best_epoch": kept["epoch"], "val_accuracy": kept["val_accuracy"],
+                      "val_loss": kept["val_loss"], "test_accuracy": kept["test_accuracy"],
+                      "seconds": time.perf_counter() - began, "files": files}
+
+
+class Sweep:
+    """A sweep's directory: its spec, trials.csv (a row a finished trial) and a folder a trial."""
+
+    def __init__(self, spec: Spec, directory: Path) -> None:
+        self.spec, self.directory = spec, directory
+        self.table = directory / "trials.csv"
+        self.rows = self._finished()
+
+    def _finished(self) -> dict[int, dict]:
+        if not self.table.exists():
+            return {}
+        with open(self.table, newline="") as f:
+            rows = list(csv.DictReader(f))
+        if any(set(COLUMNS) - set(r) or not r["trial"].isdigit() for r in rows):
+            raise SpecError(f"{self.table} is damaged: not the rows of a sweep's trials")
+        return {int(r["trial"]): r for r in rows}
+
+    def record(self, outcome: dict) -> None:
+        """Write a finished trial's files and its row (trials.csv rewritten atomically)."""
+        number = outcome["trial"]
+        folder = self.directory / f"trial-{number}"
+        folder.mkdir(exist_ok=True)
+        for name, content in outcome.pop("files", {}).items():
+            checkpoint.write_atomically(folder / name, lambda f, c=content: f.write(c))
+        options = self.spec.trials[number - 1]
+        self.rows[number] = {c: _cell(outcome.get(c, "")) for c in COLUMNS} | {"options": _shown(options)}
+        text = io.StringIO(newline="")
+        writer = csv.DictWriter(text, COLUMNS)
+        writer.writeheader()
+        writer.writerows(self.rows[n] for n in sorted(self.rows))
+        checkpoint.write_atomically(self.table, lambda f: f.write(text.getvalue().encode()))
+
+    def best(self) -> dict | None:
+        done = [r for r in self.rows.values() if r["status"] == "done" and r[self.spec.metric]]
+        choose = METRICS[self.spec.metric]
+        return choose(done, key=lambda r: float(r[self.spec.metric]), default=None)
+
+
+def _cell(value) -> str:
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+@contextlib.contextmanager
+def connect(scheduler: str | None, workers: int | None):
+    """A Dask client: of the cluster at `scheduler`, else of a LocalCluster here (a worker a core,
+    one thread each, as each trial runs its own compiled threads), closed with the client."""
+    from dask.distributed import Client, LocalCluster
+
+    if scheduler:
+        with Client(scheduler, timeout="20s") as client:
+            yield client
+        return
+    with LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,
+                      dashboard_address=":0", scheduler_kwargs={"dashboard": False}, silence_logs=logging.ERROR
+                      ) as cluster, Client(cluster) as client:
+        yield client
+
+
+def run(spec: Spec, sweep: Sweep, client) -> None:
+    """Run the trials without a row on the client's cluster, recording each as it ends."""
+    from dask.distributed import as_completed
+
+    # matplotlib, for the figure at the end, imported while this process waits for trials
+    threading.Thread(target=importlib.import_module, args=("matplotlib.figure",), daemon=True).start()
+    todo = [n for n in range(1, len(spec.trials) + 1) if n not in sweep.rows]
+    if len(todo) < len(spec.trials):
+        print(f"{len(spec.trials) - len(todo)} trials were finished before; running the other {len(todo)}",
+              file=sys.stderr)
+    futures = [client.submit(run_trial, n, spec.dataset, spec.trials[n - 1], key=f"trial-{n}-{sweep.directory.name}",
+                             pure=False) for n in todo]
+    bar = ProgressBar("trials", len(todo))
+    for done, future in enumerate(as_completed(futures), 1):
+        try:
+            outcome = future.result()
+        except Exception as e:  # a failure of ours, or its workers died time and again (KilledWorker)
+            outcome = {"trial": todo[futures.index(future)], "status": "failed", "reason": f"{type(e).__name__}: {e}"}
+        sweep.record(outcome)
+        best = sweep.best()
+        said = f"best {spec.metric} {float(best[spec.metric]):.4f} (trial {best['trial']})" if best else "none done yet"
+        line = f"{done} done, {len(todo) - done} running or waiting; {said}"
+        if not bar.shown:  # a log: a line a trial
+            print(f"trial {outcome['trial']} {outcome['status']}: {line}", file=sys.stderr)
+        elif done < len(todo):
+            bar.update(done, line)
+        else:
+            bar.finish(line)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = cli.ArgumentParser(prog="python -m mlp.sweep", description=__doc__.split("\n\n")[0])
+    p.add_argument("spec", type=Path, help="the sweep: a TOML file (see examples/sweep.toml)")
+    p.add_argument("--out", type=Path, help="its directory (default: the first free runs/sweep, runs/sweep-2, ...)")
+    p.add_argument("--resume", action="store_true", help="continue the sweep in --out: run the trials without a row")
+    p.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="a Dask scheduler to run on (default: a local cluster)")
+    p.add_argument("--workers", type=positive_int, help="of the local cluster (default: a worker a core)")
+    args = p.parse_args(argv)
+    if args.resume and args.out is None:
+        p.error("--resume needs the --out of the sweep to continue")
+    sweep = None
+    try:
+        spec = Spec.read(args.spec)
+        wanted = args.out or RUNS / "sweep"
+        claim = rundir.claim_existing(wanted) if args.resume else rundir.claim_new(wanted, args.out is not None, False)[0]
+    except cli.UsageError as e:
+        return cli.refuse(e)
+    try:
+        saved = claim.directory / "sweep.toml"
+        if args.resume and saved.exists() and saved.read_bytes() != args.spec.read_bytes():
+            raise SpecError(f"cannot resume {claim.directory}: {args.spec} is not the sweep it ran ({saved})")
+        checkpoint.write_atomically(saved, lambda f: f.write(args.spec.read_bytes()))
+        sweep = Sweep(spec, claim.directory)
+        print(f"sweep of {len(spec.trials)} trials ({', '.join(spec.varied) or 'nothing'} varied) on {spec.dataset}, "
+              f"choosing by {spec.metric}; writing {claim.directory}", file=sys.stderr)
+        with connect(args.scheduler, args.workers) as client:
+            run(spec, sweep, client)
+    except cli.UsageError as e:
+        return cli.refuse(e)
+    except KeyboardInterrupt:
+        print(f"interrupted: {len(sweep.rows) if sweep else 0} trials are recorded in {claim.directory / 'trials.csv'}; "
+              f"continue with --resume --out {claim.directory}", file=sys.stderr)
+        return 130
+    finally:
+        claim.release()
+    from . import plots
+
+    plots.sweep(list(sweep.rows.values()), spec.varied, spec.metric).save(claim.directory / "sweep.png")
+    best = sweep.best()
+    if best is None:
+        print(f"no trial finished; {sweep.table} says why", file=sys.stderr)
+        return 1
+    print(f"best trial: {best['trial']}, {spec.metric} {float(best[spec.metric]):.4f} (test accuracy "
+          f"{100 * float(best['test_accuracy']):.2f}%), in {claim.directory / ('trial-' + best['trial'])}")
+    print(f"run it alone: {command(spec.dataset, spec.trials[int(best['trial']) - 1])}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,197 @@
+"""Recipe searches on Dask: each trial is the training program's run (the same numbers as running
+it alone), nothing is lost when a worker or the client dies, and bad specs are refused in a line."""
+import csv
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from mlp import train
+
+ROOT = Path(__file__).resolve().parents[1]
+missing = [m for m in ("distributed", "mlxtend", "threadpoolctl") if importlib.util.find_spec(m) is None]
+pytestmark = pytest.mark.skipif(bool(missing), reason=f"sweeps need {', '.join(missing)} (pip install -e '.[test]')")
+TIMED = {"seconds", "samples_per_s"}
+SPEC = """
+dataset = "mnist-5k"
+metric = "val_accuracy"
+[fixed]
+epochs = {epochs}
+val = 0.1
+limit = {limit}
+batch_size = 20
+[grid]
+hidden = [[8], [16]]
+dropout = [0.0, 0.2]
+"""
+
+
+def spec_file(tmp_path: Path, epochs: int = 1, limit: int = 400, text: str | None = None) -> Path:
+    """SPEC (of `epochs` on `limit` samples) as a file, or `text`."""
+    path = tmp_path / "sweep.toml"
+    path.write_text(SPEC.format(epochs=epochs, limit=limit) if text is None else text)
+    return path
+
+
+def trials(directory: Path) -> list[dict]:
+    with open(directory / "trials.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def untimed(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return [{k: v for k, v in row.items() if k not in TIMED} for row in csv.DictReader(f)]
+
+
+def test_a_sweep_runs_each_trial_as_the_training_program_would_and_picks_by_validation(tmp_path, capsys):
+    out = tmp_path / "sweep"
+    assert sweep_main([str(spec_file(tmp_path)), "--out", str(out), "--workers", "2"]) == 0
+    rows = trials(out)
+    assert sorted(int(r["trial"]) for r in rows) == [1, 2, 3, 4] and {r["status"] for r in rows} == {"done"}
+    best = max(rows, key=lambda r: float(r["val_accuracy"]))
+    printed = capsys.readouterr().out
+    assert f"best trial: {best['trial']}, val_accuracy {float(best['val_accuracy']):.4f}" in printed
+    for row, (hidden, dropout) in zip(sorted(rows, key=lambda r: int(r["trial"])),
+                                      [(8, 0.0), (8, 0.2), (16, 0.0), (16, 0.2)]):
+        alone = tmp_path / f"alone-{row['trial']}"
+        assert train.main(["--epochs", "1", "--val", "0.1", "--limit", "400", "--batch-size", "20", "--hidden",
+                           str(hidden), "--dropout", str(dropout), "--no-plots", "--out", str(alone)]) == 0
+        assert untimed(out / f"trial-{row['trial']}" / "metrics.csv") == untimed(alone / "metrics.csv")
+        assert (out / f"trial-{row['trial']}" / "model.npz").read_bytes()[:2] == b"PK"
+    alone_best = f"--hidden {16 if int(best['trial']) > 2 else 8}"
+    assert f"run it alone: python -m mlp.train --dataset mnist-5k --epochs 1 --val 0.1" in printed and alone_best in printed
+    assert (out / "sweep.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def sweep_main(argv):
+    from mlp import sweep
+
+    return sweep.main(argv)
+
+
+def test_a_failing_trial_is_a_row_with_its_reason_and_the_others_go_on(tmp_path):
+    text = SPEC.format(epochs=1, limit=400).replace('hidden = [[8], [16]]\ndropout = [0.0, 0.2]', 'lr = [0.001, 1e300]\noptimizer = ["sgd"]')
+    out = tmp_path / "sweep"
+    assert sweep_main([str(spec_file(tmp_path, text=text)), "--out", str(out), "--workers", "1"]) == 0
+    rows = {r["trial"]: r for r in trials(out)}
+    assert rows["1"]["status"] == "done" and rows["2"]["status"] == "failed"
+    assert "training diverged" in rows["2"]["reason"] and "A smaller" not in rows["2"]["reason"]
+
+
+@pytest.mark.parametrize("text, words", [
+    ('[fixed]\nepochs = 1\nval = 0.1\nlayers = 3\n', "trial 1 (epochs=1, val=0.1, layers=3): fit() got an option it cannot take: 'layers'"),
+    ('[fixed]\nval = 0.1\n[grid]\nhidden = []\n', "grid.hidden must be a non-empty list of values"),
+    ('metric = "f1"\n[fixed]\nval = 0.1\n', "metric 'f1' cannot choose the best trial; one of val_accuracy, val_loss"),
+    ('metric = "test_accuracy"\n[fixed]\nval = 0.1\n', "(the test set never chooses)"),
+    ('[fixed]\nepochs = 1\n', "val_accuracy needs a validation part: give val = 0.1"),
+    ('[fixed]\nval = 0.1\nepochs = 0\n', "argument --epochs: expected a positive integer, got 0"),
+    ('[fixed]\nval = 0.1\n[random]\nlr = {normal = [0, 1]}\n', "random.lr must be one of"),
+    ('trials = 1\n[fixed]\nval = 0.1\n[grid]\nseed = [1, 2]\n', "trials must be a whole number of at least the grid's 2"),
+    ('dataset = "mnist-5k"\nepochs = 3\n', "unknown fields epochs"),
+    ('[fixed\n', "is not TOML"),
+])
+def test_bad_specs_are_refused_in_one_line(tmp_path, capsys, text, words):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    assert sweep_main([str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(path) in err and words in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_resuming_a_sweep_whose_table_is_damaged_or_whose_spec_changed_is_refused(tmp_path, capsys):
+    out, spec = tmp_path / "sweep", spec_file(tmp_path)
+    out.mkdir()
+    (out / "sweep.toml").write_bytes(spec.read_bytes())
+    (out / "trials.csv").write_text("trial,status\nfirst,done\n")
+    assert sweep_main([str(spec), "--out", str(out), "--resume"]) == 2
+    assert f"{out / 'trials.csv'} is damaged" in capsys.readouterr().err
+    (out / "sweep.toml").write_text(SPEC.format(epochs=2, limit=400))
+    assert sweep_main([str(spec), "--out", str(out), "--resume"]) == 2
+    assert f"{spec} is not the sweep it ran" in capsys.readouterr().err
+
+
+def test_random_draws_follow_the_seed_and_stay_in_their_bounds(tmp_path):
+    from mlp import sweep
+
+    text = ('trials = 6\nseed = 3\n[fixed]\nval = 0.1\n[random]\nlr = {log_uniform = [1e-4, 1e-2]}\n'
+            'batch_size = {integers = [8, 64]}\noptimizer = {choice = ["sgd", "adam"]}\n')
+    path = spec_file(tmp_path, text=text)
+    first, again = sweep.Spec.read(path), sweep.Spec.read(path)
+    assert first.trials == again.trials and len(first.trials) == 6
+    assert all(1e-4 <= t["lr"] <= 1e-2 and 8 <= t["batch_size"] <= 64 and t["optimizer"] in ("sgd", "adam")
+               for t in first.trials)
+    assert len({t["lr"] for t in first.trials}) == 6 and {"lr", "batch_size"} <= set(first.varied)
+
+
+def test_a_killed_client_resumes_running_only_the_missing_trials(tmp_path):
+    out, spec = tmp_path / "sweep", spec_file(tmp_path, epochs=2, limit=1000)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    client = subprocess.Popen([sys.executable, "-m", "mlp.sweep", str(spec), "--out", str(out), "--workers", "1"],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.time() + 180
+    while time.time() < deadline and not (out / "trials.csv").exists():
+        time.sleep(0.1)
+    os.killpg(client.pid, signal.SIGKILL)  # the client and its local cluster, as a machine going away
+    client.wait()
+    before = {r["trial"]: (out / f"trial-{r['trial']}" / "model.npz").read_bytes() for r in trials(out)}
+    assert 1 <= len(before) < 4
+    resumed = subprocess.run([sys.executable, "-m", "mlp.sweep", str(spec), "--out", str(out), "--workers", "1",
+                              "--resume"], env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"{len(before)} trials were finished before; running the other {4 - len(before)}" in resumed.stderr
+    rows = trials(out)
+    assert sorted(int(r["trial"]) for r in rows) == [1, 2, 3, 4] and {r["status"] for r in rows} == {"done"}
+    for trial, model in before.items():  # not run again
+        assert (out / f"trial-{trial}" / "model.npz").read_bytes() == model
+
+
+def test_a_worker_killed_mid_trial_has_its_trial_run_again_and_every_trial_ends_once(tmp_path):
+    from dask.distributed import Client
+
+    from mlp import sweep
+
+    bin_dir, env = Path(sys.executable).parent, dict(os.environ, PYTHONPATH=str(ROOT))
+    scheduler_file = tmp_path / "scheduler.json"
+    processes = [subprocess.Popen([str(bin_dir / "dask"), "scheduler", "--host", "127.0.0.1", "--port", "0",
+                                   "--no-dashboard", "--scheduler-file", str(scheduler_file)], env=env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and not scheduler_file.exists():
+            time.sleep(0.1)
+        processes += [subprocess.Popen([str(bin_dir / "dask"), "worker", "--scheduler-file", str(scheduler_file),
+                                        "--nthreads", "1", "--no-dashboard", "--name", f"worker-{i}"], env=env,
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                      for i in range(2)]
+        with Client(scheduler_file=str(scheduler_file), timeout="30s") as client:
+            client.wait_for_workers(2, timeout=60)
+            spec = sweep.Spec.read(spec_file(tmp_path, epochs=2, limit=2000))
+            record = sweep.Sweep(spec, tmp_path)
+            running = threading.Thread(target=sweep.run, args=(spec, record, client))
+            running.start()
+            victim = processes[1]  # worker-0
+            victim_address = None
+            while running.is_alive() and victim_address is None:  # a worker busy with a trial
+                busy = [w for w, tasks in client.processing().items() if tasks]
+                named = {info["name"]: w for w, info in client.scheduler_info()["workers"].items()}
+                victim_address = named.get("worker-0") if named.get("worker-0") in busy else None
+                time.sleep(0.05)
+            os.killpg(victim.pid, signal.SIGKILL)
+            running.join(300)
+        rows = trials(tmp_path)
+        assert sorted(int(r["trial"]) for r in rows) == [1, 2, 3, 4] and {r["status"] for r in rows} == {"done"}
+        assert victim_address is not None  # it was killed while a trial ran on it
+    finally:
+        for p in processes:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)  # a worker and the process it runs trials in
+            except (ProcessLookupError, PermissionError):
+                p.kill()
+            p.wait()
