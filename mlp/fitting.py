@@ -10,7 +10,8 @@ from .data import Dataset
 from .history import History
 from .nn import MLP
 
-MODEL_OPTIONS = ("hidden", "activation", "init", "bias", "dropout")  # what a given model already says
+# What a given model already says; and resume, which would train the checkpoint's model instead
+MODEL_OPTIONS = ("hidden", "activation", "init", "bias", "dropout", "resume")
 
 
 class _Refusing(argparse.ArgumentParser):

@@ -636,3 +636,9 @@ def test_a_validation_split_holds_out_some_of_every_class_and_keeps_some_or_is_r
         assert in_held == round(fraction * n)
         if fraction:
             assert 1 <= in_held < n
+
+
+@pytest.mark.parametrize("fraction", [-0.1, 1.0, 1.5])
+def test_a_validation_fraction_outside_0_to_1_is_refused_as_such(fraction):
+    with pytest.raises(ValueError, match=rf"expected a fraction in \[0, 1\), got {fraction}"):
+        data.validation_split(np.repeat(np.arange(3), 10), fraction, 0)

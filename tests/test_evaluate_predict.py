@@ -82,11 +82,12 @@ def images(tmp_path):
         "32-bit to 1000": save(tmp_path / "int1000.tif", (DIGIT * 1000).astype(np.int32), "I"),
         "32-bit to 255": save(tmp_path / "int255.tif", (DIGIT * 255).astype(np.int32), "I"),
         "float to 255": save(tmp_path / "float255.tif", (DIGIT * 255).astype(np.float32), "F"),
+        "opaque rgba": save(tmp_path / "opaque.png", np.dstack([ink, ink, ink, np.full_like(ink, 255)]), "RGBA"),
     }
 
 
 @pytest.mark.parametrize("form", ["grey", "rgba", "grey+alpha", "16-bit", "float", "32-bit to 1000", "32-bit to 255",
-                                  "float to 255"])
+                                  "float to 255", "opaque rgba"])
 def test_every_form_of_the_digit_reads_as_the_digit(images, form):
     np.testing.assert_array_equal(predict.read_image(images[form]), DIGIT.ravel())
 
@@ -187,6 +188,8 @@ HAND_EDITS = {
                         "is not a readable wengert checkpoint (TypeError"),
     "best epoch after the last": (setting("best", {"epoch": 9, "metric": "val_loss", "value": 1.0}), {},
                                   "best.epoch should be an epoch from 1 to 1, got 9"),
+    "best epoch 0": (setting("best", {"epoch": 0, "metric": "val_loss", "value": 1.0}), {},
+                     "best.epoch should be an epoch from 1 to 1, got 0"),
     "best metric unknown": (setting("best", {"epoch": 1, "metric": "f1", "value": 1.0}), {},
                             'best.metric should be "val_loss" or "val_accuracy", got "f1"'),
     "optimizer state of another shape": (lambda meta: meta, {"optimizer/m": np.zeros(3)},

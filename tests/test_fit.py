@@ -62,6 +62,7 @@ def test_a_given_model_is_trained_in_place_on_a_given_data_set(tmp_path):
     (dict(augment="yes"), ValueError, "augment: expected True or False, got 'yes'"),
     (dict(epoch=3), TypeError, "fit() got an option it cannot take: 'epoch'"),
     (dict(hidden=[4]), TypeError, "'hidden' (the model gives it: MLP([784, 8, 10]"),
+    (dict(resume=True), TypeError, "'resume' (the model gives it"),
 ])
 def test_options_are_checked_as_the_program_checks_its_flags(tmp_path, options, error, words):
     with pytest.raises(error) as raised:

@@ -102,9 +102,12 @@ def test_resume_refuses_a_different_run(tmp_path, capsys):
         cell if i != 6 else "fast" for i, cell in enumerate(line.split(","))) for line in text.split("\n")),
      "the row of epoch 2 is not whole"),  # samples_per_s, the last column every row has
     (lambda text: "epoch,loss\n" + text, "its first line is not metrics.csv's header"),
+    (lambda text: "\n".join(",".join(line.split(",")[:6]) for line in text.split("\n")),
+     "its first line is not metrics.csv's header"),  # six columns: a run's speed is gone
     (lambda text: "", "its first line is not metrics.csv's header"),
     (None, "is missing"),
-], ids=["cut-cells", "cut-digit", "row-gone", "renumbered", "not-a-number", "not-a-speed", "header", "empty", "deleted"])
+], ids=["cut-cells", "cut-digit", "row-gone", "renumbered", "not-a-number", "not-a-speed", "header", "six-columns", "empty",
+        "deleted"])
 def test_resume_refuses_a_damaged_metrics_file_naming_it(tmp_path, capsys, damage, words):
     assert train.main([*SMALL, "--epochs", "2", "--out", str(tmp_path)]) == 0
     path, before = tmp_path / "metrics.csv", files(tmp_path)
@@ -394,6 +397,14 @@ def test_a_validation_part_with_a_class_empty_or_taking_a_whole_class_is_refused
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith(f"error: --val {argv[1]}: holding out") and words in err
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("options", [["--min-lr", "0.0005"], ["--min-lr", "0.001"]])
+def test_a_final_rate_up_to_the_rate_is_taken(options):
+    p = train.parser()
+    args = p.parse_args(options)
+    train.check_options(p, args)
+    assert args.min_lr == float(options[1])
 
 
 @pytest.mark.parametrize("warmup", ["4", "5"])
