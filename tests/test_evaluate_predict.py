@@ -183,6 +183,7 @@ HAND_EDITS = {
     "rng state a number": (setting("rng_state", 7), {}, "rng_state should be an object or null, got 7"),
     "rng state of another kind": (setting("rng_state", {"bit_generator": "MT19937", "state": {}}), {},
                                   "is not a readable wengert checkpoint (ValueError"),
+    "a layer of no units": (setting("model.sizes", [1, 0, 2]), {}, "model.sizes should be a list of two or more"),
     "sizes of strings": (setting("model.sizes", ["784", "10"]), {}, "model.sizes should be a list of two or more"),
     "options unknown": (setting("optimizer_options", {"lr": 0.1, "nesterov": True}), {},
                         "is not a readable wengert checkpoint (TypeError"),

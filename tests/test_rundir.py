@@ -124,3 +124,10 @@ def test_release_removes_only_a_directory_made_for_the_run(tmp_path):
         assert claim.made == (directory.name == "new")
         claim.release()
     assert os.listdir(tmp_path) == ["given"] and not os.listdir(tmp_path / "given")
+
+
+def test_a_directory_whose_parents_are_missing_is_made_with_them(tmp_path):
+    claim, note = rundir.claim_new(tmp_path / "runs" / "mnist-5k", explicit=False, fresh=False)
+    assert claim.directory.is_dir() and claim.made and note == ""
+    claim.release()
+    assert not (tmp_path / "runs" / "mnist-5k").exists() and (tmp_path / "runs").is_dir()

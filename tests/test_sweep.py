@@ -109,9 +109,12 @@ def test_resuming_a_sweep_whose_table_is_damaged_or_whose_spec_changed_is_refuse
     out, spec = tmp_path / "sweep", spec_file(tmp_path)
     out.mkdir()
     (out / "sweep.toml").write_bytes(spec.read_bytes())
-    (out / "trials.csv").write_text("trial,status\nfirst,done\n")
-    assert sweep_main([str(spec), "--out", str(out), "--resume"]) == 2
-    assert f"{out / 'trials.csv'} is damaged" in capsys.readouterr().err
+    from mlp.sweep import COLUMNS
+
+    for damaged in ("trial,status\n1,done\n", ",".join(COLUMNS) + "\nfirst" + "," * (len(COLUMNS) - 1) + "\n"):
+        (out / "trials.csv").write_text(damaged)  # columns missing; a trial that is not a number
+        assert sweep_main([str(spec), "--out", str(out), "--resume"]) == 2
+        assert f"{out / 'trials.csv'} is damaged" in capsys.readouterr().err
     (out / "sweep.toml").write_text(SPEC.format(epochs=2, limit=400))
     assert sweep_main([str(spec), "--out", str(out), "--resume"]) == 2
     assert f"{spec} is not the sweep it ran" in capsys.readouterr().err
