@@ -36,6 +36,7 @@ import io
 import itertools
 import logging
 import math
+import multiprocessing
 import os
 import shlex
 import sys
@@ -218,16 +219,30 @@ def _cell(value) -> str:
 def connect(scheduler: str | None, workers: int | None):
     """A Dask client: of the cluster at `scheduler`, else of a LocalCluster here (a worker a core,
     one thread each, as each trial runs its own compiled threads), closed with the client."""
+    import dask
     from dask.distributed import Client, LocalCluster
 
     if scheduler:
         with Client(scheduler, timeout="20s") as client:
             yield client
         return
-    with LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,
-                      dashboard_address=":0", scheduler_kwargs={"dashboard": False}, silence_logs=logging.ERROR
-                      ) as cluster, Client(cluster) as client:
+    with dask.config.set({"distributed.worker.multiprocessing-method": _start_method()}), \
+            LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,
+                         dashboard_address=":0", scheduler_kwargs={"dashboard": False}, silence_logs=logging.ERROR
+                         ) as cluster, Client(cluster) as client:
         yield client
+
+
+def _start_method() -> str:
+    """How the local workers start. Forked from this process they start with numpy, numba and mlp
+    imported and end at once (two: 0.9 s to start, 0.1 s to close, against 3.4 s and 1.4 s spawned;
+    benchmarks/RESULTS.md), but a fork does not survive compiled threads already running here (as
+    in a notebook that has trained): then from a fresh server process (forkserver: ends at once too)."""
+    from numba.np.ufunc import parallel
+
+    threads_running = getattr(parallel, "_is_initialized", True)  # numba's, private: if it goes, assume so
+    methods = multiprocessing.get_all_start_methods()
+    return "fork" if "fork" in methods and not threads_running else "forkserver" if "forkserver" in methods else "spawn"
 
 
 def run(spec: Spec, sweep: Sweep, client) -> None:

@@ -198,3 +198,11 @@ def test_a_worker_killed_mid_trial_has_its_trial_run_again_and_every_trial_ends_
             except (ProcessLookupError, PermissionError):
                 p.kill()
             p.wait()
+
+
+def test_local_workers_are_forked_unless_compiled_threads_already_run_here():
+    code = ("from mlp import sweep\nprint(sweep._start_method())\nimport numba, numpy as np\n"
+            "@numba.njit(parallel=True)\ndef total(a):\n    s = 0.0\n    for i in numba.prange(a.size):\n"
+            "        s += a[i]\n    return s\ntotal(np.ones(8))\nprint(sweep._start_method())\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert run.stdout.split() == ["fork", "forkserver"], run.stderr
