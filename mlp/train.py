@@ -410,7 +410,8 @@ class Run:
             bar.finish(f"loss {_short(train_loss)}  accuracy {100 * train_accuracy:5.1f}%  {val}"
                        f"test loss {_short(test_loss)}  test accuracy {100 * test_accuracy:5.1f}%  "
                        f"{len(self.x_train) / seconds:,.0f} samples/s")
-            stop = any([bool(callback(dict(zip(METRICS, row)))) for callback in callbacks])
+            numbers = {k: None if v == "" else v for k, v in zip(METRICS, row)}  # as a History's rows
+            stop = any([bool(callback(numbers)) for callback in callbacks])
         if self.patience_ran_out() and self.epoch < self.args.epochs:
             print(f"stopped early after epoch {self.epoch}: {self.args.monitor} has not improved for "
                   f"{self.args.patience} epochs", file=sys.stderr)
