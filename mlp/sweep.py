@@ -59,6 +59,7 @@ SAMPLERS = {
     "log_uniform": lambda rng, low, high: float(math.exp(rng.uniform(math.log(low), math.log(high)))),
     "integers": lambda rng, low, high: int(rng.integers(low, high + 1)),
 }
+CONNECT_TIMEOUT = "20s"  # to reach a --scheduler
 COLUMNS = ["trial", "status", "best_epoch", "val_accuracy", "val_loss", "test_accuracy", "seconds", "worker", "options",
            "reason"]
 
@@ -223,7 +224,11 @@ def connect(scheduler: str | None, workers: int | None):
     from dask.distributed import Client, LocalCluster
 
     if scheduler:
-        with Client(scheduler, timeout="20s") as client:
+        try:
+            client = Client(scheduler, timeout=CONNECT_TIMEOUT)
+        except (OSError, ValueError, TypeError) as e:
+            raise cli.UsageError(f"--scheduler {scheduler}: no Dask scheduler answers there ({e})") from None
+        with client:
             yield client
         return
     with dask.config.set({"distributed.worker.multiprocessing-method": _start_method()}), \

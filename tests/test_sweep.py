@@ -4,6 +4,7 @@ import csv
 import importlib.util
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -206,3 +207,16 @@ def test_local_workers_are_forked_unless_compiled_threads_already_run_here():
             "        s += a[i]\n    return s\ntotal(np.ones(8))\nprint(sweep._start_method())\n")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert run.stdout.split() == ["fork", "forkserver"], run.stderr
+
+
+def test_a_scheduler_that_does_not_answer_is_refused_in_one_line(tmp_path, monkeypatch, capsys):
+    from mlp import sweep
+
+    monkeypatch.setattr(sweep, "CONNECT_TIMEOUT", "1s")
+    with socket.socket() as unused:  # a port nobody listens on
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    assert sweep_main([str(spec_file(tmp_path)), "--out", str(tmp_path / "out"), "--scheduler",
+                       f"tcp://127.0.0.1:{port}"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 2 and f"--scheduler tcp://127.0.0.1:{port}: no Dask scheduler answers there" in err
