@@ -131,3 +131,14 @@ def test_a_directory_whose_parents_are_missing_is_made_with_them(tmp_path):
     assert claim.directory.is_dir() and claim.made and note == ""
     claim.release()
     assert not (tmp_path / "runs" / "mnist-5k").exists() and (tmp_path / "runs").is_dir()
+
+
+@pytest.mark.parametrize("files, listed", [(4, "a, b, c, d)"), (5, "a, b, c, d, ...)")])
+def test_a_given_directory_that_holds_files_is_refused_naming_up_to_four(tmp_path, files, listed):
+    (tmp_path / "run").mkdir()
+    for name in "abcde"[:files]:
+        (tmp_path / "run" / name).write_text(name)
+    with pytest.raises(UsageError) as refused:
+        rundir.claim_new(tmp_path / "run", explicit=True, fresh=False)
+    assert f"already holds files ({listed}" in str(refused.value)
+    assert sorted(os.listdir(tmp_path / "run")) == list("abcde"[:files])  # nothing added, nothing lost
