@@ -25,6 +25,7 @@ import copy
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -536,12 +537,16 @@ def _run_tests(repo: Path, cache: Path, timeout: float, tests: list[str], first:
 def _pytest(repo: Path, cache: Path, timeout: float, selection: list[str]) -> tuple[bool, str]:
     env = dict(os.environ, NUMBA_CACHE_DIR=str(cache), PYTHONPATH=str(repo), PYTHONDONTWRITEBYTECODE="1")
     command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "--hypothesis-seed=0", *selection]
-    try:
-        done = subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return False, "timed out"
-    tail = done.stdout.strip().splitlines()[-1:] or [""]
-    return done.returncode == 0, tail[0]
+    with subprocess.Popen(command, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          start_new_session=True) as process:
+        try:
+            out, _ = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:  # a mutant that hangs: pytest and all it started (a pool's workers)
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            return False, "timed out"
+    tail = out.strip().splitlines()[-1:] or [""]
+    return process.returncode == 0, tail[0]
 
 
 def run(mutants: list[Mutant], workers: int, timeout: float) -> list[tuple[Mutant, bool, str]]:
