@@ -81,13 +81,14 @@ def images(tmp_path):
         "float": save(tmp_path / "float.tif", DIGIT.astype(np.float32), "F"),
         "32-bit to 1000": save(tmp_path / "int1000.tif", (DIGIT * 1000).astype(np.int32), "I"),
         "32-bit to 255": save(tmp_path / "int255.tif", (DIGIT * 255).astype(np.int32), "I"),
+        "32-bit to 256": save(tmp_path / "int256.tif", (DIGIT * 256).astype(np.int32), "I"),
         "float to 255": save(tmp_path / "float255.tif", (DIGIT * 255).astype(np.float32), "F"),
         "opaque rgba": save(tmp_path / "opaque.png", np.dstack([ink, ink, ink, np.full_like(ink, 255)]), "RGBA"),
     }
 
 
 @pytest.mark.parametrize("form", ["grey", "rgba", "grey+alpha", "16-bit", "float", "32-bit to 1000", "32-bit to 255",
-                                  "float to 255", "opaque rgba"])
+                                  "32-bit to 256", "float to 255", "opaque rgba"])
 def test_every_form_of_the_digit_reads_as_the_digit(images, form):
     np.testing.assert_array_equal(predict.read_image(images[form]), DIGIT.ravel())
 

@@ -93,7 +93,7 @@ def test_a_failing_trial_is_a_row_with_its_reason_and_the_others_go_on(tmp_path)
     ('[fixed]\nepochs = 1\n', "val_accuracy needs a validation part: give val = 0.1"),
     ('[fixed]\nval = 0.1\nepochs = 0\n', "argument --epochs: expected a positive integer, got 0"),
     ('[fixed]\nval = 0.1\n[random]\nlr = {normal = [0, 1]}\n', "random.lr must be one of"),
-    ('trials = 1\n[fixed]\nval = 0.1\n[grid]\nseed = [1, 2]\n', "trials must be a whole number of at least the grid's 2"),
+    ('trials = 2\n[fixed]\nval = 0.1\n[grid]\nseed = [1, 2, 3]\n', "trials must be a whole number of at least the grid's 3"),
     ('dataset = "mnist-5k"\nepochs = 3\n', "unknown fields epochs"),
     ('[fixed\n', "is not TOML"),
 ])
