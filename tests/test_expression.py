@@ -27,3 +27,10 @@ def test_ascii_spaces_of_every_kind_separate_tokens():
     with tape.Tape():
         y, leaves = evaluate("\tx1 *\n2 +\r\x0bx1\x0c", {"x1": 1.5})
         assert y.value == 4.5 and list(leaves) == ["x1"]
+
+
+def test_an_expression_too_long_is_shown_by_its_first_60_characters():
+    text = "x1 + " * 120
+    with tape.Tape(), pytest.raises(ExpressionError) as error:
+        evaluate(text, {"x1": 1})
+    assert error.value.position == 60 and f"\n  {text[:60]}...\n" in str(error.value)

@@ -399,12 +399,13 @@ def test_a_validation_part_with_a_class_empty_or_taking_a_whole_class_is_refused
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("options", [["--min-lr", "0.0005"], ["--min-lr", "0.001"]])
-def test_a_final_rate_up_to_the_rate_is_taken(options):
+@pytest.mark.parametrize("options", [["--min-lr", "0.0005"], ["--min-lr", "0.001"], ["--shift", "14"], ["--rotate", "180"],
+                                     ["--elastic", "100"], ["--elastic-sigma", "28"]])
+def test_values_up_to_their_bound_are_taken(options):
     p = train.parser()
     args = p.parse_args(options)
     train.check_options(p, args)
-    assert args.min_lr == float(options[1])
+    assert getattr(args, options[0][2:].replace("-", "_")) == float(options[1])
 
 
 @pytest.mark.parametrize("warmup", ["4", "5"])
