@@ -10,14 +10,13 @@ never touches them. A model runs two ways on the same leaves:
 """
 from __future__ import annotations
 
-import html
 import os
 from typing import Iterator, Sequence
 
 import numpy as np
 
 import tape
-from tape import StaleVarError, Tape, Var, VarArray
+from tape import StaleVarError, Table, Tape, Var, VarArray
 
 from .init import Initialiser, biases, initialiser
 
@@ -334,10 +333,8 @@ class MLP:
         rows = [(str(i), str(fan_in), str(fan_out), layer.activation or "(logits)", f"{layer.dropout:g}",
                  f"{fan_out * fan_in + fan_out * layer.has_bias:,}")
                 for i, layer in enumerate(self.layers) for fan_out, fan_in in [layer.shape]]
-        cells = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
-        head = "".join(f"<th>{c}</th>" for c in ("layer", "inputs", "outputs", "activation", "dropout", "parameters"))
-        return (f"<table><caption>{html.escape(repr(self))}: {len(self.parameters()):,} parameters</caption>"
-                f"<thead><tr>{head}</tr></thead><tbody>{cells}</tbody></table>")
+        return Table(("layer", "inputs", "outputs", "activation", "dropout", "parameters"), rows,
+                     caption=f"{self!r}: {len(self.parameters()):,} parameters").html()
 
 
 def _dropout_per_layer(dropout, hidden: int) -> list[float]:

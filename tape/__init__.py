@@ -31,6 +31,7 @@ from ._nary import dot, logsumexp, record, sum
 from ._array import VarArray, matmul, record_array
 from ._tape import StaleVarError, Tape, TraceError, current_tape, op_code
 from ._draw import draw
+from ._display import Table
 from ._forward import Dual
 from ._transforms import gradient, grad, hessian, hvp, jacobian, jvp, no_grad, value_and_grad, vjp
 from ._trace import GuardError, Traced, trace
@@ -61,4 +62,5 @@ __all__ = [
     "relu", "reset", "rewind", "sigmoid", "sin", "sinh", "softplus", "sqrt", "stop_gradient", "sum", "tan",
     "tanh", "value_and_grad", "VarArray", "Dual", "jvp", "vjp", "jacobian", "hessian", "hvp", "draw", "matmul",
     "record", "record_array", "op_code", "trace", "Traced", "GuardError", "check_grads", "GradientCheckError",
+    "Table",
 ]

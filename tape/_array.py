@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _ops
-from ._display import Table
+from ._display import Rows, Table
 from ._forward import raise_refused
 from ._ops import Var
 from ._rules import BINARY, CODES, code_of
@@ -155,10 +155,14 @@ class VarArray:
 
     def _repr_html_(self) -> str:
         swept = self._seg.alive and len(self.tape.adjoint) > 0
-        grads = self.grad if swept else np.full(self.shape, np.nan)
-        rows = [(str(index if len(index) != 1 else index[0]), f"{value:.6g}", f"{grad:.6g}" if swept else "")
-                for (index, value), grad in zip(np.ndenumerate(self._values), grads.flat)]
-        return Table(("entry", "value", "grad"), rows,
+        grads = self.grad if swept else None
+
+        def row(i: int) -> tuple[str, ...]:
+            index = tuple(int(k) for k in np.unravel_index(i, self.shape))
+            return (str(index if len(index) != 1 else index[0]), f"{self._values[index]:.6g}",
+                    f"{grads[index]:.6g}" if swept else "")
+
+        return Table(("entry", "value", "grad"), Rows(self._values.size, row),
                      caption=f"VarArray of shape {self.shape}, {self._values.dtype}, {'after a sweep' if swept else 'not swept yet'}"
                      ).html()
 

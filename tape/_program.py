@@ -13,7 +13,7 @@ from typing import Callable
 import numpy as np
 
 from . import _ops
-from ._display import Table
+from ._display import Rows, Table
 from ._forward import raise_refused
 from ._rules import BINARY, CODES, FIRST_CUSTOM, LEFT_CONSTANT, RIGHT_CONSTANT, UNARY, constant_is_partial
 from ._tape import Tape, TraceError
@@ -239,16 +239,17 @@ class Program:
         """The program as a table: per node its operation, operands (node numbers; constants
         with a decimal point) and, for inputs, constant leaves and kinks, its traced value; then
         its outputs and guards."""
-        rows = []
-        for i in range(self.n):
+
+        def row(i: int) -> tuple[str, ...]:
             refs = self.refs[self.start[i] : self.start[i + 1]]
             operands = ", ".join(str(r) if r < self.n else repr(float(self.val[r])) for r in refs)
             op = "input" if i < self.first else CODES[self.code[i]][0]
-            rows.append((str(i), op, operands or "-", f"{self.val[i]:.6g}" if op in ("input", "leaf", "kink") else ""))
+            return (str(i), op, operands or "-", f"{self.val[i]:.6g}" if op in ("input", "leaf", "kink") else "")
+
         notes = [f"outputs: {', '.join(str(r) if r < self.n else repr(float(self.val[r])) for r in self.outputs)}"]
         notes += [f"guard: {self.describe(l)} {g.op} {self.describe(r)} was {g.outcome} (at {g.where})"
                   for g, l, r in zip(self.guards, self.guard_arrays[0], self.guard_arrays[2])]
-        return Table(("node", "op", "operands", "value"), rows, notes)
+        return Table(("node", "op", "operands", "value"), Rows(self.n, row), notes)
 
 
 def numbers(x, what: str, hint: str = "") -> np.ndarray:

@@ -19,7 +19,7 @@ from typing import Iterator
 import numpy as np
 
 from . import _small
-from ._display import Table
+from ._display import Rows, Table
 from ._rules import CODES, FIRST_CUSTOM, LEAF, MAX_CODES, header
 
 OP_NAMES: list[str] = [name for name, _, _ in CODES]  # by op code; `tape.record` adds names
@@ -326,24 +326,32 @@ class Tape:
         for i in range(len(self)):
             yield (i, *self.node(i))
 
-    def show(self, names: dict[int, str] | None = None, file=None) -> None:
+    def show(self, names: dict | None = None, file=None) -> None:
         """Print the tape like the course's Figure 11, with the latest sweep's adjoints."""
         print(self.format(names), file=file)
 
-    def format(self, names: dict[int, str] | None = None) -> str:
+    def format(self, names: dict | None = None) -> str:
         return self.table(names).text()
 
-    def table(self, names: dict[int, str] | None = None) -> Table:
+    def table(self, names: dict | None = None) -> Table:
         """The tape as the course's Table 2: per node its op, parents, partials and the latest
-        sweep's adjoint; nodes named by `names` ({node: "x1"}) where given."""
+        sweep's adjoint. `names` names nodes ({node: "v1"} or {Var: "v1"}); with Vars, a value
+        column holds their values (the tape itself stores none)."""
         names = names or {}
+        values = {key.node: f"{key.value:.6g}" for key in names if hasattr(key, "node")}  # of the Vars named
+        names = {getattr(key, "node", key): name for key, name in names.items()}
         label = lambda i: names.get(i, str(i))  # noqa: E731
-        rows = [(label(i), op, ", ".join(map(label, parents)) or "-", ", ".join(f"{d:.6g}" for d in partials) or "-",
-                 f"{self.adjoint[i]:.6g}" if i < len(self.adjoint) else "")
-                for i, op, parents, partials in self.nodes()]
+        value_column = ("value",) if values else ()
+
+        def row(i: int) -> tuple[str, ...]:
+            op, parents, partials = self.node(i)
+            value = (values.get(i, ""),) if values else ()
+            return (label(i), op, ", ".join(map(label, parents)) or "-", ", ".join(f"{d:.6g}" for d in partials) or "-",
+                    *value, f"{self.adjoint[i]:.6g}" if i < len(self.adjoint) else "")
+
         swept = "after a sweep" if len(self.adjoint) else "not swept yet"
-        return Table(("node", "op", "parents", "partials", "adjoint"), rows, right=(0,),
-                     caption=f"Tape: {len(rows):,} nodes, {swept}")
+        return Table(("node", "op", "parents", "partials", *value_column, "adjoint"), Rows(len(self), row),
+                     right=(0,), caption=f"Tape: {len(self):,} nodes, {swept}")
 
     def _repr_html_(self) -> str:
         return self.table().html()

@@ -99,8 +99,8 @@ class VarBase:
 
     def _repr_html_(self) -> str:
         swept = self._seg.alive and self._node < len(self._seg.tape.adjoint)
-        grad = f", grad {self.grad:.6g}" if swept else ", no sweep yet"
-        return f"<code>Var</code> {self._value:.6g} (node {self._node}{grad})"
+        grad = f", grad {self.grad!r}" if swept else ", no sweep yet"
+        return f"<code>Var</code> {self._value!r} (node {self._node}{grad})"
 
     def __format__(self, spec: str) -> str:
         return format(self._value, spec)

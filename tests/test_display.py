@@ -83,14 +83,45 @@ def test_a_long_tape_leaves_out_its_middle_and_says_how_many():
     assert len(t.format().splitlines()) == 101  # the text keeps every row
 
 
-def test_a_var_shows_its_value_and_grad():
+def test_named_vars_give_the_tape_a_value_column_the_courses_table_2():
+    with tape.Tape() as t:
+        x1, x2 = tape.Var(math.pi), tape.Var(1.0)
+        v1 = tape.cos(x1)
+        v2 = x2 * v1
+        v3 = tape.exp(x2)
+        f = v2 + v3
+        f.backward()
+    table = t.table({x1: "x1", x2: "x2", v1: "v1", v2: "v2", v3: "v3", f: "f"})
+    shown = Parsed(table.html())
+    assert shown.rows[0] == ["node", "op", "parents", "partials", "value", "adjoint"]
+    values = [math.pi, 1.0, math.cos(math.pi), math.cos(math.pi), math.e, math.cos(math.pi) + math.e]  # -1, -1, e
+    adjoints = [-math.sin(math.pi), math.cos(math.pi) + math.e, 1, 1, 1, 1]
+    assert [row[0] for row in shown.rows[1:]] == ["x1", "x2", "v1", "v2", "v3", "f"]
+    assert [row[4] for row in shown.rows[1:]] == [f"{v:.6g}" for v in values]
+    assert [row[5] for row in shown.rows[1:]] == [f"{a:.6g}" for a in adjoints]
+    assert table.text().splitlines()[3].split() == ["v1", "cos", "x1", f"{-math.sin(math.pi):.6g}", "-1", "1"]
+    assert "value" not in t.format({x1.node: "x1"}).splitlines()[0]  # nodes named by number: no values known
+
+
+def test_a_long_tape_formats_only_the_rows_it_shows(monkeypatch):
+    with tape.Tape() as t:
+        x = tape.Var(0.5)
+        for _ in range(9_999):
+            x = tape.sin(x)
+    read, node = [], t.node
+    monkeypatch.setattr(t, "node", lambda i: read.append(i) or node(i))
+    assert "9,960 rows left out" in t._repr_html_()
+    assert sorted(read) == [*range(20), *range(9_980, 10_000)]
+
+
+def test_a_var_shows_its_value_and_grad_as_its_text_repr_does():
     t, x1, x2, y = worked_example()
-    assert Parsed(x2._repr_html_()).text[-1].strip() == "1 (node 1, no sweep yet)"
+    assert Parsed(x2._repr_html_()).text[-1].strip() == "1.0 (node 1, no sweep yet)"
     with t:
         y.backward()
     shown = "".join(Parsed(y._repr_html_()).text)
-    assert f"{math.e - 1:.6g}" in shown and "grad 1)" in shown
-    assert f"grad {math.e - 1:.6g}" in "".join(Parsed(x2._repr_html_()).text)
+    assert repr(y) == f"Var({math.e - 1!r})" and f"{math.e - 1!r} (node 5, grad 1.0)" in shown
+    assert f"grad {math.cos(math.pi) + math.e!r}" in "".join(Parsed(x2._repr_html_()).text)
 
 
 def test_a_var_array_shows_its_shape_dtype_values_and_grads():
@@ -103,6 +134,14 @@ def test_a_var_array_shows_its_shape_dtype_values_and_grads():
     assert shown.rows[0] == ["entry", "value", "grad"]
     for (i, j), v in np.ndenumerate(values):
         assert [f"({i}, {j})", f"{v:.6g}", f"{2 * v:.6g}"] in shown.rows  # d(sum a^2)/da = 2a
+
+
+def test_a_large_var_array_leaves_out_its_middle():
+    values = np.arange(1000.0).reshape(10, 100)
+    with tape.Tape():
+        shown = Parsed(tape.VarArray(values)._repr_html_())
+    assert len(shown.rows) == 1 + 20 + 1 + 20 and shown.rows[21] == ["960 rows left out"]
+    assert shown.rows[-1] == ["(9, 99)", "999", ""]
 
 
 def test_a_traced_function_shows_its_program_and_guards_escaped():
