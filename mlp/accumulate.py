@@ -10,7 +10,9 @@ Four paths, one result (the tests hold them to it):
   written with scalar Vars, `MLP.apply`) and replayed compiled over each batch, split across
   the cores in fixed chunks;
 * ``"fused"``: the loop of "scalar" in one compiled call per batch, split across threads
-  (see `mlp._fused`). Softmax cross-entropy only.
+  (see `mlp._fused`). Softmax cross-entropy only;
+* ``"matrix"``: the whole batch on matrix nodes (tape.Tensor), one node per operation of the
+  course's matrix form, swept once (see `MatrixAccumulator`).
 
 The gradient is the batch MEAN (each sample's sweep starts from adjoint 1/batch), as PyTorch's
 losses average by default; `reduction="sum"` gives Algorithm 3's plain sum.
@@ -27,7 +29,7 @@ from tape import VarArray
 from .losses import LOSSES
 from .nn import MLP
 
-PATHS = ("traced", "fused", "vector", "scalar", "batch")
+PATHS = ("traced", "fused", "vector", "scalar", "batch", "matrix")
 
 
 @dataclass
@@ -52,6 +54,8 @@ def accumulate(model: MLP, X: np.ndarray, y: np.ndarray, loss: str = "cross_entr
     weight = 1.0 / len(X) if reduction == "mean" else 1.0
     if path == "traced":
         return TracedAccumulator(model, loss).accumulate(X, y, reduction, scales)
+    if path == "matrix":
+        return MatrixAccumulator(model, loss).accumulate(SparseRows(X), np.arange(len(X)), y, weight, scales)
     if path == "fused":
         if loss != "cross_entropy":
             raise ValueError(f"the fused path computes the softmax cross-entropy only; use path='vector' for {loss!r}")
@@ -131,6 +135,47 @@ class SparseRows:
         self.indices = cols.astype(np.int64)
         self.data = X[rows, cols]
         self.shape = X.shape
+        self.dense = X  # for matrix nodes, which take the rows whole
+
+
+class MatrixAccumulator:
+    """Algorithm 3 on matrix nodes: a batch is recorded as one matrix node per operation (the
+    layers' `activation(x @ W.T + b)`, the loss), swept once from the weighted sum of the
+    losses; the weights' adjoints (W̄ = Xᵀ Z̄ ...) are added to the accumulator. Computes in
+    `dtype` (float32 or float64); the parameters and their accumulator stay float64."""
+
+    EVALUATION_ROWS = 4096  # rows a forward pass takes at once when measuring
+
+    def __init__(self, model: MLP, loss: str = "cross_entropy", dtype="float64") -> None:
+        if loss not in LOSSES:
+            raise ValueError(f"unknown loss {loss!r}; known: {', '.join(LOSSES)}")
+        self.model, self.loss_fn, self.dtype = model, LOSSES[loss], np.dtype(dtype)
+
+    def accumulate(self, inputs: SparseRows, rows: np.ndarray, labels: np.ndarray, weight: float,
+                   keep: np.ndarray | None = None) -> BatchResult:
+        """Add `weight` times the gradient of each of `rows` of `inputs` to the accumulator
+        (`keep`: the rows' dropout scales, or None)."""
+        t, params = self.model.tape, self.model.parameters()
+        for layer in self.model.layers:  # the weights' matrix leaves, below the mark
+            layer.tensors(self.dtype)
+        mark = t.mark()
+        x = tape.Tensor(inputs.dense[rows].astype(self.dtype, copy=False), requires_grad=False)
+        logits = self.model(x, keep)
+        losses = self.loss_fn(logits, np.asarray(labels)[rows])
+        (losses.sum() * weight).backward()
+        params.add_tensor_grads()
+        result = BatchResult(float(losses.value.mean()), int((logits.value.argmax(1) == np.asarray(labels)[rows]).sum()))
+        t.rewind(mark)
+        return result
+
+    def logits(self, inputs: SparseRows) -> np.ndarray:
+        """The model's logits for every row of `inputs` (no dropout, nothing recorded), in float64."""
+        out = np.empty((inputs.shape[0], self.model.sizes[-1]))
+        with tape.no_grad(self.model.tape):
+            for first in range(0, len(out), self.EVALUATION_ROWS):
+                rows = inputs.dense[first : first + self.EVALUATION_ROWS].astype(self.dtype, copy=False)
+                out[first : first + len(rows)] = self.model(tape.Tensor(rows, requires_grad=False)).value
+        return out
 
 
 class FusedAccumulator:

@@ -12,7 +12,7 @@ from typing import Sequence
 import numpy as np
 
 import tape
-from tape import Var, VarArray
+from tape import Tensor, Var, VarArray
 
 from .data import one_hot
 
@@ -31,14 +31,15 @@ def softmax_cross_entropy(logits: Sequence[Var] | VarArray, labels) -> Var | Var
     """-log p[label] with p = softmax(logits), as logsumexp(logits) - logits[label].
 
     `logits` is a sample's list of Vars (then `labels` is an int, or a target distribution:
-    a one-hot or soft row, numbers or Vars) or a VarArray (batch, k) (then `labels` holds an
-    int per row, or a (batch, k) array of targets); returns a Var, or a VarArray of losses."""
-    if isinstance(logits, VarArray):
+    a one-hot or soft row, numbers or Vars) or a batch (batch, k), a VarArray or a Tensor (then
+    `labels` holds an int per row, or a (batch, k) array of targets); returns a Var, or a
+    VarArray or Tensor of losses."""
+    if isinstance(logits, (VarArray, Tensor)):
         if logits.ndim != 2:
             raise ValueError(f"softmax_cross_entropy: expected logits of shape (batch, classes), got {logits.shape}")
         n, k = logits.shape
         if np.ndim(labels) == 2:
-            return logits.logsumexp(axis=1) - (logits * _targets(labels, (n, k))).sum(axis=1)
+            return logits.logsumexp(axis=1) - (logits * _targets(labels, (n, k)).astype(getattr(logits, "dtype", np.float64))).sum(axis=1)
         return logits.logsumexp(axis=1) - logits[np.arange(n), _labels(labels, n, k)]
     logits = list(logits)
     if np.ndim(labels) == 0:
@@ -50,9 +51,10 @@ def softmax_cross_entropy(logits: Sequence[Var] | VarArray, labels) -> Var | Var
 
 def squared_error(outputs: Sequence[Var] | VarArray, targets) -> Var | VarArray:
     """sum_i (y_i - t_i)^2, the course's cost (eq. 6-7): a Var per sample, or a VarArray of one
-    per row for a batch. `targets` are one-hot rows (or labels, turned one-hot)."""
-    if isinstance(outputs, VarArray):
-        targets = _targets(targets, outputs.shape)
+    per row for a batch (a VarArray or a Tensor). `targets` are one-hot rows (or labels, turned
+    one-hot)."""
+    if isinstance(outputs, (VarArray, Tensor)):
+        targets = _targets(targets, outputs.shape).astype(getattr(outputs, "dtype", np.float64))
         return ((outputs - targets) ** 2).sum(axis=1)
     outputs = list(outputs)
     if np.ndim(targets) == 0:

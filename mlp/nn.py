@@ -2,11 +2,14 @@
 
 All weights and biases live in one flat vector (`Parameters`) whose entries are leaves of a
 tape, recorded once, before any sample: they sit below every mark, so rewinding after a sample
-never touches them. A model runs two ways on the same leaves:
+never touches them. A model runs three ways on the same weights:
 
 * one sample (a list of floats or Vars): `Neuron`s of scalar `Var`s and `tape.dot`, readable
   like the course's equations (3)-(5); returns a list of Var logits;
-* a batch (a 2-d array): the same nodes recorded in bulk through `VarArray`; returns a VarArray.
+* a batch (a 2-d array): the course's matrix form `activation(x @ W.T + b)` on scalar nodes,
+  recorded in bulk through `VarArray`; returns a VarArray;
+* a batch as a `tape.Tensor`: the same line on matrix nodes, one node per operation, the
+  weights and biases a matrix leaf each (`Parameters.tensors`); returns a Tensor.
 """
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 import tape
-from tape import StaleVarError, Table, Tape, Var, VarArray
+from tape import StaleVarError, Table, Tape, Tensor, Var, VarArray
 
 from .init import Initialiser, biases, initialiser
 
@@ -80,6 +83,29 @@ class Parameters:
         """Record the parameters as leaves on the current tape again (after a reset)."""
         self.leaves = VarArray(self.values)
         self._vars = []
+        self._tensors = {}
+
+    def tensor(self, start: int, shape: tuple, dtype) -> Tensor:
+        """Entries start.. of the parameters as a matrix leaf of `shape` and `dtype` on their
+        tape, recorded once (below every mark): in float64 a view of `values`, which optimizers
+        update in place; in float32 a copy, refreshed after each step."""
+        cache = self.__dict__.setdefault("_tensors", {})
+        key = (start, shape, np.dtype(dtype))
+        held = cache.get(key)
+        if held is None or not held[0]._seg.alive or held[0]._seg.tape is not self.tape:
+            view = self.values[start : start + int(np.prod(shape))].reshape(shape)
+            with self.tape:
+                held = cache[key] = [Tensor(view, dtype=dtype), self.version]
+        if held[1] != self.version and held[0].value.dtype != self.values.dtype:
+            held[0].value[...] = self.values[start : start + held[0].size].reshape(shape)
+            held[1] = self.version
+        return held[0]
+
+    def add_tensor_grads(self) -> None:
+        """Add the latest sweep's adjoints of the matrix leaves to `grad` (Algorithm 3's accumulator)."""
+        for (start, shape, _), (leaf, _) in self.__dict__.get("_tensors", {}).items():
+            if leaf._seg.alive and leaf._node in leaf._seg.tape.grads:
+                self.grad[start : start + leaf.size] += leaf.grad.ravel()
 
 
 class Neuron:
@@ -139,16 +165,24 @@ class Layer:
             return None
         return scales[..., self.keep_offset : self.keep_offset + self.shape[0]]
 
+    def tensors(self, dtype) -> tuple[Tensor, Tensor | None]:
+        """(weights, bias) as matrix leaves in `dtype` (see `Parameters.tensor`)."""
+        start = self.offset + self.shape[0] * self.shape[1]
+        bias = self.params.tensor(start, (self.shape[0],), dtype) if self.has_bias else None
+        return self.params.tensor(self.offset, self.shape, dtype), bias
+
     def __call__(self, x, scales=None):
-        """The layer's outputs for a batch (recorded in bulk) or one sample (a list of Vars),
-        each times its dropout scale, if `scales` are given and the layer has dropout."""
+        """The layer's outputs for a batch (a Tensor: matrix nodes; else recorded in bulk on
+        scalar nodes) or one sample (a list of Vars), each times its dropout scale, if `scales`
+        are given and the layer has dropout."""
         keep = self.keep(scales)
-        if isinstance(x, VarArray) or np.ndim(x) == 2:  # a batch, recorded in bulk
-            z = x @ self.weights.T
+        if isinstance(x, (VarArray, Tensor)) or np.ndim(x) == 2:  # a batch, in the course's matrix form
+            W, b = self.tensors(x.dtype) if isinstance(x, Tensor) else (self.weights, self.bias)
+            z = x @ W.T
             if self.has_bias:
-                z = z + self.bias
+                z = z + b
             h = ACTIVATIONS[self.activation](z) if self.activation else z
-            return h if keep is None else h * keep
+            return h if keep is None else h * np.asarray(keep, dtype=getattr(x, "dtype", np.float64))
         return dropped([neuron(x) for neuron in self.neurons()], keep)
 
 
@@ -204,7 +238,7 @@ class MLP:
         `scales` (a row per sample, see `dropout_scales`) the hidden units are scaled by them."""
         self.params.tape  # noqa: B018 - a clear error if the parameters are stale
         x = self._check_input(x)
-        scales = self._check_scales(scales, (len(x),) if np.ndim(x) == 2 or isinstance(x, VarArray) else ())
+        scales = self._check_scales(scales, (len(x),) if isinstance(x, (VarArray, Tensor)) or np.ndim(x) == 2 else ())
         for layer in self.layers:
             x = layer(x, scales)
         return x
@@ -319,7 +353,7 @@ class MLP:
 
     def _check_input(self, x):
         """x as the layers take it: a batch (2-d array or VarArray) or one sample (a list)."""
-        shape = x.shape if isinstance(x, (VarArray, np.ndarray)) else np.shape(x)
+        shape = x.shape if isinstance(x, (VarArray, Tensor, np.ndarray)) else np.shape(x)
         if len(shape) not in (1, 2) or shape[-1] != self.sizes[0]:
             raise ValueError(f"expected one sample of {self.sizes[0]} inputs or a batch of shape (n, {self.sizes[0]}), got shape {shape}")
         return list(x) if len(shape) == 1 else x

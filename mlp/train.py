@@ -32,7 +32,7 @@ import numpy as np
 import tape
 
 from . import _updates, checkpoint, cli, data, rundir
-from .accumulate import FusedAccumulator, SparseRows
+from .accumulate import FusedAccumulator, MatrixAccumulator, SparseRows
 from .augment import LIMITS, Augment
 from .history import History
 from .init import INITIALISERS
@@ -169,7 +169,14 @@ def parser(kind: type[argparse.ArgumentParser] = cli.ArgumentParser) -> argparse
     regular.add_argument("--elastic-sigma", type=at_most(LIMITS["sigma"], positive=True), default=3.0, metavar="SIGMA",
                          help="with --augment, the elastic distortion's smoothness in pixels (default: %(default)s)")
     p.add_argument("--seed", type=non_negative_int, default=0, help="seeds the initial weights and the shuffling (default: %(default)s)")
-    p.add_argument("--threads", type=positive_int, help="compiled threads (default: all cores; the results are the same on any number)")
+    p.add_argument("--nodes", choices=["scalar", "matrix"], default="scalar",
+                   help="scalar: the course's tape of scalar Vars (fused per sample, compiled); matrix: one matrix "
+                        "node per layer operation, numpy's BLAS (default: %(default)s)")
+    p.add_argument("--dtype", choices=["float64", "float32"], default="float64",
+                   help="what matrix nodes compute in; weights, their gradients and checkpoints stay float64 "
+                        "(default: %(default)s)")
+    p.add_argument("--threads", type=positive_int, help="compiled threads, or BLAS threads with --nodes matrix "
+                                                        "(default: all cores; the scalar results are the same on any number)")
     p.add_argument("--out", type=Path, help="output directory, new or empty (default: runs/<dataset>, or the first free "
                                             "runs/<dataset>-2, -3, ... when it holds a run)")
     again = p.add_mutually_exclusive_group()
@@ -190,6 +197,8 @@ def check_options(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         p.error(f"--warmup {args.warmup:g} is longer than the run (--epochs {args.epochs}): the rate would never reach --lr")
     if args.min_lr > args.lr:
         p.error(f"--min-lr {args.min_lr:g} is above --lr {args.lr:g}")
+    if args.dtype != "float64" and args.nodes != "matrix":
+        p.error(f"--dtype {args.dtype} needs --nodes matrix: scalar nodes are float64")
 
 
 def check_size(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -297,7 +306,10 @@ class Run:
         self.saved = self.model.parameters().values.copy()  # the weights of the last epoch saved
         if args.threads:
             numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
-        self.accumulator = FusedAccumulator(self.model, args.threads)
+        if args.nodes == "matrix":
+            self.accumulator = MatrixAccumulator(self.model, dtype=args.dtype)
+        else:
+            self.accumulator = FusedAccumulator(self.model, args.threads)
         self.inputs, self.val_inputs, self.test_inputs = (SparseRows(x) for x in (self.x_train, self.x_val, self.data.x_test))
         self.augment = Augment(args.shift, args.rotate, args.elastic, args.elastic_sigma) if args.augment else None
         steps = -(-len(self.x_train) // args.batch_size)  # an epoch's
@@ -493,6 +505,15 @@ class RunError(RuntimeError):
     """A run that could not go on (a full disk, ...); the message says what is saved."""
 
 
+def blas_threads(args: argparse.Namespace):
+    """numpy's BLAS threads for the run (threadpoolctl): one with scalar nodes, whose compiled
+    kernels have the cores (BLAS threads spinning beside numba's slowed both), --threads (all
+    cores by default) with matrix nodes, whose work is BLAS's."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(1 if args.nodes == "scalar" else args.threads or os.cpu_count() or 1, user_api="blas")
+
+
 def run_training(args: argparse.Namespace, model: MLP | None = None, dataset: data.Dataset | None = None,
                  callbacks: Sequence[Callable[[dict], object]] = ()) -> History:
     """One run as `python -m mlp.train` makes it, for the program and for `mlp.fit` alike: claim
@@ -507,7 +528,7 @@ def run_training(args: argparse.Namespace, model: MLP | None = None, dataset: da
         print(note, file=sys.stderr)
     run = None
     try:
-        with tape.Tape() if model is None else contextlib.nullcontext():
+        with tape.Tape() if model is None else contextlib.nullcontext(), blas_threads(args):
             run = Run(args, claim.directory, model, dataset)
             print(f"training {run.model} on {run.data.name} ({len(run.x_train):,} samples, "
                   f"{len(run.data.x_test):,} test) with {args.optimizer}; writing {claim.directory}", file=sys.stderr)

@@ -1,4 +1,5 @@
-"""wengert's tape: reverse-mode automatic differentiation on a Wengert list of scalar nodes.
+"""wengert's tape: reverse-mode automatic differentiation on a Wengert list of scalar nodes
+(`Var`) and matrix nodes (`Tensor`).
 
     >>> import tape
     >>> x1, x2 = tape.Var(3.141592653589793), tape.Var(1.0)
@@ -36,6 +37,7 @@ from ._forward import Dual
 from ._transforms import gradient, grad, hessian, hvp, jacobian, jvp, no_grad, value_and_grad, vjp
 from ._trace import GuardError, Traced, trace
 from ._check import GradientCheckError, check_grads
+from ._tensor import Tensor, concatenate, mse, softmax_cross_entropy, stack
 
 ELEMENTARY = {name: globals()[name] for name in
               ("sin", "cos", "tan", "atan", "sinh", "cosh", "tanh", "exp", "expm1", "log", "log1p", "sqrt", "sigmoid", "softplus", "relu")}
@@ -62,5 +64,5 @@ __all__ = [
     "relu", "reset", "rewind", "sigmoid", "sin", "sinh", "softplus", "sqrt", "stop_gradient", "sum", "tan",
     "tanh", "value_and_grad", "VarArray", "Dual", "jvp", "vjp", "jacobian", "hessian", "hvp", "draw", "matmul",
     "record", "record_array", "op_code", "trace", "Traced", "GuardError", "check_grads", "GradientCheckError",
-    "Table",
+    "Table", "Tensor", "concatenate", "mse", "softmax_cross_entropy", "stack",
 ]

@@ -16,6 +16,7 @@ from ._forward import raise_refused
 from ._ops import Var
 from ._rules import BINARY, CODES, code_of
 from ._tape import LEAF_HEADER, Tape, TraceError, current_tape, op_code
+from ._tensor import Tensor
 from ._var import CONSTANTS, new
 
 DOT, SUM, LOGSUMEXP = code_of("dot"), code_of("sum"), code_of("logsumexp")
@@ -326,9 +327,12 @@ _ops.OTHER_TYPES[VarArray] = _elementwise
 _ops.OTHER_TYPES[np.ndarray] = _entrywise
 
 
-def matmul(a, b) -> VarArray:
+def matmul(a, b) -> VarArray | Tensor:
     """a @ b for VarArrays and arrays (1-d or 2-d): each output entry is ONE dot node whose
-    parents are its row of `a` and its column of `b` (where they are nodes)."""
+    parents are its row of `a` and its column of `b` (where they are nodes). With a Tensor,
+    ONE matrix node (see tape.Tensor)."""
+    if isinstance(a, Tensor) or isinstance(b, Tensor):
+        return a @ b
     out = _matmul(a, b)
     if out is NotImplemented:
         raise TypeError(f"matmul: expected VarArrays, arrays, lists or numbers, got {type(a).__name__} and {type(b).__name__}")

@@ -11,7 +11,9 @@ from typing import Callable
 import numpy as np
 
 from ._forward import jvp
-from ._transforms import grad, hvp
+from ._tensor import Tensor
+from ._transforms import SECOND_ORDER, grad, hvp
+from ._transforms import jvp as tensor_jvp
 from ._tree import flat_arguments
 
 
@@ -38,6 +40,13 @@ def check_grads(f: Callable, *args, order: int = 1, directions: int = 3, eps: fl
         raise ValueError(f"check_grads: directions must be a positive integer (the random directions checked), got {directions!r}")
     if not eps > 0:
         raise ValueError(f"check_grads: eps must be a positive step, got {eps!r}")
+    tensors = [isinstance(a, Tensor) for a in args]
+    if any(tensors):  # differentiated with matrix nodes, evaluated on constant Tensors
+        if order == 2:
+            raise NotImplementedError(SECOND_ORDER)
+        f = _on_tensors(f, tensors)
+        args = [a.value if tensor else a for a, tensor in zip(args, tensors)]
+    lift = lambda pieces: [Tensor(p) if tensor else p for p, tensor in zip(pieces, tensors)]  # noqa: E731
     f, args, _ = flat_arguments(f, args, range(len(args)), "check_grads")  # structures as flat vectors
     x = [np.asarray(a, dtype=np.float64) for a in args]
     rng = np.random.default_rng(seed)
@@ -46,14 +55,15 @@ def check_grads(f: Callable, *args, order: int = 1, directions: int = 3, eps: fl
 
     point = np.concatenate([a.ravel() for a in x])
     flat_f = lambda flat: float(f(*at(flat)))  # noqa: E731
-    flat_grad = lambda flat: np.concatenate([np.ravel(g) for g in _as_tuple(grad(f, argnums=tuple(range(len(x))))(*at(flat)))])  # noqa: E731
+    flat_grad = lambda flat: np.concatenate([np.ravel(g) for g in _as_tuple(grad(f, argnums=tuple(range(len(x))))(*lift(at(flat))))])  # noqa: E731
+    forward = (lambda d: tensor_jvp(f, lift(at(point)), at(d))[1]) if any(tensors) else (lambda d: jvp(lambda *a: f(*a), at(point), at(d))[1])  # noqa: E731
     worst = None
     for k in range(directions):
         d = rng.standard_normal(point.size)
         d /= np.linalg.norm(d)
         difference, step = _central(flat_f, point, d, eps, name)
         checks = [("reverse mode (d . grad f)", float(d @ flat_grad(point)), difference),
-                  ("forward mode (jvp along d)", float(jvp(lambda *a: f(*a), at(point), at(d))[1]), difference)]
+                  ("forward mode (jvp along d)", float(forward(d)), difference)]
         if order == 2:
             hessian_d = np.asarray(hvp(lambda v: f(*_pieces(v, x)), point, d), dtype=np.float64)
             gradient_difference, _ = _central(flat_grad, point, d, eps, name)
@@ -102,6 +112,16 @@ def _central(fn: Callable, point: np.ndarray, d: np.ndarray, eps: float, name: s
         h *= INSIDE
         plus, minus = fn(point + h * d), fn(point - h * d)
     return (plus - minus) / (2 * h), h
+
+
+def _on_tensors(f: Callable, tensors: list[bool]) -> Callable:
+    """f taking plain arrays where it took Tensors: each such argument is made a Tensor again
+    (a constant for the differences, a leaf when `grad` differentiates: it lifts a Tensor)."""
+    def on_arrays(*args):
+        return f(*(Tensor(a, requires_grad=False) if tensor and not isinstance(a, Tensor) else a
+                   for a, tensor in zip(args, tensors)))
+
+    return on_arrays
 
 
 def _pieces(v, x: list) -> list:

@@ -37,14 +37,24 @@ def parse(stream, start, parent, partial, op, node: int, edge: int) -> int:
 
 
 def sweep(start, parent, partial, adjoint, lo: int, hi: int) -> None:
-    """`_kernels.sweep`: Algorithm 1 over nodes hi - 1 down to lo, in place on `adjoint`."""
-    starts = start[: hi + 1].tolist()
-    parents, partials = parent[: starts[hi]].tolist(), partial[: starts[hi]].tolist()
-    adj = adjoint.tolist()
-    for i in range(hi - 1, lo - 1, -1):
+    """`_kernels.sweep`: Algorithm 1 over nodes hi - 1 down to lo, in place on `adjoint`. Only
+    the stretch's own numbers become lists; a parent below lo takes its additions one by one
+    from its adjoint, in the compiled sweep's order."""
+    starts = start[lo : hi + 1].tolist()
+    first = starts[0]
+    parents, partials = parent[first : starts[-1]].tolist(), partial[first : starts[-1]].tolist()
+    adj = adjoint[lo:hi].tolist()
+    below: dict[int, float] = {}
+    for i in range(hi - lo - 1, -1, -1):
         a = adj[i]
         if a == 0.0:
             continue
-        for e in range(starts[i], starts[i + 1]):
-            adj[parents[e]] += partials[e] * a
-    adjoint[:] = adj
+        for e in range(starts[i] - first, starts[i + 1] - first):
+            p = parents[e] - lo
+            if p >= 0:
+                adj[p] += partials[e] * a
+            else:
+                below[p + lo] = below.get(p + lo, float(adjoint[p + lo])) + partials[e] * a
+    adjoint[lo:hi] = adj
+    for p, a in below.items():
+        adjoint[p] = a

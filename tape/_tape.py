@@ -10,6 +10,7 @@ to load, is not imported until a tape is large enough to need it).
 """
 from __future__ import annotations
 
+import bisect
 import contextvars
 import os
 import sys
@@ -67,8 +68,11 @@ def _kernels(work: int | None = None):
 
 def sweep_nodes(start, parent, partial, adjoint: np.ndarray, lo: int, hi: int) -> None:
     """Algorithm 1 over nodes hi - 1 down to lo of CSR arrays, in place on `adjoint`; the same
-    additions in the same order in plain Python and compiled."""
-    _kernels(int(start[hi] - start[lo])).sweep(start, parent, partial, adjoint, lo, hi)
+    additions in the same order in plain Python and compiled. A stretch without edges (leaves,
+    matrix nodes) passes nothing."""
+    edges = int(start[hi] - start[lo])
+    if edges:
+        _kernels(edges).sweep(start, parent, partial, adjoint, lo, hi)
 
 
 class StaleVarError(RuntimeError):
@@ -120,6 +124,9 @@ class Tape:
         self._partial = np.zeros(INITIAL_CAPACITY, np.float64)
         self._op = np.zeros(INITIAL_CAPACITY, np.uint8)
         self.adjoint = np.zeros(0)  # d(output)/d(node) from the latest sweep
+        self.grads: dict[int, np.ndarray] = {}  # the latest sweep's adjoints of matrix nodes with axes
+        self._matrix: dict[int, object] = {}  # node -> what a matrix node's VJP needs (tape._tensor.Node)
+        self._matrix_nodes: list[int] = []  # their indices, ascending
         self.recording = True
         self.program: list[np.ndarray] | None = None  # while tracing: every record, in order
         self.guards: list | None = None  # while tracing: the comparisons made (see tape.trace)
@@ -134,6 +141,18 @@ class Tape:
         """Record a node without parents and return its index."""
         self._rec += (LEAF_HEADER, value)
         return self._advance()
+
+    def record_matrix(self, code: int, node, seg: _Segment | None = None) -> int:
+        """Record a matrix node (tape._tensor): a record without scalar edges, and beside it
+        `node`, whose `vjp` the sweep calls. `seg` is its first parent's segment (stale: refused)."""
+        (seg or self._seg).record((code,))  # the header of a node of no scalar parents
+        n = self._n
+        self._n = n + 1
+        if n >= self._flush_at:
+            self.flush()
+        self._matrix[n] = node
+        self._matrix_nodes.append(n)
+        return n
 
     def _advance(self) -> int:
         n = self._n
@@ -248,12 +267,15 @@ class Tape:
         self._rec.clear()
         while self._segments and self._segments[-1].start >= mark:
             self._segments.pop().kill()
+        while self._matrix_nodes and self._matrix_nodes[-1] >= mark:
+            del self._matrix[self._matrix_nodes.pop()]
         self._seg = _Segment(self, mark)
         self._segments.append(self._seg)
         self._n = self._nodes = mark
         self._edges = int(self._start[mark])
         self._flush_at = mark + FLUSH_NODES
         self.adjoint = self.adjoint[:mark]
+        self.grads = {n: g for n, g in self.grads.items() if n < mark}
 
     def reset(self) -> None:
         """Drop every node, leaves included: all Vars of this tape become stale."""
@@ -261,9 +283,10 @@ class Tape:
 
     # -- sweeping -----------------------------------------------------------------------------
 
-    def sweep(self, seed: np.ndarray) -> np.ndarray:
-        """Algorithm 1 from any seed: `seed[i]` is the adjoint given to node i. Returns the
-        adjoints of all nodes below len(seed); they also become what `Var.grad` reads."""
+    def sweep(self, seed: np.ndarray, matrix_seed: dict[int, np.ndarray] | None = None) -> np.ndarray:
+        """Algorithm 1 from any seed: `seed[i]` is the adjoint given to node i, `matrix_seed[i]`
+        the array given to matrix node i. Returns the adjoints of all nodes below len(seed);
+        they also become what `Var.grad` reads (and `grads`, what `Tensor.grad` reads)."""
         self.flush()
         self._check_thread()
         adjoint = np.array(seed, dtype=np.float64)
@@ -272,9 +295,31 @@ class Tape:
                 f"sweep(seed): expected a 1-d seed of at most {self._n} adjoints (the tape's "
                 f"length), got shape {adjoint.shape}"
             )
-        sweep_nodes(self._start, self._parent, self._partial, adjoint, 0, len(adjoint))
+        self.grads = dict(matrix_seed or {})
+        hi = self._sweep_matrix_nodes(adjoint, len(adjoint))
+        sweep_nodes(self._start, self._parent, self._partial, adjoint, 0, hi)
         self.adjoint = adjoint
         return adjoint
+
+    def _sweep_matrix_nodes(self, adjoint: np.ndarray, hi: int) -> int:
+        """The sweep down to the lowest matrix node below `hi`: each scalar stretch above a
+        matrix node by the kernel, then the node's VJP, which adds its parents' adjoints (a
+        number into `adjoint` for a scalar parent, an array into `grads`). Returns that node."""
+        grads, nodes = self.grads, self._matrix_nodes
+        for n in reversed(nodes[: bisect.bisect_left(nodes, hi)]):
+            if hi > n + 1:
+                sweep_nodes(self._start, self._parent, self._partial, adjoint, n + 1, hi)
+            hi = n
+            node = self._matrix[n]
+            g = grads.get(n) if node.shape else node.dtype.type(adjoint[n]) or None  # a number of the node's dtype
+            if g is None or not node.parents:
+                continue
+            for p, scalar, gp in zip(node.parents, node.scalar, node.vjp(g)):
+                if scalar:
+                    adjoint[p] += float(gp)
+                else:
+                    grads[p] = gp if p not in grads else grads[p] + gp
+        return hi
 
     def backward(self, node: int) -> np.ndarray:
         """Sweep from `node` with adjoint 1: d(node)/d(every node before it)."""
@@ -315,6 +360,9 @@ class Tape:
         self.flush()
         if not 0 <= i < self._n:
             raise IndexError(f"node {i} is not on this tape of {self._n} nodes")
+        matrix = self._matrix.get(i)
+        if matrix is not None:  # its partials are its VJP's, not numbers
+            return f"{OP_NAMES[self._op[i]]} {matrix.shape}", list(matrix.parents), []
         lo, hi = self._start[i], self._start[i + 1]
         return (
             OP_NAMES[self._op[i]],
@@ -346,8 +394,11 @@ class Tape:
         def row(i: int) -> tuple[str, ...]:
             op, parents, partials = self.node(i)
             value = (values.get(i, ""),) if values else ()
-            return (label(i), op, ", ".join(map(label, parents)) or "-", ", ".join(f"{d:.6g}" for d in partials) or "-",
-                    *value, f"{self.adjoint[i]:.6g}" if i < len(self.adjoint) else "")
+            matrix = self._matrix.get(i)
+            return (label(i), op, ", ".join(map(label, parents)) or "-",
+                    "(its VJP)" if matrix and parents else ", ".join(f"{d:.6g}" for d in partials) or "-", *value,
+                    "" if i >= len(self.adjoint) else _brief(self.grads.get(i, 0.0)) if matrix and matrix.shape
+                    else f"{self.adjoint[i]:.6g}")
 
         swept = "after a sweep" if len(self.adjoint) else "not swept yet"
         return Table(("node", "op", "parents", "partials", *value_column, "adjoint"), Rows(len(self), row),
@@ -381,6 +432,11 @@ class Tape:
                 f"{self!r} is in use by another thread (thread id {self._owner}); a tape records "
                 "one thread's operations: give each thread its own `with tape.Tape():`"
             )
+
+
+def _brief(a) -> str:
+    """An adjoint array on one short line."""
+    return np.array2string(np.asarray(a), precision=4, threshold=6, edgeitems=1, max_line_width=10**9).replace("\n", "")
 
 
 def _grown(a: np.ndarray, size: int, keep: int) -> np.ndarray:

@@ -14,6 +14,7 @@ from . import _forward
 from ._forward import Dual, forward_gradient, scalar_output
 from ._ops import Var
 from ._tape import Tape, TraceError, current_tape
+from ._tensor import Tensor
 from ._tree import flat_arguments, flat_outputs, flatten, is_structure, leaf_structure, restore, same_structure
 from ._var import CONSTANTS, leaf_on
 
@@ -64,13 +65,15 @@ def value_and_grad(fn: Callable, argnums: Argnums = 0) -> Callable:
         if structures:
             value, grads = value_and_grad(flat_fn, argnums)(*flat_args, **kwargs)
             return value, restore(structures, nums, grads)
+        if _inside_a_derivative.get() and any(isinstance(args[i], Tensor) for i in nums):
+            raise NotImplementedError(SECOND_ORDER)
         if _inside_a_derivative.get() or not all(_plain(args[i]) for i in nums):
             for i in nums:
                 _check_differentiable(args[i], i, fn)
             value, grads = forward_gradient(fn, list(args), kwargs, nums)
             return value, grads[0] if single else tuple(grads)
         with Tape() as t, _differentiating():
-            args = list(args)
+            args = [x.detach() if isinstance(x, Tensor) else x for x in args]  # not differentiated: constants
             for i in nums:
                 args[i] = _lift(t, args[i], i, fn)
             out = scalar_output(fn(*args, **kwargs))
@@ -131,9 +134,14 @@ def _differentiating() -> Iterator[None]:
         _inside_a_derivative.reset(token)
 
 
+SECOND_ORDER = ("a second derivative (hessian, hvp, grad of grad) of a function of Tensors is not supported: matrix "
+                "nodes have reverse mode only; pass numpy arrays instead of Tensors (scalar nodes) for second derivatives")
+
+
 def _plain(x) -> bool:
-    """Whether x is a number or an array/list of numbers (not Vars or Duals)."""
-    if isinstance(x, CONSTANTS):
+    """Whether x is a number or an array/list of numbers (not Vars or Duals), or a Tensor (whose
+    value the transform differentiates at, with matrix nodes)."""
+    if isinstance(x, (CONSTANTS, Tensor)):
         return True
     if isinstance(x, np.ndarray) and x.dtype != object:
         return True
@@ -178,7 +186,10 @@ def _is_index(i) -> bool:
 
 
 def _lift(t: Tape, x, i: int, fn: Callable):
-    """A leaf for each number of argument `x`: a Var, or an object array of Vars."""
+    """A leaf for each number of argument `x`: a Var, or an object array of Vars; or for a
+    Tensor one matrix leaf of its value."""
+    if isinstance(x, Tensor):
+        return Tensor(x.value)
     if isinstance(x, np.ndarray) and x.ndim == 0:
         x = x.item()
     if isinstance(x, CONSTANTS):
@@ -198,6 +209,8 @@ def _lift(t: Tape, x, i: int, fn: Callable):
 def _read(adjoint: np.ndarray, leaves) -> float | np.ndarray:
     if leaves.__class__ is Var:
         return float(adjoint[leaves._node]) if leaves._node < len(adjoint) else 0.0
+    if isinstance(leaves, Tensor):
+        return leaves.grad
     grads = np.zeros(leaves.shape)
     for j, leaf in enumerate(leaves.flat):
         if leaf._node < len(adjoint):
@@ -220,6 +233,8 @@ def vjp(fn: Callable, primals: Sequence):
     with t, _differentiating():
         leaves = [_lift(t, p, i, fn) for i, p in enumerate(primals)]
         out = fn(*leaves)
+    if isinstance(out, Tensor):
+        return out.value.copy(), _tensor_vjp(t, out, leaves, structures, nums)
     outputs = np.asarray(out, dtype=object)
     value = _values_of(outputs)
     if "structure" in output:
@@ -241,6 +256,48 @@ def vjp(fn: Callable, primals: Sequence):
     return value, vjp_fn
 
 
+def _tensor_vjp(t: Tape, out: Tensor, leaves: list, structures: dict, nums: tuple) -> Callable:
+    """vjp_fn for an output that is a matrix node: each call one sweep seeded with the cotangent there."""
+    def vjp_fn(cotangent) -> tuple:
+        cotangent = np.asarray(cotangent, dtype=out.dtype)
+        if cotangent.shape != out.shape:
+            raise ValueError(f"vjp: the cotangent has shape {cotangent.shape}, the output {out.shape}")
+        adjoint = t.sweep(np.zeros(out._node + 1), {out._node: cotangent})
+        return restore(structures, nums, tuple(_read(adjoint, leaf) for leaf in leaves))
+
+    return vjp_fn
+
+
+def _tensor_jacobians(fn: Callable, primals: Sequence) -> tuple:
+    """(fn(*primals), its Jacobian in each primal, shaped output shape + primal shape) for a
+    function of Tensors: one sweep of one recorded tape per output entry."""
+    with Tape() as t, _differentiating():
+        leaves = [_lift(t, p, i, fn) for i, p in enumerate(primals)]
+        out = fn(*leaves)
+        shape = np.shape(_value(out))
+        rows = [np.zeros((max(1, int(np.prod(shape))), np.size(_value(p)))) for p in primals]
+        for j in range(rows[0].shape[0] if _is_node_of(out, t) else 0):
+            if isinstance(out, Tensor):
+                seed = np.zeros(out.size, out.dtype)
+                seed[j] = 1.0
+                adjoint = t.sweep(np.zeros(out._node + 1), {out._node: seed.reshape(shape)})
+            else:
+                adjoint = t.backward(out._node)
+            for row, leaf in zip(rows, leaves):
+                row[j] = np.ravel(_read(adjoint, leaf))
+    value = out.value.copy() if isinstance(out, Tensor) else float(_value(out))
+    return value, tuple(row.reshape(shape + np.shape(_value(p))) for row, p in zip(rows, primals))
+
+
+def _value(x):
+    """A Tensor's array, a Var's number, or x itself."""
+    return x.value if isinstance(x, Tensor) else x._value if x.__class__ is Var else x
+
+
+def _is_node_of(out, t: Tape) -> bool:
+    return (isinstance(out, Tensor) and out.requires_grad or out.__class__ is Var) and out.tape is t
+
+
 def jvp(fn: Callable, primals: Sequence, tangents: Sequence):
     """(fn(*primals), the derivative of fn at primals along tangents), in one forward pass.
 
@@ -250,6 +307,10 @@ def jvp(fn: Callable, primals: Sequence, tangents: Sequence):
     primals, tangents = tuple(primals), tuple(tangents)
     if len(primals) != len(tangents):
         raise ValueError(f"jvp: {len(primals)} primals but {len(tangents)} tangents")
+    if any(isinstance(p, Tensor) for p in primals):  # matrix nodes have reverse mode only: J v by sweeps
+        value, jacobians = _tensor_jacobians(fn, primals)
+        tangent = sum(np.tensordot(j, np.asarray(v, dtype=np.float64), axes=np.ndim(v)) for j, v in zip(jacobians, tangents))
+        return value, tangent
     nums = tuple(range(len(primals)))
     flat_fn, flat_primals, structures = flat_arguments(fn, primals, nums, "jvp")
     tangents = tuple(same_structure(structures[i], t, f"jvp: tangent {i}") if i in structures else t
@@ -274,6 +335,8 @@ def jacobian(fn: Callable, mode: str = "auto") -> Callable:
 
     @functools.wraps(fn)
     def wrapped(x):
+        if isinstance(x, Tensor):
+            return _tensor_jacobians(fn, (x,))[1][0]
         flat_fn, (flat_x,), structures = flat_arguments(fn, (x,), (0,), "jacobian")
         flat_fn, output = flat_outputs(flat_fn, "jacobian")
         matrix = flat_jacobian(flat_fn, flat_x)
@@ -329,12 +392,22 @@ def _jacobian_forward(fn: Callable, x, x_shape: tuple) -> np.ndarray:
 def hessian(fn: Callable) -> Callable:
     """`fn` transformed to return its Hessian at x: the reverse-mode Jacobian of its gradient,
     which `grad` computes in forward mode on the recorded Vars (reverse over forward)."""
-    return jacobian(grad(fn), mode="reverse")
+    jacobian_of_grad = jacobian(grad(fn), mode="reverse")
+
+    @functools.wraps(fn)
+    def wrapped(x):
+        if isinstance(x, Tensor):
+            raise NotImplementedError(SECOND_ORDER)
+        return jacobian_of_grad(x)
+
+    return wrapped
 
 
 def hvp(fn: Callable, x, v):
     """The Hessian of `fn` at x times v, without forming the Hessian: the gradient of the
     directional derivative x -> grad fn(x) . v, one forward pass recorded and one sweep."""
+    if isinstance(x, Tensor):
+        raise NotImplementedError(SECOND_ORDER)
     if is_structure(x):
         flat_fn, (flat_x,), structures = flat_arguments(fn, (x,), (0,), "hvp")
         flat_v = same_structure(structures[0], v, "hvp: v")

@@ -1,0 +1,623 @@
+"""Matrix nodes: a `Tensor` is ONE node of the tape that holds an array (the course's step three).
+
+A matrix node sits on the same Wengert list as the scalar nodes, in recording order, but has no
+scalar edges: beside it the tape keeps what its vector-Jacobian product needs (for Z = XW the
+notes' X̄ = Z̄Wᵀ and W̄ = XᵀZ̄). `Tape.sweep` goes down the tape once: the scalar stretches
+between matrix nodes by Algorithm 1's kernel, each matrix node by its VJP, which passes every
+operand an adjoint of the operand's shape (a number, for a Var).
+
+Element-wise operations take their values and partials from the rule table (tape/_vectorized.py,
+generated from tape/_rules.py); the structural ones (matrix product, reductions, shapes,
+indexing, losses) are declared once each in `STRUCTURAL`. A result with no axes is a Var: a 0-d
+matrix node doubles as a scalar node, so scalar code goes on from `t.sum()` or `t[i, j]`.
+"""
+from __future__ import annotations
+
+from typing import Callable, NamedTuple, Sequence
+
+import numpy as np
+
+from . import _ops
+from ._ops import Var
+from ._rules import FUNCTIONS, domain_error, refusal, refused
+from ._tape import TraceError, current_tape, op_code
+from ._var import CONSTANTS, check_operand, new
+from ._vectorized import ELEMENTWISE
+
+DTYPES = (np.float32, np.float64)
+FLOAT64 = np.dtype(np.float64)
+
+
+class Tensor:
+    """An array that is one node of a tape: `value` (a float32 or float64 numpy array) and, after
+    a sweep, `grad` (an array of its shape). Operations on it record one matrix node each.
+
+    `Tensor(x)` makes a leaf on the current tape from an array or nested lists (integers promote
+    to float64, as numpy promotes them); `requires_grad=False` makes a constant, no node."""
+
+    __slots__ = ("value", "_node", "_seg")
+    __array_ufunc__ = None  # numpy defers to the reflected operators: array + Tensor is Tensor.__radd__
+    __hash__ = object.__hash__  # a node, not a number: hashed by identity
+
+    def __init__(self, value, dtype=None, requires_grad: bool = True) -> None:
+        self.value = as_array(value, dtype, "Tensor(value)")
+        self._node, self._seg = -1, None
+        if requires_grad:
+            t = current_tape()
+            _check_recordable(t)
+            self._seg = t._seg
+            self._node = t.record_matrix(CODES["leaf"], Node("leaf", self.value.shape, self.value.dtype))
+
+    # -- what it is ---------------------------------------------------------------------------
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.value.shape
+
+    @property
+    def ndim(self) -> int:
+        return self.value.ndim
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.value.dtype
+
+    @property
+    def size(self) -> int:
+        return self.value.size
+
+    def __len__(self) -> int:
+        return len(self.value)
+
+    @property
+    def requires_grad(self) -> bool:
+        return self._node >= 0
+
+    @property
+    def node(self) -> int:
+        """This Tensor's index on its tape (-1 for a constant)."""
+        return self._node
+
+    @property
+    def tape(self):
+        """The tape this Tensor's node is on (StaleVarError if rewind() dropped it)."""
+        if self._seg is None:
+            raise ValueError("a constant Tensor (requires_grad=False) is on no tape")
+        if not self._seg.alive:
+            self._seg.record(None)  # raises the StaleVarError
+        return self._seg.tape
+
+    @property
+    def grad(self) -> np.ndarray:
+        """d(output)/d(self) from the latest sweep of its tape, shaped like the value (zeros if
+        it played no part). Not accumulated: every sweep replaces it."""
+        t = self.tape
+        if self.ndim == 0:  # a scalar node: its adjoint is a number
+            return np.asarray(t.adjoint[self._node] if self._node < len(t.adjoint) else 0.0, self.dtype)
+        g = t.grads.get(self._node)
+        if g is None:
+            return np.zeros(self.shape, self.dtype)
+        return g if g.flags.writeable else np.array(g)
+
+    def backward(self) -> None:
+        """Sweep the tape from this one-element Tensor: afterwards `.grad` of every Var and
+        Tensor before it reads d(self)/d(it)."""
+        if self.size != 1:
+            raise ValueError(f"backward() needs a Tensor of one element, this one has shape {self.shape}; "
+                             "reduce it first (t.sum(), t.mean())")
+        t = self.tape
+        t.sweep(np.zeros(self._node + 1), {self._node: np.ones(self.shape, self.dtype)})
+
+    def item(self) -> float:
+        if self.size != 1:
+            raise ValueError(f"item() of a Tensor of shape {self.shape}: only a one-element Tensor is a number")
+        return float(self.value.reshape(-1)[0])
+
+    def numpy(self) -> np.ndarray:
+        """The value (not a copy)."""
+        return self.value
+
+    def detach(self) -> Tensor:
+        """The same value as a constant: no node, no gradient through it."""
+        return Tensor(self.value, requires_grad=False)
+
+    def __repr__(self) -> str:
+        body = np.array2string(self.value, separator=", ", threshold=20, edgeitems=2, prefix="Tensor(")
+        node = f", node={self._node}" if self._node >= 0 else ", constant"
+        return f"Tensor({body}, dtype={self.dtype}{node})"
+
+    def _repr_html_(self) -> str:
+        from html import escape
+
+        return f"<code>Tensor</code> {self.shape} {self.dtype} (node {self._node})<pre>{escape(repr(self.value))}</pre>"
+
+    # -- operators ----------------------------------------------------------------------------
+
+    def __add__(self, other):
+        return elementwise("add", self, other)
+
+    def __radd__(self, other):
+        return elementwise("add", other, self)
+
+    def __sub__(self, other):
+        return elementwise("sub", self, other)
+
+    def __rsub__(self, other):
+        return elementwise("sub", other, self)
+
+    def __mul__(self, other):
+        return elementwise("mul", self, other)
+
+    def __rmul__(self, other):
+        return elementwise("mul", other, self)
+
+    def __truediv__(self, other):
+        return elementwise("truediv", self, other)
+
+    def __rtruediv__(self, other):
+        return elementwise("truediv", other, self)
+
+    def __pow__(self, other):
+        return elementwise("pow", self, other)
+
+    def __rpow__(self, other):
+        return elementwise("pow", other, self)
+
+    def __neg__(self):
+        return elementwise("neg", self)
+
+    def __pos__(self):
+        return self
+
+    def __abs__(self):
+        return elementwise("abs", self)
+
+    def __matmul__(self, other):
+        return structural("matmul", self, other)
+
+    def __rmatmul__(self, other):
+        return structural("matmul", other, self)
+
+    def __getitem__(self, index):
+        return structural("getitem", self, index=_index(index))
+
+    # Comparisons compare values: an array of bools, nothing recorded (a mask, as in numpy).
+    def __lt__(self, other):
+        return self.value < value_of(other)
+
+    def __le__(self, other):
+        return self.value <= value_of(other)
+
+    def __gt__(self, other):
+        return self.value > value_of(other)
+
+    def __ge__(self, other):
+        return self.value >= value_of(other)
+
+    # -- structural operations ------------------------------------------------------------------
+
+    def sum(self, axis=None, keepdims: bool = False):
+        return structural("sum", self, axis=_axes(axis, self.ndim), keepdims=keepdims)
+
+    def mean(self, axis=None, keepdims: bool = False):
+        return structural("mean", self, axis=_axes(axis, self.ndim), keepdims=keepdims)
+
+    def logsumexp(self, axis=None, keepdims: bool = False):
+        return structural("logsumexp", self, axis=_axes(axis, self.ndim), keepdims=keepdims)
+
+    def reshape(self, *shape):
+        shape = shape[0] if len(shape) == 1 and not isinstance(shape[0], (int, np.integer)) else shape
+        return structural("reshape", self, shape=tuple(int(n) for n in shape))
+
+    def transpose(self, *axes):
+        axes = axes[0] if len(axes) == 1 and not isinstance(axes[0], (int, np.integer)) else axes
+        return structural("transpose", self, axes=tuple(int(a) for a in axes) or None)
+
+    @property
+    def T(self):
+        return self.transpose()
+
+
+class Node:
+    """What the tape keeps of a matrix node: its op, shape and dtype, its parents (node indices,
+    each flagged scalar or not) and, through `vjp`, the adjoints it passes them."""
+
+    __slots__ = ("op", "shape", "dtype", "parents", "scalar")
+
+    def __init__(self, op: str, shape: tuple, dtype, parents: tuple = (), scalar: tuple = ()) -> None:
+        self.op, self.shape, self.dtype, self.parents, self.scalar = op, shape, dtype, parents, scalar
+
+    def vjp(self, g) -> list:
+        return []
+
+
+class ElementwiseNode(Node):
+    """A node of the rule table: its partials, one per parent, entry by entry."""
+
+    __slots__ = ("partials", "shapes")
+
+    def vjp(self, g) -> list:
+        return [unbroadcast(_scaled(g, d), shape) for d, shape in zip(self.partials, self.shapes)]
+
+
+class StructuralNode(Node):
+    """A node of `STRUCTURAL`: its rule, value, operands' values and parameters."""
+
+    __slots__ = ("rule", "y", "values", "params", "which")
+
+    def vjp(self, g) -> list:
+        vjps, out = self.rule.vjps, []
+        for i in self.which:
+            if len(vjps) == 1 and len(self.values) > 1:  # one VJP for any number of operands
+                out.append(vjps[0](g, self.y, *self.values, i=i, **self.params))
+            else:
+                out.append(vjps[i](g, self.y, *self.values, **self.params))
+        return out
+
+
+def _scaled(g, d):
+    if d.__class__ is float:
+        return g if d == 1.0 else -g if d == -1.0 else g * d
+    return g * d
+
+
+def unbroadcast(g, shape: tuple):
+    """The adjoint of an operand that numpy broadcast to g's shape: g summed over the axes the
+    operand was repeated along (the one rule for every broadcast)."""
+    if np.shape(g) == shape:
+        return g
+    g = np.sum(g, axis=tuple(range(np.ndim(g) - len(shape))))
+    repeated = tuple(i for i, n in enumerate(shape) if n == 1 and g.shape[i] != 1)
+    return np.sum(g, axis=repeated, keepdims=True) if repeated else g
+
+
+# -- operands -------------------------------------------------------------------------------------
+
+
+def as_array(value, dtype, what: str) -> np.ndarray:
+    """`value` as a float32 or float64 array of finite numbers, or a clear error naming `what`."""
+    if isinstance(value, (Tensor, Var)):
+        raise TypeError(f"{what}: got a {type(value).__name__}; a Tensor is made from numbers (use tape.stack for Vars)")
+    try:
+        array = np.asarray(value)
+    except ValueError as e:  # ragged lists
+        raise ValueError(f"{what}: not a rectangular array of numbers ({e})") from None
+    if dtype is not None:
+        dtype = np.dtype(dtype)
+        if dtype not in DTYPES:
+            raise TypeError(f"{what}: dtype must be float32 or float64, got {dtype}")
+    if array.dtype.kind in "biu":
+        array = array.astype(dtype or np.float64)  # integers promote, as numpy promotes them
+    elif array.dtype.kind != "f":
+        raise TypeError(f"{what}: expected real numbers, got an array of dtype {array.dtype}")
+    elif dtype is not None and array.dtype != dtype:
+        array = array.astype(dtype)
+    elif array.dtype not in DTYPES:  # float16, longdouble
+        array = array.astype(np.float64)
+    if not np.isfinite(array).all():
+        bad = tuple(int(i) for i in np.argwhere(~np.isfinite(array))[0])
+        raise ValueError(f"{what}: entry {bad} is {array[bad]}; a Tensor holds finite numbers")
+    return array
+
+
+def value_of(x):
+    """The number or array an operand stands for."""
+    if isinstance(x, Tensor):
+        return x.value
+    if x.__class__ is Var:
+        return x._value
+    if isinstance(x, CONSTANTS):
+        return x
+    return as_array(x, None, "operand")
+
+
+def _is_node(x) -> bool:
+    return x.__class__ is Var or x.__class__ is Tensor and x._node >= 0
+
+
+def _operands(operands: Sequence) -> tuple[list, list]:
+    """The operands' values, and those operands that are nodes (the parents), in order; None if
+    some operand is nothing an operation takes."""
+    values, parents = [], []
+    for x in operands:
+        cls = x.__class__
+        if cls is Tensor:
+            values.append(x.value)
+            if x._node >= 0:
+                parents.append(x)
+        elif cls is Var:
+            values.append(x._value)
+            parents.append(x)
+        elif cls is float or isinstance(x, CONSTANTS):
+            values.append(x)
+        elif isinstance(x, (np.ndarray, list, tuple)):
+            values.append(as_array(x, None, "an operand"))
+        else:
+            return None, None
+    return values, parents
+
+
+def _check_recordable(t) -> None:
+    if t.program is not None:
+        raise TraceError("a Tensor operation while tracing: a trace replays only the scalar rule table's operations")
+
+
+def _record(node: Node, y: np.ndarray, parents: list):
+    """Put `node` on its parents' tape and return its result: a Tensor, or a Var if y is 0-d
+    (under no_grad, a constant Tensor or a float)."""
+    first = parents[0]
+    seg = first._seg
+    t = seg.tape
+    for p in parents:
+        if p._seg is not seg:
+            check_operand(first, p)
+    if not t.recording:
+        return _constant(y)
+    if t.program is not None:
+        _check_recordable(t)
+    if len(parents) == 1:
+        node.parents, node.scalar = (first._node,), (first.__class__ is Var or not first.value.ndim,)
+    else:
+        node.parents = tuple([p._node for p in parents])
+        node.scalar = tuple([p.__class__ is Var or not p.value.ndim for p in parents])
+    n = t.record_matrix(CODES[node.op], node, seg)
+    if y.ndim:
+        r = new(Tensor)
+        r.value = y
+    else:
+        r = new(Var)
+        r._value = float(y)
+    r._node, r._seg = n, t._seg
+    return r
+
+
+def _constant(y):
+    return float(y) if np.ndim(y) == 0 else Tensor(y, requires_grad=False)
+
+
+def elementwise(name: str, *operands):
+    """Rule `name` of the table applied entry by entry (numpy broadcasting the operands); a
+    checked rule refuses what tape._rules.refused refuses, naming the entry."""
+    values, parents = _operands(operands)
+    if values is None:
+        return NotImplemented
+    rule, checked, divides = ELEMENTWISE[name]
+    try:
+        y, partials = rule(*values)
+    except ValueError:
+        shapes = " and ".join(str(np.shape(v)) for v in values)
+        raise ValueError(f"{name}: operands of shapes {shapes} do not broadcast together") from None
+    if y.__class__ is not np.ndarray:
+        y = np.asarray(y)
+    if checked and not np.isfinite(y).all():
+        _refuse(name, y, values, divides)
+    if not parents:
+        return _constant(y)
+    node = new(ElementwiseNode)
+    node.op, node.shape, node.dtype = name, y.shape, y.dtype
+    if len(parents) < len(values):
+        partials = [d for d, x in zip(partials, operands) if _is_node(x)]
+        values = [v for v, x in zip(values, operands) if _is_node(x)]
+    if y.dtype is not FLOAT64:  # a branch's constants would make a float32 node's partials float64
+        partials = [d if d.__class__ is float or d.dtype == y.dtype else d.astype(y.dtype) for d in partials]
+    node.partials, node.shapes = partials, [v.shape if v.__class__ is np.ndarray else () for v in values]
+    return _record(node, y, parents)
+
+
+def _refuse(name: str, y: np.ndarray, values: list, divides: bool) -> None:
+    a, b = (np.broadcast_to(v, y.shape) for v in (*values, 0.0)[:2])
+    for i in map(tuple, np.argwhere(~np.isfinite(y))):
+        if refused(float(y[i]), float(a[i]), float(b[i]), divides):
+            operands = (float(a[i]), float(b[i]))[: len(values)]
+            error = (domain_error(name, operands, ZeroDivisionError("float division by zero")) if divides and b[i] == 0
+                     else refusal(name, operands, float(y[i])))  # as Python's float and math say it
+            raise type(error)(f"entry {tuple(map(int, i))} of {name} on shape {y.shape}: {error}")
+
+
+# -- the structural operations, each declared once --------------------------------------------------
+
+
+class Structure(NamedTuple):
+    """An operation that moves, combines or reduces entries: its value of the operands' values
+    (and keyword parameters) and, per operand, its VJP: (g, y, *operands, **parameters) -> the
+    operand's adjoint. A rule of any number of operands gives one VJP, called with i=."""
+
+    value: Callable
+    vjps: tuple
+
+
+def _as_2d(g, a, b):
+    """a, b and g as matrices: a vector a is a row, a vector b a column (numpy's matmul rule)."""
+    a2 = a.reshape(1, -1) if a.ndim == 1 else a
+    b2 = b.reshape(-1, 1) if b.ndim == 1 else b
+    return a2, b2, np.reshape(g, (a2.shape[0], b2.shape[1]))
+
+
+def _expand(g, axis, keepdims: bool):
+    """A reduction's adjoint with the reduced axes put back (size 1), to broadcast."""
+    return g if keepdims or axis is None else np.expand_dims(g, axis)
+
+
+def _logsumexp(a, axis, keepdims):
+    m = np.max(a, axis=axis, keepdims=True)
+    y = m + np.log(np.sum(np.exp(a - m), axis=axis, keepdims=True))
+    return y if keepdims else np.squeeze(y, axis=axis) if axis is not None else y.reshape(())
+
+
+def _softmax(logits):
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _scatter(g, a, index):
+    out = np.zeros(a.shape, g.dtype if hasattr(g, "dtype") else a.dtype)
+    np.add.at(out, index, g)
+    return out
+
+
+def _piece(g, i, axis, operands):
+    """Operand i's block of a concatenation's adjoint."""
+    start = sum(np.shape(x)[axis] for x in operands[:i])
+    return np.take(g, range(start, start + np.shape(operands[i])[axis]), axis=axis)
+
+
+STRUCTURAL = {
+    "matmul": Structure(np.matmul, (
+        lambda g, y, a, b: (lambda a2, b2, g2: (g2 @ b2.T).reshape(a.shape))(*_as_2d(g, a, b)),  # X̄ = Z̄Wᵀ
+        lambda g, y, a, b: (lambda a2, b2, g2: (a2.T @ g2).reshape(b.shape))(*_as_2d(g, a, b)),  # W̄ = XᵀZ̄
+    )),
+    "sum": Structure(lambda a, axis, keepdims: np.sum(a, axis=axis, keepdims=keepdims), (
+        lambda g, y, a, axis, keepdims: np.broadcast_to(_expand(g, axis, keepdims), a.shape),
+    )),
+    "mean": Structure(lambda a, axis, keepdims: np.mean(a, axis=axis, keepdims=keepdims), (
+        lambda g, y, a, axis, keepdims: np.broadcast_to(_expand(g, axis, keepdims) * (np.size(y) / a.size), a.shape),
+    )),
+    "logsumexp": Structure(_logsumexp, (
+        lambda g, y, a, axis, keepdims: _expand(g, axis, keepdims) * np.exp(a - _expand(y, axis, keepdims)),
+    )),
+    "reshape": Structure(lambda a, shape: np.reshape(a, shape), (
+        lambda g, y, a, shape: np.reshape(g, a.shape),
+    )),
+    "transpose": Structure(lambda a, axes: np.transpose(a, axes), (
+        lambda g, y, a, axes: np.transpose(g, None if axes is None else np.argsort(axes)),
+    )),
+    "getitem": Structure(lambda a, index: a[index], (
+        lambda g, y, a, index: _scatter(g, a, index),
+    )),
+    "concatenate": Structure(lambda *xs, axis: np.concatenate(xs, axis=axis), (
+        lambda g, y, *xs, axis, i: _piece(g, i, axis, xs),
+    )),
+    "stack": Structure(lambda *xs, axis: np.stack(xs, axis=axis), (
+        lambda g, y, *xs, axis, i: np.take(g, i, axis=axis),
+    )),
+    # the mean over rows of -log softmax(logits)[label]: its adjoint is (softmax - one-hot) / rows
+    "softmax_cross_entropy": Structure(
+        lambda logits, labels: np.mean(_logsumexp(logits, 1, False) - logits[np.arange(len(labels)), labels]), (
+            lambda g, y, logits, labels: (_softmax(logits) - np.eye(logits.shape[1], dtype=logits.dtype)[labels])
+            * (g / len(labels)),
+        )),
+    "mse": Structure(lambda a, b: np.mean((a - b) ** 2), (
+        lambda g, y, a, b: (a - b) * (2.0 * g / np.size(a)),
+        lambda g, y, a, b: (b - a) * (2.0 * g / np.size(a)),
+    )),
+}
+
+
+def structural(name: str, *operands, **params):
+    """Record the structural operation `name` of the operands (Tensors, Vars, arrays, numbers)."""
+    rule = STRUCTURAL[name]
+    values, parents = _operands(operands)
+    if values is None:
+        kinds = ", ".join(type(x).__name__ for x in operands)
+        raise TypeError(f"{name}: takes Tensors, Vars, arrays and numbers, got {kinds}")
+    if name in CHECKED_SHAPES:
+        _check_shapes(name, values, params)
+    y = rule.value(*values, **params)
+    if y.__class__ is not np.ndarray:
+        y = np.asarray(y)
+    if not parents:
+        return _constant(y)
+    node = new(StructuralNode)
+    node.op, node.shape, node.dtype = name, y.shape, y.dtype
+    node.rule, node.y, node.values, node.params = rule, y, values, params
+    node.which = range(len(values)) if len(parents) == len(values) else [i for i, x in enumerate(operands) if _is_node(x)]
+    return _record(node, y, parents)
+
+
+CHECKED_SHAPES = {"matmul", "concatenate", "stack", "reshape", "softmax_cross_entropy", "mse"}
+
+
+def _check_shapes(name: str, values: list, params: dict) -> None:
+    """Refuse operands an operation cannot take, in words (numpy's own messages name no operation)."""
+    shapes = [np.shape(v) for v in values]
+    if name == "matmul":
+        a, b = shapes
+        if not (1 <= len(a) <= 2 and 1 <= len(b) <= 2):
+            raise ValueError(f"matmul: operands must have 1 or 2 axes, got shapes {a} and {b}")
+        if a[-1] != b[0]:
+            raise ValueError(f"matmul: shapes {a} @ {b} do not fit: {a[-1]} columns against {b[0]} rows")
+    elif name in ("concatenate", "stack"):
+        axis = params["axis"]
+        ndim = len(shapes[0]) + (name == "stack")
+        if not -ndim <= axis < ndim:
+            raise ValueError(f"{name}: axis {axis} is out of range for operands of shape {shapes[0]}")
+        others = [s[:axis % ndim] + s[axis % ndim + 1:] for s in shapes] if name == "concatenate" else shapes
+        if len(set(others)) > 1:
+            raise ValueError(f"{name}: operands of shapes {shapes} do not fit together along axis {axis}")
+    elif name == "reshape" and int(np.prod(params["shape"])) != np.size(values[0]) and -1 not in params["shape"]:
+        raise ValueError(f"reshape: cannot make {np.size(values[0])} entries of shape {shapes[0]} into shape {params['shape']}")
+    elif name == "softmax_cross_entropy":
+        logits, labels = values[0], params["labels"]
+        if np.ndim(logits) != 2 or np.shape(labels) != (np.shape(logits)[0],):
+            raise ValueError(f"softmax_cross_entropy: expected logits (rows, classes) and a label per row, got shapes "
+                             f"{np.shape(logits)} and {np.shape(labels)}")
+    elif name == "mse" and shapes[0] != shapes[1]:
+        raise ValueError(f"mse: outputs of shape {shapes[0]} against targets of shape {shapes[1]}")
+
+
+def _axes(axis, ndim: int):
+    """An axis or tuple of axes, checked against ndim (numpy's message names no operation)."""
+    if axis is None:
+        return None
+    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    for a in axes:
+        if not -ndim <= a < ndim:
+            raise ValueError(f"axis {a} is out of range for a Tensor of {ndim} axes")
+    return int(axes[0]) if isinstance(axis, (int, np.integer)) else tuple(int(a) for a in axes)
+
+
+def _index(index):
+    """An index whose arrays are integer or boolean arrays (lists made arrays)."""
+    parts = index if isinstance(index, tuple) else (index,)
+    if any(isinstance(p, (Tensor, Var)) for p in parts):
+        raise TypeError("a Tensor is indexed by numbers, slices and integer arrays, not by Vars or Tensors")
+    parts = tuple(np.asarray(p) if isinstance(p, list) else p for p in parts)
+    return parts if isinstance(index, tuple) else parts[0]
+
+
+# -- the public functions -----------------------------------------------------------------------------
+
+
+def stack(xs: Sequence, axis: int = 0):
+    """The Tensors, Vars or arrays `xs` stacked along a new axis, as one node: Vars become the
+    entries of a matrix node, and gradients flow back to them."""
+    xs = list(xs)
+    if not xs:
+        raise ValueError("stack() of no operands")
+    return structural("stack", *xs, axis=int(axis))
+
+
+def concatenate(xs: Sequence, axis: int = 0):
+    """The Tensors or arrays `xs` joined along an existing axis, as one node."""
+    xs = list(xs)
+    if not xs or any(np.ndim(value_of(x)) == 0 for x in xs):
+        raise ValueError("concatenate() takes one or more operands of at least one axis")
+    return structural("concatenate", *xs, axis=int(axis))
+
+
+def softmax_cross_entropy(logits: Tensor, labels) -> Var:
+    """The mean over rows of -log softmax(logits)[label], as one node (its adjoint: (softmax -
+    one-hot) / rows)."""
+    labels = np.asarray(labels)
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise TypeError(f"softmax_cross_entropy: labels must be integers, got dtype {labels.dtype}")
+    classes = np.shape(value_of(logits))[-1] if np.ndim(value_of(logits)) else 0
+    if labels.size and (labels.min() < 0 or labels.max() >= classes):
+        bad = int(np.flatnonzero((labels < 0) | (labels >= classes))[0])
+        raise ValueError(f"softmax_cross_entropy: label {labels[bad]} at position {bad} is outside [0, {classes})")
+    return structural("softmax_cross_entropy", logits, labels=labels)
+
+
+def mse(outputs, targets) -> Var:
+    """The mean of (outputs - targets)^2 over every entry, as one node."""
+    return structural("mse", outputs, targets)
+
+
+def apply_rule(code: int, x: Tensor):
+    """A function of the rule table (tape.sin, ...) on a Tensor: tape._ops calls it."""
+    return elementwise(RULES_BY_CODE[code], x)
+
+
+RULES_BY_CODE = {op_code(name): name for name in FUNCTIONS}
+CODES = {name: op_code(name) for name in ["leaf", *ELEMENTWISE, *STRUCTURAL]}  # op name -> op code
+_ops.OTHER_TYPES[Tensor] = apply_rule
