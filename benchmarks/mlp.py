@@ -4,7 +4,8 @@ else random inputs with the same ~19% of non-zero pixels). Every engine runs in 
 for each round, the rounds interleaved; in a round, the median of its timed epochs.
 
 Engines, in one run: wengert's training program as a user runs it (its metrics.csv's
-samples/s, the same net, batch and optimizer), wengert's traced path (the per-sample loss
+samples/s, the same net, batch and optimizer), on scalar nodes and on matrix nodes
+(--nodes matrix), wengert's matrix nodes alone (tape.Tensor, float64 and float32), its traced path (the per-sample loss
 written with scalar Vars, traced once, replayed compiled over each batch: Algorithm 3, on 1
 and 2 threads), its fused path (the same loop hand-written in numba, on 1 and 2 threads), its
 batch path (the batch recorded as VarArrays and swept once), its scalar path (Vars and
@@ -25,12 +26,13 @@ import numpy as np
 
 import tape
 from benchmarks.common import have, machine, table
-from mlp.accumulate import FusedAccumulator, SparseRows, TracedAccumulator, accumulate
+from mlp.accumulate import FusedAccumulator, MatrixAccumulator, SparseRows, TracedAccumulator, accumulate
 from mlp.nn import MLP
 from mlp.optim import SGD
 
 SIZES, BATCH, LR = [784, 32, 10], 32, 0.01
 PROGRAM = "wengert training program (python -m mlp.train, metrics.csv), 2 threads"
+PROGRAM_MATRIX = "wengert training program --nodes matrix (metrics.csv), 2 BLAS threads"
 
 
 def digits(n: int) -> tuple[np.ndarray, np.ndarray, str]:
@@ -67,7 +69,20 @@ def wengert_fused(X, y, threads):
     return epoch
 
 
-def wengert_program(samples: int) -> float:
+def wengert_matrix(X, y, dtype="float64"):
+    model = MLP(SIZES, seed=0)
+    opt, acc, inputs, rows = SGD(model.parameters(), lr=LR), MatrixAccumulator(model, dtype=dtype), SparseRows(X), np.arange(len(X))
+
+    def epoch():
+        for b in batches(len(X)):
+            opt.zero_grad()
+            acc.accumulate(inputs, rows[b], y, 1.0 / BATCH)
+            opt.step()
+
+    return epoch
+
+
+def wengert_program(samples: int, nodes: str = "scalar") -> float:
     """The training program as a user runs it (python -m mlp.train, the MMiDS net's flags):
     the median samples/s its metrics.csv reports for epochs 2-10 (the first includes start-up;
     an epoch of 3,200 samples is a few tens of ms, so one alone is at the machine's mercy)."""
@@ -78,7 +93,7 @@ def wengert_program(samples: int) -> float:
 
     with tempfile.TemporaryDirectory() as out:
         flags = ["--hidden", "32", "--activation", "sigmoid", "--optimizer", "sgd", "--lr", str(LR), "--batch-size",
-                 str(BATCH), "--epochs", "10", "--limit", str(samples), "--no-plots", "--out", f"{out}/run"]
+                 str(BATCH), "--epochs", "10", "--limit", str(samples), "--no-plots", "--out", f"{out}/run", "--nodes", nodes]
         if train.main(flags) != 0:
             raise SystemExit("the training program failed")
         with open(f"{out}/run/metrics.csv", newline="") as f:
@@ -208,6 +223,9 @@ def engines_for(X, y) -> dict:
     small = slice(0, 4 * BATCH)
     engines = {
         PROGRAM: (None, len(X)),
+        PROGRAM_MATRIX: (None, len(X)),
+        "wengert matrix nodes (Tensor), float64": (lambda: wengert_matrix(X, y), len(X)),
+        "wengert matrix nodes (Tensor), float32": (lambda: wengert_matrix(X, y, "float32"), len(X)),
         "wengert traced, 2 threads": (lambda: wengert_traced(X, y, 2), len(X)),
         "wengert traced, 1 thread": (lambda: wengert_traced(X, y, 1), len(X)),
         "wengert fused, 2 threads": (lambda: wengert_fused(X, y, 2), len(X)),
@@ -232,8 +250,8 @@ def engines_for(X, y) -> dict:
 def one_engine(name: str, samples: int) -> float:
     """samples/s of engine `name`: the median of its timed epochs after a warm-up epoch, as many
     as fit in half a second (at most 9; one for the slow engines)."""
-    if name == PROGRAM:
-        return wengert_program(samples)
+    if name in (PROGRAM, PROGRAM_MATRIX):
+        return wengert_program(samples, "matrix" if name == PROGRAM_MATRIX else "scalar")
     X, y, _ = digits(samples)
     make, n = engines_for(X, y)[name]
     with tape.Tape():
@@ -296,6 +314,10 @@ def main() -> None:
     program, fused = speeds[PROGRAM], speeds["wengert fused, 2 threads"]
     print(f"\nthe training program / its bare kernel (fused, 2 threads): {np.median([p / f for p, f in zip(program, fused)]):.2f} "
           "(median of rounds).", end="")
+    if anchor:
+        matrix = speeds[PROGRAM_MATRIX]
+        print(f"\nthe training program --nodes matrix / PyTorch float32, 2 threads: "
+              f"{np.median([m / a for m, a in zip(matrix, speeds[anchor])]):.2f} (median of rounds; issue 19's target: 1.5).", end="")
     for threads in ("2 threads", "1 thread"):
         traced, fused = speeds[f"wengert traced, {threads}"], speeds[f"wengert fused, {threads}"]
         print(f"\nwengert traced / fused, {threads}: {np.median([t / f for t, f in zip(traced, fused)]):.2f} (median of rounds).", end="")
