@@ -70,6 +70,9 @@ def wengert_fused(X, y, threads):
 
 
 def wengert_matrix(X, y, dtype="float64"):
+    import numba
+
+    numba.set_num_threads(1)  # as the training program sets them for matrix nodes: BLAS has the cores
     model = MLP(SIZES, seed=0)
     opt, acc, inputs, rows = SGD(model.parameters(), lr=LR), MatrixAccumulator(model, dtype=dtype), SparseRows(X), np.arange(len(X))
 

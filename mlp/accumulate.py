@@ -26,7 +26,7 @@ import numpy as np
 import tape
 from tape import VarArray
 
-from .losses import LOSSES
+from .losses import LOSSES, softmax_cross_entropy
 from .nn import MLP
 
 PATHS = ("traced", "fused", "vector", "scalar", "batch", "matrix")
@@ -160,11 +160,15 @@ class MatrixAccumulator:
             layer.tensors(self.dtype)
         mark = t.mark()
         x = tape.Tensor(inputs.dense[rows].astype(self.dtype, copy=False), requires_grad=False)
+        labels = np.asarray(labels)[rows]
         logits = self.model(x, keep)
-        losses = self.loss_fn(logits, np.asarray(labels)[rows])
-        (losses.sum() * weight).backward()
+        if self.loss_fn is softmax_cross_entropy:  # the batch's mean as ONE node: its adjoint (softmax - one-hot) / rows
+            mean = tape.softmax_cross_entropy(logits, labels)
+        else:
+            mean = self.loss_fn(logits, labels).mean()
+        (mean * (weight * len(labels))).backward()
         params.add_tensor_grads()
-        result = BatchResult(float(losses.value.mean()), int((logits.value.argmax(1) == np.asarray(labels)[rows]).sum()))
+        result = BatchResult(mean.value, int((logits.value.argmax(1) == labels).sum()))
         t.rewind(mark)
         return result
 

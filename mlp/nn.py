@@ -36,6 +36,7 @@ class Parameters:
         self.leaves = VarArray(values)  # on the current tape
         self.grad = np.zeros(len(values))
         self.version = 0  # bumped by every optimizer step; scalar Vars re-read values lazily
+        self._tensors: dict = {}  # (start, shape, dtype) -> [matrix leaf, version of its values]
         self._vars: list[Var] = []
         self._vars_version = -1
 
@@ -89,7 +90,7 @@ class Parameters:
         """Entries start.. of the parameters as a matrix leaf of `shape` and `dtype` on their
         tape, recorded once (below every mark): in float64 a view of `values`, which optimizers
         update in place; in float32 a copy, refreshed after each step."""
-        cache = self.__dict__.setdefault("_tensors", {})
+        cache = self._tensors
         key = (start, shape, np.dtype(dtype))
         held = cache.get(key)
         if held is None or not held[0]._seg.alive or held[0]._seg.tape is not self.tape:
@@ -103,9 +104,10 @@ class Parameters:
 
     def add_tensor_grads(self) -> None:
         """Add the latest sweep's adjoints of the matrix leaves to `grad` (Algorithm 3's accumulator)."""
-        for (start, shape, _), (leaf, _) in self.__dict__.get("_tensors", {}).items():
-            if leaf._seg.alive and leaf._node in leaf._seg.tape.grads:
-                self.grad[start : start + leaf.size] += leaf.grad.ravel()
+        for (start, shape, _), (leaf, _) in self._tensors.items():
+            grads = leaf._seg.tape.grads
+            if leaf._seg.alive and leaf._node in grads:
+                self.grad[start : start + leaf.size].reshape(shape)[...] += grads[leaf._node]
 
 
 class Neuron:
@@ -167,9 +169,13 @@ class Layer:
 
     def tensors(self, dtype) -> tuple[Tensor, Tensor | None]:
         """(weights, bias) as matrix leaves in `dtype` (see `Parameters.tensor`)."""
-        start = self.offset + self.shape[0] * self.shape[1]
-        bias = self.params.tensor(start, (self.shape[0],), dtype) if self.has_bias else None
-        return self.params.tensor(self.offset, self.shape, dtype), bias
+        held = self.__dict__.setdefault("_tensors", {}).get(dtype)
+        params = self.params
+        if held is None or held[3] is not params._tensors or held[2] != params.version or not held[0]._seg.alive:
+            start = self.offset + self.shape[0] * self.shape[1]
+            bias = params.tensor(start, (self.shape[0],), dtype) if self.has_bias else None
+            held = self._tensors[dtype] = (params.tensor(self.offset, self.shape, dtype), bias, params.version, params._tensors)
+        return held[0], held[1]
 
     def __call__(self, x, scales=None):
         """The layer's outputs for a batch (a Tensor: matrix nodes; else recorded in bulk on

@@ -304,7 +304,7 @@ class Run:
             self.optimizer = OPTIMIZERS[args.optimizer](self.model.parameters(), **optimizer_options(args))
             self.rng, self.epoch, self.best = np.random.default_rng(args.seed), 0, None
         self.saved = self.model.parameters().values.copy()  # the weights of the last epoch saved
-        if args.threads:
+        if args.threads and args.nodes == "scalar":
             numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
         if args.nodes == "matrix":
             self.accumulator = MatrixAccumulator(self.model, dtype=args.dtype)
@@ -505,13 +505,23 @@ class RunError(RuntimeError):
     """A run that could not go on (a full disk, ...); the message says what is saved."""
 
 
-def blas_threads(args: argparse.Namespace):
-    """numpy's BLAS threads for the run (threadpoolctl): one with scalar nodes, whose compiled
-    kernels have the cores (BLAS threads spinning beside numba's slowed both), --threads (all
-    cores by default) with matrix nodes, whose work is BLAS's."""
+@contextlib.contextmanager
+def thread_plan(args: argparse.Namespace):
+    """Who has the cores during the run. With scalar nodes numba's compiled kernels, and numpy's
+    BLAS one thread (threadpoolctl); with matrix nodes BLAS, --threads of them (all cores by
+    default), and numba's parallel loops (the optimizers') one. Threads of either pool spin for
+    a while after their work, slowing the other's down by as much as 8x."""
     from threadpoolctl import threadpool_limits
 
-    return threadpool_limits(1 if args.nodes == "scalar" else args.threads or os.cpu_count() or 1, user_api="blas")
+    matrix = args.nodes == "matrix"
+    compiled = numba.get_num_threads()
+    if matrix:
+        numba.set_num_threads(1)
+    try:
+        with threadpool_limits((args.threads or os.cpu_count() or 1) if matrix else 1, user_api="blas"):
+            yield
+    finally:
+        numba.set_num_threads(compiled)
 
 
 def run_training(args: argparse.Namespace, model: MLP | None = None, dataset: data.Dataset | None = None,
@@ -528,7 +538,7 @@ def run_training(args: argparse.Namespace, model: MLP | None = None, dataset: da
         print(note, file=sys.stderr)
     run = None
     try:
-        with tape.Tape() if model is None else contextlib.nullcontext(), blas_threads(args):
+        with tape.Tape() if model is None else contextlib.nullcontext(), thread_plan(args):
             run = Run(args, claim.directory, model, dataset)
             print(f"training {run.model} on {run.data.name} ({len(run.x_train):,} samples, "
                   f"{len(run.data.x_test):,} test) with {args.optimizer}; writing {claim.directory}", file=sys.stderr)

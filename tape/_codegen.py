@@ -58,10 +58,20 @@ class _Rename(ast.NodeTransformer):
         self.names, self.keep_kinks, self.vectorized = names, keep_kinks, vectorized
 
     def visit_IfExp(self, node: ast.IfExp) -> ast.AST:
-        """On arrays `x if c else z` is np.where(c, x, z): both sides computed, one kept per entry."""
+        """On arrays `x if c else z` is np.where(c, x, z): both sides computed, one kept per entry.
+        Two forms have a faster exact equivalent (np.where with a number is numpy's slow path):
+        `1.0 if c else 0.0` is c as numbers, `x if x > k else 0.0` (k >= 0) x's part above k."""
         node = self.generic_visit(node)
         if not self.vectorized:
             return node
+        body, orelse, test = (ast.unparse(n) for n in (node.body, node.orelse, node.test))
+        if (body, orelse) == ("1.0", "0.0"):
+            return ast.copy_location(_call("_indicator", node.test, ast.Name("a", ast.Load())), node)
+        compare = node.test
+        if (orelse == "0.0" and isinstance(compare, ast.Compare) and isinstance(compare.ops[0], ast.Gt)
+                and ast.unparse(compare.left) == body and isinstance(compare.comparators[0], ast.Constant)
+                and compare.comparators[0].value >= 0):
+            return ast.copy_location(_call("_above", node.body, compare.comparators[0]), node)
         return ast.copy_location(_call("np.where", node.test, node.body, node.orelse), node)
 
     def visit_BoolOp(self, node: ast.BoolOp) -> ast.AST:
@@ -426,9 +436,26 @@ def _sigmoid(a):
 
 def _power(a, b):
     return np.power(a, b)
+
+
+def _indicator(c, a):
+    """np.where(c, 1.0, 0.0) in a's float type."""
+    return np.asarray(c).astype(getattr(a, "dtype", np.float64))
+
+
+def _above(x, k):
+    """np.where(x > k, x, 0.0) for k >= 0, as a product: kept entries are positive, and 0.0 is
+    added to turn the others' -0.0 into 0.0; where a product is not finite (an inf or nan
+    entry), np.where itself."""
+    with np.errstate(invalid="ignore"):  # -inf * 0
+        out = x * (x > k)
+    if np.ndim(out) and not np.isfinite(out).all() or not np.ndim(out) and not np.isfinite(out):
+        return np.where(x > k, x, 0.0)
+    return out + 0.0
 '''
 
-QUIET_CALLS = {"np.where", "np.abs", "np.sign", "np.logical_and", "np.logical_or", "_sigmoid", "np.tanh", "np.atan"}
+QUIET_CALLS = {"np.where", "np.abs", "np.sign", "np.logical_and", "np.logical_or", "_sigmoid", "np.tanh", "np.atan",
+               "_indicator", "_above"}
 
 
 def _may_warn(expressions: list[str]) -> bool:

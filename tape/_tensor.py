@@ -215,7 +215,7 @@ class Tensor:
 
     @property
     def T(self):
-        return self.transpose()
+        return structural("transpose", self, axes=None)
 
 
 class Node:
@@ -264,11 +264,11 @@ def _scaled(g, d):
 def unbroadcast(g, shape: tuple):
     """The adjoint of an operand that numpy broadcast to g's shape: g summed over the axes the
     operand was repeated along (the one rule for every broadcast)."""
-    if np.shape(g) == shape:
+    if (g.shape if g.__class__ is np.ndarray else np.shape(g)) == shape:
         return g
     g = np.sum(g, axis=tuple(range(np.ndim(g) - len(shape))))
     repeated = tuple(i for i, n in enumerate(shape) if n == 1 and g.shape[i] != 1)
-    return np.sum(g, axis=repeated, keepdims=True) if repeated else g
+    return g.sum(axis=repeated, keepdims=True) if repeated else g
 
 
 # -- operands -------------------------------------------------------------------------------------
@@ -294,7 +294,7 @@ def as_array(value, dtype, what: str) -> np.ndarray:
         array = array.astype(dtype)
     elif array.dtype not in DTYPES:  # float16, longdouble
         array = array.astype(np.float64)
-    if not np.isfinite(array).all():
+    if not np.isfinite(array.sum()) and not np.isfinite(array).all():  # the sum: one pass, no array made
         bad = tuple(int(i) for i in np.argwhere(~np.isfinite(array))[0])
         raise ValueError(f"{what}: entry {bad} is {array[bad]}; a Tensor holds finite numbers")
     return array
@@ -360,7 +360,13 @@ def _record(node: Node, y: np.ndarray, parents: list):
     else:
         node.parents = tuple([p._node for p in parents])
         node.scalar = tuple([p.__class__ is Var or not p.value.ndim for p in parents])
-    n = t.record_matrix(CODES[node.op], node, seg)
+    seg.record((CODES[node.op],))  # Tape.record_matrix, inline: a node of no scalar edges
+    n = t._n
+    t._n = n + 1
+    if n >= t._flush_at:
+        t.flush()
+    t._matrix[n] = node
+    t._matrix_nodes.append(n)
     if y.ndim:
         r = new(Tensor)
         r.value = y
@@ -426,11 +432,32 @@ class Structure(NamedTuple):
     vjps: tuple
 
 
+def _stacked(a, b):
+    raise ValueError(f"matmul: operands must have 1 or 2 axes, got shapes {np.shape(a)} and {np.shape(b)}")
+
+
 def _as_2d(g, a, b):
     """a, b and g as matrices: a vector a is a row, a vector b a column (numpy's matmul rule)."""
     a2 = a.reshape(1, -1) if a.ndim == 1 else a
     b2 = b.reshape(-1, 1) if b.ndim == 1 else b
     return a2, b2, np.reshape(g, (a2.shape[0], b2.shape[1]))
+
+
+def _matmul_a(g, y, a, b):
+    """X̄ = Z̄Wᵀ for Z = XW."""
+    if a.ndim == 2 and b.ndim == 2:
+        return g @ b.T
+    a2, b2, g2 = _as_2d(g, a, b)
+    return (g2 @ b2.T).reshape(a.shape)
+
+
+def _matmul_b(g, y, a, b):
+    """W̄ = XᵀZ̄ for Z = XW; for a W that is a transposed view (x @ W.T), computed as (Z̄ᵀX)ᵀ,
+    in W's own memory order, so that its transpose back is contiguous."""
+    if a.ndim == 2 and b.ndim == 2:
+        return (g.T @ a).T if b.flags.f_contiguous and not b.flags.c_contiguous else a.T @ g
+    a2, b2, g2 = _as_2d(g, a, b)
+    return (a2.T @ g2).reshape(b.shape)
 
 
 def _expand(g, axis, keepdims: bool):
@@ -439,8 +466,8 @@ def _expand(g, axis, keepdims: bool):
 
 
 def _logsumexp(a, axis, keepdims):
-    m = np.max(a, axis=axis, keepdims=True)
-    y = m + np.log(np.sum(np.exp(a - m), axis=axis, keepdims=True))
+    m = a.max(axis=axis, keepdims=True)
+    y = m + np.log(np.exp(a - m).sum(axis=axis, keepdims=True))
     return y if keepdims else np.squeeze(y, axis=axis) if axis is not None else y.reshape(())
 
 
@@ -462,10 +489,8 @@ def _piece(g, i, axis, operands):
 
 
 STRUCTURAL = {
-    "matmul": Structure(np.matmul, (
-        lambda g, y, a, b: (lambda a2, b2, g2: (g2 @ b2.T).reshape(a.shape))(*_as_2d(g, a, b)),  # X̄ = Z̄Wᵀ
-        lambda g, y, a, b: (lambda a2, b2, g2: (a2.T @ g2).reshape(b.shape))(*_as_2d(g, a, b)),  # W̄ = XᵀZ̄
-    )),
+    "matmul": Structure(lambda a, b: np.matmul(a, b) if np.ndim(a) <= 2 and np.ndim(b) <= 2 else _stacked(a, b),
+                        (_matmul_a, _matmul_b)),
     "sum": Structure(lambda a, axis, keepdims: np.sum(a, axis=axis, keepdims=keepdims), (
         lambda g, y, a, axis, keepdims: np.broadcast_to(_expand(g, axis, keepdims), a.shape),
     )),
@@ -512,7 +537,11 @@ def structural(name: str, *operands, **params):
         raise TypeError(f"{name}: takes Tensors, Vars, arrays and numbers, got {kinds}")
     if name in CHECKED_SHAPES:
         _check_shapes(name, values, params)
-    y = rule.value(*values, **params)
+    try:
+        y = rule.value(*values, **params)
+    except (ValueError, IndexError, TypeError):
+        _check_shapes(name, values, params)  # says it in words, if it can
+        raise
     if y.__class__ is not np.ndarray:
         y = np.asarray(y)
     if not parents:
@@ -524,7 +553,7 @@ def structural(name: str, *operands, **params):
     return _record(node, y, parents)
 
 
-CHECKED_SHAPES = {"matmul", "concatenate", "stack", "reshape", "softmax_cross_entropy", "mse"}
+CHECKED_SHAPES = {"mse"}  # checked before: numpy would broadcast them; the others' failures are explained after
 
 
 def _check_shapes(name: str, values: list, params: dict) -> None:
@@ -559,6 +588,8 @@ def _axes(axis, ndim: int):
     """An axis or tuple of axes, checked against ndim (numpy's message names no operation)."""
     if axis is None:
         return None
+    if axis.__class__ is int and -ndim <= axis < ndim:
+        return axis
     axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
     for a in axes:
         if not -ndim <= a < ndim:

@@ -19,6 +19,22 @@ def _power(a, b):
     return np.power(a, b)
 
 
+def _indicator(c, a):
+    """np.where(c, 1.0, 0.0) in a's float type."""
+    return np.asarray(c).astype(getattr(a, "dtype", np.float64))
+
+
+def _above(x, k):
+    """np.where(x > k, x, 0.0) for k >= 0, as a product: kept entries are positive, and 0.0 is
+    added to turn the others' -0.0 into 0.0; where a product is not finite (an inf or nan
+    entry), np.where itself."""
+    with np.errstate(invalid="ignore"):  # -inf * 0
+        out = x * (x > k)
+    if np.ndim(out) and not np.isfinite(out).all() or not np.ndim(out) and not np.isfinite(out):
+        return np.where(x > k, x, 0.0)
+    return out + 0.0
+
+
 def neg(a):
     """(y, partials) of rule 'neg' entry by entry."""
     y = -a
@@ -135,8 +151,8 @@ def softplus(a):
 
 def relu(a):
     """(y, partials) of rule 'relu' entry by entry."""
-    y = np.where(a > 0.0, a, 0.0)
-    return y, (np.where(a > 0.0, 1.0, 0.0),)
+    y = _above(a, 0.0)
+    return y, (_indicator(a > 0.0, a),)
 
 
 def add(a, b):

@@ -391,3 +391,11 @@ def test_the_tape_shows_matrix_nodes_with_their_shapes():
         html = t._repr_html_()
         assert "matmul (2, 4)" in html
     assert "Tensor([[1., 1., 1.]" in repr(x) and "node=0" in repr(x)
+
+
+def test_relu_on_arrays_is_the_rule_exactly_at_zero_and_at_infinity():
+    with Tape(), np.errstate(over="ignore"):
+        y = tape.relu(Tensor([-3.0, -0.0, 0.0, 2.0, -1e200, 1e200]) * 1e200)  # the last two overflow: -inf, inf
+        np.testing.assert_array_equal(y.value, [0.0, 0.0, 0.0, 2e200, 0.0, math.inf])  # np.where's answer
+        assert not np.signbit(y.value).any()  # +0.0, as `a if a > 0.0 else 0.0` gives on floats
+        y[:4].sum().backward()
