@@ -19,6 +19,7 @@ losses average by default; `reduction="sum"` gives Algorithm 3's plain sum.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -126,16 +127,30 @@ class TracedAccumulator:
 
 
 class SparseRows:
-    """Input rows in CSR form (indptr, indices, data): each sample's non-zero pixels only."""
+    """Input rows in CSR form (indptr, indices, data): each sample's non-zero pixels only, made
+    when the scalar nodes' kernels first ask; matrix nodes take the rows whole (`dense`)."""
 
     def __init__(self, X: np.ndarray) -> None:
-        X = np.asarray(X, dtype=np.float64)
-        rows, cols = np.nonzero(X)
-        self.indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=len(X)))])
-        self.indices = cols.astype(np.int64)
-        self.data = X[rows, cols]
-        self.shape = X.shape
-        self.dense = X  # for matrix nodes, which take the rows whole
+        self.dense = np.asarray(X, dtype=np.float64)
+        self.shape = self.dense.shape
+
+    @functools.cached_property
+    def _csr(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        rows, cols = np.nonzero(self.dense)
+        indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=len(self.dense)))])
+        return indptr, cols.astype(np.int64), self.dense[rows, cols]
+
+    @property
+    def indptr(self) -> np.ndarray:
+        return self._csr[0]
+
+    @property
+    def indices(self) -> np.ndarray:
+        return self._csr[1]
+
+    @property
+    def data(self) -> np.ndarray:
+        return self._csr[2]
 
 
 class MatrixAccumulator:

@@ -5,17 +5,21 @@ import html
 from pathlib import Path
 
 from ._ops import Var
+from ._tape import _brief
 
 FORMATS = ("svg", "png", "pdf", "dot")
 
 
 def ancestors(y: Var) -> list[int]:
-    """The nodes `y` depends on, itself included, in tape order."""
-    start, parent, _ = y.tape.arrays()
+    """The nodes `y` depends on, itself included, in tape order (through scalar edges and matrix
+    nodes' parents alike)."""
+    t = y.tape
+    start, parent, _ = t.arrays()
     seen, stack = {y.node}, [y.node]
     while stack:
         node = stack.pop()
-        for p in parent[start[node] : start[node + 1]].tolist():
+        matrix = t._matrix.get(node)
+        for p in matrix.parents if matrix else parent[start[node] : start[node + 1]].tolist():
             if p not in seen:
                 seen.add(p)
                 stack.append(p)
@@ -79,6 +83,7 @@ def draw(y: Var, path: str | Path | None = None, names: dict | None = None, max_
         raise ValueError(f"draw: the graph of {y!r} has {len(nodes):,} nodes, more than max_nodes={max_nodes}")
     labelled = {y: ""} | dict(names or {})
     label_of = {v.node: (name, v._value) for v, name in labelled.items() if isinstance(v, Var) and v.tape is t}
+    label_of |= {v.node: (name, None) for v, name in labelled.items() if hasattr(v, "shape") and getattr(v, "node", -1) >= 0}
     try:
         import graphviz
     except ImportError:
@@ -91,10 +96,12 @@ def draw(y: Var, path: str | Path | None = None, names: dict | None = None, max_
         lines = [f"{name or 'v'}{'' if name else i}  {op}"]
         if value is not None:
             lines.append(f"= {value:.6g}")
+        matrix = t._matrix.get(i)
         if i < len(t.adjoint):
-            lines.append(f"adjoint {t.adjoint[i]:.6g}")
+            shaped = matrix is not None and matrix.shape
+            lines.append(f"adjoint {_brief(t.grads.get(i, 0.0)) if shaped else format(t.adjoint[i], '.6g')}")
         graph.node(str(i), "\n".join(lines), color="firebrick" if i == y.node else "black")
-        for p, d in zip(parents, partials):
-            graph.edge(str(p), str(i), label=f"{d:.4g}")
+        for p, d in zip(parents, partials if matrix is None else [None] * len(parents)):
+            graph.edge(str(p), str(i), label="" if d is None else f"{d:.4g}")  # a matrix node's edges carry its VJP
     drawing = Drawing(graph)
     return drawing if path is None else drawing.save(path)

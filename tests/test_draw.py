@@ -57,3 +57,17 @@ def test_bad_paths_sizes_and_a_missing_dot_are_clear_errors(tmp_path, monkeypatc
         monkeypatch.setattr(graphviz.Digraph, "render", no_dot)
         with pytest.raises(RuntimeError, match="needs Graphviz's dot program: apt-get install graphviz"):
             tape.draw(y, tmp_path / "graph.svg")
+
+
+def test_matrix_nodes_are_drawn_with_their_ops_shapes_and_parents(tmp_path):
+    import numpy as np
+
+    with Tape():
+        x, w = tape.Tensor(np.ones((2, 3))), tape.Tensor(np.ones((3, 4)))
+        unrelated = x * 2.0  # noqa: F841
+        y = tape.sigmoid(x @ w).sum()
+        y.backward()
+        assert tape._draw.ancestors(y) == [x.node, w.node, y.node - 2, y.node - 1, y.node]
+        source = tape.draw(y, tmp_path / "graph.dot", names={w: "W"}).read_text()
+    assert source.count("->") == 4 and "matmul (2, 4)" in source and "leaf (3, 4)" in source and "W" in source
+    assert "adjoint [[" in source  # a matrix node's adjoint, in brief
