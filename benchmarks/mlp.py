@@ -13,7 +13,7 @@ tape.dot, on a few batches), micrograd (a handful of samples), HIPS autograd, nu
 written by hand, and PyTorch on the CPU (float32 and float64 on 2 threads, float32 on 1), each
 if installed. Reports samples/s (median of rounds) and wengert's bytes of tape per sample.
 
-    python -m benchmarks.mlp [--rounds 5] [--samples 3200]
+    python -m benchmarks.mlp [--rounds 5] [--samples 3200] [--only WORDS ...]
 """
 from __future__ import annotations
 
@@ -301,12 +301,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--samples", type=int, default=3200)
     parser.add_argument("--engine", help="time one engine's epoch and print its samples/s (used by the rounds)")
+    parser.add_argument("--only", nargs="+", metavar="WORDS", help="only the engines whose names contain one of these")
     args = parser.parse_args()
     if args.engine:
         print(one_engine(args.engine, args.samples))
         return
     X, y, source = digits(args.samples)
-    speeds = interleaved_rounds(list(engines_for(X, y)), args.samples, args.rounds)
+    names = [n for n in engines_for(X, y) if not args.only or any(w in n for w in args.only)]
+    speeds = interleaved_rounds(names, args.samples, args.rounds)
     anchor = next((k for k in speeds if "float32" in k), None)
     print(f"# MMiDS net training throughput on {machine()}; inputs: {source}\n")
     rows = []
@@ -314,19 +316,22 @@ def main() -> None:
         ratio = np.median([v / a for v, a in zip(values, speeds[anchor])]) if anchor else None
         rows.append([name, f"{np.median(values):,.0f}", f"{ratio:.2f}" if anchor else "-"])
     print(table(["engine", "samples/s (median)", "vs PyTorch float32 (median of rounds)"], rows))
-    program, fused = speeds[PROGRAM], speeds["wengert fused, 2 threads"]
-    print(f"\nthe training program / its bare kernel (fused, 2 threads): {np.median([p / f for p, f in zip(program, fused)]):.2f} "
-          "(median of rounds).", end="")
-    if anchor:
+    if PROGRAM in speeds and "wengert fused, 2 threads" in speeds:
+        program, fused = speeds[PROGRAM], speeds["wengert fused, 2 threads"]
+        print(f"\nthe training program / its bare kernel (fused, 2 threads): {np.median([p / f for p, f in zip(program, fused)]):.2f} "
+              "(median of rounds).", end="")
+    if anchor and PROGRAM_MATRIX in speeds:
         matrix = speeds[PROGRAM_MATRIX]
         print(f"\nthe training program --nodes matrix / PyTorch float32, 2 threads: "
               f"{np.median([m / a for m, a in zip(matrix, speeds[anchor])]):.2f} (median of rounds; issue 19's target: 1.5).", end="")
     for threads in ("2 threads", "1 thread"):
+        if f"wengert traced, {threads}" not in speeds or f"wengert fused, {threads}" not in speeds:
+            continue
         traced, fused = speeds[f"wengert traced, {threads}"], speeds[f"wengert fused, {threads}"]
         print(f"\nwengert traced / fused, {threads}: {np.median([t / f for t, f in zip(traced, fused)]):.2f} (median of rounds).", end="")
     print()
     micro = next((np.median(v) for k, v in speeds.items() if k.startswith("micrograd")), None)
-    if micro:
+    if micro and "wengert scalar path (Var, tape.dot)" in speeds:
         scalar = np.median(speeds["wengert scalar path (Var, tape.dot)"])
         print(f"\nwengert's scalar path is {scalar / micro:,.0f}x micrograd's samples/s (median of rounds).")
     nbytes, edges, per_edge = tape_bytes_per_sample(X, y)

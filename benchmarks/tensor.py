@@ -4,7 +4,8 @@ Each operation runs on small arrays (4x4, where numpy's own work is a few hundre
 the same process, interleaved: on Tensors, recorded on a tape that is rewound every 1,000 nodes,
 and as the bare numpy it computes (the value and the partials, or the rule's value). The
 difference is the recording: checking the operands, the node beside the tape, its record, the
-result's Tensor. Medians of the repeats; the anchor (the bare numpy) is measured in the same run.
+result's Tensor. Medians of the repeats; the anchors (the bare numpy, and a scalar Var product,
+which says how fast the machine is running) are measured in the same run.
 
     python -m benchmarks.tensor [--repeats 9]
 """
@@ -61,6 +62,7 @@ def main() -> None:
     rows = []
     with tape.Tape() as t:
         a, b, row = Tensor(rng.random((4, 4))), Tensor(rng.random((4, 4))), Tensor(rng.random(4))
+        u, v = tape.Var(1.5), tape.Var(2.5)
         mark = t.mark()
         for name, (recorded, bare) in operations(a, b, row).items():
             recorded_times, bare_times = [], []
@@ -69,8 +71,10 @@ def main() -> None:
                 bare_times.append(per_call(bare, t, mark, 1))
             on_tape, numpy_alone = np.median(recorded_times), np.median(bare_times)
             rows.append([name, f"{on_tape * 1e6:.2f}", f"{numpy_alone * 1e6:.2f}", f"{(on_tape - numpy_alone) * 1e6:.2f}"])
+        scalar = np.median([per_call(lambda: u * v, t, mark, 1) for _ in range(args.repeats)])
     print(f"# Recording a matrix node (4x4 operands) on {machine()}\n")
     print(table(["operation", "on Tensors (us)", "bare numpy (us)", "recording (us)"], rows))
+    print(f"\nAnchor in the same run: a scalar Var product (x * y, recorded) takes {scalar * 1e6:.2f} us.")
 
 
 if __name__ == "__main__":

@@ -165,6 +165,14 @@ class MatrixAccumulator:
         if loss not in LOSSES:
             raise ValueError(f"unknown loss {loss!r}; known: {', '.join(LOSSES)}")
         self.model, self.loss_fn, self.dtype = model, LOSSES[loss], np.dtype(dtype)
+        self._converted: tuple = (None, None)  # the latest inputs, and their rows in dtype
+
+    def _rows(self, inputs: SparseRows, rows) -> np.ndarray:
+        """Rows of `inputs` in dtype: the inputs converted once (a training set is used for many
+        batches), not each batch's rows again."""
+        if self._converted[0] is not inputs:
+            self._converted = (inputs, inputs.dense.astype(self.dtype, copy=False))
+        return self._converted[1][rows]
 
     def accumulate(self, inputs: SparseRows, rows: np.ndarray, labels: np.ndarray, weight: float,
                    keep: np.ndarray | None = None) -> BatchResult:
@@ -174,7 +182,7 @@ class MatrixAccumulator:
         for layer in self.model.layers:  # the weights' matrix leaves, below the mark
             layer.tensors(self.dtype)
         mark = t.mark()
-        x = tape.Tensor(inputs.dense[rows].astype(self.dtype, copy=False), requires_grad=False)
+        x = tape.Tensor(self._rows(inputs, rows), requires_grad=False)
         labels = np.asarray(labels)[rows]
         logits = self.model(x, keep)
         if self.loss_fn is softmax_cross_entropy:  # the batch's mean as ONE node: its adjoint (softmax - one-hot) / rows
@@ -192,7 +200,7 @@ class MatrixAccumulator:
         out = np.empty((inputs.shape[0], self.model.sizes[-1]))
         with tape.no_grad(self.model.tape):
             for first in range(0, len(out), self.EVALUATION_ROWS):
-                rows = inputs.dense[first : first + self.EVALUATION_ROWS].astype(self.dtype, copy=False)
+                rows = self._rows(inputs, slice(first, first + self.EVALUATION_ROWS))
                 out[first : first + len(rows)] = self.model(tape.Tensor(rows, requires_grad=False)).value
         return out
 

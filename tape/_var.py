@@ -185,8 +185,9 @@ def _caller() -> str:
 def check_operand(a: VarBase, b: VarBase) -> None:
     """The slow path of a two-Var operation whose operands come from different segments."""
     if b._seg.tape is not a._seg.tape:
+        kinds = "Vars" if isinstance(a, VarBase) and isinstance(b, VarBase) else "nodes"  # a Tensor is a node too
         raise ValueError(
-            f"cannot combine Vars of two tapes: {a!r} is node {a._node} of {a._seg.tape!r}, "
+            f"cannot combine {kinds} of two tapes: {a!r} is node {a._node} of {a._seg.tape!r}, "
             f"{b!r} is node {b._node} of {b._seg.tape!r}; make both on one tape"
         )
     if not b._seg.alive:

