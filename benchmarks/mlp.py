@@ -56,9 +56,10 @@ def batches(n: int):
 # -- the engines: each returns a function that trains one epoch over (X, y) -------------------------
 
 
-def wengert_fused(X, y, threads):
+def accumulator_epoch(X, y, make_accumulator):
+    """An epoch of SGD steps whose batch gradients `make_accumulator(model)` adds up."""
     model = MLP(SIZES, seed=0)
-    opt, acc, inputs, rows = SGD(model.parameters(), lr=LR), FusedAccumulator(model, threads), SparseRows(X), np.arange(len(X))
+    opt, acc, inputs, rows = SGD(model.parameters(), lr=LR), make_accumulator(model), SparseRows(X), np.arange(len(X))
 
     def epoch():
         for b in batches(len(X)):
@@ -67,22 +68,17 @@ def wengert_fused(X, y, threads):
             opt.step()
 
     return epoch
+
+
+def wengert_fused(X, y, threads):
+    return accumulator_epoch(X, y, lambda model: FusedAccumulator(model, threads))
 
 
 def wengert_matrix(X, y, dtype="float64"):
     import numba
 
     numba.set_num_threads(1)  # as the training program sets them for matrix nodes: BLAS has the cores
-    model = MLP(SIZES, seed=0)
-    opt, acc, inputs, rows = SGD(model.parameters(), lr=LR), MatrixAccumulator(model, dtype=dtype), SparseRows(X), np.arange(len(X))
-
-    def epoch():
-        for b in batches(len(X)):
-            opt.zero_grad()
-            acc.accumulate(inputs, rows[b], y, 1.0 / BATCH)
-            opt.step()
-
-    return epoch
+    return accumulator_epoch(X, y, lambda model: MatrixAccumulator(model, dtype=dtype))
 
 
 def wengert_program(samples: int, nodes: str = "scalar") -> float:

@@ -9,7 +9,7 @@ never touches them. A model runs three ways on the same weights:
 * a batch (a 2-d array): the course's matrix form `activation(x @ W.T + b)` on scalar nodes,
   recorded in bulk through `VarArray`; returns a VarArray;
 * a batch as a `tape.Tensor`: the same line on matrix nodes, one node per operation, the
-  weights and biases a matrix leaf each (`Parameters.tensors`); returns a Tensor.
+  weights and biases a matrix leaf each (`Parameters.tensor`); returns a Tensor.
 """
 from __future__ import annotations
 
@@ -188,7 +188,9 @@ class Layer:
             if self.has_bias:
                 z = z + b
             h = ACTIVATIONS[self.activation](z) if self.activation else z
-            return h if keep is None else h * np.asarray(keep, dtype=getattr(x, "dtype", np.float64))
+            if keep is not None and isinstance(h, Tensor):
+                keep = np.asarray(keep, dtype=h.dtype)  # a float64 operand would make a float32 Tensor float64
+            return h if keep is None else h * keep
         return dropped([neuron(x) for neuron in self.neurons()], keep)
 
 

@@ -246,13 +246,10 @@ class StructuralNode(Node):
     __slots__ = ("rule", "y", "values", "params", "which")
 
     def vjp(self, g) -> list:
-        vjps, out = self.rule.vjps, []
-        for i in self.which:
-            if len(vjps) == 1 and len(self.values) > 1:  # one VJP for any number of operands
-                out.append(vjps[0](g, self.y, *self.values, i=i, **self.params))
-            else:
-                out.append(vjps[i](g, self.y, *self.values, **self.params))
-        return out
+        rule = self.rule
+        if rule.nary:  # one VJP for any number of operands
+            return [rule.vjps[0](g, self.y, *self.values, i=i, **self.params) for i in self.which]
+        return [rule.vjps[i](g, self.y, *self.values, **self.params) for i in self.which]
 
 
 def _scaled(g, d):
@@ -288,6 +285,9 @@ def as_array(value, dtype, what: str) -> np.ndarray:
             raise TypeError(f"{what}: dtype must be float32 or float64, got {dtype}")
     if array.dtype.kind in "biu":
         array = array.astype(dtype or np.float64)  # integers promote, as numpy promotes them
+    elif array.dtype.kind == "O" and any(isinstance(v, Var) for v in array.flat):
+        raise TypeError(f"{what}: an array of Vars (scalar nodes); make it one matrix node with tape.stack, or give "
+                        "a transform a Tensor argument (tape.grad(f)(Tensor(x))) to differentiate with matrix nodes")
     elif array.dtype.kind != "f":
         raise TypeError(f"{what}: expected real numbers, got an array of dtype {array.dtype}")
     elif dtype is not None and array.dtype != dtype:
@@ -358,13 +358,7 @@ def _record(node: Node, y: np.ndarray, parents: list):
     else:
         node.parents = tuple([p._node for p in parents])
         node.scalar = tuple([p.__class__ is Var or not p.value.ndim for p in parents])
-    seg.record((CODES[node.op],))  # Tape.record_matrix, inline: a node of no scalar edges
-    n = t._n
-    t._n = n + 1
-    if n >= t._flush_at:
-        t.flush()
-    t._matrix[n] = node
-    t._matrix_nodes.append(n)
+    n = t.record_matrix(CODES[node.op], node, seg)
     if y.ndim:
         r = new(Tensor)
         r.value = y
@@ -427,6 +421,7 @@ class Structure(NamedTuple):
 
     value: Callable
     vjps: tuple
+    nary: bool = False  # any number of operands, one VJP taking i=
 
 
 def _stacked(a, b):
@@ -508,10 +503,10 @@ STRUCTURAL = {
     )),
     "concatenate": Structure(lambda *xs, axis: np.concatenate(xs, axis=axis), (
         lambda g, y, *xs, axis, i: _piece(g, i, axis, xs),
-    )),
+    ), nary=True),
     "stack": Structure(lambda *xs, axis: np.stack(xs, axis=axis), (
         lambda g, y, *xs, axis, i: np.take(g, i, axis=axis),
-    )),
+    ), nary=True),
     # the mean over rows of -log softmax(logits)[label]: its adjoint is (softmax - one-hot) / rows
     "softmax_cross_entropy": Structure(
         lambda logits, labels: np.mean(_logsumexp(logits, 1, False) - logits[np.arange(len(labels)), labels]), (
@@ -550,11 +545,13 @@ def structural(name: str, *operands, **params):
     return _record(node, y, parents)
 
 
-CHECKED_SHAPES = {"mse"}  # checked before: numpy would broadcast them; the others' failures are explained after
+CHECKED_SHAPES = {"mse", "softmax_cross_entropy"}  # checked first: numpy would broadcast what does not fit; the
+# others' failures are explained after the fact
 
 
 def _check_shapes(name: str, values: list, params: dict) -> None:
-    """Refuse operands an operation cannot take, in words (numpy's own messages name no operation)."""
+    """Refuse operands an operation cannot take, in words (numpy's own messages name no
+    operation): for CHECKED_SHAPES before computing, for the others once numpy has failed."""
     shapes = [np.shape(v) for v in values]
     if name == "matmul":
         a, b = shapes
@@ -567,9 +564,7 @@ def _check_shapes(name: str, values: list, params: dict) -> None:
         ndim = len(shapes[0]) + (name == "stack")
         if not -ndim <= axis < ndim:
             raise ValueError(f"{name}: axis {axis} is out of range for operands of shape {shapes[0]}")
-        others = [s[:axis % ndim] + s[axis % ndim + 1:] for s in shapes] if name == "concatenate" else shapes
-        if len(set(others)) > 1:
-            raise ValueError(f"{name}: operands of shapes {shapes} do not fit together along axis {axis}")
+        raise ValueError(f"{name}: operands of shapes {shapes} do not fit together along axis {axis}")
     elif name == "reshape" and int(np.prod(params["shape"])) != np.size(values[0]) and -1 not in params["shape"]:
         raise ValueError(f"reshape: cannot make {np.size(values[0])} entries of shape {shapes[0]} into shape {params['shape']}")
     elif name == "softmax_cross_entropy":

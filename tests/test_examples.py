@@ -76,3 +76,10 @@ def test_second_semester_runs_its_recipe_and_ends_with_the_test_accuracy(tmp_pat
     assert re.fullmatch(r"test accuracy: \d+\.\d\d%", lines[-1])
     with open(tmp_path / "run" / "metrics.csv") as f:
         assert len(f.read().splitlines()) == 3  # the header and 2 epochs
+
+
+def test_matrix_nodes_example_prints_adjoint_matrices_equal_to_the_notes_formulas():
+    out = run_example("matrix_nodes.py")
+    assert "f(pi, 1) = 1.718281828459 (e - 1)" in out and "matmul (4, 5)" in out and "(its VJP)" in out
+    differences = re.findall(r"largest difference (\S+)", out)
+    assert len(differences) == 6 and all(float(d) < 1e-15 for d in differences)

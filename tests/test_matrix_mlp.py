@@ -144,3 +144,13 @@ def test_fit_takes_the_nodes_too(tmp_path):
     history = mlp.fit(MLP([784, 8, 10], seed=0), "mnist-5k", limit=400, epochs=2, lr=0.01, nodes="matrix", dtype="float32",
                       out=tmp_path / "fit", plots=False)
     assert len(history.rows) == 2 and history.test_accuracy > 0.5
+
+
+def test_evaluation_in_chunks_gives_every_row_its_logits():
+    rng = np.random.default_rng(5)
+    X = rng.random((10, 6))
+    with tape.Tape():
+        model = MLP([6, 4, 3], seed=2)
+        accumulator = MatrixAccumulator(model)
+        accumulator.EVALUATION_ROWS = 3  # 10 rows in four chunks
+        np.testing.assert_allclose(accumulator.logits(SparseRows(X)), model.logits(X), rtol=1e-12)

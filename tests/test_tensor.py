@@ -191,6 +191,9 @@ def test_concatenate_and_stack_of_tensors_and_vars():
         np.testing.assert_allclose(s.value, [2.0, 6.0, 1.0])
         (s * np.array([1.0, 10.0, 100.0])).sum().backward()
         assert (u.grad, v.grad) == (1.0 + 10 * 3.0, 10 * 2.0)
+        one = tape.stack([y])  # one operand of an operation of any number
+        (one * 3.0).sum().backward()
+        np.testing.assert_allclose(y.grad, np.full((1, 3), 3.0))
         w = tape.stack([x, x * 2.0], axis=1)
         assert w.shape == (2, 2, 3)
         w.sum().backward()
@@ -213,6 +216,13 @@ def test_softmax_cross_entropy_and_mse():
         np.testing.assert_allclose(z.grad, 2 * (logits - targets) / 20)
     with pytest.raises(ValueError, match="label 4 at position 1"):
         tape.softmax_cross_entropy(Tensor(logits), [0, 4, 0, 0, 0])
+    with pytest.raises(ValueError, match=r"expected logits \(rows, classes\) and a label per row, got shapes \(4,\) and \(1,\)"):
+        tape.softmax_cross_entropy(Tensor(logits[0]), [0])
+    for short in ([0, 1], [0]):  # one label would broadcast over every row
+        with pytest.raises(ValueError, match=rf"got shapes \(5, 4\) and \({len(short)},\)"):
+            tape.softmax_cross_entropy(Tensor(logits), short)
+    with pytest.raises(ValueError, match=r"mse: outputs of shape \(5, 4\) against targets of shape \(4,\)"):
+        tape.mse(Tensor(logits), targets[0])
 
 
 def test_a_mixed_program_flows_across_in_one_sweep():
@@ -278,6 +288,8 @@ def test_integer_input_promotes_and_other_dtypes_are_refused():
         Tensor([[1.0], [1.0, 2.0]])
     with Tape(), pytest.raises(ValueError, match=r"operand: entry \(0,\) is nan"):
         Tensor([1.0]) * np.array([np.nan])
+    with pytest.raises(TypeError, match="an array of Vars .* tape.stack"):
+        tape.grad(lambda x: (Tensor([1.0, 2.0]) * x).sum())(np.array([1.0, 2.0]))
 
 
 def test_bad_shapes_and_domains_say_what_was_wrong():
@@ -291,6 +303,12 @@ def test_bad_shapes_and_domains_say_what_was_wrong():
             x.reshape(4, 2)
         with pytest.raises(ValueError, match="axis 2 is out of range for a Tensor of 2 axes"):
             x.sum(axis=2)
+        with pytest.raises(ValueError, match=r"concatenate: operands of shapes \[\(2, 3\), \(2, 2\)\] do not fit together along axis 0"):
+            tape.concatenate([x, Tensor(np.ones((2, 2)))])
+        with pytest.raises(ValueError, match="stack: axis 3 is out of range"):
+            tape.stack([x, x], axis=3)
+        with pytest.raises(ValueError, match="matmul: operands must have 1 or 2 axes"):
+            Tensor(np.ones((2, 2, 2))) @ x.T
         with pytest.raises(ValueError, match=r"entry \(1, 0\) of log on shape \(2, 2\): log\(-1.0\): math domain error \(log needs x > 0\)"):
             tape.log(Tensor([[1.0, 2.0], [-1.0, 3.0]]))
         with pytest.raises(ZeroDivisionError):
@@ -399,3 +417,15 @@ def test_relu_on_arrays_is_the_rule_exactly_at_zero_and_at_infinity():
         np.testing.assert_array_equal(y.value, [0.0, 0.0, 0.0, 2e200, 0.0, math.inf])  # np.where's answer
         assert not np.signbit(y.value).any()  # +0.0, as `a if a > 0.0 else 0.0` gives on floats
         y[:4].sum().backward()
+
+
+def test_backward_from_a_one_element_tensor():
+    a, w = RNG.standard_normal((1, 3)), RNG.standard_normal((3, 1))
+    with Tape():
+        x, W = Tensor(a), Tensor(w)
+        y = x @ W  # shape (1, 1): a Tensor, not a Var
+        assert isinstance(y, Tensor) and y.shape == (1, 1)
+        y.backward()
+        np.testing.assert_allclose(x.grad, w.T)
+        np.testing.assert_allclose(W.grad, a.T)
+        np.testing.assert_allclose(y.grad, [[1.0]])

@@ -580,7 +580,7 @@ def run(mutants: list[Mutant], workers: int, timeout: float) -> list[tuple[Mutan
             (repo / m.file).write_text(m.source)
             generated = {}
             if m.file == "tape/_rules.py":
-                generated = {p: (repo / p).read_text() for p in ("tape/_ops.py", "tape/_compiled.py")}
+                generated = {p: (repo / p).read_text() for p in ("tape/_ops.py", "tape/_compiled.py", "tape/_vectorized.py")}
                 made = subprocess.run([sys.executable, "tape/_codegen.py"], cwd=repo, capture_output=True, text=True)
                 if made.returncode != 0:  # the mutant breaks the generator itself: killed
                     results.append((m, True, "the generator refuses it"))
