@@ -305,7 +305,7 @@ def main() -> None:
     X, y, source = digits(args.samples)
     names = [n for n in engines_for(X, y) if not args.only or any(w in n for w in args.only)]
     speeds = interleaved_rounds(names, args.samples, args.rounds)
-    anchor = next((k for k in speeds if "float32" in k), None)
+    anchor = next((k for k in speeds if k.startswith("PyTorch") and k.endswith("float32, 2 threads")), None)
     print(f"# MMiDS net training throughput on {machine()}; inputs: {source}\n")
     rows = []
     for name, values in speeds.items():

@@ -7,7 +7,7 @@ difference is the recording: checking the operands, the node beside the tape, it
 result's Tensor. Medians of the repeats; the anchors (the bare numpy, and a scalar Var product,
 which says how fast the machine is running) are measured in the same run.
 
-    python -m benchmarks.tensor [--repeats 9]
+    python -m benchmarks.tensor [--repeats 21]
 """
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ def per_call(fn, t: tape.Tape, mark: int, repeats: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--repeats", type=int, default=21)
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     rows = []

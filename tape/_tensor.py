@@ -311,28 +311,33 @@ def value_of(x):
     return as_array(x, None, "operand")
 
 
-def _operands(operands: Sequence) -> tuple[list, list, list]:
-    """The operands' values, those operands that are nodes (the parents), and their positions;
-    Nones if some operand is nothing an operation takes."""
-    values, parents, which = [], [], []
-    for i, x in enumerate(operands):
+def _operands(operands: Sequence) -> tuple[list, list]:
+    """The operands' values, and those operands that are nodes (the parents), in order; Nones if
+    some operand is nothing an operation takes."""
+    values, parents = [], []
+    for x in operands:
         cls = x.__class__
         if cls is Tensor:
             values.append(x.value)
             if x._node >= 0:
                 parents.append(x)
-                which.append(i)
         elif cls is Var:
             values.append(x._value)
             parents.append(x)
-            which.append(i)
         elif cls is float or isinstance(x, CONSTANTS):
             values.append(x)
         elif isinstance(x, (np.ndarray, list, tuple)):
             values.append(as_array(x, None, "an operand"))
         else:
-            return None, None, None
-    return values, parents, which
+            return None, None
+    return values, parents
+
+
+def _positions(operands: Sequence, values: list, parents: list):
+    """Where the parents are among the operands (all of them, in the usual case)."""
+    if len(parents) == len(values):
+        return range(len(values))
+    return [i for i, x in enumerate(operands) if x.__class__ is Var or x.__class__ is Tensor and x._node >= 0]
 
 
 def _check_recordable(t) -> None:
@@ -376,7 +381,7 @@ def _constant(y):
 def elementwise(name: str, *operands):
     """Rule `name` of the table applied entry by entry (numpy broadcasting the operands); a
     checked rule refuses what tape._rules.refused refuses, naming the entry."""
-    values, parents, which = _operands(operands)
+    values, parents = _operands(operands)
     if values is None:
         return NotImplemented
     rule, checked, divides = ELEMENTWISE[name]
@@ -394,6 +399,7 @@ def elementwise(name: str, *operands):
     node = new(ElementwiseNode)
     node.op, node.shape, node.dtype = name, y.shape, y.dtype
     if len(parents) < len(values):
+        which = _positions(operands, values, parents)
         partials, values = [partials[i] for i in which], [values[i] for i in which]
     if y.dtype is not FLOAT64:  # a branch's constants would make a float32 node's partials float64
         partials = [d if d.__class__ is float or d.dtype == y.dtype else d.astype(y.dtype) for d in partials]
@@ -523,7 +529,7 @@ STRUCTURAL = {
 def structural(name: str, *operands, **params):
     """Record the structural operation `name` of the operands (Tensors, Vars, arrays, numbers)."""
     rule = STRUCTURAL[name]
-    values, parents, which = _operands(operands)
+    values, parents = _operands(operands)
     if values is None:
         kinds = ", ".join(type(x).__name__ for x in operands)
         raise TypeError(f"{name}: takes Tensors, Vars, arrays and numbers, got {kinds}")
@@ -541,7 +547,7 @@ def structural(name: str, *operands, **params):
     node = new(StructuralNode)
     node.op, node.shape, node.dtype = name, y.shape, y.dtype
     node.rule, node.y, node.values, node.params = rule, y, values, params
-    node.which = which
+    node.which = _positions(operands, values, parents)
     return _record(node, y, parents)
 
 
