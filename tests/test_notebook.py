@@ -40,7 +40,8 @@ def test_the_notebook_runs_top_to_bottom_and_shows_the_courses_numbers(tmp_path)
     e = math.e
     for expected in (f"f(pi, 1) = {e - 1:.12f}", f"df/dx2 = {e - 1:.12f}", "dy/dx1 = 5.500000",
                      f"dy/dx2 = {2 - math.cos(5):.6f}", "z1    [0.7311 0.7311]", "loss  0.2084",
-                     "along 5 random directions", "GuardError: f: the comparison"):
+                     "along 5 random directions", "GuardError: f: the comparison", "loss (matrix nodes) 0.2084",
+                     "[[-0.111  0.     0.111]\n [ 0.037  0.    -0.037]]"):  # MMiDS 8.5.2's W0 gradient, on matrix nodes
         assert expected in text, expected
     assert {"text/html", "image/png"} <= kinds  # the history's table and its curves, inline
     assert shutil.which("dot") is None or "image/svg+xml" in kinds  # the tape drawn
@@ -49,6 +50,7 @@ def test_the_notebook_runs_top_to_bottom_and_shows_the_courses_numbers(tmp_path)
     assert f"<td>v0</td><td>leaf</td><td>-</td><td>-</td><td>1</td><td>{e - 1:.6g}</td>" in html  # x2 = 1, adjoint e - 1
     assert f"<td>v3</td><td>exp</td><td>v0</td><td>{e:.6g}</td><td>{e:.6g}</td><td>1</td>" in html  # e^x2, its partial
     assert "25,450 parameters" in html  # the model, 784 * 32 + 32 + 32 * 10 + 10
+    assert "<td>matmul (1, 2)</td><td>13, 15</td><td>(its VJP)</td>" in html  # a matrix node in the tape's table
     accuracy = float(text.split("test accuracy of the kept model: ")[1].split("%")[0])
     assert accuracy > 85  # 3 epochs of a 784-32-10 net on 4,000 digits; chance is 10
     assert (tmp_path / "runs" / "notebook" / "metrics.csv").exists()
