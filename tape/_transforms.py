@@ -15,7 +15,7 @@ from ._forward import Dual, forward_gradient, scalar_output
 from ._ops import Var
 from ._tape import Tape, TraceError, current_tape
 from ._tensor import Tensor
-from ._tree import flat_arguments, flat_outputs, flatten, is_structure, leaf_structure, restore, same_structure
+from ._tree import flat_arguments, flat_outputs, is_structure, leaf_structure, restore, same_structure
 from ._var import CONSTANTS, leaf_on
 
 Argnums = Union[int, Sequence[int]]
