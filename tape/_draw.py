@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import html
+from itertools import zip_longest
 from pathlib import Path
 
 from ._ops import Var
@@ -101,7 +102,7 @@ def draw(y: Var, path: str | Path | None = None, names: dict | None = None, max_
             shaped = matrix is not None and matrix.shape
             lines.append(f"adjoint {_brief(t.grads.get(i, 0.0)) if shaped else format(t.adjoint[i], '.6g')}")
         graph.node(str(i), "\n".join(lines), color="firebrick" if i == y.node else "black")
-        for p, d in zip(parents, partials if matrix is None else [None] * len(parents)):
-            graph.edge(str(p), str(i), label="" if d is None else f"{d:.4g}")  # a matrix node's edges carry its VJP
+        for p, d in zip_longest(parents, partials):  # a matrix node has no partials: its edges carry its VJP
+            graph.edge(str(p), str(i), label="" if d is None else f"{d:.4g}")
     drawing = Drawing(graph)
     return drawing if path is None else drawing.save(path)

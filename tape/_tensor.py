@@ -219,16 +219,14 @@ class Tensor:
 
 
 class Node:
-    """What the tape keeps of a matrix node: its op, shape and dtype, its parents (node indices,
-    each flagged scalar or not) and, through `vjp`, the adjoints it passes them."""
+    """What the tape keeps of a matrix node: its op, shape and dtype, and its parents (node
+    indices, each flagged scalar or not); a node with parents also has `vjp(g)`, the adjoints it
+    passes them (a leaf, this class itself, has none)."""
 
     __slots__ = ("op", "shape", "dtype", "parents", "scalar")
 
     def __init__(self, op: str, shape: tuple, dtype, parents: tuple = (), scalar: tuple = ()) -> None:
         self.op, self.shape, self.dtype, self.parents, self.scalar = op, shape, dtype, parents, scalar
-
-    def vjp(self, g) -> list:
-        return []
 
 
 class ElementwiseNode(Node):
@@ -356,8 +354,7 @@ def _record(node: Node, y: np.ndarray, parents: list):
             check_operand(first, p)
     if not t.recording:
         return _constant(y)
-    if t.program is not None:
-        _check_recordable(t)
+    _check_recordable(t)
     if len(parents) == 1:
         node.parents, node.scalar = (first._node,), (first.__class__ is Var or not first.value.ndim,)
     else:
@@ -430,8 +427,12 @@ class Structure(NamedTuple):
     nary: bool = False  # any number of operands, one VJP taking i=
 
 
-def _stacked(a, b):
-    raise ValueError(f"matmul: operands must have 1 or 2 axes, got shapes {np.shape(a)} and {np.shape(b)}")
+def _matmul(a, b):
+    """a @ b of operands of 1 or 2 axes, the cases the VJPs below take (numpy would also take
+    stacks of matrices; `_check_shapes` words the refusal)."""
+    if np.ndim(a) > 2 or np.ndim(b) > 2:
+        raise ValueError("matmul of more than 2 axes")
+    return np.matmul(a, b)
 
 
 def _as_2d(g, a, b):
@@ -487,8 +488,7 @@ def _piece(g, i, axis, operands):
 
 
 STRUCTURAL = {
-    "matmul": Structure(lambda a, b: np.matmul(a, b) if np.ndim(a) <= 2 and np.ndim(b) <= 2 else _stacked(a, b),
-                        (_matmul_a, _matmul_b)),
+    "matmul": Structure(_matmul, (_matmul_a, _matmul_b)),
     "sum": Structure(lambda a, axis, keepdims: np.sum(a, axis=axis, keepdims=keepdims), (
         lambda g, y, a, axis, keepdims: np.broadcast_to(_expand(g, axis, keepdims), a.shape),
     )),
@@ -630,7 +630,8 @@ def softmax_cross_entropy(logits: Tensor, labels) -> Var:
     labels = np.asarray(labels)
     if not np.issubdtype(labels.dtype, np.integer):
         raise TypeError(f"softmax_cross_entropy: labels must be integers, got dtype {labels.dtype}")
-    classes = np.shape(value_of(logits))[-1] if np.ndim(value_of(logits)) else 0
+    shape = np.shape(value_of(logits))
+    classes = shape[-1] if shape else 0
     if labels.size and (labels.min() < 0 or labels.max() >= classes):
         bad = int(np.flatnonzero((labels < 0) | (labels >= classes))[0])
         raise ValueError(f"softmax_cross_entropy: label {labels[bad]} at position {bad} is outside [0, {classes})")
