@@ -502,7 +502,7 @@ STRUCTURAL = {
         lambda g, y, a, shape: np.reshape(g, a.shape),
     )),
     "transpose": Structure(lambda a, axes: np.transpose(a, axes), (
-        lambda g, y, a, axes: np.transpose(g, None if axes is None else np.argsort(axes)),
+        lambda g, y, a, axes: np.transpose(g, None if axes is None else np.argsort(np.mod(axes, a.ndim))),
     )),
     "getitem": Structure(lambda a, index: a[index], (
         lambda g, y, a, index: _scatter(g, a, index),
