@@ -464,15 +464,36 @@ def _expand(g, axis, keepdims: bool):
     return g if keepdims or axis is None else np.expand_dims(g, axis)
 
 
+def _shifted_exp(a, axis):
+    """exp(a - m) and m, a's max along axis (axes kept): no overflow, and the largest entry
+    exactly 1. Where a slice has no finite max (empty, only -inf, or a +inf), m is 0."""
+    m = np.max(a, axis=axis, keepdims=True, initial=-np.inf)
+    m = np.where(np.isfinite(m), m, 0)
+    return np.exp(a - m), m
+
+
 def _logsumexp(a, axis, keepdims):
-    m = a.max(axis=axis, keepdims=True)
-    y = m + np.log(np.exp(a - m).sum(axis=axis, keepdims=True))
+    e, m = _shifted_exp(a, axis)
+    with np.errstate(divide="ignore"):  # an empty slice or one of -inf: log 0 = -inf, as scipy's
+        y = m + np.log(e.sum(axis=axis, keepdims=True))
     return y if keepdims else np.squeeze(y, axis=axis) if axis is not None else y.reshape(())
 
 
-def _softmax(logits):
-    e = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
+def _softmax(a, axis, op: str):
+    """exp(a) / sum(exp(a)) along axis, logsumexp's gradient; refused by `op`'s name where it
+    has none: a slice of only -inf (0/0), or one holding +inf (inf/inf)."""
+    e, _ = _shifted_exp(a, axis)
+    total = e.sum(axis=axis, keepdims=True)
+    if a.size and ((total == 0) | (total == np.inf)).any():
+        raise ValueError(f"{op}: no derivative at a slice of only -inf or one holding +inf")
+    return e / total
+
+
+def _cross_entropy(logits, labels):
+    """The mean over rows of log sum(exp(logits)) - logits[label], both less the row's max, so
+    that neither rounds away the other."""
+    e, m = _shifted_exp(logits, 1)
+    return np.mean(np.log(e.sum(axis=1)) - (logits - m)[np.arange(len(labels)), labels])
 
 
 def _scatter(g, a, index):
@@ -496,7 +517,7 @@ STRUCTURAL = {
         lambda g, y, a, axis, keepdims: np.broadcast_to(_expand(g, axis, keepdims) * (np.size(y) / a.size), a.shape),
     )),
     "logsumexp": Structure(_logsumexp, (
-        lambda g, y, a, axis, keepdims: _expand(g, axis, keepdims) * np.exp(a - _expand(y, axis, keepdims)),
+        lambda g, y, a, axis, keepdims: _expand(g, axis, keepdims) * _softmax(a, axis, "logsumexp"),
     )),
     "reshape": Structure(lambda a, shape: np.reshape(a, shape), (
         lambda g, y, a, shape: np.reshape(g, a.shape),
@@ -514,11 +535,10 @@ STRUCTURAL = {
         lambda g, y, *xs, axis, i: np.take(g, i, axis=axis),
     ), nary=True),
     # the mean over rows of -log softmax(logits)[label]: its adjoint is (softmax - one-hot) / rows
-    "softmax_cross_entropy": Structure(
-        lambda logits, labels: np.mean(_logsumexp(logits, 1, False) - logits[np.arange(len(labels)), labels]), (
-            lambda g, y, logits, labels: (_softmax(logits) - np.eye(logits.shape[1], dtype=logits.dtype)[labels])
-            * (g / len(labels)),
-        )),
+    "softmax_cross_entropy": Structure(_cross_entropy, (
+        lambda g, y, logits, labels: (_softmax(logits, 1, "softmax_cross_entropy")
+                                      - np.eye(logits.shape[1], dtype=logits.dtype)[labels]) * (g / len(labels)),
+    )),
     "mse": Structure(lambda a, b: np.mean((a - b) ** 2), (
         lambda g, y, a, b: (a - b) * (2.0 * g / np.size(a)),
         lambda g, y, a, b: (b - a) * (2.0 * g / np.size(a)),
