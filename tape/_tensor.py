@@ -13,6 +13,7 @@ matrix node doubles as a scalar node, so scalar code goes on from `t.sum()` or `
 """
 from __future__ import annotations
 
+import math
 from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
@@ -464,6 +465,20 @@ def _expand(g, axis, keepdims: bool):
     return g if keepdims or axis is None else np.expand_dims(g, axis)
 
 
+def _entries(shape: tuple, axis) -> int:
+    """How many entries a reduction along axis takes into each entry of its result."""
+    return math.prod(shape if axis is None else [shape[i] for i in (axis if isinstance(axis, tuple) else (axis,))])
+
+
+def _mean(a, axis, keepdims):
+    """The sum over the entries taken, over their number; the mean of none refused by name
+    (numpy's is nan and a warning). No slice to take (an empty result) is no mean of none."""
+    n, y = _entries(a.shape, axis), np.sum(a, axis=axis, keepdims=keepdims)
+    if not n and y.size:
+        raise ValueError(f"mean: the mean of no entries is undefined (axis {axis} of a Tensor of shape {a.shape})")
+    return y / n if n else y
+
+
 def _shifted_exp(a, axis):
     """exp(a - m) and m, a's max along axis (axes kept): no overflow, and the largest entry
     exactly 1. Where a slice has no finite max (empty, only -inf, or a +inf), m is 0."""
@@ -513,8 +528,8 @@ STRUCTURAL = {
     "sum": Structure(lambda a, axis, keepdims: np.sum(a, axis=axis, keepdims=keepdims), (
         lambda g, y, a, axis, keepdims: np.broadcast_to(_expand(g, axis, keepdims), a.shape),
     )),
-    "mean": Structure(lambda a, axis, keepdims: np.mean(a, axis=axis, keepdims=keepdims), (
-        lambda g, y, a, axis, keepdims: np.broadcast_to(_expand(g, axis, keepdims) * (np.size(y) / a.size), a.shape),
+    "mean": Structure(_mean, (
+        lambda g, y, a, axis, keepdims: np.broadcast_to(_expand(g, axis, keepdims) / _entries(a.shape, axis), a.shape),
     )),
     "logsumexp": Structure(_logsumexp, (
         lambda g, y, a, axis, keepdims: _expand(g, axis, keepdims) * _softmax(a, axis, "logsumexp"),
@@ -598,8 +613,12 @@ def _check_shapes(name: str, values: list, params: dict) -> None:
         if np.ndim(logits) != 2 or np.shape(labels) != (np.shape(logits)[0],):
             raise ValueError(f"softmax_cross_entropy: expected logits (rows, classes) and a label per row, got shapes "
                              f"{np.shape(logits)} and {np.shape(labels)}")
+        if not len(labels):
+            raise ValueError(f"softmax_cross_entropy: no rows (logits of shape {shapes[0]}); a mean over none is undefined")
     elif name == "mse" and shapes[0] != shapes[1]:
         raise ValueError(f"mse: outputs of shape {shapes[0]} against targets of shape {shapes[1]}")
+    elif name == "mse" and not np.size(values[0]):
+        raise ValueError(f"mse: no entries (outputs of shape {shapes[0]}); a mean over none is undefined")
 
 
 def _axes(axis, ndim: int):
