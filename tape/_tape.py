@@ -318,6 +318,8 @@ class Tape:
                 if scalar:
                     adjoint[p] += float(gp)
                 else:
+                    if gp.dtype != self._matrix[p].dtype:  # a float32 operand of a float64 result: its own dtype
+                        gp = gp.astype(self._matrix[p].dtype)
                     grads[p] = gp if p not in grads else grads[p] + gp
         return hi
 

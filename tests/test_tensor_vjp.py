@@ -394,6 +394,7 @@ MIXED = {
     "stack": (lambda x, c: tape.stack([c, x], axis=-1), (3, 4), (3, 4)),
     "mse": (lambda x, c: tape.mse(x, c), (3, 4), (3, 4)),
     "mse, reflected": (lambda x, c: tape.mse(c, x), (3, 4), (3, 4)),
+    "elementwise, broadcast": (lambda x, c: x * c, (3, 4), (2, 3, 4)),
 }
 
 
