@@ -606,8 +606,9 @@ def _check_shapes(name: str, values: list, params: dict) -> None:
         if not -ndim <= axis < ndim:
             raise ValueError(f"{name}: axis {axis} is out of range for operands of shape {shapes[0]}")
         raise ValueError(f"{name}: operands of shapes {shapes} do not fit together along axis {axis}")
-    elif name == "reshape" and int(np.prod(params["shape"])) != np.size(values[0]) and -1 not in params["shape"]:
-        raise ValueError(f"reshape: cannot make {np.size(values[0])} entries of shape {shapes[0]} into shape {params['shape']}")
+    elif name == "reshape":  # numpy failed: the shape does not fit, with or without a -1
+        raise ValueError(f"reshape: cannot make {np.size(values[0])} entries of shape {shapes[0]} into shape {params['shape']} "
+                         "(at most one axis may be -1)")
     elif name == "softmax_cross_entropy":
         logits, labels = values[0], params["labels"]
         if np.ndim(logits) != 2 or np.shape(labels) != (np.shape(logits)[0],):

@@ -2,6 +2,7 @@
 on every operand, in float32 and float64, against central differences of <cotangent, f> written
 here in numpy; the forward derivative (`tape.jvp` on Tensors) with random tangents the same way;
 extreme and empty inputs; gradients keep their operand's dtype and shape."""
+import re
 import warnings
 
 import numpy as np
@@ -443,3 +444,9 @@ def test_jvp_of_tensor_functions_with_random_tangents(name):
     expected = (f(*[p + h * v for p, v in zip(primals, tangents)]) - f(*[p - h * v for p, v in zip(primals, tangents)])) / (2 * h)
     np.testing.assert_allclose(value, f(*primals), rtol=1e-12)
     np.testing.assert_allclose(tangent, expected, rtol=1e-7, atol=1e-9)
+
+
+@pytest.mark.parametrize("shape", [(-1, 4), (4, 2), (-1, -1)], ids=str)
+def test_a_reshape_that_does_not_fit_says_so_by_name(shape):
+    with Tape(), pytest.raises(ValueError, match=re.escape(f"reshape: cannot make 6 entries of shape (2, 3) into shape {shape}")):
+        Tensor(np.ones((2, 3))).reshape(shape)
