@@ -607,15 +607,16 @@ def _check_shapes(name: str, values: list, params: dict) -> None:
             raise ValueError(f"{name}: axis {axis} is out of range for operands of shape {shapes[0]}")
         raise ValueError(f"{name}: operands of shapes {shapes} do not fit together along axis {axis}")
     elif name == "reshape":  # numpy failed: the shape does not fit, with or without a -1
-        raise ValueError(f"reshape: cannot make {np.size(values[0])} entries of shape {shapes[0]} into shape {params['shape']} "
-                         "(at most one axis may be -1)")
+        raise ValueError(f"reshape: cannot make {np.size(values[0])} entries of shape {shapes[0]} into shape "
+                         f"{params['shape']} (at most one axis may be -1)")
     elif name == "softmax_cross_entropy":
         logits, labels = values[0], params["labels"]
         if np.ndim(logits) != 2 or np.shape(labels) != (np.shape(logits)[0],):
             raise ValueError(f"softmax_cross_entropy: expected logits (rows, classes) and a label per row, got shapes "
                              f"{np.shape(logits)} and {np.shape(labels)}")
         if not len(labels):
-            raise ValueError(f"softmax_cross_entropy: no rows (logits of shape {shapes[0]}); a mean over none is undefined")
+            raise ValueError(f"softmax_cross_entropy: no rows (logits of shape {shapes[0]}); a mean over none is "
+                             "undefined")
     elif name == "mse" and shapes[0] != shapes[1]:
         raise ValueError(f"mse: outputs of shape {shapes[0]} against targets of shape {shapes[1]}")
     elif name == "mse" and not np.size(values[0]):
