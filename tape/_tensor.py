@@ -471,8 +471,8 @@ def _entries(shape: tuple, axis) -> int:
 
 
 def _mean(a, axis, keepdims):
-    """The sum over the entries taken, over their number; the mean of none refused by name
-    (numpy's is nan and a warning). No slice to take (an empty result) is no mean of none."""
+    """The sum over the entries taken, over their number; a mean of none refused by name
+    (numpy's is nan and a warning), but an empty result, of no slices at all, given."""
     n, y = _entries(a.shape, axis), np.sum(a, axis=axis, keepdims=keepdims)
     if not n and y.size:
         raise ValueError(f"mean: the mean of no entries is undefined (axis {axis} of a Tensor of shape {a.shape})")
