@@ -44,6 +44,7 @@ import tempfile
 import threading
 import time
 import tomllib
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,6 +63,10 @@ SAMPLERS = {
 CONNECT_TIMEOUT = "20s"  # to reach a --scheduler
 COLUMNS = ["trial", "status", "best_epoch", "val_accuracy", "val_loss", "test_accuracy", "seconds", "worker", "options",
            "reason"]
+
+
+class ClusterLost(Exception):
+    """The client lost its Dask scheduler: the trials it had not finished stay without a row."""
 
 
 class SpecError(cli.UsageError):
@@ -152,7 +157,10 @@ def command(dataset: str, options: dict) -> str:
 
 def run_trial(number: int, dataset: str, options: dict, threads: int = 1) -> dict:
     """One trial, on a worker: the training program's run in a directory of the worker, with
-    `threads` compiled and BLAS threads; returns its outcome and its files' bytes."""
+    `threads` compiled and BLAS threads; returns its outcome and its files' bytes. A trial is
+    `diverged` if its loss stopped being finite, or if the model it kept is no better than
+    chance: a validation loss not below ln(classes), the loss of calling every class equally
+    likely (a diverged net's is far above it: SGD at lr 1e9 ends near 2e8)."""
     from threadpoolctl import threadpool_limits
 
     from . import fitting, train
@@ -164,14 +172,20 @@ def run_trial(number: int, dataset: str, options: dict, threads: int = 1) -> dic
             args = fitting.arguments(None, dataset, {**options, "out": Path(tmp) / "run", "plots": False,
                                                      "threads": threads})
             history = train.run_training(args)
+        except train.Diverged as e:
+            return outcome | {"status": "diverged", "reason": str(e), "seconds": time.perf_counter() - began}
         except (cli.UsageError, checkpoint.CheckpointError, ValueError, TypeError, ArithmeticError,
                 train.RunError, OSError) as e:
             return outcome | {"status": "failed", "reason": str(e), "seconds": time.perf_counter() - began}
         files = {p.name: p.read_bytes() for p in history.out.iterdir() if p.is_file()}
     kept = next(r for r in history.rows if r["epoch"] == (history.best_epoch or history.rows[-1]["epoch"]))
-    return outcome | {"status": "done", "best_epoch": kept["epoch"], "val_accuracy": kept["val_accuracy"],
-                      "val_loss": kept["val_loss"], "test_accuracy": kept["test_accuracy"],
-                      "seconds": time.perf_counter() - began, "files": files}
+    chance = math.log(len(history.dataset.classes))
+    learned = kept["val_loss"] < chance
+    reason = "" if learned else (f"diverged or learned nothing: its validation loss {kept['val_loss']:.4g} is not below "
+                                 f"chance's ln({len(history.dataset.classes)}) = {chance:.4g}")
+    return outcome | {"status": "done" if learned else "diverged", "reason": reason, "best_epoch": kept["epoch"],
+                      "val_accuracy": kept["val_accuracy"], "val_loss": kept["val_loss"],
+                      "test_accuracy": kept["test_accuracy"], "seconds": time.perf_counter() - began, "files": files}
 
 
 class Sweep:
@@ -260,10 +274,14 @@ def run(spec: Spec, sweep: Sweep, client) -> None:
     if len(todo) < len(spec.trials):
         print(f"{len(spec.trials) - len(todo)} trials were finished before; running the other {len(todo)}",
               file=sys.stderr)
-    futures = [client.submit(run_trial, n, spec.dataset, spec.trials[n - 1], key=f"trial-{n}-{sweep.directory.name}",
-                             pure=False) for n in todo]
+    session = uuid.uuid4().hex  # in the tasks' keys: no other sweep on the cluster has them, whatever its folder
+    futures = [client.submit(run_trial, n, spec.dataset, spec.trials[n - 1], key=f"trial-{n}-{session}", pure=False)
+               for n in todo]
     bar = ProgressBar("trials", len(todo))
     for done, future in enumerate(as_completed(futures), 1):
+        if future.cancelled():  # by the client, when it lost its scheduler: the trial did nothing wrong
+            bar.finish()
+            raise ClusterLost(_cancellation(future))
         try:
             outcome = future.result()
         except Exception as e:  # a failure of ours, or its workers died time and again (KilledWorker)
@@ -271,13 +289,21 @@ def run(spec: Spec, sweep: Sweep, client) -> None:
         sweep.record(outcome)
         best = sweep.best()
         said = f"best {spec.metric} {float(best[spec.metric]):.4f} (trial {best['trial']})" if best else "none done yet"
-        line = f"{done} done, {len(todo) - done} running or waiting; {said}"
+        line = f"{done} ended, {len(todo) - done} running or waiting; {said}"
         if not bar.shown:  # a log: a line a trial
             print(f"trial {outcome['trial']} {outcome['status']}: {line}", file=sys.stderr)
         elif done < len(todo):
             bar.update(done, line)
         else:
             bar.finish(line)
+
+
+def _cancellation(future) -> str:
+    try:
+        future.result()
+    except BaseException as e:  # distributed's FutureCancelledError, an asyncio.CancelledError (a BaseException)
+        return str(e)
+    return "cancelled"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -309,6 +335,12 @@ def main(argv: list[str] | None = None) -> int:
             run(spec, sweep, client)
     except cli.UsageError as e:
         return cli.refuse(e)
+    except ClusterLost as e:
+        left = len(spec.trials) - len(sweep.rows)
+        print(f"error: the sweep lost its Dask cluster ({e}); {len(sweep.rows)} trials are recorded in {sweep.table}, "
+              f"the other {left} did not run: continue on a running cluster with --resume --out {claim.directory}",
+              file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"interrupted: {len(sweep.rows) if sweep else 0} trials are recorded in {claim.directory / 'trials.csv'}; "
               f"continue with --resume --out {claim.directory}", file=sys.stderr)
@@ -320,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     plots.sweep(list(sweep.rows.values()), spec.varied, spec.metric).save(claim.directory / "sweep.png")
     best = sweep.best()
     if best is None:
-        print(f"no trial finished; {sweep.table} says why", file=sys.stderr)
+        print(f"no trial learned anything; {sweep.table} says why", file=sys.stderr)
         return 1
     print(f"best trial: {best['trial']}, {spec.metric} {float(best[spec.metric]):.4f} (test accuracy "
           f"{100 * float(best['test_accuracy']):.2f}%), in {claim.directory / ('trial-' + best['trial'])}")

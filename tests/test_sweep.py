@@ -2,6 +2,7 @@
 it alone), nothing is lost when a worker or the client dies, and bad specs are refused in a line."""
 import csv
 import importlib.util
+import math
 import os
 import signal
 import socket
@@ -76,13 +77,18 @@ def sweep_main(argv):
     return sweep.main(argv)
 
 
-def test_a_failing_trial_is_a_row_with_its_reason_and_the_others_go_on(tmp_path):
-    text = SPEC.format(epochs=1, limit=400).replace('hidden = [[8], [16]]\ndropout = [0.0, 0.2]', 'lr = [0.001, 1e300]\noptimizer = ["sgd"]')
+def test_a_failing_or_diverging_trial_is_a_row_with_its_reason_never_the_best_and_the_others_go_on(tmp_path, capsys):
+    text = SPEC.format(epochs=1, limit=400).replace('hidden = [[8], [16]]\ndropout = [0.0, 0.2]',
+                                                    'lr = [0.1, 1e9, 1e300]\noptimizer = ["sgd"]')
     out = tmp_path / "sweep"
     assert sweep_main([str(spec_file(tmp_path, text=text)), "--out", str(out), "--workers", "1"]) == 0
     rows = {r["trial"]: r for r in trials(out)}
-    assert rows["1"]["status"] == "done" and rows["2"]["status"] == "failed"
-    assert "training diverged" in rows["2"]["reason"] and "A smaller" not in rows["2"]["reason"]
+    assert [rows[n]["status"] for n in "123"] == ["done", "diverged", "diverged"]
+    assert float(rows["1"]["val_loss"]) < math.log(10) < float(rows["2"]["val_loss"])  # 1e9: huge, but finite
+    assert "not below chance's ln(10) = 2.303" in rows["2"]["reason"]
+    assert "training diverged" in rows["3"]["reason"] and "A smaller" not in rows["3"]["reason"]
+    printed = capsys.readouterr().out
+    assert "best trial: 1," in printed and "--lr 0.1" in printed and "1e+09" not in printed
 
 
 @pytest.mark.parametrize("text, words", [
