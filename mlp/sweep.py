@@ -242,8 +242,17 @@ def connect(scheduler: str | None, workers: int | None):
             client = Client(scheduler, timeout=CONNECT_TIMEOUT)
         except (OSError, ValueError, TypeError) as e:
             raise cli.UsageError(f"--scheduler {scheduler}: no Dask scheduler answers there ({e})") from None
-        with client:
-            yield client
+        client_log = logging.getLogger("distributed.client")
+        level = client_log.level
+        try:
+            with client:
+                try:
+                    yield client
+                except ClusterLost:
+                    client_log.setLevel(logging.CRITICAL)  # its reconnecting, cut short by the close: a traceback, no news
+                    raise
+        finally:
+            client_log.setLevel(level)
         return
     with dask.config.set({"distributed.worker.multiprocessing-method": _start_method()}), \
             LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,
@@ -302,7 +311,7 @@ def _cancellation(future) -> str:
     try:
         future.result()
     except BaseException as e:  # distributed's FutureCancelledError, an asyncio.CancelledError (a BaseException)
-        return str(e)
+        return getattr(e, "reason", None) or type(e).__name__
     return "cancelled"
 
 
@@ -337,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
         return cli.refuse(e)
     except ClusterLost as e:
         left = len(spec.trials) - len(sweep.rows)
-        print(f"error: the sweep lost its Dask cluster ({e}); {len(sweep.rows)} trials are recorded in {sweep.table}, "
+        print(f"error: the sweep lost its Dask scheduler ({e}); {len(sweep.rows)} trials are recorded in {sweep.table}, "
               f"the other {left} did not run: continue on a running cluster with --resume --out {claim.directory}",
               file=sys.stderr)
         return 1

@@ -1,7 +1,9 @@
 """Recipe searches on Dask: each trial is the training program's run (the same numbers as running
 it alone), nothing is lost when a worker or the client dies, and bad specs are refused in a line."""
+import contextlib
 import csv
 import importlib.util
+import json
 import math
 import os
 import signal
@@ -162,16 +164,15 @@ def test_a_killed_client_resumes_running_only_the_missing_trials(tmp_path):
         assert (out / f"trial-{trial}" / "model.npz").read_bytes() == model
 
 
-def test_a_worker_killed_mid_trial_has_its_trial_run_again_and_every_trial_ends_once(tmp_path):
-    from dask.distributed import Client
-
-    from mlp import sweep
-
+@contextlib.contextmanager
+def dask_cluster(tmp_path: Path, workers: int):
+    """A `dask scheduler` and `workers` `dask worker` processes on this machine, as on a real cluster;
+    yields the scheduler's file and the processes (the scheduler first), all killed at the end."""
     bin_dir, env = Path(sys.executable).parent, dict(os.environ, PYTHONPATH=str(ROOT))
     scheduler_file = tmp_path / "scheduler.json"
     processes = [subprocess.Popen([str(bin_dir / "dask"), "scheduler", "--host", "127.0.0.1", "--port", "0",
                                    "--no-dashboard", "--scheduler-file", str(scheduler_file)], env=env,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)]
     try:
         deadline = time.time() + 60
         while time.time() < deadline and not scheduler_file.exists():
@@ -179,25 +180,8 @@ def test_a_worker_killed_mid_trial_has_its_trial_run_again_and_every_trial_ends_
         processes += [subprocess.Popen([str(bin_dir / "dask"), "worker", "--scheduler-file", str(scheduler_file),
                                         "--nthreads", "1", "--no-dashboard", "--name", f"worker-{i}"], env=env,
                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-                      for i in range(2)]
-        with Client(scheduler_file=str(scheduler_file), timeout="30s") as client:
-            client.wait_for_workers(2, timeout=60)
-            spec = sweep.Spec.read(spec_file(tmp_path, epochs=2, limit=2000))
-            record = sweep.Sweep(spec, tmp_path)
-            running = threading.Thread(target=sweep.run, args=(spec, record, client))
-            running.start()
-            victim = processes[1]  # worker-0
-            victim_address = None
-            while running.is_alive() and victim_address is None:  # a worker busy with a trial
-                busy = [w for w, tasks in client.processing().items() if tasks]
-                named = {info["name"]: w for w, info in client.scheduler_info()["workers"].items()}
-                victim_address = named.get("worker-0") if named.get("worker-0") in busy else None
-                time.sleep(0.05)
-            os.killpg(victim.pid, signal.SIGKILL)
-            running.join(300)
-        rows = trials(tmp_path)
-        assert sorted(int(r["trial"]) for r in rows) == [1, 2, 3, 4] and {r["status"] for r in rows} == {"done"}
-        assert victim_address is not None  # it was killed while a trial ran on it
+                      for i in range(workers)]
+        yield scheduler_file, processes
     finally:
         for p in processes:
             try:
@@ -205,6 +189,81 @@ def test_a_worker_killed_mid_trial_has_its_trial_run_again_and_every_trial_ends_
             except (ProcessLookupError, PermissionError):
                 p.kill()
             p.wait()
+
+
+def test_a_worker_killed_mid_trial_has_its_trial_run_again_and_every_trial_ends_once(tmp_path):
+    from dask.distributed import Client
+
+    from mlp import sweep
+
+    with dask_cluster(tmp_path, 2) as (scheduler_file, processes), \
+            Client(scheduler_file=str(scheduler_file), timeout="30s") as client:
+        client.wait_for_workers(2, timeout=60)
+        spec = sweep.Spec.read(spec_file(tmp_path, epochs=2, limit=2000))
+        record = sweep.Sweep(spec, tmp_path)
+        running = threading.Thread(target=sweep.run, args=(spec, record, client))
+        running.start()
+        victim = processes[1]  # worker-0
+        victim_address = None
+        while running.is_alive() and victim_address is None:  # a worker busy with a trial
+            busy = [w for w, tasks in client.processing().items() if tasks]
+            named = {info["name"]: w for w, info in client.scheduler_info()["workers"].items()}
+            victim_address = named.get("worker-0") if named.get("worker-0") in busy else None
+            time.sleep(0.05)
+        os.killpg(victim.pid, signal.SIGKILL)
+        running.join(300)
+    rows = trials(tmp_path)
+    assert sorted(int(r["trial"]) for r in rows) == [1, 2, 3, 4] and {r["status"] for r in rows} == {"done"}
+    assert victim_address is not None  # it was killed while a trial ran on it
+
+
+def test_a_lost_scheduler_stops_the_sweep_and_leaves_its_unfinished_trials_to_resume(tmp_path, capsys):
+    out, spec = tmp_path / "sweep", spec_file(tmp_path, epochs=2, limit=1000)
+    with dask_cluster(tmp_path, 1) as (scheduler_file, processes):
+        while "address" not in scheduler_file.read_text():
+            time.sleep(0.1)
+        address = json.loads(scheduler_file.read_text())["address"]
+        client = subprocess.Popen([sys.executable, "-m", "mlp.sweep", str(spec), "--out", str(out), "--scheduler", address],
+                                  env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 180
+        while time.time() < deadline and not (out / "trials.csv").exists():
+            time.sleep(0.1)
+        os.killpg(processes[0].pid, signal.SIGKILL)  # the scheduler, its machine gone
+        stdout, stderr = client.communicate(timeout=120)
+    assert client.returncode == 1 and "best trial" not in stdout and "Traceback" not in stderr, stderr
+    assert "the sweep lost its Dask scheduler (scheduler-connection-lost)" in stderr and f"continue on a running cluster with --resume --out {out}" in stderr
+    rows = trials(out)
+    assert 1 <= len(rows) < 4 and {r["status"] for r in rows} == {"done"}  # no trial blamed for the scheduler
+    assert sweep_main([str(spec), "--out", str(out), "--workers", "1", "--resume"]) == 0
+    assert f"{len(rows)} trials were finished before; running the other {4 - len(rows)}" in capsys.readouterr().err
+    assert sorted(int(r["trial"]) for r in trials(out)) == [1, 2, 3, 4] and {r["status"] for r in trials(out)} == {"done"}
+
+
+def test_two_sweeps_on_one_cluster_whose_folders_share_a_name_keep_their_own_results(tmp_path):
+    from mlp import checkpoint, sweep
+
+    sweeps = []
+    for owner, sizes in (("a", [5, 6]), ("b", [7, 9])):
+        text = SPEC.format(epochs=1, limit=200).replace("hidden = [[8], [16]]\ndropout = [0.0, 0.2]",
+                                                        f"hidden = {[[h] for h in sizes]}")
+        (tmp_path / owner / "sw").mkdir(parents=True)
+        spec = sweep.Spec.read(spec_file(tmp_path / owner, text=text))
+        sweeps.append((spec, sweep.Sweep(spec, tmp_path / owner / "sw")))
+    with sweep.connect(None, 1) as client:  # both submit their trials 1 and 2 before either ends
+        running = [threading.Thread(target=sweep.run, args=(spec, record, client)) for spec, record in sweeps]
+        for thread in running:
+            thread.start()
+        for thread in running:
+            thread.join(300)
+    for spec, record in sweeps:
+        rows = trials(record.directory)
+        assert sorted(int(r["trial"]) for r in rows) == [1, 2]
+        for row in rows:
+            hidden = spec.trials[int(row["trial"]) - 1]["hidden"]
+            assert checkpoint.load(record.directory / f"trial-{row['trial']}" / "model.npz").model.sizes[1:-1] == hidden
+            metrics = (record.directory / f"trial-{row['trial']}" / "metrics.csv").read_text().splitlines()
+            assert row["val_loss"] == metrics[-1].split(",")[metrics[0].split(",").index("val_loss")]
 
 
 def test_local_workers_are_forked_unless_compiled_threads_already_run_here():
