@@ -47,6 +47,7 @@ import tomllib
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -59,6 +60,15 @@ SAMPLERS = {
     "uniform": lambda rng, low, high: float(rng.uniform(low, high)),
     "log_uniform": lambda rng, low, high: float(math.exp(rng.uniform(math.log(low), math.log(high)))),
     "integers": lambda rng, low, high: int(rng.integers(low, high + 1)),
+}
+MAX_TRIALS = 1000  # each is checked by the training program's parser (some ms) before any runs
+SET_BY_SWEEP = {  # options a trial's run takes from the sweep, not from its spec
+    "dataset": "the spec's own dataset field names it",
+    "out": "each trial writes in a directory of its worker, sent back to the sweep's trial-N",
+    "resume": "a trial runs from its start (a stopped sweep resumes with python -m mlp.sweep --resume)",
+    "fresh": "each trial writes in a directory of its worker, sent back to the sweep's trial-N",
+    "plots": "a trial draws no figures; the sweep draws sweep.png",
+    "threads": "a trial runs one compiled and one BLAS thread, a worker a core",
 }
 CONNECT_TIMEOUT = "20s"  # to reach a --scheduler
 COLUMNS = ["trial", "status", "best_epoch", "val_accuracy", "val_loss", "test_accuracy", "seconds", "worker", "options",
@@ -82,7 +92,8 @@ class Spec:
 
     @classmethod
     def read(cls, path: Path) -> Spec:
-        """The trials a SPEC.toml describes, each checked by the training program's parser."""
+        """The trials a SPEC.toml describes, each field checked, and each trial by the training
+        program's parser, before anything runs."""
         from . import fitting
 
         try:
@@ -95,22 +106,30 @@ class Spec:
         if unknown:
             raise SpecError(f"{path}: unknown fields {', '.join(sorted(unknown))}; known: dataset, metric, trials, "
                             "seed, fixed, grid, random")
-        metric = spec.get("metric", "val_accuracy")
-        if metric not in METRICS:
+        dataset, metric, seed = spec.get("dataset", "mnist-5k"), spec.get("metric", "val_accuracy"), spec.get("seed", 0)
+        if not isinstance(dataset, str):
+            raise SpecError(f"{path}: dataset must be a data set's name, a string, got {dataset!r}")
+        if not isinstance(metric, str) or metric not in METRICS:
             never = " (the test set never chooses)" if str(metric).startswith("test") else ""
             raise SpecError(f"{path}: metric {metric!r} cannot choose the best trial{never}; one of {', '.join(METRICS)}")
-        fixed, grid, random = (_table(spec, part, path) for part in ("fixed", "grid", "random"))
+        if not _whole(seed) or seed < 0:
+            raise SpecError(f"{path}: seed must be a whole number of at least 0, got {seed!r}")
+        fixed, grid, random = (_options(spec, part, path) for part in ("fixed", "grid", "random"))
         for name, values in grid.items():
             if not isinstance(values, list) or not values:
                 raise SpecError(f"{path}: grid.{name} must be a non-empty list of values, got {values!r}")
-        points = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
-        count = spec.get("trials", len(points))
-        if not isinstance(count, int) or isinstance(count, bool) or count < len(points):
-            raise SpecError(f"{path}: trials must be a whole number of at least the grid's {len(points)}, got {count!r}")
-        rng = np.random.default_rng(spec.get("seed", 0))
-        trials = [{**fixed, **points[i % len(points)], **{k: _draw(rng, k, d, path) for k, d in random.items()}}
+        size = math.prod(map(len, grid.values()))
+        count = spec.get("trials", size)
+        if not _whole(count) or not size <= count <= MAX_TRIALS:
+            raise SpecError(f"{path}: trials must be a whole number from the grid's {size:,} to {MAX_TRIALS:,} (each "
+                            f"trial is checked before any runs), got {count!r}")
+        if count > size and not random:
+            raise SpecError(f"{path}: trials = {count} repeats the grid's {size} runs as they are: add [random] "
+                            f"draws, or give trials = {size}")
+        draws = {name: _sampler(name, distribution, path) for name, distribution in random.items()}
+        rng, points = np.random.default_rng(seed), list(itertools.product(*grid.values()))
+        trials = [{**fixed, **dict(zip(grid, points[i % size])), **{k: draw(rng) for k, draw in draws.items()}}
                   for i in range(count)]
-        dataset = spec.get("dataset", "mnist-5k")
         for i, options in enumerate(trials, 1):
             try:
                 args = fitting.arguments(None, dataset, options)
@@ -122,24 +141,58 @@ class Spec:
         return cls(dataset, metric, trials, varied)
 
 
-def _table(spec: dict, part: str, path: Path) -> dict:
+def _whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _options(spec: dict, part: str, path: Path) -> dict:
+    """The table `part` of the spec: options of the training program that a trial may set, each
+    in one table only."""
+    from . import train
+
     table = spec.get(part, {})
     if not isinstance(table, dict):
         raise SpecError(f"{path}: [{part}] must be a table of options, got {table!r}")
+    known = {a.dest for a in train.parser()._actions} - {"help"}
+    for name in table:
+        if name in SET_BY_SWEEP:
+            raise SpecError(f"{path}: {part}.{name} cannot be given: {SET_BY_SWEEP[name]}")
+        if name not in known:
+            raise SpecError(f"{path}: {part}.{name} is not an option of python -m mlp.train (see its --help; "
+                            f"write batch_size for --batch-size)")
+        other = next((p for p in ("fixed", "grid", "random") if p != part and name in spec.get(p, {})), None)
+        if other:
+            raise SpecError(f"{path}: {name} is in both [{part}] and [{other}]; give it in one")
     return table
 
 
-def _draw(rng: np.random.Generator, name: str, distribution, path: Path):
-    """One value of `distribution` ({"uniform": [low, high]}, ..., or {"choice": [...]})."""
-    if isinstance(distribution, dict) and len(distribution) == 1:
-        (kind, bounds), = distribution.items()
-        if kind == "choice" and isinstance(bounds, list) and bounds:
-            return bounds[rng.integers(len(bounds))]
-        if kind in SAMPLERS and isinstance(bounds, list) and len(bounds) == 2 and bounds[0] < bounds[1] \
-                and (kind != "log_uniform" or bounds[0] > 0):
-            return SAMPLERS[kind](rng, *bounds)
-    raise SpecError(f"{path}: random.{name} must be one of {{uniform, log_uniform, integers = [low, high]}} or "
-                    f"{{choice = [values]}}, got {distribution!r}")
+def _sampler(name: str, distribution, path: Path) -> Callable[[np.random.Generator], object]:
+    """What draws random.`name`'s values ({uniform, log_uniform or integers = [low, high]}, or
+    {choice = [values]}), its bounds checked."""
+    kinds = "uniform, log_uniform or integers = [low, high], or choice = [values]"
+    if not isinstance(distribution, dict) or len(distribution) != 1:
+        raise SpecError(f"{path}: random.{name} must be one of {{{kinds}}}, got {distribution!r}")
+    (kind, bounds), = distribution.items()
+    field = f"random.{name}.{kind}"
+    if kind == "choice":
+        if not isinstance(bounds, list) or not bounds:
+            raise SpecError(f"{path}: {field} must be a non-empty list of values, got {bounds!r}")
+        return lambda rng: bounds[rng.integers(len(bounds))]
+    if kind not in SAMPLERS:
+        raise SpecError(f"{path}: random.{name} must be one of {{{kinds}}}, got {distribution!r}")
+    numbers = "whole numbers" if kind == "integers" else "finite numbers"
+    fits = _whole if kind == "integers" else (lambda b: isinstance(b, (int, float)) and not isinstance(b, bool)
+                                              and math.isfinite(b))
+    if not isinstance(bounds, list) or len(bounds) != 2 or not all(map(fits, bounds)):
+        raise SpecError(f"{path}: {field} must be [low, high], two {numbers}, got {bounds!r}")
+    low, high = bounds
+    if not low < high:
+        raise SpecError(f"{path}: {field} must have low < high, got {bounds!r}")
+    if kind == "log_uniform" and low <= 0:
+        raise SpecError(f"{path}: {field} must have low > 0 (a logarithm's), got {bounds!r}")
+    if not math.isfinite(float(high) - float(low)) or (kind == "integers" and not -2**63 <= low < high < 2**63 - 1):
+        raise SpecError(f"{path}: {field} spans more than a draw can: {bounds!r}")
+    return lambda rng: SAMPLERS[kind](rng, low, high)
 
 
 def _shown(options: dict) -> str:
