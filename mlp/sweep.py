@@ -39,6 +39,7 @@ import math
 import multiprocessing
 import os
 import shlex
+import signal
 import sys
 import tempfile
 import threading
@@ -273,10 +274,13 @@ class Sweep:
         writer.writerows(self.rows[n] for n in sorted(self.rows))
         checkpoint.write_atomically(self.table, lambda f: f.write(text.getvalue().encode()))
 
+    def done(self) -> list[dict]:
+        """The rows of the trials that ended better than chance: those that may be the best."""
+        return [r for r in self.rows.values() if r["status"] == "done" and r[self.spec.metric]]
+
     def best(self) -> dict | None:
-        done = [r for r in self.rows.values() if r["status"] == "done" and r[self.spec.metric]]
         choose = METRICS[self.spec.metric]
-        return choose(done, key=lambda r: float(r[self.spec.metric]), default=None)
+        return choose(self.done(), key=lambda r: float(r[self.spec.metric]), default=None)
 
 
 def _cell(value) -> str:
@@ -307,11 +311,26 @@ def connect(scheduler: str | None, workers: int | None):
         finally:
             client_log.setLevel(level)
         return
-    with dask.config.set({"distributed.worker.multiprocessing-method": _start_method()}), \
-            LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,
-                         dashboard_address=":0", scheduler_kwargs={"dashboard": False}, silence_logs=logging.ERROR
-                         ) as cluster, Client(cluster) as client:
-        yield client
+    with dask.config.set({"distributed.worker.multiprocessing-method": _start_method()}):
+        with _interrupts_ignored():  # by the workers, which inherit it: Ctrl-C is for this process, which closes them
+            cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,
+                                   dashboard_address=":0", scheduler_kwargs={"dashboard": False},
+                                   silence_logs=logging.ERROR)
+        with cluster, Client(cluster) as client:
+            yield client
+
+
+@contextlib.contextmanager
+def _interrupts_ignored():
+    """SIGINT ignored meanwhile, if this is the main thread (the only one that may say so)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _start_method() -> str:
@@ -373,27 +392,37 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("spec", type=Path, help="the sweep: a TOML file (see examples/sweep.toml)")
     p.add_argument("--out", type=Path, help="its directory (default: the first free runs/sweep, runs/sweep-2, ...)")
     p.add_argument("--resume", action="store_true", help="continue the sweep in --out: run the trials without a row")
+    p.add_argument("--fresh", action="store_true", help="if --out holds files, write into the first free OUT-2, OUT-3, ...")
     p.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="a Dask scheduler to run on (default: a local cluster)")
     p.add_argument("--workers", type=positive_int, help="of the local cluster (default: a worker a core)")
     args = p.parse_args(argv)
     if args.resume and args.out is None:
         p.error("--resume needs the --out of the sweep to continue")
-    sweep = None
+    if args.resume and args.fresh:
+        p.error("--resume continues the sweep in --out; --fresh starts a new one: give one of them")
+    sweep = saved = None
     try:
         spec = Spec.read(args.spec)
         wanted = args.out or RUNS / "sweep"
-        claim = rundir.claim_existing(wanted) if args.resume else rundir.claim_new(wanted, args.out is not None, False)[0]
+        if args.resume:
+            claim, note = rundir.claim_existing(wanted, kind="sweep"), ""
+        else:
+            claim, note = rundir.claim_new(wanted, args.out is not None, args.fresh, kind="sweep")
     except cli.UsageError as e:
         return cli.refuse(e)
+    if note:
+        print(note, file=sys.stderr)
     try:
         saved = claim.directory / "sweep.toml"
-        if args.resume and saved.exists() and saved.read_bytes() != args.spec.read_bytes():
+        if args.resume and not saved.is_file():
+            raise SpecError(f"--resume: {claim.directory} is not a sweep's directory: it has no sweep.toml")
+        if args.resume and saved.read_bytes() != args.spec.read_bytes():
             raise SpecError(f"cannot resume {claim.directory}: {args.spec} is not the sweep it ran ({saved})")
-        checkpoint.write_atomically(saved, lambda f: f.write(args.spec.read_bytes()))
         sweep = Sweep(spec, claim.directory)
         print(f"sweep of {len(spec.trials)} trials ({', '.join(spec.varied) or 'nothing'} varied) on {spec.dataset}, "
               f"choosing by {spec.metric}; writing {claim.directory}", file=sys.stderr)
         with connect(args.scheduler, args.workers) as client:
+            checkpoint.write_atomically(saved, lambda f: f.write(args.spec.read_bytes()))  # once a cluster runs it
             run(spec, sweep, client)
     except cli.UsageError as e:
         return cli.refuse(e)
@@ -404,14 +433,16 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"interrupted: {len(sweep.rows) if sweep else 0} trials are recorded in {claim.directory / 'trials.csv'}; "
-              f"continue with --resume --out {claim.directory}", file=sys.stderr)
+        again = f"; continue with --resume --out {claim.directory}" if saved and saved.exists() else ""
+        print(f"interrupted: {len(sweep.rows) if sweep else 0} trials are recorded in {claim.directory / 'trials.csv'}"
+              f"{again}", file=sys.stderr)
         return 130
     finally:
         claim.release()
     from . import plots
 
-    plots.sweep(list(sweep.rows.values()), spec.varied, spec.metric).save(claim.directory / "sweep.png")
+    points = [(int(r["trial"]), spec.trials[int(r["trial"]) - 1], float(r[spec.metric])) for r in sweep.done()]
+    plots.sweep(points, spec.varied, spec.metric).save(claim.directory / "sweep.png")
     best = sweep.best()
     if best is None:
         print(f"no trial learned anything; {sweep.table} says why", file=sys.stderr)

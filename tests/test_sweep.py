@@ -320,3 +320,58 @@ def test_a_scheduler_that_does_not_answer_is_refused_in_one_line(tmp_path, monke
                        f"tcp://127.0.0.1:{port}"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 2 and f"--scheduler tcp://127.0.0.1:{port}: no Dask scheduler answers there" in err
+    assert not (tmp_path / "out").exists()  # no sweep.toml left behind to refuse the corrected command
+
+
+def test_a_sweep_claims_its_folder_as_a_sweep_and_resumes_only_a_sweeps(tmp_path, monkeypatch, capsys):
+    from mlp import rundir, sweep
+
+    monkeypatch.setattr(sweep, "CONNECT_TIMEOUT", "1s")
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        nowhere = f"tcp://127.0.0.1:{unused.getsockname()[1]}"
+    spec, out = str(spec_file(tmp_path)), tmp_path / "out"
+    held, _ = rundir.claim_new(out, explicit=True, fresh=False, kind="sweep")  # another sweep, writing in it
+    assert sweep_main([spec, "--out", str(out)]) == 2
+    assert f"--out {out} is being written by another sweep: wait for it, add --fresh" in capsys.readouterr().err
+    assert sweep_main([spec, "--out", str(out), "--resume"]) == 2
+    assert f"--resume: {out} is being written by another sweep" in capsys.readouterr().err
+    held.release()
+    out.mkdir()
+    (out / "metrics.csv").write_text("epoch\n")  # a training run's
+    assert sweep_main([spec, "--out", str(out)]) == 2
+    assert f"already holds files (metrics.csv): continue its sweep with --resume, add --fresh" in capsys.readouterr().err
+    assert sweep_main([spec, "--out", str(out), "--resume"]) == 2
+    assert f"--resume: {out} is not a sweep's directory: it has no sweep.toml" in capsys.readouterr().err
+    assert sweep_main([spec, "--out", str(out), "--fresh", "--scheduler", nowhere]) == 2  # --fresh, as advised
+    assert f"{out} holds an earlier run, so this one goes to {tmp_path / 'out-2'}" in capsys.readouterr().err
+    assert os.listdir(out) == ["metrics.csv"] and not (tmp_path / "out-2").exists()
+
+
+def test_ctrl_c_ends_a_sweep_with_its_one_clear_line(tmp_path):
+    out, spec = tmp_path / "sweep", spec_file(tmp_path, epochs=2, limit=1000)
+    client = subprocess.Popen([sys.executable, "-m", "mlp.sweep", str(spec), "--out", str(out), "--workers", "1"],
+                              env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.time() + 180
+    while time.time() < deadline and not (out / "trials.csv").exists():
+        time.sleep(0.1)
+    os.killpg(client.pid, signal.SIGINT)  # as a terminal's Ctrl-C: to the sweep and its local workers
+    _, stderr = client.communicate(timeout=120)
+    assert client.returncode == 130 and "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
+    assert stderr.splitlines()[-1] == (f"interrupted: {len(trials(out))} trials are recorded in {out / 'trials.csv'}; "
+                                       f"continue with --resume --out {out}")
+
+
+def test_the_sweeps_figure_shows_each_option_as_the_spec_gave_it():
+    from mlp import plots
+
+    points = [(1, {"hidden": [8, 8], "lr": 0.01}, 0.5), (2, {"hidden": [8, 32], "lr": 0.1}, 0.7),
+              (3, {"hidden": [8, 8], "lr": 0.1}, 0.6)]
+    axes = plots.sweep(points, ["hidden", "lr"], "val_accuracy").figure.axes
+    assert [t.get_text() for t in axes[0].get_xticklabels()] == ["[8, 32]", "[8, 8]"]
+    assert [t.get_text() for t in axes[1].get_xticklabels()] == ["0.01", "0.1"]
+    for ax, column in zip(axes, ("hidden", "lr")):
+        labels = [t.get_text() for t in ax.get_xticklabels()]
+        x, y = ax.lines[0].get_data()
+        assert [(labels[int(i)], v) for i, v in zip(x, y)] == [(str(o[column]), m) for _, o, m in points]
