@@ -4,7 +4,7 @@ SPEC (TOML) says what every trial shares and what varies, in the training progra
 
     dataset = "mnist-5k"
     metric = "val_accuracy"        # what picks the best trial: val_accuracy (highest) or val_loss (lowest)
-    trials = 8                     # at least the grid's size; more repeat the grid with new random draws
+    trials = 8                     # from the grid's size to 1000; more than the grid repeat it with new random draws
     seed = 0
     [fixed]                        # every trial's options
     epochs = 1
@@ -22,9 +22,9 @@ runs in a directory of its worker and sends back its metrics and checkpoint, whi
 writes into DIR/trial-N/ (so workers need no shared disk), with a row a trial in DIR/trials.csv
 as each one ends. A worker that dies has its trial run again elsewhere (Dask's scheduler does so
 up to `distributed.scheduler.allowed-failures` times, 3 by default); a trial
-that fails (diverges, options that do not fit together) is a row with its reason; a sweep that
-was stopped continues with --resume, running only the trials without a row. The test set is
-never used to choose.
+that fails (options that do not fit together) or diverges (see `run_trial`) is a row with its
+reason, never the best; a sweep that was stopped, or lost its scheduler, continues with
+--resume, running only the trials without a row. The test set is never used to choose.
 """
 from __future__ import annotations
 
@@ -95,7 +95,7 @@ class Spec:
     def read(cls, path: Path) -> Spec:
         """The trials a SPEC.toml describes, each field checked, and each trial by the training
         program's parser, before anything runs."""
-        from . import fitting
+        from . import fitting, train
 
         try:
             spec = tomllib.loads(path.read_text())
@@ -115,7 +115,8 @@ class Spec:
             raise SpecError(f"{path}: metric {metric!r} cannot choose the best trial{never}; one of {', '.join(METRICS)}")
         if not _whole(seed) or seed < 0:
             raise SpecError(f"{path}: seed must be a whole number of at least 0, got {seed!r}")
-        fixed, grid, random = (_options(spec, part, path) for part in ("fixed", "grid", "random"))
+        known = {a.dest for a in train.parser()._actions} - {"help"}
+        fixed, grid, random = (_options(spec, part, known, path) for part in ("fixed", "grid", "random"))
         for name, values in grid.items():
             if not isinstance(values, list) or not values:
                 raise SpecError(f"{path}: grid.{name} must be a non-empty list of values, got {values!r}")
@@ -146,15 +147,12 @@ def _whole(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _options(spec: dict, part: str, path: Path) -> dict:
-    """The table `part` of the spec: options of the training program that a trial may set, each
-    in one table only."""
-    from . import train
-
+def _options(spec: dict, part: str, known: set[str], path: Path) -> dict:
+    """The table `part` of the spec: options of the training program (`known`) that a trial may
+    set, each in one table only."""
     table = spec.get(part, {})
     if not isinstance(table, dict):
         raise SpecError(f"{path}: [{part}] must be a table of options, got {table!r}")
-    known = {a.dest for a in train.parser()._actions} - {"help"}
     for name in table:
         if name in SET_BY_SWEEP:
             raise SpecError(f"{path}: {part}.{name} cannot be given: {SET_BY_SWEEP[name]}")
@@ -380,6 +378,7 @@ def run(spec: Spec, sweep: Sweep, client) -> None:
 
 
 def _cancellation(future) -> str:
+    """Why a cancelled future was cancelled (scheduler-connection-lost, ...)."""
     try:
         future.result()
     except BaseException as e:  # distributed's FutureCancelledError, an asyncio.CancelledError (a BaseException)
@@ -445,7 +444,7 @@ def main(argv: list[str] | None = None) -> int:
     plots.sweep(points, spec.varied, spec.metric).save(claim.directory / "sweep.png")
     best = sweep.best()
     if best is None:
-        print(f"no trial learned anything; {sweep.table} says why", file=sys.stderr)
+        print(f"no trial ended better than chance; {sweep.table} says why", file=sys.stderr)
         return 1
     print(f"best trial: {best['trial']}, {spec.metric} {float(best[spec.metric]):.4f} (test accuracy "
           f"{100 * float(best['test_accuracy']):.2f}%), in {claim.directory / ('trial-' + best['trial'])}")
