@@ -105,29 +105,21 @@ def mistakes(images: np.ndarray, labels: np.ndarray, predicted: np.ndarray, clas
     return Picture(fig)
 
 
-def sweep(rows: Sequence[dict], varied: Sequence[str], metric: str) -> Picture:
-    """A sweep's metric against each option it varied, a point a finished trial (trials.csv's rows)."""
-    done = [r for r in rows if r["status"] == "done" and r[metric]]
+def sweep(trials: Sequence[tuple[int, dict, float]], varied: Sequence[str], metric: str) -> Picture:
+    """A sweep's metric against each option it varied, a point a trial: (its number, its options,
+    its metric), the options as the spec gave them (so [8, 8] and [8, 32] stay apart)."""
     fig = _figure(figsize=(4.5 * max(1, len(varied)), 3.8))
     axes = fig.subplots(1, max(1, len(varied)), squeeze=False)[0]
     for ax, name in zip(axes, varied or ["trial"]):
-        values = [_option(r, name) for r in done]
-        labels = sorted(set(map(str, values)), key=lambda v: (_number(v) is None, _number(v) or 0, v))
-        ax.plot([labels.index(str(v)) for v in values], [float(r[metric]) for r in done], "o")
+        values = [str(number if name == "trial" else options.get(name, "")) for number, options, _ in trials]
+        labels = sorted(set(values), key=lambda v: (_number(v) is None, _number(v) or 0, v))
+        ax.plot([labels.index(v) for v in values], [value for _, _, value in trials], "o")
         ax.set_xticks(range(len(labels)), labels, rotation=30 if max(map(len, labels), default=0) > 6 else 0)
         ax.set(xlabel=name, ylabel=metric)
         ax.grid(alpha=0.3)
-    fig.suptitle(f"{metric} of {len(done)} trials")
+    fig.suptitle(f"{metric} of {len(trials)} trials")
     fig.tight_layout()
     return Picture(fig)
-
-
-def _option(row: dict, name: str):
-    """A trial's value of option `name`, from trials.csv's options column."""
-    if name == "trial":
-        return row["trial"]
-    options = dict(part.split("=", 1) for part in row["options"].split(", ") if "=" in part)
-    return options.get(name, "")
 
 
 def _number(text: str) -> float | None:

@@ -43,9 +43,10 @@ def contents(directory: Path) -> list[str]:
     return sorted(name for name in os.listdir(directory) if name != LOCK)
 
 
-def claim_new(wanted: Path, explicit: bool, fresh: bool) -> tuple[Claim, str]:
-    """A directory for a new run, and a note if it is not `wanted`: `wanted` if it is free, else
-    (when `wanted` was not given with --out, or with --fresh) the first free `wanted`-2, -3, ..."""
+def claim_new(wanted: Path, explicit: bool, fresh: bool, kind: str = "training run") -> tuple[Claim, str]:
+    """A directory for a new run (a `kind`, as messages call it), and a note if it is not `wanted`:
+    `wanted` if it is free, else (when `wanted` was not given with --out, or with --fresh) the
+    first free `wanted`-2, -3, ..."""
     if wanted.exists() and not wanted.is_dir():
         raise UsageError(f"--out {wanted} is a file, not a directory")
     claim = _lock(wanted)
@@ -53,12 +54,12 @@ def claim_new(wanted: Path, explicit: bool, fresh: bool) -> tuple[Claim, str]:
         return claim, ""
     if explicit and not fresh:
         if claim is None:
-            raise UsageError(f"--out {wanted} is being written by another training run: wait for it, "
+            raise UsageError(f"--out {wanted} is being written by another {kind}: wait for it, "
                              f"add --fresh to write into the first free {wanted}-2, {wanted}-3, ..., or give a new --out")
         names = contents(wanted)
         claim.release()
         held = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
-        raise UsageError(f"--out {wanted} already holds files ({held}): continue its run with --resume, "
+        raise UsageError(f"--out {wanted} already holds files ({held}): continue its {kind} with --resume, "
                          f"add --fresh to write into the first free {wanted}-2, {wanted}-3, ..., or give a new --out")
     if claim:
         claim.release()
@@ -74,13 +75,13 @@ def claim_new(wanted: Path, explicit: bool, fresh: bool) -> tuple[Claim, str]:
             claim.release()
 
 
-def claim_existing(directory: Path) -> Claim:
-    """The directory of a run to resume, refused while another run writes in it."""
+def claim_existing(directory: Path, kind: str = "training run") -> Claim:
+    """The directory of a run (a `kind`) to resume, refused while another run writes in it."""
     if not directory.is_dir():
-        raise UsageError(f"--resume: {directory} is not a run's directory (give the --out of the run to continue)")
+        raise UsageError(f"--resume: {directory} is not a run's directory (give the --out of the {kind} to continue)")
     claim = _lock(directory, make=False)
     if claim is None:
-        raise UsageError(f"--resume: {directory} is being written by another training run; wait for it to end")
+        raise UsageError(f"--resume: {directory} is being written by another {kind}; wait for it to end")
     return claim
 
 

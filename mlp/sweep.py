@@ -4,7 +4,7 @@ SPEC (TOML) says what every trial shares and what varies, in the training progra
 
     dataset = "mnist-5k"
     metric = "val_accuracy"        # what picks the best trial: val_accuracy (highest) or val_loss (lowest)
-    trials = 8                     # at least the grid's size; more repeat the grid with new random draws
+    trials = 8                     # from the grid's size to 1000; more than the grid repeat it with new random draws
     seed = 0
     [fixed]                        # every trial's options
     epochs = 1
@@ -22,9 +22,9 @@ runs in a directory of its worker and sends back its metrics and checkpoint, whi
 writes into DIR/trial-N/ (so workers need no shared disk), with a row a trial in DIR/trials.csv
 as each one ends. A worker that dies has its trial run again elsewhere (Dask's scheduler does so
 up to `distributed.scheduler.allowed-failures` times, 3 by default); a trial
-that fails (diverges, options that do not fit together) is a row with its reason; a sweep that
-was stopped continues with --resume, running only the trials without a row. The test set is
-never used to choose.
+that fails (options that do not fit together) or diverges (see `run_trial`) is a row with its
+reason, never the best; a sweep that was stopped, or lost its scheduler, continues with
+--resume, running only the trials without a row. The test set is never used to choose.
 """
 from __future__ import annotations
 
@@ -39,13 +39,16 @@ import math
 import multiprocessing
 import os
 import shlex
+import signal
 import sys
 import tempfile
 import threading
 import time
 import tomllib
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -59,9 +62,22 @@ SAMPLERS = {
     "log_uniform": lambda rng, low, high: float(math.exp(rng.uniform(math.log(low), math.log(high)))),
     "integers": lambda rng, low, high: int(rng.integers(low, high + 1)),
 }
+MAX_TRIALS = 1000  # each is checked by the training program's parser (some ms) before any runs
+SET_BY_SWEEP = {  # options a trial's run takes from the sweep, not from its spec
+    "dataset": "the spec's own dataset field names it",
+    "out": "each trial writes in a directory of its worker, sent back to the sweep's trial-N",
+    "resume": "a trial runs from its start (a stopped sweep resumes with python -m mlp.sweep --resume)",
+    "fresh": "each trial writes in a directory of its worker, sent back to the sweep's trial-N",
+    "plots": "a trial draws no figures; the sweep draws sweep.png",
+    "threads": "a trial runs one compiled and one BLAS thread, a worker a core",
+}
 CONNECT_TIMEOUT = "20s"  # to reach a --scheduler
 COLUMNS = ["trial", "status", "best_epoch", "val_accuracy", "val_loss", "test_accuracy", "seconds", "worker", "options",
            "reason"]
+
+
+class ClusterLost(Exception):
+    """The client lost its Dask scheduler: the trials it had not finished stay without a row."""
 
 
 class SpecError(cli.UsageError):
@@ -77,8 +93,9 @@ class Spec:
 
     @classmethod
     def read(cls, path: Path) -> Spec:
-        """The trials a SPEC.toml describes, each checked by the training program's parser."""
-        from . import fitting
+        """The trials a SPEC.toml describes, each field checked, and each trial by the training
+        program's parser, before anything runs."""
+        from . import fitting, train
 
         try:
             spec = tomllib.loads(path.read_text())
@@ -90,22 +107,31 @@ class Spec:
         if unknown:
             raise SpecError(f"{path}: unknown fields {', '.join(sorted(unknown))}; known: dataset, metric, trials, "
                             "seed, fixed, grid, random")
-        metric = spec.get("metric", "val_accuracy")
-        if metric not in METRICS:
+        dataset, metric, seed = spec.get("dataset", "mnist-5k"), spec.get("metric", "val_accuracy"), spec.get("seed", 0)
+        if not isinstance(dataset, str):
+            raise SpecError(f"{path}: dataset must be a data set's name, a string, got {dataset!r}")
+        if not isinstance(metric, str) or metric not in METRICS:
             never = " (the test set never chooses)" if str(metric).startswith("test") else ""
             raise SpecError(f"{path}: metric {metric!r} cannot choose the best trial{never}; one of {', '.join(METRICS)}")
-        fixed, grid, random = (_table(spec, part, path) for part in ("fixed", "grid", "random"))
+        if not _whole(seed) or seed < 0:
+            raise SpecError(f"{path}: seed must be a whole number of at least 0, got {seed!r}")
+        known = {a.dest for a in train.parser()._actions} - {"help"}
+        fixed, grid, random = (_options(spec, part, known, path) for part in ("fixed", "grid", "random"))
         for name, values in grid.items():
             if not isinstance(values, list) or not values:
                 raise SpecError(f"{path}: grid.{name} must be a non-empty list of values, got {values!r}")
-        points = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
-        count = spec.get("trials", len(points))
-        if not isinstance(count, int) or isinstance(count, bool) or count < len(points):
-            raise SpecError(f"{path}: trials must be a whole number of at least the grid's {len(points)}, got {count!r}")
-        rng = np.random.default_rng(spec.get("seed", 0))
-        trials = [{**fixed, **points[i % len(points)], **{k: _draw(rng, k, d, path) for k, d in random.items()}}
+        size = math.prod(map(len, grid.values()))
+        count = spec.get("trials", size)
+        if not _whole(count) or not size <= count <= MAX_TRIALS:
+            raise SpecError(f"{path}: trials must be a whole number from the grid's {size:,} to {MAX_TRIALS:,} (each "
+                            f"trial is checked before any runs), got {count!r}")
+        if count > size and not random:
+            raise SpecError(f"{path}: trials = {count} repeats the grid's {size} runs as they are: add [random] "
+                            f"draws, or give trials = {size}")
+        draws = {name: _sampler(name, distribution, path) for name, distribution in random.items()}
+        rng, points = np.random.default_rng(seed), list(itertools.product(*grid.values()))
+        trials = [{**fixed, **dict(zip(grid, points[i % size])), **{k: draw(rng) for k, draw in draws.items()}}
                   for i in range(count)]
-        dataset = spec.get("dataset", "mnist-5k")
         for i, options in enumerate(trials, 1):
             try:
                 args = fitting.arguments(None, dataset, options)
@@ -117,24 +143,55 @@ class Spec:
         return cls(dataset, metric, trials, varied)
 
 
-def _table(spec: dict, part: str, path: Path) -> dict:
+def _whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _options(spec: dict, part: str, known: set[str], path: Path) -> dict:
+    """The table `part` of the spec: options of the training program (`known`) that a trial may
+    set, each in one table only."""
     table = spec.get(part, {})
     if not isinstance(table, dict):
         raise SpecError(f"{path}: [{part}] must be a table of options, got {table!r}")
+    for name in table:
+        if name in SET_BY_SWEEP:
+            raise SpecError(f"{path}: {part}.{name} cannot be given: {SET_BY_SWEEP[name]}")
+        if name not in known:
+            raise SpecError(f"{path}: {part}.{name} is not an option of python -m mlp.train (see its --help; "
+                            f"write batch_size for --batch-size)")
+        other = next((p for p in ("fixed", "grid", "random") if p != part and name in spec.get(p, {})), None)
+        if other:
+            raise SpecError(f"{path}: {name} is in both [{part}] and [{other}]; give it in one")
     return table
 
 
-def _draw(rng: np.random.Generator, name: str, distribution, path: Path):
-    """One value of `distribution` ({"uniform": [low, high]}, ..., or {"choice": [...]})."""
-    if isinstance(distribution, dict) and len(distribution) == 1:
-        (kind, bounds), = distribution.items()
-        if kind == "choice" and isinstance(bounds, list) and bounds:
-            return bounds[rng.integers(len(bounds))]
-        if kind in SAMPLERS and isinstance(bounds, list) and len(bounds) == 2 and bounds[0] < bounds[1] \
-                and (kind != "log_uniform" or bounds[0] > 0):
-            return SAMPLERS[kind](rng, *bounds)
-    raise SpecError(f"{path}: random.{name} must be one of {{uniform, log_uniform, integers = [low, high]}} or "
-                    f"{{choice = [values]}}, got {distribution!r}")
+def _sampler(name: str, distribution, path: Path) -> Callable[[np.random.Generator], object]:
+    """What draws random.`name`'s values ({uniform, log_uniform or integers = [low, high]}, or
+    {choice = [values]}), its bounds checked."""
+    kinds = "uniform, log_uniform or integers = [low, high], or choice = [values]"
+    if not isinstance(distribution, dict) or len(distribution) != 1:
+        raise SpecError(f"{path}: random.{name} must be one of {{{kinds}}}, got {distribution!r}")
+    (kind, bounds), = distribution.items()
+    field = f"random.{name}.{kind}"
+    if kind == "choice":
+        if not isinstance(bounds, list) or not bounds:
+            raise SpecError(f"{path}: {field} must be a non-empty list of values, got {bounds!r}")
+        return lambda rng: bounds[rng.integers(len(bounds))]
+    if kind not in SAMPLERS:
+        raise SpecError(f"{path}: random.{name} must be one of {{{kinds}}}, got {distribution!r}")
+    numbers = "whole numbers" if kind == "integers" else "finite numbers"
+    fits = _whole if kind == "integers" else (lambda b: isinstance(b, (int, float)) and not isinstance(b, bool)
+                                              and math.isfinite(b))
+    if not isinstance(bounds, list) or len(bounds) != 2 or not all(map(fits, bounds)):
+        raise SpecError(f"{path}: {field} must be [low, high], two {numbers}, got {bounds!r}")
+    low, high = bounds
+    if not low < high:
+        raise SpecError(f"{path}: {field} must have low < high, got {bounds!r}")
+    if kind == "log_uniform" and low <= 0:
+        raise SpecError(f"{path}: {field} must have low > 0 (a logarithm's), got {bounds!r}")
+    if not math.isfinite(float(high) - float(low)) or (kind == "integers" and not -2**63 <= low < high < 2**63 - 1):
+        raise SpecError(f"{path}: {field} spans more than a draw can: {bounds!r}")
+    return lambda rng: SAMPLERS[kind](rng, low, high)
 
 
 def _shown(options: dict) -> str:
@@ -152,7 +209,10 @@ def command(dataset: str, options: dict) -> str:
 
 def run_trial(number: int, dataset: str, options: dict, threads: int = 1) -> dict:
     """One trial, on a worker: the training program's run in a directory of the worker, with
-    `threads` compiled and BLAS threads; returns its outcome and its files' bytes."""
+    `threads` compiled and BLAS threads; returns its outcome and its files' bytes. A trial is
+    `diverged` if its loss stopped being finite, or if the model it kept is no better than
+    chance: a validation loss not below ln(classes), the loss of calling every class equally
+    likely (a diverged net's is far above it: SGD at lr 1e9 ends near 2e8)."""
     from threadpoolctl import threadpool_limits
 
     from . import fitting, train
@@ -164,14 +224,20 @@ def run_trial(number: int, dataset: str, options: dict, threads: int = 1) -> dic
             args = fitting.arguments(None, dataset, {**options, "out": Path(tmp) / "run", "plots": False,
                                                      "threads": threads})
             history = train.run_training(args)
+        except train.Diverged as e:
+            return outcome | {"status": "diverged", "reason": str(e), "seconds": time.perf_counter() - began}
         except (cli.UsageError, checkpoint.CheckpointError, ValueError, TypeError, ArithmeticError,
                 train.RunError, OSError) as e:
             return outcome | {"status": "failed", "reason": str(e), "seconds": time.perf_counter() - began}
         files = {p.name: p.read_bytes() for p in history.out.iterdir() if p.is_file()}
     kept = next(r for r in history.rows if r["epoch"] == (history.best_epoch or history.rows[-1]["epoch"]))
-    return outcome | {"status": "done", "best_epoch": kept["epoch"], "val_accuracy": kept["val_accuracy"],
-                      "val_loss": kept["val_loss"], "test_accuracy": kept["test_accuracy"],
-                      "seconds": time.perf_counter() - began, "files": files}
+    chance = math.log(len(history.dataset.classes))
+    learned = kept["val_loss"] < chance
+    reason = "" if learned else (f"diverged or learned nothing: its validation loss {kept['val_loss']:.4g} is not below "
+                                 f"chance's ln({len(history.dataset.classes)}) = {chance:.4g}")
+    return outcome | {"status": "done" if learned else "diverged", "reason": reason, "best_epoch": kept["epoch"],
+                      "val_accuracy": kept["val_accuracy"], "val_loss": kept["val_loss"],
+                      "test_accuracy": kept["test_accuracy"], "seconds": time.perf_counter() - began, "files": files}
 
 
 class Sweep:
@@ -206,10 +272,13 @@ class Sweep:
         writer.writerows(self.rows[n] for n in sorted(self.rows))
         checkpoint.write_atomically(self.table, lambda f: f.write(text.getvalue().encode()))
 
+    def done(self) -> list[dict]:
+        """The rows of the trials that ended better than chance: those that may be the best."""
+        return [r for r in self.rows.values() if r["status"] == "done" and r[self.spec.metric]]
+
     def best(self) -> dict | None:
-        done = [r for r in self.rows.values() if r["status"] == "done" and r[self.spec.metric]]
         choose = METRICS[self.spec.metric]
-        return choose(done, key=lambda r: float(r[self.spec.metric]), default=None)
+        return choose(self.done(), key=lambda r: float(r[self.spec.metric]), default=None)
 
 
 def _cell(value) -> str:
@@ -228,14 +297,38 @@ def connect(scheduler: str | None, workers: int | None):
             client = Client(scheduler, timeout=CONNECT_TIMEOUT)
         except (OSError, ValueError, TypeError) as e:
             raise cli.UsageError(f"--scheduler {scheduler}: no Dask scheduler answers there ({e})") from None
-        with client:
-            yield client
+        client_log = logging.getLogger("distributed.client")
+        level = client_log.level
+        try:
+            with client:
+                try:
+                    yield client
+                except ClusterLost:
+                    client_log.setLevel(logging.CRITICAL)  # its reconnecting, cut short by the close: a traceback, no news
+                    raise
+        finally:
+            client_log.setLevel(level)
         return
-    with dask.config.set({"distributed.worker.multiprocessing-method": _start_method()}), \
-            LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,
-                         dashboard_address=":0", scheduler_kwargs={"dashboard": False}, silence_logs=logging.ERROR
-                         ) as cluster, Client(cluster) as client:
-        yield client
+    with dask.config.set({"distributed.worker.multiprocessing-method": _start_method()}):
+        with _interrupts_ignored():  # by the workers, which inherit it: Ctrl-C is for this process, which closes them
+            cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,
+                                   dashboard_address=":0", scheduler_kwargs={"dashboard": False},
+                                   silence_logs=logging.ERROR)
+        with cluster, Client(cluster) as client:
+            yield client
+
+
+@contextlib.contextmanager
+def _interrupts_ignored():
+    """SIGINT ignored meanwhile, if this is the main thread (the only one that may say so)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _start_method() -> str:
@@ -260,10 +353,14 @@ def run(spec: Spec, sweep: Sweep, client) -> None:
     if len(todo) < len(spec.trials):
         print(f"{len(spec.trials) - len(todo)} trials were finished before; running the other {len(todo)}",
               file=sys.stderr)
-    futures = [client.submit(run_trial, n, spec.dataset, spec.trials[n - 1], key=f"trial-{n}-{sweep.directory.name}",
-                             pure=False) for n in todo]
+    session = uuid.uuid4().hex  # in the tasks' keys: no other sweep on the cluster has them, whatever its folder
+    futures = [client.submit(run_trial, n, spec.dataset, spec.trials[n - 1], key=f"trial-{n}-{session}", pure=False)
+               for n in todo]
     bar = ProgressBar("trials", len(todo))
     for done, future in enumerate(as_completed(futures), 1):
+        if future.cancelled():  # by the client, when it lost its scheduler: the trial did nothing wrong
+            bar.finish()
+            raise ClusterLost(_cancellation(future))
         try:
             outcome = future.result()
         except Exception as e:  # a failure of ours, or its workers died time and again (KilledWorker)
@@ -271,7 +368,7 @@ def run(spec: Spec, sweep: Sweep, client) -> None:
         sweep.record(outcome)
         best = sweep.best()
         said = f"best {spec.metric} {float(best[spec.metric]):.4f} (trial {best['trial']})" if best else "none done yet"
-        line = f"{done} done, {len(todo) - done} running or waiting; {said}"
+        line = f"{done} ended, {len(todo) - done} running or waiting; {said}"
         if not bar.shown:  # a log: a line a trial
             print(f"trial {outcome['trial']} {outcome['status']}: {line}", file=sys.stderr)
         elif done < len(todo):
@@ -280,47 +377,74 @@ def run(spec: Spec, sweep: Sweep, client) -> None:
             bar.finish(line)
 
 
+def _cancellation(future) -> str:
+    """Why a cancelled future was cancelled (scheduler-connection-lost, ...)."""
+    try:
+        future.result()
+    except BaseException as e:  # distributed's FutureCancelledError, an asyncio.CancelledError (a BaseException)
+        return getattr(e, "reason", None) or type(e).__name__
+    return "cancelled"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = cli.ArgumentParser(prog="python -m mlp.sweep", description=__doc__.split("\n\n")[0])
     p.add_argument("spec", type=Path, help="the sweep: a TOML file (see examples/sweep.toml)")
     p.add_argument("--out", type=Path, help="its directory (default: the first free runs/sweep, runs/sweep-2, ...)")
     p.add_argument("--resume", action="store_true", help="continue the sweep in --out: run the trials without a row")
+    p.add_argument("--fresh", action="store_true", help="if --out holds files, write into the first free OUT-2, OUT-3, ...")
     p.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="a Dask scheduler to run on (default: a local cluster)")
     p.add_argument("--workers", type=positive_int, help="of the local cluster (default: a worker a core)")
     args = p.parse_args(argv)
     if args.resume and args.out is None:
         p.error("--resume needs the --out of the sweep to continue")
-    sweep = None
+    if args.resume and args.fresh:
+        p.error("--resume continues the sweep in --out; --fresh starts a new one: give one of them")
+    sweep = saved = None
     try:
         spec = Spec.read(args.spec)
         wanted = args.out or RUNS / "sweep"
-        claim = rundir.claim_existing(wanted) if args.resume else rundir.claim_new(wanted, args.out is not None, False)[0]
+        if args.resume:
+            claim, note = rundir.claim_existing(wanted, kind="sweep"), ""
+        else:
+            claim, note = rundir.claim_new(wanted, args.out is not None, args.fresh, kind="sweep")
     except cli.UsageError as e:
         return cli.refuse(e)
+    if note:
+        print(note, file=sys.stderr)
     try:
         saved = claim.directory / "sweep.toml"
-        if args.resume and saved.exists() and saved.read_bytes() != args.spec.read_bytes():
+        if args.resume and not saved.is_file():
+            raise SpecError(f"--resume: {claim.directory} is not a sweep's directory: it has no sweep.toml")
+        if args.resume and saved.read_bytes() != args.spec.read_bytes():
             raise SpecError(f"cannot resume {claim.directory}: {args.spec} is not the sweep it ran ({saved})")
-        checkpoint.write_atomically(saved, lambda f: f.write(args.spec.read_bytes()))
         sweep = Sweep(spec, claim.directory)
         print(f"sweep of {len(spec.trials)} trials ({', '.join(spec.varied) or 'nothing'} varied) on {spec.dataset}, "
               f"choosing by {spec.metric}; writing {claim.directory}", file=sys.stderr)
         with connect(args.scheduler, args.workers) as client:
+            checkpoint.write_atomically(saved, lambda f: f.write(args.spec.read_bytes()))  # once a cluster runs it
             run(spec, sweep, client)
     except cli.UsageError as e:
         return cli.refuse(e)
+    except ClusterLost as e:
+        left = len(spec.trials) - len(sweep.rows)
+        print(f"error: the sweep lost its Dask scheduler ({e}); {len(sweep.rows)} trials are recorded in {sweep.table}, "
+              f"the other {left} did not run: continue on a running cluster with --resume --out {claim.directory}",
+              file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
-        print(f"interrupted: {len(sweep.rows) if sweep else 0} trials are recorded in {claim.directory / 'trials.csv'}; "
-              f"continue with --resume --out {claim.directory}", file=sys.stderr)
+        again = f"; continue with --resume --out {claim.directory}" if saved and saved.exists() else ""
+        print(f"interrupted: {len(sweep.rows) if sweep else 0} trials are recorded in {claim.directory / 'trials.csv'}"
+              f"{again}", file=sys.stderr)
         return 130
     finally:
         claim.release()
     from . import plots
 
-    plots.sweep(list(sweep.rows.values()), spec.varied, spec.metric).save(claim.directory / "sweep.png")
+    points = [(int(r["trial"]), spec.trials[int(r["trial"]) - 1], float(r[spec.metric])) for r in sweep.done()]
+    plots.sweep(points, spec.varied, spec.metric).save(claim.directory / "sweep.png")
     best = sweep.best()
     if best is None:
-        print(f"no trial finished; {sweep.table} says why", file=sys.stderr)
+        print(f"no trial ended better than chance; {sweep.table} says why", file=sys.stderr)
         return 1
     print(f"best trial: {best['trial']}, {spec.metric} {float(best[spec.metric]):.4f} (test accuracy "
           f"{100 * float(best['test_accuracy']):.2f}%), in {claim.directory / ('trial-' + best['trial'])}")

@@ -1,7 +1,10 @@
 """Recipe searches on Dask: each trial is the training program's run (the same numbers as running
 it alone), nothing is lost when a worker or the client dies, and bad specs are refused in a line."""
+import contextlib
 import csv
 import importlib.util
+import json
+import math
 import os
 import signal
 import socket
@@ -76,24 +79,64 @@ def sweep_main(argv):
     return sweep.main(argv)
 
 
-def test_a_failing_trial_is_a_row_with_its_reason_and_the_others_go_on(tmp_path):
-    text = SPEC.format(epochs=1, limit=400).replace('hidden = [[8], [16]]\ndropout = [0.0, 0.2]', 'lr = [0.001, 1e300]\noptimizer = ["sgd"]')
+def test_a_failing_or_diverging_trial_is_a_row_with_its_reason_never_the_best_and_the_others_go_on(tmp_path, capsys):
+    text = SPEC.format(epochs=1, limit=400).replace('hidden = [[8], [16]]\ndropout = [0.0, 0.2]',
+                                                    'lr = [0.1, 1e9, 1e300]\noptimizer = ["sgd"]')
     out = tmp_path / "sweep"
     assert sweep_main([str(spec_file(tmp_path, text=text)), "--out", str(out), "--workers", "1"]) == 0
     rows = {r["trial"]: r for r in trials(out)}
-    assert rows["1"]["status"] == "done" and rows["2"]["status"] == "failed"
-    assert "training diverged" in rows["2"]["reason"] and "A smaller" not in rows["2"]["reason"]
+    assert [rows[n]["status"] for n in "123"] == ["done", "diverged", "diverged"]
+    assert float(rows["1"]["val_loss"]) < math.log(10) < float(rows["2"]["val_loss"])  # 1e9: huge, but finite
+    assert "not below chance's ln(10) = 2.303" in rows["2"]["reason"]
+    assert "training diverged" in rows["3"]["reason"] and "A smaller" not in rows["3"]["reason"]
+    printed = capsys.readouterr().out
+    assert "best trial: 1," in printed and "--lr 0.1" in printed and "1e+09" not in printed
 
 
 @pytest.mark.parametrize("text, words", [
-    ('[fixed]\nepochs = 1\nval = 0.1\nlayers = 3\n', "trial 1 (epochs=1, val=0.1, layers=3): fit() got an option it cannot take: 'layers'"),
+    ('[fixed]\nepochs = 1\nval = 0.1\nlayers = 3\n', "fixed.layers is not an option of python -m mlp.train"),
+    ('[fixed]\nval = 0.1\n[grid]\nbatch-size = [8]\n', "grid.batch-size is not an option of python -m mlp.train"),
+    ('[fixed]\nval = 0.1\nhidden = [8]\n[grid]\nhidden = [[8], [16]]\n', "hidden is in both [fixed] and [grid]"),
+    ('[fixed]\nval = 0.1\nresume = true\n', "fixed.resume cannot be given: a trial runs from its start"),
+    ('[fixed]\nval = 0.1\n[grid]\nout = ["a", "b"]\n', "grid.out cannot be given"),
+    ('[fixed]\nval = 0.1\nthreads = 4\n', "fixed.threads cannot be given"),
+    ('[fixed]\nval = 0.1\ndataset = "fashion"\n', "fixed.dataset cannot be given: the spec's own dataset field"),
+    ('fixed = 3\n', "[fixed] must be a table of options, got 3"),
+    ('dataset = 5\n[fixed]\nval = 0.1\n', "dataset must be a data set's name, a string, got 5"),
+    ('metric = []\n[fixed]\nval = 0.1\n', "metric [] cannot choose the best trial; one of val_accuracy, val_loss"),
+    ('seed = -1\n[fixed]\nval = 0.1\n', "seed must be a whole number of at least 0, got -1"),
+    ('seed = "abc"\n[fixed]\nval = 0.1\n', "seed must be a whole number of at least 0, got 'abc'"),
+    ('seed = 1.5\n[fixed]\nval = 0.1\n', "seed must be a whole number of at least 0, got 1.5"),
+    ('seed = true\n[fixed]\nval = 0.1\n', "seed must be a whole number of at least 0, got True"),
+    ('[fixed]\nval = 0.1\n[random]\nlr = {log_uniform = [1e-4, "a"]}\n',
+     "random.lr.log_uniform must be [low, high], two finite numbers, got [0.0001, 'a']"),
+    ('[fixed]\nval = 0.1\n[random]\nlr = {log_uniform = [1e-4, inf]}\n',
+     "random.lr.log_uniform must be [low, high], two finite numbers, got [0.0001, inf]"),
+    ('[fixed]\nval = 0.1\n[random]\nlr = {uniform = [1e-4]}\n', "random.lr.uniform must be [low, high], two finite"),
+    ('[fixed]\nval = 0.1\n[random]\nbatch_size = {integers = [1, 1e20]}\n',
+     "random.batch_size.integers must be [low, high], two whole numbers, got [1, 1e+20]"),
+    ('[fixed]\nval = 0.1\n[random]\nbatch_size = {integers = [1, 9223372036854775807]}\n',
+     "random.batch_size.integers spans more than a draw can"),
+    ('[fixed]\nval = 0.1\n[random]\nweight_decay = {uniform = [-1e308, 1e308]}\n',
+     "random.weight_decay.uniform spans more than a draw can"),
+    ('[fixed]\nval = 0.1\n[random]\nlr = {uniform = [0.1, 0.1]}\n', "random.lr.uniform must have low < high, got [0.1, 0.1]"),
+    ('[fixed]\nval = 0.1\n[random]\nlr = {log_uniform = [0, 1]}\n', "random.lr.log_uniform must have low > 0"),
+    ('[fixed]\nval = 0.1\n[random]\noptimizer = {choice = []}\n', "random.optimizer.choice must be a non-empty list"),
+    ('[fixed]\nval = 0.1\n[random]\nlr = 0.1\n', "random.lr must be one of {uniform, log_uniform or integers"),
+    ('trials = 10000000\n[fixed]\nval = 0.1\n[random]\nlr = {uniform = [0.1, 0.2]}\n',
+     "trials must be a whole number from the grid's 1 to 1,000 (each trial is checked before any runs), got 10000000"),
+    ('trials = true\n[fixed]\nval = 0.1\n', "trials must be a whole number"),
+    ('[fixed]\nval = 0.1\n[grid]\n' + "".join(f'{o} = [{", ".join(map(str, range(1, 11)))}]\n' for o in
+     ("epochs", "batch_size", "limit", "step_size", "patience", "seed", "warmup", "hidden")),
+     "trials must be a whole number from the grid's 100,000,000 to 1,000"),
+    ('trials = 5\n[fixed]\nval = 0.1\n[grid]\nseed = [1, 2]\n', "trials = 5 repeats the grid's 2 runs as they are"),
     ('[fixed]\nval = 0.1\n[grid]\nhidden = []\n', "grid.hidden must be a non-empty list of values"),
     ('metric = "f1"\n[fixed]\nval = 0.1\n', "metric 'f1' cannot choose the best trial; one of val_accuracy, val_loss"),
     ('metric = "test_accuracy"\n[fixed]\nval = 0.1\n', "(the test set never chooses)"),
     ('[fixed]\nepochs = 1\n', "val_accuracy needs a validation part: give val = 0.1"),
     ('[fixed]\nval = 0.1\nepochs = 0\n', "argument --epochs: expected a positive integer, got 0"),
     ('[fixed]\nval = 0.1\n[random]\nlr = {normal = [0, 1]}\n', "random.lr must be one of"),
-    ('trials = 2\n[fixed]\nval = 0.1\n[grid]\nseed = [1, 2, 3]\n', "trials must be a whole number of at least the grid's 3"),
+    ('trials = 2\n[fixed]\nval = 0.1\n[grid]\nseed = [1, 2, 3]\n', "trials must be a whole number from the grid's 3 to"),
     ('dataset = "mnist-5k"\nepochs = 3\n', "unknown fields epochs"),
     ('[fixed\n', "is not TOML"),
 ])
@@ -156,16 +199,15 @@ def test_a_killed_client_resumes_running_only_the_missing_trials(tmp_path):
         assert (out / f"trial-{trial}" / "model.npz").read_bytes() == model
 
 
-def test_a_worker_killed_mid_trial_has_its_trial_run_again_and_every_trial_ends_once(tmp_path):
-    from dask.distributed import Client
-
-    from mlp import sweep
-
+@contextlib.contextmanager
+def dask_cluster(tmp_path: Path, workers: int):
+    """A `dask scheduler` and `workers` `dask worker` processes on this machine, as on a real cluster;
+    yields the scheduler's file and the processes (the scheduler first), all killed at the end."""
     bin_dir, env = Path(sys.executable).parent, dict(os.environ, PYTHONPATH=str(ROOT))
     scheduler_file = tmp_path / "scheduler.json"
     processes = [subprocess.Popen([str(bin_dir / "dask"), "scheduler", "--host", "127.0.0.1", "--port", "0",
                                    "--no-dashboard", "--scheduler-file", str(scheduler_file)], env=env,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)]
     try:
         deadline = time.time() + 60
         while time.time() < deadline and not scheduler_file.exists():
@@ -173,25 +215,8 @@ def test_a_worker_killed_mid_trial_has_its_trial_run_again_and_every_trial_ends_
         processes += [subprocess.Popen([str(bin_dir / "dask"), "worker", "--scheduler-file", str(scheduler_file),
                                         "--nthreads", "1", "--no-dashboard", "--name", f"worker-{i}"], env=env,
                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-                      for i in range(2)]
-        with Client(scheduler_file=str(scheduler_file), timeout="30s") as client:
-            client.wait_for_workers(2, timeout=60)
-            spec = sweep.Spec.read(spec_file(tmp_path, epochs=2, limit=2000))
-            record = sweep.Sweep(spec, tmp_path)
-            running = threading.Thread(target=sweep.run, args=(spec, record, client))
-            running.start()
-            victim = processes[1]  # worker-0
-            victim_address = None
-            while running.is_alive() and victim_address is None:  # a worker busy with a trial
-                busy = [w for w, tasks in client.processing().items() if tasks]
-                named = {info["name"]: w for w, info in client.scheduler_info()["workers"].items()}
-                victim_address = named.get("worker-0") if named.get("worker-0") in busy else None
-                time.sleep(0.05)
-            os.killpg(victim.pid, signal.SIGKILL)
-            running.join(300)
-        rows = trials(tmp_path)
-        assert sorted(int(r["trial"]) for r in rows) == [1, 2, 3, 4] and {r["status"] for r in rows} == {"done"}
-        assert victim_address is not None  # it was killed while a trial ran on it
+                      for i in range(workers)]
+        yield scheduler_file, processes
     finally:
         for p in processes:
             try:
@@ -199,6 +224,81 @@ def test_a_worker_killed_mid_trial_has_its_trial_run_again_and_every_trial_ends_
             except (ProcessLookupError, PermissionError):
                 p.kill()
             p.wait()
+
+
+def test_a_worker_killed_mid_trial_has_its_trial_run_again_and_every_trial_ends_once(tmp_path):
+    from dask.distributed import Client
+
+    from mlp import sweep
+
+    with dask_cluster(tmp_path, 2) as (scheduler_file, processes), \
+            Client(scheduler_file=str(scheduler_file), timeout="30s") as client:
+        client.wait_for_workers(2, timeout=60)
+        spec = sweep.Spec.read(spec_file(tmp_path, epochs=2, limit=2000))
+        record = sweep.Sweep(spec, tmp_path)
+        running = threading.Thread(target=sweep.run, args=(spec, record, client))
+        running.start()
+        victim = processes[1]  # worker-0
+        victim_address = None
+        while running.is_alive() and victim_address is None:  # a worker busy with a trial
+            busy = [w for w, tasks in client.processing().items() if tasks]
+            named = {info["name"]: w for w, info in client.scheduler_info()["workers"].items()}
+            victim_address = named.get("worker-0") if named.get("worker-0") in busy else None
+            time.sleep(0.05)
+        os.killpg(victim.pid, signal.SIGKILL)
+        running.join(300)
+    rows = trials(tmp_path)
+    assert sorted(int(r["trial"]) for r in rows) == [1, 2, 3, 4] and {r["status"] for r in rows} == {"done"}
+    assert victim_address is not None  # it was killed while a trial ran on it
+
+
+def test_a_lost_scheduler_stops_the_sweep_and_leaves_its_unfinished_trials_to_resume(tmp_path, capsys):
+    out, spec = tmp_path / "sweep", spec_file(tmp_path, epochs=2, limit=1000)
+    with dask_cluster(tmp_path, 1) as (scheduler_file, processes):
+        while "address" not in scheduler_file.read_text():
+            time.sleep(0.1)
+        address = json.loads(scheduler_file.read_text())["address"]
+        client = subprocess.Popen([sys.executable, "-m", "mlp.sweep", str(spec), "--out", str(out), "--scheduler", address],
+                                  env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 180
+        while time.time() < deadline and not (out / "trials.csv").exists():
+            time.sleep(0.1)
+        os.killpg(processes[0].pid, signal.SIGKILL)  # the scheduler, its machine gone
+        stdout, stderr = client.communicate(timeout=120)
+    assert client.returncode == 1 and "best trial" not in stdout and "Traceback" not in stderr, stderr
+    assert "the sweep lost its Dask scheduler (scheduler-connection-lost)" in stderr and f"continue on a running cluster with --resume --out {out}" in stderr
+    rows = trials(out)
+    assert 1 <= len(rows) < 4 and {r["status"] for r in rows} == {"done"}  # no trial blamed for the scheduler
+    assert sweep_main([str(spec), "--out", str(out), "--workers", "1", "--resume"]) == 0
+    assert f"{len(rows)} trials were finished before; running the other {4 - len(rows)}" in capsys.readouterr().err
+    assert sorted(int(r["trial"]) for r in trials(out)) == [1, 2, 3, 4] and {r["status"] for r in trials(out)} == {"done"}
+
+
+def test_two_sweeps_on_one_cluster_whose_folders_share_a_name_keep_their_own_results(tmp_path):
+    from mlp import checkpoint, sweep
+
+    sweeps = []
+    for owner, sizes in (("a", [5, 6]), ("b", [7, 9])):
+        text = SPEC.format(epochs=1, limit=200).replace("hidden = [[8], [16]]\ndropout = [0.0, 0.2]",
+                                                        f"hidden = {[[h] for h in sizes]}")
+        (tmp_path / owner / "sw").mkdir(parents=True)
+        spec = sweep.Spec.read(spec_file(tmp_path / owner, text=text))
+        sweeps.append((spec, sweep.Sweep(spec, tmp_path / owner / "sw")))
+    with sweep.connect(None, 1) as client:  # both submit their trials 1 and 2 before either ends
+        running = [threading.Thread(target=sweep.run, args=(spec, record, client)) for spec, record in sweeps]
+        for thread in running:
+            thread.start()
+        for thread in running:
+            thread.join(300)
+    for spec, record in sweeps:
+        rows = trials(record.directory)
+        assert sorted(int(r["trial"]) for r in rows) == [1, 2]
+        for row in rows:
+            hidden = spec.trials[int(row["trial"]) - 1]["hidden"]
+            assert checkpoint.load(record.directory / f"trial-{row['trial']}" / "model.npz").model.sizes[1:-1] == hidden
+            metrics = (record.directory / f"trial-{row['trial']}" / "metrics.csv").read_text().splitlines()
+            assert row["val_loss"] == metrics[-1].split(",")[metrics[0].split(",").index("val_loss")]
 
 
 def test_local_workers_are_forked_unless_compiled_threads_already_run_here():
@@ -220,3 +320,58 @@ def test_a_scheduler_that_does_not_answer_is_refused_in_one_line(tmp_path, monke
                        f"tcp://127.0.0.1:{port}"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 2 and f"--scheduler tcp://127.0.0.1:{port}: no Dask scheduler answers there" in err
+    assert not (tmp_path / "out").exists()  # no sweep.toml left behind to refuse the corrected command
+
+
+def test_a_sweep_claims_its_folder_as_a_sweep_and_resumes_only_a_sweeps(tmp_path, monkeypatch, capsys):
+    from mlp import rundir, sweep
+
+    monkeypatch.setattr(sweep, "CONNECT_TIMEOUT", "1s")
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        nowhere = f"tcp://127.0.0.1:{unused.getsockname()[1]}"
+    spec, out = str(spec_file(tmp_path)), tmp_path / "out"
+    held, _ = rundir.claim_new(out, explicit=True, fresh=False, kind="sweep")  # another sweep, writing in it
+    assert sweep_main([spec, "--out", str(out)]) == 2
+    assert f"--out {out} is being written by another sweep: wait for it, add --fresh" in capsys.readouterr().err
+    assert sweep_main([spec, "--out", str(out), "--resume"]) == 2
+    assert f"--resume: {out} is being written by another sweep" in capsys.readouterr().err
+    held.release()
+    out.mkdir()
+    (out / "metrics.csv").write_text("epoch\n")  # a training run's
+    assert sweep_main([spec, "--out", str(out)]) == 2
+    assert f"already holds files (metrics.csv): continue its sweep with --resume, add --fresh" in capsys.readouterr().err
+    assert sweep_main([spec, "--out", str(out), "--resume"]) == 2
+    assert f"--resume: {out} is not a sweep's directory: it has no sweep.toml" in capsys.readouterr().err
+    assert sweep_main([spec, "--out", str(out), "--fresh", "--scheduler", nowhere]) == 2  # --fresh, as advised
+    assert f"{out} holds an earlier run, so this one goes to {tmp_path / 'out-2'}" in capsys.readouterr().err
+    assert os.listdir(out) == ["metrics.csv"] and not (tmp_path / "out-2").exists()
+
+
+def test_ctrl_c_ends_a_sweep_with_its_one_clear_line(tmp_path):
+    out, spec = tmp_path / "sweep", spec_file(tmp_path, epochs=2, limit=1000)
+    client = subprocess.Popen([sys.executable, "-m", "mlp.sweep", str(spec), "--out", str(out), "--workers", "1"],
+                              env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.time() + 180
+    while time.time() < deadline and not (out / "trials.csv").exists():
+        time.sleep(0.1)
+    os.killpg(client.pid, signal.SIGINT)  # as a terminal's Ctrl-C: to the sweep and its local workers
+    _, stderr = client.communicate(timeout=120)
+    assert client.returncode == 130 and "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
+    assert stderr.splitlines()[-1] == (f"interrupted: {len(trials(out))} trials are recorded in {out / 'trials.csv'}; "
+                                       f"continue with --resume --out {out}")
+
+
+def test_the_sweeps_figure_shows_each_option_as_the_spec_gave_it():
+    from mlp import plots
+
+    points = [(1, {"hidden": [8, 8], "lr": 0.01}, 0.5), (2, {"hidden": [8, 32], "lr": 0.1}, 0.7),
+              (3, {"hidden": [8, 8], "lr": 0.1}, 0.6)]
+    axes = plots.sweep(points, ["hidden", "lr"], "val_accuracy").figure.axes
+    assert [t.get_text() for t in axes[0].get_xticklabels()] == ["[8, 32]", "[8, 8]"]
+    assert [t.get_text() for t in axes[1].get_xticklabels()] == ["0.01", "0.1"]
+    for ax, column in zip(axes, ("hidden", "lr")):
+        labels = [t.get_text() for t in ax.get_xticklabels()]
+        x, y = ax.lines[0].get_data()
+        assert [(labels[int(i)], v) for i, v in zip(x, y)] == [(str(o[column]), m) for _, o, m in points]
