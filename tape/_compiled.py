@@ -163,10 +163,10 @@ def evaluate(code, a, b):
         return y, 0.0, -y / b
     if code == POW:
         y = _power(a, b)
-        return y, b * a ** (b - 1.0) if a != 0.0 or b >= 1.0 else 0.0 if b == 0.0 else math.inf, y * math.log(a) if a > 0.0 else 0.0 if a == 0.0 else math.nan
+        return y, b * y / a if b == 0.0 and a != 0.0 else b * a ** (b - 1.0) if a != 0.0 or b >= 1.0 else 0.0 if b == 0.0 else math.inf, y * math.log(a) if a > 0.0 else 0.0 if a == 0.0 else math.nan
     if code == POW_RIGHT_CONSTANT:
         y = _power(a, b)
-        return y, b * a ** (b - 1.0) if a != 0.0 or b >= 1.0 else 0.0 if b == 0.0 else math.inf, 0.0
+        return y, b * y / a if b == 0.0 and a != 0.0 else b * a ** (b - 1.0) if a != 0.0 or b >= 1.0 else 0.0 if b == 0.0 else math.inf, 0.0
     if code == POW_LEFT_CONSTANT:
         y = _power(a, b)
         return y, 0.0, y * math.log(a) if a > 0.0 else 0.0 if a == 0.0 else math.nan

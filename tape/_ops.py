@@ -327,7 +327,7 @@ class Var(VarBase):
                 raise domain_error('pow', (a, b), e) from None
             if not -_inf < y < _inf and _refused(y, a, b, False):
                 raise refusal('pow', (a, b), y)
-            da = b * _partial_power(a, b - 1.0) if a != 0.0 or b >= 1.0 else 0.0 if b == 0.0 else _inf
+            da = b * y / a if b == 0.0 and a != 0.0 else b * _partial_power(a, b - 1.0) if a != 0.0 or b >= 1.0 else 0.0 if b == 0.0 else _inf
             db = y * _log(a) if a > 0.0 else 0.0 if a == 0.0 else _nan
             seg = self._seg
             t = seg.tape
@@ -354,7 +354,7 @@ class Var(VarBase):
                 raise domain_error('pow', (a, b), e) from None
             if not -_inf < y < _inf and _refused(y, a, b, False):
                 raise refusal('pow', (a, b), y)
-            da = b * _partial_power(a, b - 1.0) if a != 0.0 or b >= 1.0 else 0.0 if b == 0.0 else _inf
+            da = b * y / a if b == 0.0 and a != 0.0 else b * _partial_power(a, b - 1.0) if a != 0.0 or b >= 1.0 else 0.0 if b == 0.0 else _inf
             seg = self._seg
             t = seg.tape
             if not t.recording:
@@ -1185,11 +1185,11 @@ def _d_truediv_left_constant(a, b, y):
 
 
 def _d_pow(a, b, y):
-    return (b * _partial_power(a, b - 1.0) if a != 0.0 or b >= 1.0 else kink(0.0, b) if b == 0.0 else kink(_inf, a, b), y * log(a) if a > 0.0 else kink(0.0, a, b) if a == 0.0 else kink(_nan, a, b))
+    return (b * y / a if b == 0.0 and a != 0.0 else b * _partial_power(a, b - 1.0) if a != 0.0 or b >= 1.0 else kink(0.0, b) if b == 0.0 else kink(_inf, a, b), y * log(a) if a > 0.0 else kink(0.0, a, b) if a == 0.0 else kink(_nan, a, b))
 
 
 def _d_pow_right_constant(a, b, y):
-    return (b * _partial_power(a, b - 1.0) if a != 0.0 or b >= 1.0 else kink(0.0, b) if b == 0.0 else kink(_inf, a, b),)
+    return (b * y / a if b == 0.0 and a != 0.0 else b * _partial_power(a, b - 1.0) if a != 0.0 or b >= 1.0 else kink(0.0, b) if b == 0.0 else kink(_inf, a, b),)
 
 
 def _d_pow_left_constant(a, b, y):

@@ -71,7 +71,7 @@ BINARY = [
         "pow",
         "power(a, b)",
         (
-            "b * a ** (b - 1.0) if a != 0.0 or b >= 1.0 else kink(0.0, b) if b == 0.0 else kink(inf, a, b)",
+            "b * y / a if b == 0.0 and a != 0.0 else b * a ** (b - 1.0) if a != 0.0 or b >= 1.0 else kink(0.0, b) if b == 0.0 else kink(inf, a, b)",
             "y * log(a) if a > 0.0 else kink(0.0, a, b) if a == 0.0 else kink(nan, a, b)",
         ),
         symbol="**",

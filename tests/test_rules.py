@@ -513,3 +513,83 @@ def test_the_slope_at_a_kink_is_zero_in_every_mode(op):
         a = VarArray([0.0, 2.0])
         op(a).sum().backward()
         assert a.grad[0] == 0.0 and a.grad[1] == 1.0
+
+
+# -- partials at the bounds of float64 and float32: subnormal operands, saturation, overflow -------
+
+TINY = 5e-324  # the smallest subnormal float64: 1 / TINY overflows
+
+
+def first_in_every_mode(f, x: float) -> dict:
+    """f'(x) by every scalar mode the rule table generates: a swept Var, a VarArray, forward
+    mode, and the replay of a trace made at another point."""
+    with Tape():
+        v = Var(x)
+        f(v).backward()
+        swept = v.grad
+    with Tape():
+        a = VarArray([x])
+        f(a).sum().backward()
+        array = a.grad[0]
+    return {"swept": swept, "grad": tape.grad(f)(x), "varray": array, "jvp": tape.jvp(f, (x,), (1.0,))[1],
+            "traced": tape.trace(f, 0.75).grad()(x)}
+
+
+def second_in_every_mode(f, x: float) -> dict:
+    """f''(x) by every mode of second derivatives: reverse over forward, forward over forward, the
+    Hessian, a Hessian-vector product and a traced Hessian (traced at another point)."""
+    g = lambda v: f(v[0])  # noqa: E731
+    return {"grad of grad": tape.grad(tape.grad(f))(x), "jvp of grad": tape.jvp(tape.grad(f), (x,), (1.0,))[1],
+            "hessian": tape.hessian(g)(np.array([x]))[0, 0], "hvp": tape.hvp(g, np.array([x]), np.array([1.0]))[0],
+            "traced hessian": tape.trace(g, np.array([0.75])).hessian()(np.array([x]))[0, 0]}
+
+
+def agree(got: dict, expected: float, rel: float = 1e-12) -> None:
+    wrong = {mode: d for mode, d in got.items() if not d == pytest.approx(expected, rel=rel, abs=0.0)}
+    assert not wrong, f"expected {expected!r}, got {wrong}"
+
+
+# (f, x, f'(x), f''(x)), the derivatives from calculus: x**b has slope b x**(b-1), 0 at b = 0
+# whatever x is, where b * x**(b-1) would be 0 * inf at a subnormal x
+POWERS_AT_TINY = {
+    "x**0": (lambda v: v**0, TINY, 0.0, 0.0),
+    "x**0.0 at -TINY": (lambda v: v**0.0, -TINY, 0.0, 0.0),
+    "x**0.0 at 1e-310": (lambda v: v**0.0, 1e-310, 0.0, 0.0),
+    "x**0.0 inside": (lambda v: tape.sin(v) ** 0.0 * v + v**0.0, TINY, 1.0, 0.0),
+    "x**1": (lambda v: v**1.0, TINY, 1.0, 0.0),
+    "x**2": (lambda v: v**2, TINY, 2 * TINY, 2.0),
+    "x**0.5": (lambda v: v**0.5, TINY, 0.5 / math.sqrt(TINY), -math.inf),  # -x**-1.5 / 4 overflows
+    "x**0.5 at 1e-200": (lambda v: v**0.5, 1e-200, 0.5e100, -0.25e300),
+    "x**-1 at 1e-100": (lambda v: v**-1.0, 1e-100, -1e200, 2e300),
+    "TINY**y at 0": (lambda v: TINY**v, 0.0, math.log(TINY), math.log(TINY) ** 2),  # y log(a) at y = 1
+    "TINY**y at 2": (lambda v: TINY**v, 2.0, 0.0, 0.0),  # y = 0 (underflow): y log(a) is 0, not nan
+}
+
+
+@pytest.mark.parametrize("case", sorted(POWERS_AT_TINY))
+def test_powers_at_a_subnormal_base_in_every_mode(case):
+    f, x, first, second = POWERS_AT_TINY[case]
+    agree(first_in_every_mode(f, x), first)
+    agree(second_in_every_mode(f, x), second)
+
+
+def test_the_mixed_partials_of_a_power_at_exponent_zero():
+    """d2/da db a**b = a**(b-1) (1 + b log a): 1/a at b = 0, which the partial 0 must keep."""
+    power = lambda v: v[0] ** v[1]  # noqa: E731
+    for a in (0.5, 3.0, TINY):
+        expected = np.array([[0.0, 1 / a if a > TINY else math.inf], [1 / a if a > TINY else math.inf, math.log(a) ** 2]])
+        np.testing.assert_allclose(tape.hessian(power)(np.array([a, 0.0])), expected, rtol=1e-12)
+        np.testing.assert_allclose(tape.trace(power, np.array([0.5, 2.0])).hessian()(np.array([a, 0.0])), expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_powers_of_matrix_nodes_at_the_smallest_subnormal(dtype):
+    """The rule table on arrays, in the array's own precision, where 1 / x overflows sooner."""
+    tiny = np.finfo(dtype).smallest_subnormal
+    for exponent, slope in ((0, 0.0), (0.0, 0.0), (1.0, 1.0), (0.5, 0.5 / np.sqrt(tiny))):
+        x = tape.Tensor(np.array([tiny, 0.25], dtype=dtype))
+        cotangent = np.array([3.0, -2.0], dtype=dtype)
+        ((x**exponent) * cotangent).sum().backward()
+        expected = cotangent * np.array([slope, exponent * 0.25 ** (exponent - 1.0)])
+        np.testing.assert_allclose(x.grad, expected.astype(dtype), rtol=1e-6)
+        assert x.grad.dtype == dtype
