@@ -26,7 +26,7 @@ import numpy as np
 
 from . import _nary, _ops
 from ._rules import BINARY, CODES, KINK_PARTIAL, LEFT_CONSTANT, REDUCTIONS, RIGHT_CONSTANT, UNARY, code_of
-from ._var import CONSTANTS, VarBase, new
+from ._var import CONSTANTS, VarBase, exact, new
 
 _levels = itertools.count(1)  # 0 is the level of Duals made by hand
 
@@ -56,24 +56,25 @@ class Dual:
     def __pos__(self):
         return self
 
-    # Comparisons compare values (a Var among them keeps the comparison as a guard when traced).
+    # Comparisons compare true values, as Vars do (tape._var.exact); a Var among them keeps the
+    # comparison as a guard when traced.
     def __lt__(self, other):
-        return self.value < _inner(other)
+        return exact(self.value) < exact(_inner(other))
 
     def __le__(self, other):
-        return self.value <= _inner(other)
+        return exact(self.value) <= exact(_inner(other))
 
     def __gt__(self, other):
-        return self.value > _inner(other)
+        return exact(self.value) > exact(_inner(other))
 
     def __ge__(self, other):
-        return self.value >= _inner(other)
+        return exact(self.value) >= exact(_inner(other))
 
     def __eq__(self, other):
-        return self.value == _inner(other)
+        return exact(self.value) == exact(_inner(other))
 
     def __ne__(self, other):
-        return self.value != _inner(other)
+        return exact(self.value) != exact(_inner(other))
 
     __hash__ = object.__hash__
 
