@@ -180,7 +180,7 @@ def term(code, a, b, m):
     if code == DOT:
         return a * b
     if code == LOGSUMEXP:
-        return math.exp(a - m)
+        return 1.0 if a == m else math.exp(a - m)
     return math.nan
 
 

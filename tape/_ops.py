@@ -1264,10 +1264,10 @@ def dot_rule(a_values, b_values):
 
 
 def logsumexp_rule(values):
-    """y = m + log(s) with s the sum of exp(a - m) (in order), and dy/d(each operand)."""
+    """y = m + log(s) with s the sum of 1.0 if a == m else exp(a - m) (in order), and dy/d(each operand)."""
     m = max(values)
     s = 0.0
     for a in values:
-        s += _exp(a - m)
+        s += 1.0 if a == m else _exp(a - m)
     y = m + _log(s)
     return y, [_exp(a - y) for a in values]

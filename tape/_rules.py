@@ -81,7 +81,8 @@ BINARY = [
 REDUCTIONS = [
     Reduction("sum", "a", "s", ("1.0",)),
     Reduction("dot", "a * b", "s", ("b", "a")),
-    Reduction("logsumexp", "exp(a - m)", "m + log(s)", ("exp(a - y)",)),
+    # a == m: exp(0), also where the largest operand is infinite (logsumexp([-inf]) is -inf, not nan)
+    Reduction("logsumexp", "1.0 if a == m else exp(a - m)", "m + log(s)", ("exp(a - y)",)),
 ]
 
 RULES = UNARY + BINARY

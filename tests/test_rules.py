@@ -593,3 +593,20 @@ def test_powers_of_matrix_nodes_at_the_smallest_subnormal(dtype):
         expected = cotangent * np.array([slope, exponent * 0.25 ** (exponent - 1.0)])
         np.testing.assert_allclose(x.grad, expected.astype(dtype), rtol=1e-6)
         assert x.grad.dtype == dtype
+
+
+def test_logsumexp_with_infinite_operands_in_every_mode():
+    """log(e^x + e^-inf) is x: slope 1 and curvature 0 in every mode, whichever operands the
+    engine folds together first; of -infs alone it is -inf, with a +inf it is inf."""
+    f = lambda v: tape.logsumexp([v, -math.inf, -math.inf])  # noqa: E731
+    for x in (0.0, -3.5, 700.0):
+        assert tape.value_and_grad(f)(x) == (x, 1.0) and tape.jvp(f, (x,), (1.0,)) == (x, 1.0)
+        assert tape.trace(f, 1.0).value_and_grad()(x) == (x, 1.0)
+        agree(second_in_every_mode(f, x), 0.0)
+    assert tape.logsumexp([-math.inf, -math.inf]) == -math.inf and tape.logsumexp([math.inf, 1.0]) == math.inf
+    with Tape():
+        a = VarArray([[0.5, -math.inf], [-math.inf, -math.inf]])
+        y = a.logsumexp(axis=-1)
+        assert y.values[0] == 0.5 and y.values[1] == -math.inf
+        y[0].backward()
+        np.testing.assert_array_equal(a.grad, [[1.0, 0.0], [0.0, 0.0]])
