@@ -566,6 +566,34 @@ POWERS_AT_TINY = {
 }
 
 
+# more rules at their bounds: (f, x, f'(x), f''(x) or None where a partial on Vars overflows, which
+# second derivatives refuse); an infinite partial times a zero adjoint or tangent adds nothing
+AT_BOUNDS = {
+    "sqrt(relu(x)) at -1": (lambda v: tape.sqrt(tape.relu(v)), -1.0, 0.0, 0.0),
+    "0 * sqrt(x) at 0": (lambda v: 0.0 * tape.sqrt(v), 0.0, 0.0, 0.0),
+    "sqrt(x) * 0 at 0": (lambda v: tape.sqrt(v) * 0.0 + v, 0.0, 1.0, 0.0),
+    "log(x) * 0 at TINY": (lambda v: tape.log(v) * 0.0 + v, TINY, 1.0, None),
+    "log(x) at TINY": (lambda v: tape.log(v), TINY, math.inf, None),  # 1 / TINY overflows
+    "1 / x at 1e-200": (lambda v: 1.0 / v, 1e-200, -math.inf, None),
+    "log1p(x) at -1 + 2**-53": (lambda v: tape.log1p(v), -1 + 2**-53, 2.0**53, -(2.0**106)),
+    "atan(x) at 1e200": (lambda v: tape.atan(v), 1e200, 0.0, 0.0),
+    "exp(x) at -800": (lambda v: tape.exp(v), -800.0, 0.0, 0.0),
+    "sigmoid(x) at -800": (lambda v: tape.sigmoid(v), -800.0, 0.0, 0.0),
+    "sigmoid(x) at 800": (lambda v: tape.sigmoid(v), 800.0, 0.0, 0.0),  # y (1 - y) with y = 1.0: as PyTorch
+    "tanh(x) at -400": (lambda v: tape.tanh(v), -400.0, 0.0, 0.0),
+    "softplus(x) at 800": (lambda v: tape.softplus(v), 800.0, 1.0, 0.0),
+    "softplus(x) at -800": (lambda v: tape.softplus(v), -800.0, 0.0, 0.0),
+}
+
+
+@pytest.mark.parametrize("case", sorted(AT_BOUNDS))
+def test_rules_at_their_bounds_in_every_mode(case):
+    f, x, first, second = AT_BOUNDS[case]
+    agree(first_in_every_mode(f, x), first)
+    if second is not None:
+        agree(second_in_every_mode(f, x), second)
+
+
 @pytest.mark.parametrize("case", sorted(POWERS_AT_TINY))
 def test_powers_at_a_subnormal_base_in_every_mode(case):
     f, x, first, second = POWERS_AT_TINY[case]
