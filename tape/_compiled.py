@@ -180,7 +180,7 @@ def term(code, a, b, m):
     if code == DOT:
         return a * b
     if code == LOGSUMEXP:
-        return 1.0 if a == m else math.exp(a - m)
+        return math.exp(a - m) if abs(m) < math.inf else 1.0 if a == m else 0.0
     return math.nan
 
 
@@ -196,11 +196,11 @@ def total(code, s, m):
 
 
 @njit(cache=True, inline="always")
-def term_partials(code, a, b, y):
+def term_partials(code, a, b, y, s, m):
     if code == SUM:
         return 1.0, 0.0
     if code == DOT:
         return b, a
     if code == LOGSUMEXP:
-        return math.exp(a - y), 0.0
+        return (math.exp(a - m) if abs(m) < math.inf else 1.0 if a == m else 0.0) / s, 0.0
     return math.nan, math.nan

@@ -38,7 +38,7 @@ class Reduction(NamedTuple):
     name: str
     term: str
     total: str
-    partials: tuple[str, ...]  # dy/d(each operand of a term), expressions of a (and b) and y
+    partials: tuple[str, ...]  # dy/d(each operand of a term), expressions of a (and b), y, s and m
 
 
 UNARY = [
@@ -81,8 +81,11 @@ BINARY = [
 REDUCTIONS = [
     Reduction("sum", "a", "s", ("1.0",)),
     Reduction("dot", "a * b", "s", ("b", "a")),
-    # a == m: exp(0), also where the largest operand is infinite (logsumexp([-inf]) is -inf, not nan)
-    Reduction("logsumexp", "1.0 if a == m else exp(a - m)", "m + log(s)", ("exp(a - y)",)),
+    # shifted by the largest operand, unless it is infinite: then each operand equal to it counts 1
+    # (logsumexp([-inf]) is -inf, not exp(-inf + inf) = nan); the softmax is term / s, as exp(a - y)
+    # would carry y's rounding (up to ulp(m)) into the exponent
+    Reduction("logsumexp", "exp(a - m) if abs(m) < inf else 1.0 if a == m else 0.0", "m + log(s)",
+              ("(exp(a - m) if abs(m) < inf else 1.0 if a == m else 0.0) / s",)),
 ]
 
 RULES = UNARY + BINARY

@@ -638,3 +638,23 @@ def test_logsumexp_with_infinite_operands_in_every_mode():
         assert y.values[0] == 0.5 and y.values[1] == -math.inf
         y[0].backward()
         np.testing.assert_array_equal(a.grad, [[1.0, 0.0], [0.0, 0.0]])
+
+
+@pytest.mark.parametrize("shift", [0.0, -3e9, 1e10, 1e15])
+def test_the_softmax_of_large_logits_in_every_mode(shift):
+    """d/dx log(e^x + e^(x+1)) is softmax([0, 1]) whatever the shift: 1/(1+e) and e/(1+e), to the
+    last bits (exp(a - y) would carry y's rounding, ulp(1e10) = 2e-6, into the exponent)."""
+    low, high = 1 / (1 + math.e), math.e / (1 + math.e)
+    f = lambda v: tape.logsumexp([v[0], v[1] + 1.0])  # noqa: E731
+    x = np.array([shift, shift])
+    expected, curvature = np.array([low, high]), low * high * np.array([[1.0, -1.0], [-1.0, 1.0]])
+    for got in (tape.grad(f)(x), tape.trace(f, np.array([0.5, -0.5])).grad()(x),
+                np.array([tape.jvp(f, (x,), (np.eye(2)[i],))[1] for i in range(2)])):
+        np.testing.assert_allclose(got, expected, rtol=1e-14)
+    with Tape():
+        a = VarArray([[shift, shift + 1.0], [shift + 1.0, shift]])
+        weights = np.array([2.0, -3.0])
+        (a.logsumexp(axis=-1) * weights).sum().backward()
+        np.testing.assert_allclose(a.grad, [[2 * low, 2 * high], [-3 * high, -3 * low]], rtol=1e-14)
+    for hessian in (tape.hessian(f)(x), tape.trace(f, np.array([0.5, -0.5])).hessian()(x), tape.jacobian(tape.grad(f))(x)):
+        np.testing.assert_allclose(hessian, curvature, rtol=1e-13)
