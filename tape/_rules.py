@@ -6,7 +6,8 @@ its domain. This is the one place a derivative is written.
 (`tape/_compiled.py`); forward mode evaluates the same partials on Duals and Vars. This module
 imports nothing of `tape`: every other module of it imports this one.
 
-An expression reads the operands `a` (and `b`) and, in a partial, the value `y`. Its names are
+An expression reads the operands `a` (and `b`) and, in a partial, the value `y` (and, in a
+reduction's, the sum `s` of its terms and its largest operand `m`). Its names are
 resolved per mode: on floats `sin` is `math.sin`; in forward mode it is `tape.sin`, which
 records, so that a partial can be differentiated again. `kink(v, *xs)` is `v` on floats; in
 forward mode its derivative in the xs is nan (`KINK_PARTIAL`), and on Vars it is a node of its
@@ -70,7 +71,7 @@ BINARY = [
     Rule(
         "pow",
         "power(a, b)",
-        (
+        (  # at b == 0 the slope b y / a: 0, not 0 * a**-1 = 0 * inf at a subnormal a; its d/db, y / a, kept
             "b * y / a if b == 0.0 and a != 0.0 else b * a ** (b - 1.0) if a != 0.0 or b >= 1.0 else kink(0.0, b) if b == 0.0 else kink(inf, a, b)",
             "y * log(a) if a > 0.0 else kink(0.0, a, b) if a == 0.0 else kink(nan, a, b)",
         ),
