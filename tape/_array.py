@@ -17,7 +17,7 @@ from ._ops import Var
 from ._rules import BINARY, CODES, code_of
 from ._tape import LEAF_HEADER, Tape, TraceError, current_tape, op_code
 from ._tensor import Tensor
-from ._var import CONSTANTS, new
+from ._var import COMPARISONS, CONSTANTS, Guard, _caller, new
 
 DOT, SUM, LOGSUMEXP = code_of("dot"), code_of("sum"), code_of("logsumexp")
 NEG, ABS = code_of("neg"), code_of("abs")
@@ -225,6 +225,37 @@ class VarArray:
 
     def __pos__(self):
         return self
+
+    # Comparisons compare true values entry by entry, as a Var's do: an array of bools, nothing
+    # recorded (a mask); while tracing, each entry's comparison is kept as a guard.
+    def __lt__(self, other):
+        return _compare(self, "<", other)
+
+    def __le__(self, other):
+        return _compare(self, "<=", other)
+
+    def __gt__(self, other):
+        return _compare(self, ">", other)
+
+    def __ge__(self, other):
+        return _compare(self, ">=", other)
+
+
+def _compare(x: VarArray, op: str, other):
+    """x <op> other on float64 values (exact for float32 operands: see tape._var.exact); while
+    tracing, a guard per entry, as `Var`'s comparisons keep."""
+    other = _operand(other)
+    parts = _parts(other)
+    if parts is None:
+        return NotImplemented
+    values, nodes = parts
+    t = _tape_of(x, other)
+    outcome = COMPARISONS[op](x._values, values)
+    if t.guards is not None:
+        shape, where = outcome.shape, _caller()
+        for lhs, rhs, b, out in zip(_nodes(x.nodes, shape), _nodes(nodes, shape), _flat(values, shape), outcome.flat):
+            t.guards.append(Guard(int(lhs), op, int(rhs) if rhs >= 0 else float(b), bool(out), where))
+    return outcome
 
 
 def _operand(x):

@@ -279,15 +279,29 @@ def _generic_partials() -> str:
             continue
         fn = f"_d_{code_name(code).lower()}"
         if isinstance(rule, _rules.Reduction):
-            args, partials = ("a, b, y" if len(rule.partials) == 2 else "a, y"), rule.partials
+            args, partials = ("a, b, y, s, m" if len(rule.partials) == 2 else "a, y, s, m"), rule.partials
         else:
             args = "a, b, y"
             partials = {BOTH: rule.partials, RIGHT_CONSTANT: rule.partials[:1], LEFT_CONSTANT: rule.partials[1:]}[variant]
         returned = ", ".join(translate(p, "generic") for p in partials) + ("," if len(partials) == 1 else "")
         lines.append(f"def {fn}({args}):\n    return ({returned})\n")
         table.append(f"    {code}: {fn},  # {name}")
-    return ("\n\n".join(lines) + "\n\n# op code -> the partials of the operands that are nodes, (a, b, y) -> tuple\n"
-            "PARTIALS = {\n" + "\n".join(table) + "\n}\n")
+    terms = []
+    for rule in REDUCTIONS:
+        if any(_reads(p, {"s", "m"}) for p in rule.partials):
+            args = "a, b, m" if len(rule.partials) == 2 else "a, m"
+            lines.append(f"def _term_{rule.name}({args}):\n    return {translate(rule.term, 'generic')}\n")
+            terms.append(f"    {code_of(rule.name)}: _term_{rule.name},")
+    return ("\n\n".join(lines) + "\n\n# op code -> the partials of the operands that are nodes, (a, b, y) -> tuple; a\n"
+            "# reduction's, (a, [b,] y, s, m) -> tuple\n"
+            "PARTIALS = {\n" + "\n".join(table) + "\n}\n"
+            "# op code -> a reduction's term, (a, [b,] m), for those whose partials read the sum s of the terms\n"
+            "# and the largest operand m\n"
+            "TERMS = {\n" + "\n".join(terms) + "\n}\n")
+
+
+def _reads(expression: str, names: set) -> bool:
+    return any(isinstance(n, ast.Name) and n.id in names for n in ast.walk(ast.parse(expression, mode="eval")))
 
 
 def _reduction_rules() -> str:
@@ -411,7 +425,7 @@ def compiled_source() -> str:
         f"    if code == {code_name(code_of(r.name))}:\n        return {', '.join([translate(p, 'numba') for p in r.partials] + ['0.0'] * (2 - len(r.partials)))}\n"
         for r in REDUCTIONS
     )
-    pieces.append(f"@njit(cache=True, inline=\"always\")\ndef term_partials(code, a, b, y):\n{partials}    return math.nan, math.nan\n")
+    pieces.append(f"@njit(cache=True, inline=\"always\")\ndef term_partials(code, a, b, y, s, m):\n{partials}    return math.nan, math.nan\n")
     return COMPILED_HEADER.format(constants=constants, checked=checked, divides=divides) + "\n\n" + evaluate + "\n\n" + "\n\n".join(pieces)
 
 

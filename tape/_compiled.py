@@ -163,10 +163,10 @@ def evaluate(code, a, b):
         return y, 0.0, -y / b
     if code == POW:
         y = _power(a, b)
-        return y, b * a ** (b - 1.0) if a != 0.0 or b >= 1.0 else 0.0 if b == 0.0 else math.inf, y * math.log(a) if a > 0.0 else 0.0 if a == 0.0 else math.nan
+        return y, b * y / a if b == 0.0 and a != 0.0 else b * a ** (b - 1.0) if a != 0.0 or b >= 1.0 else 0.0 if b == 0.0 else math.inf, y * math.log(a) if a > 0.0 else 0.0 if a == 0.0 else math.nan
     if code == POW_RIGHT_CONSTANT:
         y = _power(a, b)
-        return y, b * a ** (b - 1.0) if a != 0.0 or b >= 1.0 else 0.0 if b == 0.0 else math.inf, 0.0
+        return y, b * y / a if b == 0.0 and a != 0.0 else b * a ** (b - 1.0) if a != 0.0 or b >= 1.0 else 0.0 if b == 0.0 else math.inf, 0.0
     if code == POW_LEFT_CONSTANT:
         y = _power(a, b)
         return y, 0.0, y * math.log(a) if a > 0.0 else 0.0 if a == 0.0 else math.nan
@@ -180,7 +180,7 @@ def term(code, a, b, m):
     if code == DOT:
         return a * b
     if code == LOGSUMEXP:
-        return math.exp(a - m)
+        return math.exp(a - m) if abs(m) < math.inf else 1.0 if a == m else 0.0
     return math.nan
 
 
@@ -196,11 +196,11 @@ def total(code, s, m):
 
 
 @njit(cache=True, inline="always")
-def term_partials(code, a, b, y):
+def term_partials(code, a, b, y, s, m):
     if code == SUM:
         return 1.0, 0.0
     if code == DOT:
         return b, a
     if code == LOGSUMEXP:
-        return math.exp(a - y), 0.0
+        return (math.exp(a - m) if abs(m) < math.inf else 1.0 if a == m else 0.0) / s, 0.0
     return math.nan, math.nan

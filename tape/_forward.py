@@ -26,7 +26,7 @@ import numpy as np
 
 from . import _nary, _ops
 from ._rules import BINARY, CODES, KINK_PARTIAL, LEFT_CONSTANT, REDUCTIONS, RIGHT_CONSTANT, UNARY, code_of
-from ._var import CONSTANTS, VarBase, new
+from ._var import CONSTANTS, VarBase, exact, new
 
 _levels = itertools.count(1)  # 0 is the level of Duals made by hand
 
@@ -56,24 +56,25 @@ class Dual:
     def __pos__(self):
         return self
 
-    # Comparisons compare values (a Var among them keeps the comparison as a guard when traced).
+    # Comparisons compare true values, as Vars do (tape._var.exact); a Var among them keeps the
+    # comparison as a guard when traced.
     def __lt__(self, other):
-        return self.value < _inner(other)
+        return exact(self.value) < exact(_inner(other))
 
     def __le__(self, other):
-        return self.value <= _inner(other)
+        return exact(self.value) <= exact(_inner(other))
 
     def __gt__(self, other):
-        return self.value > _inner(other)
+        return exact(self.value) > exact(_inner(other))
 
     def __ge__(self, other):
-        return self.value >= _inner(other)
+        return exact(self.value) >= exact(_inner(other))
 
     def __eq__(self, other):
-        return self.value == _inner(other)
+        return exact(self.value) == exact(_inner(other))
 
     def __ne__(self, other):
-        return self.value != _inner(other)
+        return exact(self.value) != exact(_inner(other))
 
     __hash__ = object.__hash__
 
@@ -173,15 +174,32 @@ def _reduce(code: int, *operands: list):
     values = [[x.value if x.__class__ is Dual and x.tag == tag else x for x in xs] for xs in operands]
     y = APPLY[code](*values)
     partials, tangents = [], []
-    for i, terms in enumerate(zip(*operands)):
-        own = [x.__class__ is Dual and x.tag == tag for x in terms]
-        if any(own):
-            ds = _ops.PARTIALS[code](*(v[i] for v in values), y)
-            for d, x, is_own in zip(ds, terms, own):
-                if is_own and not _adds_nothing(d, x.tangent):
-                    partials.append(d)
-                    tangents.append(x.tangent)
+    for terms, ds in zip(zip(*operands), reduction_partials(code, values, y)):
+        for d, x in zip(ds, terms):
+            if x.__class__ is Dual and x.tag == tag and not _adds_nothing(d, x.tangent):
+                partials.append(d)
+                tangents.append(x.tangent)
     return _dual(y, _nary.dot(partials, tangents), tag)
+
+
+def reduction_partials(code: int, operands: list, y) -> list:
+    """The partials of each term of reduction `code` (operands: a list of numbers, Vars or Duals,
+    or two for dot) and value y: the table's, of the sum s of the terms and the largest operand's
+    number m (a constant, which they do not depend on), where they read s and m."""
+    terms = list(zip(*operands))
+    term = _ops.TERMS.get(code)
+    s = m = 0.0
+    if term is not None:
+        m = max(primal(a) for a in operands[0])
+        s = _nary.sum([term(*t, m) for t in terms])
+    return [_ops.PARTIALS[code](*t, y, s, m) for t in terms]
+
+
+def primal(x) -> float:
+    """The number under a Var or a Dual (of Duals)."""
+    while x.__class__ is Dual:
+        x = x.value
+    return float(x._value if isinstance(x, VarBase) else x)
 
 
 for _rule in BINARY:

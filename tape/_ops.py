@@ -327,7 +327,7 @@ class Var(VarBase):
                 raise domain_error('pow', (a, b), e) from None
             if not -_inf < y < _inf and _refused(y, a, b, False):
                 raise refusal('pow', (a, b), y)
-            da = b * _partial_power(a, b - 1.0) if a != 0.0 or b >= 1.0 else 0.0 if b == 0.0 else _inf
+            da = b * y / a if b == 0.0 and a != 0.0 else b * _partial_power(a, b - 1.0) if a != 0.0 or b >= 1.0 else 0.0 if b == 0.0 else _inf
             db = y * _log(a) if a > 0.0 else 0.0 if a == 0.0 else _nan
             seg = self._seg
             t = seg.tape
@@ -354,7 +354,7 @@ class Var(VarBase):
                 raise domain_error('pow', (a, b), e) from None
             if not -_inf < y < _inf and _refused(y, a, b, False):
                 raise refusal('pow', (a, b), y)
-            da = b * _partial_power(a, b - 1.0) if a != 0.0 or b >= 1.0 else 0.0 if b == 0.0 else _inf
+            da = b * y / a if b == 0.0 and a != 0.0 else b * _partial_power(a, b - 1.0) if a != 0.0 or b >= 1.0 else 0.0 if b == 0.0 else _inf
             seg = self._seg
             t = seg.tape
             if not t.recording:
@@ -1185,30 +1185,35 @@ def _d_truediv_left_constant(a, b, y):
 
 
 def _d_pow(a, b, y):
-    return (b * _partial_power(a, b - 1.0) if a != 0.0 or b >= 1.0 else kink(0.0, b) if b == 0.0 else kink(_inf, a, b), y * log(a) if a > 0.0 else kink(0.0, a, b) if a == 0.0 else kink(_nan, a, b))
+    return (b * y / a if b == 0.0 and a != 0.0 else b * _partial_power(a, b - 1.0) if a != 0.0 or b >= 1.0 else kink(0.0, b) if b == 0.0 else kink(_inf, a, b), y * log(a) if a > 0.0 else kink(0.0, a, b) if a == 0.0 else kink(_nan, a, b))
 
 
 def _d_pow_right_constant(a, b, y):
-    return (b * _partial_power(a, b - 1.0) if a != 0.0 or b >= 1.0 else kink(0.0, b) if b == 0.0 else kink(_inf, a, b),)
+    return (b * y / a if b == 0.0 and a != 0.0 else b * _partial_power(a, b - 1.0) if a != 0.0 or b >= 1.0 else kink(0.0, b) if b == 0.0 else kink(_inf, a, b),)
 
 
 def _d_pow_left_constant(a, b, y):
     return (y * log(a) if a > 0.0 else kink(0.0, a, b) if a == 0.0 else kink(_nan, a, b),)
 
 
-def _d_sum(a, y):
+def _d_sum(a, y, s, m):
     return (1.0,)
 
 
-def _d_dot(a, b, y):
+def _d_dot(a, b, y, s, m):
     return (b, a)
 
 
-def _d_logsumexp(a, y):
-    return (exp(a - y),)
+def _d_logsumexp(a, y, s, m):
+    return ((exp(a - m) if abs(m) < _inf else 1.0 if a == m else 0.0) / s,)
 
 
-# op code -> the partials of the operands that are nodes, (a, b, y) -> tuple
+def _term_logsumexp(a, m):
+    return exp(a - m) if abs(m) < _inf else 1.0 if a == m else 0.0
+
+
+# op code -> the partials of the operands that are nodes, (a, b, y) -> tuple; a
+# reduction's, (a, [b,] y, s, m) -> tuple
 PARTIALS = {
     1: _d_neg,  # neg
     2: _d_abs,  # abs
@@ -1247,6 +1252,11 @@ PARTIALS = {
     35: _d_dot,  # dot
     36: _d_logsumexp,  # logsumexp
 }
+# op code -> a reduction's term, (a, [b,] m), for those whose partials read the sum s of the terms
+# and the largest operand m
+TERMS = {
+    36: _term_logsumexp,
+}
 
 
 def sum_rule(values):
@@ -1264,10 +1274,10 @@ def dot_rule(a_values, b_values):
 
 
 def logsumexp_rule(values):
-    """y = m + log(s) with s the sum of exp(a - m) (in order), and dy/d(each operand)."""
+    """y = m + log(s) with s the sum of exp(a - m) if abs(m) < inf else 1.0 if a == m else 0.0 (in order), and dy/d(each operand)."""
     m = max(values)
     s = 0.0
     for a in values:
-        s += _exp(a - m)
+        s += _exp(a - m) if abs(m) < _inf else 1.0 if a == m else 0.0
     y = m + _log(s)
-    return y, [_exp(a - y) for a in values]
+    return y, [(_exp(a - m) if abs(m) < _inf else 1.0 if a == m else 0.0) / s for a in values]

@@ -215,7 +215,7 @@ def _reduce(c, refs, lo, hi, val, is_active, active, eparent, epartial, e):
         for p in range(lo, hi):
             r = uint64(refs[uint64(p)])
             if active[r]:
-                d = term_partials(c, val[r], 0.0, y)[0]
+                d = term_partials(c, val[r], 0.0, y, s, m)[0]
                 eparent[uint64(e)], epartial[uint64(e)] = r, d
                 e += d != 0.0
     return y, e
@@ -229,7 +229,7 @@ def _dense_dot(refs, lo, hi, val, is_active, active, eparent, epartial, e):
     if is_active:
         for p in range(lo, hi, 2):
             ra, rb = uint64(refs[uint64(p)]), uint64(refs[uint64(p + 1)])
-            da, db = term_partials(DOT_CODE, val[ra], val[rb], 0.0)
+            da, db = term_partials(DOT_CODE, val[ra], val[rb], 0.0, 0.0, 0.0)
             if active[ra]:
                 eparent[uint64(e)], epartial[uint64(e)] = ra, da
                 e += da != 0.0
@@ -250,7 +250,7 @@ def _sparse_dot(dense0, sparse0, k, nz, val, is_active, active, eparent, epartia
         rd = uint64(dense0 + nz[q] - sparse0)
         s += term(DOT_CODE, val[rd], val[rs], 0.0)
         if is_active and active[rd]:
-            d = term_partials(DOT_CODE, val[rd], val[rs], 0.0)[0]
+            d = term_partials(DOT_CODE, val[rd], val[rs], 0.0, 0.0, 0.0)[0]
             eparent[uint64(e)], epartial[uint64(e)] = rd, d
             e += d != 0.0
     return total(DOT_CODE, s, 0.0), e

@@ -6,7 +6,8 @@ its domain. This is the one place a derivative is written.
 (`tape/_compiled.py`); forward mode evaluates the same partials on Duals and Vars. This module
 imports nothing of `tape`: every other module of it imports this one.
 
-An expression reads the operands `a` (and `b`) and, in a partial, the value `y`. Its names are
+An expression reads the operands `a` (and `b`) and, in a partial, the value `y` (and, in a
+reduction's, the sum `s` of its terms and its largest operand `m`). Its names are
 resolved per mode: on floats `sin` is `math.sin`; in forward mode it is `tape.sin`, which
 records, so that a partial can be differentiated again. `kink(v, *xs)` is `v` on floats; in
 forward mode its derivative in the xs is nan (`KINK_PARTIAL`), and on Vars it is a node of its
@@ -38,7 +39,7 @@ class Reduction(NamedTuple):
     name: str
     term: str
     total: str
-    partials: tuple[str, ...]  # dy/d(each operand of a term), expressions of a (and b) and y
+    partials: tuple[str, ...]  # dy/d(each operand of a term), expressions of a (and b), y, s and m
 
 
 UNARY = [
@@ -70,8 +71,8 @@ BINARY = [
     Rule(
         "pow",
         "power(a, b)",
-        (
-            "b * a ** (b - 1.0) if a != 0.0 or b >= 1.0 else kink(0.0, b) if b == 0.0 else kink(inf, a, b)",
+        (  # at b == 0 the slope b y / a: 0, not 0 * a**-1 = 0 * inf at a subnormal a; its d/db, y / a, kept
+            "b * y / a if b == 0.0 and a != 0.0 else b * a ** (b - 1.0) if a != 0.0 or b >= 1.0 else kink(0.0, b) if b == 0.0 else kink(inf, a, b)",
             "y * log(a) if a > 0.0 else kink(0.0, a, b) if a == 0.0 else kink(nan, a, b)",
         ),
         symbol="**",
@@ -81,7 +82,11 @@ BINARY = [
 REDUCTIONS = [
     Reduction("sum", "a", "s", ("1.0",)),
     Reduction("dot", "a * b", "s", ("b", "a")),
-    Reduction("logsumexp", "exp(a - m)", "m + log(s)", ("exp(a - y)",)),
+    # shifted by the largest operand, unless it is infinite: then each operand equal to it counts 1
+    # (logsumexp([-inf]) is -inf, not exp(-inf + inf) = nan); the softmax is term / s, as exp(a - y)
+    # would carry y's rounding (up to ulp(m)) into the exponent
+    Reduction("logsumexp", "exp(a - m) if abs(m) < inf else 1.0 if a == m else 0.0", "m + log(s)",
+              ("(exp(a - m) if abs(m) < inf else 1.0 if a == m else 0.0) / s",)),
 ]
 
 RULES = UNARY + BINARY

@@ -22,7 +22,7 @@ from . import _ops
 from ._ops import Var
 from ._rules import FUNCTIONS, domain_error, refusal, refused
 from ._tape import TraceError, current_tape, op_code
-from ._var import CONSTANTS, check_operand, new
+from ._var import CONSTANTS, check_operand, exact, new
 from ._vectorized import ELEMENTWISE
 
 DTYPES = (np.float32, np.float64)
@@ -182,18 +182,19 @@ class Tensor:
     def __getitem__(self, index):
         return structural("getitem", self, index=_index(index))
 
-    # Comparisons compare values: an array of bools, nothing recorded (a mask, as in numpy).
+    # Comparisons compare true values, as Vars do (tape._var.exact): an array of bools, nothing
+    # recorded (a mask, as in numpy).
     def __lt__(self, other):
-        return self.value < value_of(other)
+        return exact(self.value) < exact(value_of(other))
 
     def __le__(self, other):
-        return self.value <= value_of(other)
+        return exact(self.value) <= exact(value_of(other))
 
     def __gt__(self, other):
-        return self.value > value_of(other)
+        return exact(self.value) > exact(value_of(other))
 
     def __ge__(self, other):
-        return self.value >= value_of(other)
+        return exact(self.value) >= exact(value_of(other))
 
     # -- structural operations ------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from . import _ops
-from ._forward import APPLY, Dual
+from ._forward import APPLY, Dual, primal, reduction_partials
 from ._program import GuardError, Program, compiled, numbers, size_of, unflatten
 from ._rules import CODES, KINK_PARTIAL, REDUCTIONS, code_of
 from ._transforms import Argnums, check_argnums
@@ -351,17 +351,11 @@ def _symbolic(x) -> bool:
 # -- the program on Vars and Duals, in Python ------------------------------------------------------
 
 
-def _primal(x) -> float:
-    while x.__class__ is Dual:
-        x = x.value
-    return float(x._value if isinstance(x, VarBase) else x)
-
-
 def _primal_values(x):
     """The numbers under an argument's Vars and Duals."""
     if isinstance(x, (list, tuple, np.ndarray)):
-        return np.vectorize(_primal, otypes=[np.float64])(np.asarray(x, dtype=object))
-    return _primal(x)
+        return np.vectorize(primal, otypes=[np.float64])(np.asarray(x, dtype=object))
+    return primal(x)
 
 
 def _node_values(program: Program, args: tuple) -> list:
@@ -394,7 +388,7 @@ def _node_values(program: Program, args: tuple) -> list:
         while next_guard < len(order) and ready[order[next_guard]] <= i:
             g = order[next_guard]
             if COMPARISONS[program.guards[g].op](values[lhs[g]], values[rhs[g]]) != program.guards[g].outcome:
-                raise GuardError(program.guard_message(g, np.array([_primal(v) for v in values])))
+                raise GuardError(program.guard_message(g, np.array([primal(v) for v in values])))
             next_guard += 1
     return values
 
@@ -440,10 +434,10 @@ def _gradient_function(program: Program, num: int) -> Callable:
             if name == "leaf":
                 continue
             if rule in REDUCTIONS:  # the partials of each term: one operand, or a pair for dot
-                step = 2 if name == "dot" else 1
-                for p in range(0, len(refs), step):
-                    group = refs[p : p + step]
-                    _accumulate(adjoint, group, _ops.PARTIALS[code](*(values[r] for r in group), values[i]), adjoint[i], program.n)
+                groups = [refs[p :: 2] for p in (0, 1)] if name == "dot" else [refs]
+                partials = reduction_partials(code, [[values[r] for r in g] for g in groups], values[i])
+                for group, ds in zip(zip(*groups), partials):
+                    _accumulate(adjoint, group, ds, adjoint[i], program.n)
             elif name == "kink":  # no derivative, and none of it: a kink of its operands too
                 partial = kink(KINK_PARTIAL, *(values[r] for r in refs))
                 _accumulate(adjoint, refs, (partial,) * len(refs), adjoint[i], program.n)

@@ -149,14 +149,25 @@ class Guard:
 MIRRORED = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}  # a op b is b MIRRORED[op] a
 
 
+def exact(x):
+    """A number or array that compares by its true value: numpy floats as float64, which holds
+    every float16 and float32 exactly. (NumPy 2 compares np.float32(x) > 0.1 in float32, rounding
+    0.1 first: NEP 50.) Every comparison of the engine compares so, and so do replays."""
+    if isinstance(x, np.floating):
+        return float(x)
+    if isinstance(x, np.ndarray) and x.dtype.kind == "f":
+        return x.astype(np.float64, copy=False)
+    return x
+
+
 def _compare(x: VarBase, op: str, other):
-    """x <op> other on values, in float64 whatever the other number's type (as a replay
-    compares). While tracing, the comparison is kept as a guard on the traced tape, whichever
-    operand is on it; an operand that is no Var of that tape is kept as a constant."""
+    """x <op> other on true values (see `exact`), as a replay compares. While tracing, the
+    comparison is kept as a guard on the traced tape, whichever operand is on it; an operand
+    that is no Var of that tape is kept as a constant."""
     if isinstance(other, VarBase):
         b = other._value
     elif isinstance(other, CONSTANTS):
-        b = float(other) if isinstance(other, np.floating) else other  # numpy would compare in float32
+        b = exact(other)
     else:
         return NotImplemented  # a Dual or an array: its own reflected comparison decides
     outcome = COMPARISONS[op](x._value, b)
@@ -238,4 +249,4 @@ def kink(value: float, *xs):
     return record_node(parents, [KINK_PARTIAL] * len(parents), value, op_code("kink"), (value,))
 
 
-__all__ = ["VarBase", "StaleVarError", "CONSTANTS", "Guard", "check_operand", "kink", "leaf_on", "new", "record_node"]
+__all__ = ["VarBase", "StaleVarError", "CONSTANTS", "Guard", "check_operand", "exact", "kink", "leaf_on", "new", "record_node"]

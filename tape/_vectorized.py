@@ -184,7 +184,7 @@ def pow(a, b):
     """(y, partials) of rule 'pow' entry by entry."""
     with np.errstate(all="ignore"):
         y = _power(a, b)
-        return y, (np.where(np.logical_or(a != 0.0, b >= 1.0), b * np.power(a, b - 1.0), np.where(b == 0.0, 0.0, np.inf)), np.where(a > 0.0, y * np.log(a), np.where(a == 0.0, 0.0, np.nan)),)
+        return y, (np.where(np.logical_and(b == 0.0, a != 0.0), b * y / a, np.where(np.logical_or(a != 0.0, b >= 1.0), b * np.power(a, b - 1.0), np.where(b == 0.0, 0.0, np.inf))), np.where(a > 0.0, y * np.log(a), np.where(a == 0.0, 0.0, np.nan)),)
 
 
 # name -> (the rule on arrays, whether its values are checked, whether b divides)

@@ -101,14 +101,14 @@ def record_dot(code, a, a_nodes, b, b_nodes, stream, w):
     for j in range(a.shape[0]):
         if a_nodes[j] >= 0 and b_nodes[j] >= 0:
             s += term(code, a[j], b[j], 0.0)
-            da, db = term_partials(code, a[j], b[j], 0.0)
+            da, db = term_partials(code, a[j], b[j], 0.0, 0.0, 0.0)
             stream[p], stream[p + 1], stream[p + k], stream[p + k + 1] = a_nodes[j], b_nodes[j], da, db
             p += 2
     for j in range(a.shape[0]):
         if (a_nodes[j] >= 0) != (b_nodes[j] >= 0):
             node, x, c = (a_nodes[j], a[j], b[j]) if a_nodes[j] >= 0 else (b_nodes[j], b[j], a[j])
             s += term(code, x, c, 0.0)
-            stream[p], stream[p + k] = node, term_partials(code, x, c, 0.0)[0]
+            stream[p], stream[p + k] = node, term_partials(code, x, c, 0.0, 0.0, 0.0)[0]
             p += 1
     stream[w + 1 + 2 * k] = pairs
     return total(code, s, 0.0), w + 2 + 2 * k
@@ -140,7 +140,7 @@ def record_reduction(code, values, nodes, out, stream):
         stream[w] = _header(code, k, 0)
         for j in range(k):
             stream[w + 1 + j] = nodes[r, j]
-            stream[w + 1 + k + j] = term_partials(code, values[r, j], 0.0, y)[0]
+            stream[w + 1 + k + j] = term_partials(code, values[r, j], 0.0, y, s, m)[0]
         w += 1 + 2 * k
     return w
 

@@ -513,3 +513,148 @@ def test_the_slope_at_a_kink_is_zero_in_every_mode(op):
         a = VarArray([0.0, 2.0])
         op(a).sum().backward()
         assert a.grad[0] == 0.0 and a.grad[1] == 1.0
+
+
+# -- partials at the bounds of float64 and float32: subnormal operands, saturation, overflow -------
+
+TINY = 5e-324  # the smallest subnormal float64: 1 / TINY overflows
+
+
+def first_in_every_mode(f, x: float) -> dict:
+    """f'(x) by every scalar mode the rule table generates: a swept Var, a VarArray, forward
+    mode, and the replay of a trace made at another point."""
+    with Tape():
+        v = Var(x)
+        f(v).backward()
+        swept = v.grad
+    with Tape():
+        a = VarArray([x])
+        f(a).sum().backward()
+        array = a.grad[0]
+    return {"swept": swept, "grad": tape.grad(f)(x), "varray": array, "jvp": tape.jvp(f, (x,), (1.0,))[1],
+            "traced": tape.trace(f, 0.75).grad()(x)}
+
+
+def second_in_every_mode(f, x: float) -> dict:
+    """f''(x) by every mode of second derivatives: reverse over forward, forward over forward, the
+    Hessian, a Hessian-vector product and a traced Hessian (traced at another point)."""
+    g = lambda v: f(v[0])  # noqa: E731
+    return {"grad of grad": tape.grad(tape.grad(f))(x), "jvp of grad": tape.jvp(tape.grad(f), (x,), (1.0,))[1],
+            "hessian": tape.hessian(g)(np.array([x]))[0, 0], "hvp": tape.hvp(g, np.array([x]), np.array([1.0]))[0],
+            "traced hessian": tape.trace(g, np.array([0.75])).hessian()(np.array([x]))[0, 0]}
+
+
+def agree(got: dict, expected: float, rel: float = 1e-12) -> None:
+    wrong = {mode: d for mode, d in got.items() if not d == pytest.approx(expected, rel=rel, abs=0.0)}
+    assert not wrong, f"expected {expected!r}, got {wrong}"
+
+
+# (f, x, f'(x), f''(x)), the derivatives from calculus: x**b has slope b x**(b-1), 0 at b = 0
+# whatever x is, where b * x**(b-1) would be 0 * inf at a subnormal x
+POWERS_AT_TINY = {
+    "x**0": (lambda v: v**0, TINY, 0.0, 0.0),
+    "x**0.0 at -TINY": (lambda v: v**0.0, -TINY, 0.0, 0.0),
+    "x**0.0 at 1e-310": (lambda v: v**0.0, 1e-310, 0.0, 0.0),
+    "x**0.0 inside": (lambda v: tape.sin(v) ** 0.0 * v + v**0.0, TINY, 1.0, 0.0),
+    "x**1": (lambda v: v**1.0, TINY, 1.0, 0.0),
+    "x**2": (lambda v: v**2, TINY, 2 * TINY, 2.0),
+    "x**0.5": (lambda v: v**0.5, TINY, 0.5 / math.sqrt(TINY), -math.inf),  # -x**-1.5 / 4 overflows
+    "x**0.5 at 1e-200": (lambda v: v**0.5, 1e-200, 0.5e100, -0.25e300),
+    "x**-1 at 1e-100": (lambda v: v**-1.0, 1e-100, -1e200, 2e300),
+    "TINY**y at 0": (lambda v: TINY**v, 0.0, math.log(TINY), math.log(TINY) ** 2),  # y log(a) at y = 1
+    "TINY**y at 2": (lambda v: TINY**v, 2.0, 0.0, 0.0),  # y = 0 (underflow): y log(a) is 0, not nan
+}
+
+
+# more rules at their bounds: (f, x, f'(x), f''(x) or None where a partial on Vars overflows, which
+# second derivatives refuse); an infinite partial times a zero adjoint or tangent adds nothing
+AT_BOUNDS = {
+    "sqrt(relu(x)) at -1": (lambda v: tape.sqrt(tape.relu(v)), -1.0, 0.0, 0.0),
+    "0 * sqrt(x) at 0": (lambda v: 0.0 * tape.sqrt(v), 0.0, 0.0, 0.0),
+    "sqrt(x) * 0 at 0": (lambda v: tape.sqrt(v) * 0.0 + v, 0.0, 1.0, 0.0),
+    "log(x) * 0 at TINY": (lambda v: tape.log(v) * 0.0 + v, TINY, 1.0, None),
+    "log(x) at TINY": (lambda v: tape.log(v), TINY, math.inf, None),  # 1 / TINY overflows
+    "1 / x at 1e-200": (lambda v: 1.0 / v, 1e-200, -math.inf, None),
+    "log1p(x) at -1 + 2**-53": (lambda v: tape.log1p(v), -1 + 2**-53, 2.0**53, -(2.0**106)),
+    "atan(x) at 1e200": (lambda v: tape.atan(v), 1e200, 0.0, 0.0),
+    "exp(x) at -800": (lambda v: tape.exp(v), -800.0, 0.0, 0.0),
+    "sigmoid(x) at -800": (lambda v: tape.sigmoid(v), -800.0, 0.0, 0.0),
+    "sigmoid(x) at 800": (lambda v: tape.sigmoid(v), 800.0, 0.0, 0.0),  # y (1 - y) with y = 1.0: as PyTorch
+    "tanh(x) at -400": (lambda v: tape.tanh(v), -400.0, 0.0, 0.0),
+    "softplus(x) at 800": (lambda v: tape.softplus(v), 800.0, 1.0, 0.0),
+    "softplus(x) at -800": (lambda v: tape.softplus(v), -800.0, 0.0, 0.0),
+}
+
+
+@pytest.mark.parametrize("case", sorted(AT_BOUNDS))
+def test_rules_at_their_bounds_in_every_mode(case):
+    f, x, first, second = AT_BOUNDS[case]
+    agree(first_in_every_mode(f, x), first)
+    if second is not None:
+        agree(second_in_every_mode(f, x), second)
+
+
+@pytest.mark.parametrize("case", sorted(POWERS_AT_TINY))
+def test_powers_at_a_subnormal_base_in_every_mode(case):
+    f, x, first, second = POWERS_AT_TINY[case]
+    agree(first_in_every_mode(f, x), first)
+    agree(second_in_every_mode(f, x), second)
+
+
+def test_the_mixed_partials_of_a_power_at_exponent_zero():
+    """d2/da db a**b = a**(b-1) (1 + b log a): 1/a at b = 0, which the partial 0 must keep."""
+    power = lambda v: v[0] ** v[1]  # noqa: E731
+    for a in (0.5, 3.0, TINY):
+        expected = np.array([[0.0, 1 / a if a > TINY else math.inf], [1 / a if a > TINY else math.inf, math.log(a) ** 2]])
+        np.testing.assert_allclose(tape.hessian(power)(np.array([a, 0.0])), expected, rtol=1e-12)
+        np.testing.assert_allclose(tape.trace(power, np.array([0.5, 2.0])).hessian()(np.array([a, 0.0])), expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_powers_of_matrix_nodes_at_the_smallest_subnormal(dtype):
+    """The rule table on arrays, in the array's own precision, where 1 / x overflows sooner."""
+    tiny = np.finfo(dtype).smallest_subnormal
+    for exponent, slope in ((0, 0.0), (0.0, 0.0), (1.0, 1.0), (0.5, 0.5 / np.sqrt(tiny))):
+        x = tape.Tensor(np.array([tiny, 0.25], dtype=dtype))
+        cotangent = np.array([3.0, -2.0], dtype=dtype)
+        ((x**exponent) * cotangent).sum().backward()
+        expected = cotangent * np.array([slope, exponent * 0.25 ** (exponent - 1.0)])
+        np.testing.assert_allclose(x.grad, expected.astype(dtype), rtol=1e-6)
+        assert x.grad.dtype == dtype
+
+
+def test_logsumexp_with_infinite_operands_in_every_mode():
+    """log(e^x + e^-inf) is x: slope 1 and curvature 0 in every mode, whichever operands the
+    engine folds together first; of -infs alone it is -inf, with a +inf it is inf."""
+    f = lambda v: tape.logsumexp([v, -math.inf, -math.inf])  # noqa: E731
+    for x in (0.0, -3.5, 700.0):
+        assert tape.value_and_grad(f)(x) == (x, 1.0) and tape.jvp(f, (x,), (1.0,)) == (x, 1.0)
+        assert tape.trace(f, 1.0).value_and_grad()(x) == (x, 1.0)
+        agree(second_in_every_mode(f, x), 0.0)
+    assert tape.logsumexp([-math.inf, -math.inf]) == -math.inf and tape.logsumexp([math.inf, 1.0]) == math.inf
+    with Tape():
+        a = VarArray([[0.5, -math.inf], [-math.inf, -math.inf]])
+        y = a.logsumexp(axis=-1)
+        assert y.values[0] == 0.5 and y.values[1] == -math.inf
+        y[0].backward()
+        np.testing.assert_array_equal(a.grad, [[1.0, 0.0], [0.0, 0.0]])
+
+
+@pytest.mark.parametrize("shift", [0.0, -3e9, 1e10, 1e15])
+def test_the_softmax_of_large_logits_in_every_mode(shift):
+    """d/dx log(e^x + e^(x+1)) is softmax([0, 1]) whatever the shift: 1/(1+e) and e/(1+e), to the
+    last bits (exp(a - y) would carry y's rounding, ulp(1e10) = 2e-6, into the exponent)."""
+    low, high = 1 / (1 + math.e), math.e / (1 + math.e)
+    f = lambda v: tape.logsumexp([v[0], v[1] + 1.0])  # noqa: E731
+    x = np.array([shift, shift])
+    expected, curvature = np.array([low, high]), low * high * np.array([[1.0, -1.0], [-1.0, 1.0]])
+    for got in (tape.grad(f)(x), tape.trace(f, np.array([0.5, -0.5])).grad()(x),
+                np.array([tape.jvp(f, (x,), (np.eye(2)[i],))[1] for i in range(2)])):
+        np.testing.assert_allclose(got, expected, rtol=1e-14)
+    with Tape():
+        a = VarArray([[shift, shift + 1.0], [shift + 1.0, shift]])
+        weights = np.array([2.0, -3.0])
+        (a.logsumexp(axis=-1) * weights).sum().backward()
+        np.testing.assert_allclose(a.grad, [[2 * low, 2 * high], [-3 * high, -3 * low]], rtol=1e-14)
+    for hessian in (tape.hessian(f)(x), tape.trace(f, np.array([0.5, -0.5])).hessian()(x), tape.jacobian(tape.grad(f))(x)):
+        np.testing.assert_allclose(hessian, curvature, rtol=1e-13)
