@@ -251,9 +251,15 @@ class StructuralNode(Node):
 
 
 def _scaled(g, d):
-    if d.__class__ is float:
-        return g if d == 1.0 else -g if d == -1.0 else g * d
-    return g * d
+    """g * d entry by entry, 0 where g or d is 0: a sweep adds nothing for a zero adjoint or a
+    zero partial, so an infinite partial meeting a zero adjoint gives 0, not nan, as on scalar nodes."""
+    if d.__class__ is float and (d == 1.0 or d == -1.0):
+        return g if d == 1.0 else -g
+    with np.errstate(invalid="ignore"):  # inf * 0, put right below
+        product = g * d
+    if np.isfinite(np.sum(product)):  # the sum: one pass, no array made
+        return product
+    return np.where((g == 0) | (d == 0), 0, product)
 
 
 def unbroadcast(g, shape: tuple):
