@@ -28,19 +28,18 @@ def test_sqrt_of_relu_has_derivative_zero_where_relu_is_flat(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("make", [
-    lambda r: tape.sqrt(r),  # sqrt's partial at 0 is inf
-    lambda r: r ** 0.5,  # pow's partial in a at 0 is inf
-    lambda r: tape.sqrt(r) / (r + 1.0),  # the quotient's adjoint reaches sqrt
-    lambda r: r ** Tensor([0.5], requires_grad=False),  # a constant Tensor exponent
+@pytest.mark.parametrize("make, at_nine", [
+    (lambda r: tape.sqrt(r), 0.5 / 3),  # sqrt's partial at 0 is inf
+    (lambda r: r ** 0.5, 0.5 / 3),  # pow's partial in a at 0 is inf
+    (lambda r: tape.sqrt(r) / (r + 1.0), 0.5 / 3 / 10 - 3 / 100),  # the quotient's adjoint reaches sqrt
+    (lambda r: r ** Tensor([0.5], requires_grad=False), 0.5 / 3),  # a constant Tensor exponent
 ])
-def test_an_infinite_partial_meeting_a_zero_adjoint_adds_nothing(make, dtype):
+def test_an_infinite_partial_meeting_a_zero_adjoint_adds_nothing(make, at_nine, dtype):
     x = np.array([-1.0, 0.0, 9.0], dtype)
     with Tape():
         t = Tensor(x)
-        y = make(tape.relu(t))  # relu's adjoint is 0 at x <= 0: the infinite partial meets it
-        (y * np.array([1.0, 1.0, 1.0], dtype)).sum().backward()
-        assert np.isfinite(t.grad).all() and t.grad[0] == 0 and t.grad[1] == 0 and t.grad[2] > 0
+        make(tape.relu(t)).sum().backward()  # relu's adjoint is 0 at x <= 0: the infinite partial meets it
+        np.testing.assert_allclose(t.grad, [0.0, 0.0, at_nine], rtol=1e-6)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
