@@ -125,6 +125,7 @@ class Tape:
         self._op = np.zeros(INITIAL_CAPACITY, np.uint8)
         self.adjoint = np.zeros(0)  # d(output)/d(node) from the latest sweep
         self.grads: dict[int, np.ndarray] = {}  # the latest sweep's adjoints of matrix nodes with axes
+        self.owned: set[int] = set()  # those of them that are their node's own memory (see Tensor.grad)
         self._matrix: dict[int, object] = {}  # node -> what a matrix node's VJP needs (tape._tensor.Node)
         self._matrix_nodes: list[int] = []  # their indices, ascending
         self.recording = True
@@ -295,7 +296,12 @@ class Tape:
                 f"sweep(seed): expected a 1-d seed of at most {self._n} adjoints (the tape's "
                 f"length), got shape {adjoint.shape}"
             )
-        self.grads = dict(matrix_seed or {})
+        self.grads, self.owned = {}, set()
+        for n, g in (matrix_seed or {}).items():  # a matrix node without axes is a scalar node: its adjoint is a number
+            if self._matrix[n].shape:
+                self.grads[n] = g
+            else:
+                adjoint[n] += float(g)
         hi = self._sweep_matrix_nodes(adjoint, len(adjoint))
         sweep_nodes(self._start, self._parent, self._partial, adjoint, 0, hi)
         self.adjoint = adjoint
@@ -318,6 +324,8 @@ class Tape:
                 if scalar:
                     adjoint[p] += float(gp)
                 else:
+                    if gp.dtype != self._matrix[p].dtype:  # an operand's adjoint in its own dtype
+                        gp = gp.astype(self._matrix[p].dtype)
                     grads[p] = gp if p not in grads else grads[p] + gp
         return hi
 

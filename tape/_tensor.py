@@ -32,15 +32,20 @@ class Tensor:
     """An array that is one node of a tape: `value` (a float32 or float64 numpy array) and, after
     a sweep, `grad` (an array of its shape). Operations on it record one matrix node each.
 
-    `Tensor(x)` makes a leaf on the current tape from an array or nested lists (integers promote
-    to float64, as numpy promotes them); `requires_grad=False` makes a constant, no node."""
+    `Tensor(x)` makes a leaf on the current tape from a copy of an array or nested lists
+    (integers promote to float64, as numpy promotes them), so that changing x later changes
+    nothing recorded (`as_tensor(x)` shares x's memory instead); `requires_grad=False` makes a
+    constant, no node."""
 
     __slots__ = ("value", "_node", "_seg")
     __array_ufunc__ = None  # numpy defers to the reflected operators: array + Tensor is Tensor.__radd__
     __hash__ = object.__hash__  # a node, not a number: hashed by identity
 
     def __init__(self, value, dtype=None, requires_grad: bool = True) -> None:
-        self.value = as_array(value, dtype, "Tensor(value)")
+        self._leaf(as_array(value, dtype, "Tensor(value)", copy=True), requires_grad)
+
+    def _leaf(self, value: np.ndarray, requires_grad: bool) -> None:
+        self.value = value
         self._node, self._seg = -1, None
         if requires_grad:
             t = current_tape()
@@ -90,14 +95,17 @@ class Tensor:
     @property
     def grad(self) -> np.ndarray:
         """d(output)/d(self) from the latest sweep of its tape, shaped like the value (zeros if
-        it played no part). Not accumulated: every sweep replaces it."""
+        it played no part). Not accumulated: every sweep replaces it. Its own memory, shared with
+        no other gradient, value or seed (scaling one scales no other)."""
         t = self.tape
         if self.ndim == 0:  # a scalar node: its adjoint is a number
             return np.asarray(t.adjoint[self._node] if self._node < len(t.adjoint) else 0.0, self.dtype)
-        g = t.grads.get(self._node)
-        if g is None:
-            return np.zeros(self.shape, self.dtype)
-        return g if g.flags.writeable else np.array(g)
+        n = self._node
+        if n not in t.owned:  # a VJP may pass one array on to several parents: copied once, when read
+            g = t.grads.get(n)
+            t.grads[n] = np.zeros(self.shape, self.dtype) if g is None else np.array(g, self.dtype)
+            t.owned.add(n)
+        return t.grads[n]
 
     def backward(self) -> None:
         """Sweep the tape from this one-element Tensor: afterwards `.grad` of every Var and
@@ -118,8 +126,8 @@ class Tensor:
         return self.value
 
     def detach(self) -> Tensor:
-        """The same value as a constant: no node, no gradient through it."""
-        return Tensor(self.value, requires_grad=False)
+        """The same value (the same memory) as a constant: no node, no gradient through it."""
+        return _constant_tensor(self.value)
 
     def __repr__(self) -> str:
         body = np.array2string(self.value, separator=", ", threshold=20, edgeitems=2, prefix="Tensor(")
@@ -275,8 +283,17 @@ def unbroadcast(g, shape: tuple):
 # -- operands -------------------------------------------------------------------------------------
 
 
-def as_array(value, dtype, what: str) -> np.ndarray:
-    """`value` as a float32 or float64 array of finite numbers, or a clear error naming `what`."""
+def as_tensor(value, dtype=None, requires_grad: bool = True) -> Tensor:
+    """A Tensor of `value` that shares its memory where it can (an array of the dtype asked), as
+    torch.as_tensor: changing the array changes the Tensor. `Tensor(value)` copies."""
+    t = new(Tensor)
+    t._leaf(as_array(value, dtype, "as_tensor(value)"), requires_grad)
+    return t
+
+
+def as_array(value, dtype, what: str, copy: bool = False) -> np.ndarray:
+    """`value` as a float32 or float64 array of finite numbers (a copy of it if `copy`), or a
+    clear error naming `what`."""
     if isinstance(value, (Tensor, Var)):
         raise TypeError(f"{what}: got a {type(value).__name__}; a Tensor is made from numbers (use tape.stack for Vars)")
     try:
@@ -298,10 +315,25 @@ def as_array(value, dtype, what: str) -> np.ndarray:
         array = array.astype(dtype)
     elif array.dtype not in DTYPES:  # float16, longdouble
         array = array.astype(np.float64)
-    if not np.isfinite(array.sum()) and not np.isfinite(array).all():  # the sum: one pass, no array made
-        bad = tuple(int(i) for i in np.argwhere(~np.isfinite(array))[0])
+    entries = _distinct(array)
+    if not np.isfinite(entries.sum()) and not np.isfinite(entries).all():  # the sum: one pass, no array made
+        bad = tuple(int(i) for i in np.argwhere(~np.isfinite(entries))[0])
         raise ValueError(f"{what}: entry {bad} is {array[bad]}; a Tensor holds finite numbers")
+    if copy and (array is value or array.base is not None):  # the caller's memory
+        try:
+            array = array.copy()
+        except MemoryError:
+            raise MemoryError(f"{what}: a copy of shape {array.shape} ({array.size:,} entries of {array.dtype}) does "
+                              "not fit in memory; tape.as_tensor(value) keeps the array without copying it") from None
     return array
+
+
+def _distinct(array: np.ndarray) -> np.ndarray:
+    """The entries of `array` without a broadcast's repeats: each axis of stride 0 taken once
+    (np.broadcast_to(x, (10**6, 10**6)) holds x's entries only)."""
+    if 0 not in array.strides or not array.size:
+        return array
+    return array[tuple(slice(0, 1) if step == 0 else slice(None) for step in array.strides)]
 
 
 def value_of(x):
@@ -378,7 +410,14 @@ def _record(node: Node, y: np.ndarray, parents: list):
 
 
 def _constant(y):
-    return float(y) if np.ndim(y) == 0 else Tensor(y, requires_grad=False)
+    """A result no node depends on: a float, or a constant Tensor of y itself."""
+    return float(y) if np.ndim(y) == 0 else _constant_tensor(y)
+
+
+def _constant_tensor(y: np.ndarray) -> Tensor:
+    t = new(Tensor)
+    t._leaf(y, False)
+    return t
 
 
 def elementwise(name: str, *operands):

@@ -21,22 +21,27 @@ from ._var import CONSTANTS, leaf_on
 Argnums = Union[int, Sequence[int]]
 
 
-def gradient(y: Var, xs: Var | Sequence[Var]) -> float | np.ndarray:
-    """d y / d x for each x in `xs` (leaves or intermediates recorded before `y`): the adjoints
-    of the course's Table 2. A single Var gives a float, a sequence a numpy array."""
-    if y.__class__ is not Var:
-        raise TypeError(f"gradient(y, xs): y must be a Var, got {type(y).__name__}")
-    single = xs.__class__ is Var
+def gradient(y: Var | Tensor, xs: Var | Tensor | Sequence[Var | Tensor]) -> float | np.ndarray | list:
+    """d y / d x for each x in `xs` (Vars or Tensors, leaves or intermediates recorded before
+    `y`; y a Var or a one-element Tensor): the adjoints of the course's Table 2, read off one
+    sweep; nothing is recorded. A single Var gives a float, a single Tensor an array of its
+    shape; a sequence of Vars a numpy array, a sequence with Tensors a list, one entry per x."""
+    if y.__class__ is not Var and not isinstance(y, Tensor):
+        raise TypeError(f"gradient(y, xs): y must be a Var or a one-element Tensor, got {type(y).__name__}")
+    single = xs.__class__ is Var or isinstance(xs, Tensor)
     xs = [xs] if single else list(xs)
     for x in xs:
-        if x.__class__ is not Var:
-            raise TypeError(f"gradient(y, xs): every x must be a Var, got {type(x).__name__}")
-        if x._seg.tape is not y._seg.tape:
+        if x.__class__ is not Var and not isinstance(x, Tensor):
+            raise TypeError(f"gradient(y, xs): every x must be a Var or a Tensor, got {type(x).__name__}")
+        if isinstance(x, Tensor) and not x.requires_grad:
+            raise ValueError("gradient(y, xs): a constant Tensor (requires_grad=False) is no node and has no gradient")
+        if x.tape is not y.tape:  # x.tape raises the StaleVarError of a dropped node
             raise ValueError(f"gradient(y, xs): {x!r} is on another tape than y")
-        if not x._seg.alive:
-            x._seg.record(None)  # raises the StaleVarError
     y.backward()
-    adjoint = y._seg.tape.adjoint
+    if any(isinstance(x, Tensor) for x in xs):
+        grads = [x.grad for x in xs]
+        return grads[0] if single else grads
+    adjoint = y.tape.adjoint
     nodes = np.fromiter((x._node for x in xs), np.int64, len(xs))
     out = np.zeros(len(xs))
     before = nodes < len(adjoint)  # a Var recorded after y does not affect it

@@ -50,3 +50,128 @@ def test_a_zero_adjoint_from_a_constant_factor_of_zero(dtype):
             t = Tensor(np.array([0.0, 1.0], dtype))
             product(tape.sqrt(t)).sum().backward()
             np.testing.assert_array_equal(t.grad, [0.0, 0.0])
+
+
+# -- 3: tape.gradient of Tensors, leaves and intermediates, of any shape -----------------------------
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(), (3,), (2, 3), (2, 1, 2), (0, 2)])
+def test_gradient_of_tensor_leaves_and_intermediates(shape, dtype):
+    a = RNG.uniform(0.5, 2.0, shape).astype(dtype)
+    w = RNG.standard_normal(shape).astype(dtype)
+    with Tape() as t:
+        x = Tensor(a)
+        h = x * x  # an intermediate (a Var if 0-d)
+        z = tape.sin(h) * w
+        y = z.sum() if isinstance(z, Tensor) else z
+        before = len(t)
+        gx, gh = tape.gradient(y, [x, h])
+        assert len(t) == before  # nothing recorded
+        np.testing.assert_allclose(gx, w * np.cos(a * a) * 2 * a, rtol=1e-5)
+        np.testing.assert_allclose(gh, w * np.cos(a * a), rtol=1e-5)
+        single = tape.gradient(y, x)
+        assert np.shape(single) == shape and np.asarray(single).dtype == dtype
+        np.testing.assert_allclose(single, gx, rtol=1e-6)
+        assert len(t) == before
+
+
+def test_gradient_mixes_vars_and_tensors_and_knows_what_came_after():
+    with Tape():
+        s, x = Var(2.0), Tensor([1.0, 3.0])
+        y = (x * s).sum()
+        later = Tensor([5.0])
+        gs, gx, gl = tape.gradient(y, [s, x, later])
+        assert gs == 4.0 and isinstance(gs, float)
+        np.testing.assert_array_equal(gx, [2.0, 2.0])
+        np.testing.assert_array_equal(gl, [0.0])
+        np.testing.assert_array_equal(tape.gradient(y, [s]), [4.0])  # Vars only: one array, as before
+
+
+def test_gradient_refuses_a_constant_tensor_and_another_tape():
+    with Tape():
+        x = Tensor([1.0, 2.0])
+        y = (x * x).sum()
+        with pytest.raises(ValueError, match="constant Tensor"):
+            tape.gradient(y, Tensor([1.0], requires_grad=False))
+    with Tape():
+        other = Tensor([1.0])
+    with pytest.raises(ValueError, match="another tape"):
+        tape.gradient(y, other)
+
+
+# -- 4: backward() of a 0-d Tensor ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_backward_of_a_zero_d_leaf_gives_it_one(dtype):
+    with Tape():
+        x = Tensor(np.array(3.0, dtype))
+        x.backward()
+        assert x.grad == 1.0 and x.grad.dtype == dtype
+
+
+def test_vjp_and_jacobian_of_a_zero_d_tensor_output():
+    value, vjp_fn = tape.vjp(lambda x: x, [Tensor(3.0)])
+    assert value == 3.0 and vjp_fn(np.array(2.5)) == (2.5,)
+    assert tape.jacobian(lambda x: x)(Tensor(3.0)) == 1.0
+
+
+# -- 5: no memory shared between gradients, nor with the caller's arrays ------------------------------
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gradients_are_their_own_arrays(dtype):
+    with Tape():
+        a, b, c = (Tensor(RNG.standard_normal(3).astype(dtype)) for _ in range(3))
+        w = RNG.standard_normal(3).astype(dtype)
+        s = a + b  # add passes one adjoint on to both operands
+        (s * c * w).sum().backward()
+        expected = (c.value * w).copy()
+        ga = a.grad
+        ga *= 0.5  # clipping one gradient...
+        np.testing.assert_allclose(b.grad, expected)  # ...leaves the other alone
+        np.testing.assert_allclose(s.grad, expected)
+        assert a.grad is ga  # and is kept: the gradient itself was scaled
+        np.testing.assert_allclose(a.grad, 0.5 * expected)
+
+
+def test_a_gradient_shares_no_memory_with_the_cotangent():
+    cotangent = RNG.standard_normal(3)
+    _, vjp_fn = tape.vjp(lambda x: x + 1.0, [Tensor(np.ones(3))])
+    (g,) = vjp_fn(cotangent)
+    g *= 0.0
+    assert (cotangent != 0).all()
+
+
+def test_tensor_copies_the_array_and_as_tensor_shares_it():
+    x = np.array([1.0, 2.0])
+    with Tape():
+        W = Tensor([0.0, 0.0])
+        X = Tensor(x, requires_grad=False)
+        y = (W * X).sum()
+        x[:] = 100.0  # a reused batch buffer, refilled before backward()
+        y.backward()
+        np.testing.assert_array_equal(W.grad, [1.0, 2.0])
+        shared = tape.as_tensor(x)
+        x[0] = 7.0
+        assert shared.value[0] == 7.0 and shared.requires_grad
+        assert tape.as_tensor(x, dtype=np.float32).dtype == np.float32  # another dtype: converted
+
+
+# -- 14: the finiteness check of a broadcast view looks at its distinct entries --------------------
+
+
+def test_a_huge_broadcast_is_checked_cheaply_and_refused_clearly_when_copied():
+    huge = np.broadcast_to(0.5, (10**6, 10**6))
+    with pytest.raises(MemoryError, match=r"Tensor\(value\): a copy of shape \(1000000, 1000000\).*as_tensor"):
+        Tensor(huge)  # 8 TB: refused at once, not checked entry by entry
+    view = tape.as_tensor(huge, requires_grad=False)
+    assert view.shape == (10**6, 10**6)
+    bad = np.broadcast_to(np.array([0.5, np.inf]), (10**6, 10**6, 2))
+    with pytest.raises(ValueError, match=r"entry \(0, 0, 1\) is inf"):
+        tape.as_tensor(bad)
+    strided = np.arange(12.0).reshape(3, 4)[::2, ::-1]
+    strided = np.where(strided == 9.0, np.nan, strided)[:, :]
+    with pytest.raises(ValueError, match=r"entry \(1, 2\) is nan"):
+        Tensor(strided)
