@@ -117,15 +117,24 @@ NUMBERS = (*CONSTANTS, VarBase)  # what a Dual treats as a constant
 def raise_refused(code: int, operands: list, context: str = ""):
     """Raise the scalar path's error for the operands that operation `code` refuses (a compiled
     kernel found them), with `context` appended: the error a recording would have raised."""
+    name, _, _ = CODES[code]
+    error = scalar_error(name, operands)
+    if error is None:
+        raise AssertionError(f"compiled code refused {name}{tuple(operands)}{context}, which the scalar rule accepts")
+    raise type(error)(f"{error}{context}") from None
+
+
+def scalar_error(name: str, operands: list) -> Exception | None:
+    """The error that operation `name` of these numbers raises on the scalar path (a Var's), or
+    None if it takes them: every path's error is this one."""
     from ._tape import Tape
 
-    name, _, _ = CODES[code]
     try:
         with Tape():
             APPLY[code_of(name)](_ops.Var(operands[0]), *operands[1:])
     except (ValueError, OverflowError, ZeroDivisionError) as e:
-        raise type(e)(f"{e}{context}") from None
-    raise AssertionError(f"compiled code refused {name}{tuple(operands)}{context}, which the scalar rule accepts")
+        return e
+    return None
 
 
 def _unary(code: int, x: Dual) -> Dual:

@@ -13,13 +13,15 @@ matrix node doubles as a scalar node, so scalar code goes on from `t.sum()` or `
 """
 from __future__ import annotations
 
+import math
+import reprlib
 from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 
 from . import _ops
 from ._ops import Var
-from ._rules import FUNCTIONS, domain_error, refusal, refused
+from ._rules import FUNCTIONS, refusal, refused
 from ._tape import TraceError, current_tape, op_code
 from ._var import CONSTANTS, check_operand, new
 from ._vectorized import ELEMENTWISE
@@ -205,21 +207,21 @@ class Tensor:
     # -- structural operations ------------------------------------------------------------------
 
     def sum(self, axis=None, keepdims: bool = False):
-        return structural("sum", self, axis=_axes(axis, self.ndim), keepdims=keepdims)
+        return structural("sum", self, axis=_axes(axis, self.ndim, "sum"), keepdims=keepdims)
 
     def mean(self, axis=None, keepdims: bool = False):
-        return structural("mean", self, axis=_axes(axis, self.ndim), keepdims=keepdims)
+        return structural("mean", self, axis=_axes(axis, self.ndim, "mean"), keepdims=keepdims)
 
     def logsumexp(self, axis=None, keepdims: bool = False):
-        return structural("logsumexp", self, axis=_axes(axis, self.ndim), keepdims=keepdims)
+        return structural("logsumexp", self, axis=_axes(axis, self.ndim, "logsumexp"), keepdims=keepdims)
 
     def reshape(self, *shape):
-        shape = shape[0] if len(shape) == 1 and not isinstance(shape[0], (int, np.integer)) else shape
-        return structural("reshape", self, shape=tuple(int(n) for n in shape))
+        shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+        return structural("reshape", self, shape=tuple(_integer(n, "reshape", "a shape's entry") for n in shape))
 
     def transpose(self, *axes):
-        axes = axes[0] if len(axes) == 1 and not isinstance(axes[0], (int, np.integer)) else axes
-        return structural("transpose", self, axes=tuple(int(a) for a in axes) or None)
+        axes = axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes
+        return structural("transpose", self, axes=tuple(_integer(a, "transpose", "an axis") for a in axes) or None)
 
     @property
     def T(self):
@@ -347,9 +349,9 @@ def value_of(x):
     return as_array(x, None, "operand")
 
 
-def _operands(operands: Sequence) -> tuple[list, list]:
+def _operands(operands: Sequence, name: str) -> tuple[list, list]:
     """The operands' values, and those operands that are nodes (the parents), in order; Nones if
-    some operand is nothing an operation takes."""
+    some operand is nothing an operation takes. A constant is refused unless finite."""
     values, parents = [], []
     for x in operands:
         cls = x.__class__
@@ -361,12 +363,26 @@ def _operands(operands: Sequence) -> tuple[list, list]:
             values.append(x._value)
             parents.append(x)
         elif cls is float or isinstance(x, CONSTANTS):
-            values.append(x)
+            values.append(_number(x, name))
         elif isinstance(x, (np.ndarray, list, tuple)):
-            values.append(as_array(x, None, "an operand"))
+            values.append(as_array(x, None, f"{name}: an operand"))
         else:
             return None, None
     return values, parents
+
+
+def _number(x, name: str):
+    """A constant number operand, refused unless it is finite (as an array's entries are) and
+    of a Tensor's dtypes (a float128 would make the result one)."""
+    if isinstance(x, np.floating) and x.dtype not in DTYPES:
+        raise TypeError(f"{name}: a constant of dtype {x.dtype}; constants are Python numbers or float32 or float64")
+    try:
+        finite = math.isfinite(x)
+    except OverflowError:  # an int beyond float's range
+        finite = False
+    if not finite:
+        raise ValueError(f"{name}: a constant operand is {reprlib.repr(x)}; a Tensor's constants are finite numbers")
+    return x
 
 
 def _positions(operands: Sequence, values: list, parents: list):
@@ -423,9 +439,12 @@ def _constant_tensor(y: np.ndarray) -> Tensor:
 def elementwise(name: str, *operands):
     """Rule `name` of the table applied entry by entry (numpy broadcasting the operands); a
     checked rule refuses what tape._rules.refused refuses, naming the entry."""
-    values, parents = _operands(operands)
+    values, parents = _operands(operands, name)
     if values is None:
         return NotImplemented
+    if len(values) == 2 and (isinstance(values[0], (int, float)) or isinstance(values[1], (int, float))):
+        dtype = np.result_type(*values)  # a number in the result's dtype, as numpy takes it: the rule's
+        values = [dtype.type(v) if isinstance(v, (int, float)) else v for v in values]  # 1.0 / b is numpy's
     rule, checked, divides = ELEMENTWISE[name]
     try:
         y, partials = rule(*values)
@@ -450,13 +469,16 @@ def elementwise(name: str, *operands):
 
 
 def _refuse(name: str, y: np.ndarray, values: list, divides: bool) -> None:
+    """Raise the scalar path's error for the first entry `refused` refuses, naming it."""
+    from ._forward import scalar_error  # not at the top: tape._forward imports what imports this module
+
     a, b = (np.broadcast_to(v, y.shape) for v in (*values, 0.0)[:2])
     for i in map(tuple, np.argwhere(~np.isfinite(y))):
         if refused(float(y[i]), float(a[i]), float(b[i]), divides):
-            operands = (float(a[i]), float(b[i]))[: len(values)]
-            error = (domain_error(name, operands, ZeroDivisionError("float division by zero")) if divides and b[i] == 0
-                     else refusal(name, operands, float(y[i])))  # as Python's float and math say it
-            raise type(error)(f"entry {tuple(map(int, i))} of {name} on shape {y.shape}: {error}")
+            operands = [float(a[i]), float(b[i])][: len(values)]
+            # where float64 takes what float32 refuses (exp(89)), the rule's own overflow
+            error = scalar_error(name, operands) or refusal(name, tuple(operands), float(y[i]))
+            raise type(error)(f"entry {tuple(map(int, i))} of {name} on shape {y.shape}: {error}") from None
 
 
 # -- the structural operations, each declared once --------------------------------------------------
@@ -574,7 +596,7 @@ STRUCTURAL = {
 def structural(name: str, *operands, **params):
     """Record the structural operation `name` of the operands (Tensors, Vars, arrays, numbers)."""
     rule = STRUCTURAL[name]
-    values, parents = _operands(operands)
+    values, parents = _operands(operands, name)
     if values is None:
         kinds = ", ".join(type(x).__name__ for x in operands)
         raise TypeError(f"{name}: takes Tensors, Vars, arrays and numbers, got {kinds}")
@@ -627,17 +649,27 @@ def _check_shapes(name: str, values: list, params: dict) -> None:
         raise ValueError(f"mse: outputs of shape {shapes[0]} against targets of shape {shapes[1]}")
 
 
-def _axes(axis, ndim: int):
-    """An axis or tuple of axes, checked against ndim (numpy's message names no operation)."""
+def _axes(axis, ndim: int, name: str):
+    """An axis or tuple of axes, checked to be integers within ndim (numpy's message names no
+    operation, and numpy takes True as axis 1)."""
     if axis is None:
         return None
     if axis.__class__ is int and -ndim <= axis < ndim:
         return axis
-    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    one = not isinstance(axis, (tuple, list))
+    axes = [_integer(a, name, "an axis") for a in ((axis,) if one else axis)]
     for a in axes:
         if not -ndim <= a < ndim:
-            raise ValueError(f"axis {a} is out of range for a Tensor of {ndim} axes")
-    return int(axes[0]) if isinstance(axis, (int, np.integer)) else tuple(int(a) for a in axes)
+            raise ValueError(f"{name}: axis {a} is out of range for a Tensor of {ndim} axes")
+    return axes[0] if one else tuple(axes)
+
+
+def _integer(n, name: str, what: str) -> int:
+    """n as an int, refused unless it is an integer: numpy would truncate a float axis (0.7 is
+    0) and take a bool as 0 or 1."""
+    if isinstance(n, (int, np.integer)) and not isinstance(n, bool):
+        return int(n)
+    raise TypeError(f"{name}: {what} must be an integer, got {n!r} (a {type(n).__name__})")
 
 
 def _index(index):
@@ -658,15 +690,28 @@ def stack(xs: Sequence, axis: int = 0):
     xs = list(xs)
     if not xs:
         raise ValueError("stack() of no operands")
-    return structural("stack", *xs, axis=int(axis))
+    return structural("stack", *xs, axis=_integer(axis, "stack", "axis"))
 
 
-def concatenate(xs: Sequence, axis: int = 0):
-    """The Tensors or arrays `xs` joined along an existing axis, as one node."""
+def concatenate(xs: Sequence, axis: int | None = 0):
+    """The Tensors or arrays `xs` joined along an existing axis, as one node; with axis=None,
+    as numpy, each flattened first."""
     xs = list(xs)
-    if not xs or any(np.ndim(value_of(x)) == 0 for x in xs):
-        raise ValueError("concatenate() takes one or more operands of at least one axis")
-    return structural("concatenate", *xs, axis=int(axis))
+    if not xs:
+        raise ValueError("concatenate() of no operands")
+    if axis is None:
+        return structural("concatenate", *map(_flattened, xs), axis=0)
+    axis = _integer(axis, "concatenate", "axis")
+    if any(np.ndim(x.value if isinstance(x, Tensor) else x) == 0 for x in xs):
+        raise ValueError("concatenate() takes operands of at least one axis (or axis=None, which flattens them)")
+    return structural("concatenate", *xs, axis=axis)
+
+
+def _flattened(x):
+    """x with its entries in one axis: a Tensor reshaped, a Var stacked, numbers raveled."""
+    if isinstance(x, Tensor):
+        return x.reshape(-1)
+    return stack([x]) if x.__class__ is Var else np.ravel(x)
 
 
 def softmax_cross_entropy(logits: Tensor, labels) -> Var:

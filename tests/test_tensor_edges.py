@@ -175,3 +175,80 @@ def test_a_huge_broadcast_is_checked_cheaply_and_refused_clearly_when_copied():
     strided = np.where(strided == 9.0, np.nan, strided)[:, :]
     with pytest.raises(ValueError, match=r"entry \(1, 2\) is nan"):
         Tensor(strided)
+
+
+# -- 8: a non-finite constant operand is refused, on either side, by every operation -------------------
+
+BAD_CONSTANTS = [float("nan"), float("inf"), -float("inf"), np.float64("nan"), np.array(np.inf), [1.0, np.nan], 10**400]
+OPERATORS = {"add": lambda x, y: x + y, "sub": lambda x, y: x - y, "mul": lambda x, y: x * y,
+             "truediv": lambda x, y: x / y, "pow": lambda x, y: x ** y}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("constant", BAD_CONSTANTS, ids=repr)
+@pytest.mark.parametrize("name", sorted(OPERATORS))
+def test_a_non_finite_constant_operand_is_refused_on_either_side(name, constant, dtype):
+    apply = OPERATORS[name]
+    with Tape() as t:
+        x = Tensor(np.array([1.0, 2.0], dtype))
+        before = len(t)
+        with pytest.raises(ValueError, match=rf"{name}: .*(finite|nan|inf)"):
+            apply(x, constant)
+        with pytest.raises(ValueError, match=rf"{name}: .*(finite|nan|inf)"):
+            apply(constant, x)  # the reflected operator
+        assert len(t) == before  # nothing recorded
+
+
+@pytest.mark.parametrize("constant", BAD_CONSTANTS[:3], ids=repr)
+def test_structural_operations_refuse_a_non_finite_constant(constant):
+    with Tape():
+        x = Tensor([1.0, 2.0])
+        for name, call in [("stack", lambda: tape.stack([x[0], constant])), ("stack", lambda: tape.stack([constant, x[0]])),
+                           ("concatenate", lambda: tape.concatenate([x, [constant]])),
+                           ("matmul", lambda: x @ [1.0, constant]), ("matmul", lambda: [constant, 1.0] @ x),
+                           ("mse", lambda: tape.mse(x, [1.0, constant]))]:
+            with pytest.raises(ValueError, match=rf"{name}: .*(finite|nan|inf)"):
+                call()
+
+
+def test_finite_constants_of_every_kind_still_work_on_both_sides():
+    with Tape():
+        x = Tensor(np.array([1.0, 2.0], np.float32))
+        for c in (2, 2.0, np.float32(2.0), np.array(2.0, np.float32), [2.0, 2.0], True):
+            k = float(np.ravel(c)[0])
+            np.testing.assert_array_equal((x * c).value, [k, 2 * k])
+            np.testing.assert_array_equal((c / x).value, [k, k / 2])
+            assert (x * c).dtype == np.result_type(x.value, np.asarray(c) if isinstance(c, list) else c)
+
+
+# -- 16: errors name the operation and the entry, as the scalar path does --------------------------------
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("zero", [0.0, 0, np.float64(0.0), False])
+def test_division_by_a_zero_constant_names_the_entry(zero, dtype):
+    with Tape():
+        x = Tensor(np.array([1.0, 2.0], dtype))
+        with pytest.raises(ZeroDivisionError, match=r"entry \(0,\) of truediv on shape \(2,\): 1.0 / 0.0: float division by zero"):
+            x / zero
+        with pytest.raises(ZeroDivisionError, match=r"entry \(0,\) of truediv on shape \(2,\): 1.0 / 0.0"):
+            x / Var(0.0)  # a Var's zero too
+        with pytest.raises(ZeroDivisionError, match=r"entry \(1,\) of truediv on shape \(2,\): 3.0 / 0.0"):
+            3.0 / Tensor(np.array([1.0, 0.0], dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_the_error_of_an_entry_is_the_scalar_paths_and_pythons(dtype):
+    import math
+
+    for name, at, python in [("log", 0.0, math.log), ("log", -1.0, math.log), ("sqrt", -1.0, math.sqrt),
+                             ("log1p", -1.0, math.log1p), ("exp", 1000.0, math.exp)]:
+        with pytest.raises(Exception) as by_python:
+            python(at)
+        with pytest.raises(Exception) as by_var:
+            getattr(tape, name)(Var(at))
+        x = np.array([1.0, at], dtype)
+        with Tape(), pytest.raises(Exception) as by_tensor:
+            getattr(tape, name)(Tensor(x))
+        assert by_tensor.type is by_var.type is by_python.type
+        assert str(by_tensor.value) == f"entry (1,) of {name} on shape (2,): {by_var.value}"
