@@ -677,8 +677,14 @@ def _index(index):
     parts = index if isinstance(index, tuple) else (index,)
     if any(isinstance(p, (Tensor, Var)) for p in parts):
         raise TypeError("a Tensor is indexed by numbers, slices and integer arrays, not by Vars or Tensors")
-    parts = tuple(np.asarray(p) if isinstance(p, list) else p for p in parts)
+    parts = tuple(_index_array(p) if isinstance(p, list) else p for p in parts)
     return parts if isinstance(index, tuple) else parts[0]
+
+
+def _index_array(p: list) -> np.ndarray:
+    """A list index as an array; an empty one takes nothing, as numpy takes it (not a float array)."""
+    array = np.asarray(p)
+    return array.astype(np.intp) if array.size == 0 else array
 
 
 # -- the public functions -----------------------------------------------------------------------------

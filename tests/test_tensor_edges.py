@@ -2,6 +2,8 @@
 read by `tape.gradient`, 0-d and empty Tensors, memory a gradient or a value must not share,
 non-finite and non-integer arguments, dtypes, and the transforms on Tensor functions. The
 oracles are closed forms and numpy written here, and central differences."""
+import re
+
 import numpy as np
 import pytest
 
@@ -252,3 +254,63 @@ def test_the_error_of_an_entry_is_the_scalar_paths_and_pythons(dtype):
             getattr(tape, name)(Tensor(x))
         assert by_tensor.type is by_var.type is by_python.type
         assert str(by_tensor.value) == f"entry (1,) of {name} on shape (2,): {by_var.value}"
+
+
+# -- 16: axes and shape entries are integers; numpy's axis=None and empty index lists -----------------
+
+NOT_INTEGERS = [0.7, 1.0, True, False, np.float64(1.0), "0"]
+
+
+@pytest.mark.parametrize("bad", NOT_INTEGERS, ids=repr)
+def test_every_axis_argument_refuses_what_is_not_an_integer(bad):
+    with Tape() as t:
+        x = Tensor(RNG.standard_normal((2, 3)))
+        before = len(t)
+        calls = {"sum": lambda: x.sum(axis=bad), "mean": lambda: x.mean(axis=(0, bad)),
+                 "logsumexp": lambda: x.logsumexp(axis=bad), "stack": lambda: tape.stack([x, x], axis=bad),
+                 "concatenate": lambda: tape.concatenate([x, x], axis=bad), "transpose": lambda: x.transpose(bad, 0),
+                 "reshape": lambda: x.reshape(bad, 6), "sum ": lambda: tape.sum(x, axis=bad)}
+        for name, call in calls.items():
+            with pytest.raises(TypeError, match=rf"{name.strip()}: .* must be an integer, got {re.escape(repr(bad))}"):
+                call()
+        assert len(t) == before
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_integer_axes_of_every_kind_still_work(dtype):
+    a = RNG.standard_normal((2, 3)).astype(dtype)
+    with Tape():
+        x = Tensor(a)
+        for axis in (1, -1, np.int64(1), (0, 1), [0, -1], (np.int32(0),)):
+            np.testing.assert_allclose(x.sum(axis=axis).value if isinstance(x.sum(axis=axis), Tensor)
+                                       else x.sum(axis=axis).value, a.sum(axis=tuple(np.atleast_1d(axis))), rtol=1e-6)
+        np.testing.assert_array_equal(x.transpose(np.int64(1), 0).value, a.T)
+        np.testing.assert_array_equal(x.reshape(np.int64(3), 2).value, a.reshape(3, 2))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_concatenate_with_axis_none_flattens_as_numpy(dtype):
+    a, b = RNG.standard_normal((2, 2)).astype(dtype), RNG.standard_normal(3).astype(dtype)
+    w = RNG.standard_normal(4 + 3 + 1 + 2 + 1)
+    with Tape():
+        x, y, s = Tensor(a), Tensor(b), Var(2.5)
+        z = tape.concatenate([x, y, s, [7.0, 8.0], Tensor(np.array(3.0, dtype))], axis=None)
+        np.testing.assert_array_equal(z.value, np.concatenate([a, b, [2.5], [7.0, 8.0], [3.0]], axis=None))
+        (z * w).sum().backward()
+        np.testing.assert_allclose(x.grad, w[:4].reshape(2, 2), rtol=1e-6)
+        np.testing.assert_allclose(y.grad, w[4:7], rtol=1e-6)
+        assert s.grad == pytest.approx(w[7])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("index", [[], ([], ), np.array([], int)], ids=repr)
+def test_an_empty_index_list_takes_nothing_as_numpy(index, dtype):
+    a = RNG.standard_normal((3, 2)).astype(dtype)
+    with Tape():
+        x = Tensor(a)
+        y = x[index]
+        assert y.shape == a[np.array([], int)].shape == (0, 2) and y.dtype == dtype
+        z = x[[2, 0]][[]]
+        assert z.shape == (0, 2)
+        (x.sum() + tape.concatenate([y.reshape(-1), x.reshape(-1)]).sum()).backward()
+        np.testing.assert_array_equal(x.grad, np.full((3, 2), 2.0))
