@@ -315,8 +315,8 @@ def as_array(value, dtype, what: str, copy: bool = False) -> np.ndarray:
         raise TypeError(f"{what}: expected real numbers, got an array of dtype {array.dtype}")
     elif dtype is not None and array.dtype != dtype:
         array = array.astype(dtype)
-    elif array.dtype not in DTYPES:  # float16, longdouble
-        array = array.astype(np.float64)
+    elif array.dtype not in DTYPES:  # float16, longdouble: converted only when asked (dtype=)
+        raise TypeError(f"{what}: an array of dtype {array.dtype}; a Tensor holds float32 or float64 (dtype= converts)")
     entries = _distinct(array)
     if not np.isfinite(entries.sum()) and not np.isfinite(entries).all():  # the sum: one pass, no array made
         bad = tuple(int(i) for i in np.argwhere(~np.isfinite(entries))[0])
@@ -360,7 +360,8 @@ def _operands(operands: Sequence, name: str) -> tuple[list, list]:
             if x._node >= 0:
                 parents.append(x)
         elif cls is Var:
-            values.append(x._value)
+            node = x._seg.tape._matrix.get(x._node)  # a 0-d result of a float32 Tensor stays float32
+            values.append(x._value if node is None or node.dtype == FLOAT64 else node.dtype.type(x._value))
             parents.append(x)
         elif cls is float or isinstance(x, CONSTANTS):
             values.append(_number(x, name))

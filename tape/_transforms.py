@@ -313,6 +313,9 @@ def jvp(fn: Callable, primals: Sequence, tangents: Sequence):
     if len(primals) != len(tangents):
         raise ValueError(f"jvp: {len(primals)} primals but {len(tangents)} tangents")
     if any(isinstance(p, Tensor) for p in primals):  # matrix nodes have reverse mode only: J v by sweeps
+        for i, (p, v) in enumerate(zip(primals, tangents)):
+            if np.shape(v) != np.shape(_value(p)):
+                raise ValueError(f"jvp: primal {i} has shape {np.shape(_value(p))} but its tangent has shape {np.shape(v)}")
         value, jacobians = _tensor_jacobians(fn, primals)
         tangent = sum(np.tensordot(j, np.asarray(v, dtype=np.float64), axes=np.ndim(v)) for j, v in zip(jacobians, tangents))
         return value, tangent

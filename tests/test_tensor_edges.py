@@ -314,3 +314,54 @@ def test_an_empty_index_list_takes_nothing_as_numpy(index, dtype):
         assert z.shape == (0, 2)
         (x.sum() + tape.concatenate([y.reshape(-1), x.reshape(-1)]).sum()).backward()
         np.testing.assert_array_equal(x.grad, np.full((3, 2), 2.0))
+
+
+# -- 16: dtypes: float32 stays float32, other float dtypes are refused unless converted ---------------
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.longdouble])
+def test_other_float_dtypes_are_refused_unless_converted(dtype):
+    a = np.array([1.0, 2.0], dtype)
+    with pytest.raises(TypeError, match=rf"Tensor\(value\): an array of dtype {np.dtype(dtype)}; .*float32 or float64"):
+        Tensor(a)
+    with Tape():
+        x = Tensor([1.0, 2.0])
+        with pytest.raises(TypeError, match=f"mul: an operand: an array of dtype {np.dtype(dtype)}"):
+            x * a
+        with pytest.raises(TypeError, match=f"mul: a constant of dtype {np.dtype(dtype)}"):
+            a[0] * x
+    assert Tensor(a, dtype=np.float32).dtype == np.float32  # asked for: converted
+
+
+def test_a_float32_leaf_gets_a_float32_gradient_whatever_its_operands():
+    w = RNG.standard_normal(3)
+    with Tape():
+        x = Tensor(np.array([1.0, 2.0, 3.0], np.float32))
+        y = x * w  # a float64 operand: the product is float64, as numpy makes it
+        assert y.dtype == np.float64
+        (tape.sin(y) * w).sum().backward()
+        assert x.grad.dtype == np.float32
+        np.testing.assert_allclose(x.grad, w * np.cos(x.value * w) * w, rtol=1e-6)
+
+
+def test_stacking_zero_d_results_of_float32_tensors_stays_float32():
+    a = RNG.standard_normal((2, 3)).astype(np.float32)
+    w = RNG.standard_normal(2).astype(np.float32)
+    with Tape():
+        x = Tensor(a)
+        s = tape.stack([x[0].sum(), x[1].sum()])
+        assert s.dtype == np.float32
+        mixed = tape.stack([x[0].sum(), Var(1.0)])  # with a float64 number: float64, as numpy stacks them
+        assert mixed.dtype == np.float64
+        (s * w).sum().backward()
+        assert x.grad.dtype == np.float32
+        np.testing.assert_allclose(x.grad, np.repeat(w[:, None], 3, axis=1))
+
+
+def test_jvp_refuses_a_tangent_of_another_shape():
+    f = lambda t: (t * t).sum()  # noqa: E731
+    for tangent in (1.0, np.ones(3), np.ones((2, 1))):
+        with pytest.raises(ValueError, match=rf"jvp: primal 0 has shape \(2,\) but its tangent has shape {re.escape(str(np.shape(tangent)))}"):
+            tape.jvp(f, (Tensor([1.0, 2.0]),), (tangent,))
+    v = RNG.standard_normal(2)
+    assert tape.jvp(f, (Tensor([1.0, 2.0]),), (v,))[1] == pytest.approx(2 * (1.0 * v[0] + 2.0 * v[1]))
