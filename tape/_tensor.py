@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import reprlib
+import operator
 from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
@@ -365,11 +366,31 @@ def _operands(operands: Sequence, name: str) -> tuple[list, list]:
             parents.append(x)
         elif cls is float or isinstance(x, CONSTANTS):
             values.append(_number(x, name))
+        elif isinstance(x, np.ndarray) and x.dtype == object:  # Vars or Duals: see _on_values
+            return None, None
         elif isinstance(x, (np.ndarray, list, tuple)):
             values.append(as_array(x, None, f"{name}: an operand"))
         else:
             return None, None
     return values, parents
+
+
+def _on_values(name: str, operands: Sequence, compute: Callable):
+    """`compute` of operands among which are some no matrix node takes (forward mode's Duals, an
+    array of Vars or Duals): numpy's, a constant Tensor being its array, as a numpy array would
+    be; with a Tensor node among them, refused by name. Returns None for other operands."""
+    from ._forward import Dual  # not at the top: tape._forward imports what imports this module
+
+    objects = [x for x in operands if x.__class__ is Dual or isinstance(x, np.ndarray) and x.dtype == object]
+    if not objects:
+        return None
+    if any(x.__class__ is Tensor and x._node >= 0 for x in operands):
+        for x in objects:
+            if x.__class__ is not Dual:
+                as_array(x, None, f"{name}: an operand")  # says what it holds
+        raise TypeError(f"{name}: a Tensor node and a Dual of forward mode: matrix nodes have reverse mode only; in "
+                        "forward mode (jvp, check_grads, grad of grad) use arrays or constant Tensors (requires_grad=False)")
+    return compute(*(x.value if x.__class__ is Tensor else x for x in operands))
 
 
 def _number(x, name: str):
@@ -442,7 +463,8 @@ def elementwise(name: str, *operands):
     checked rule refuses what tape._rules.refused refuses, naming the entry."""
     values, parents = _operands(operands, name)
     if values is None:
-        return NotImplemented
+        on_values = _on_values(name, operands, getattr(operator, name)) if len(operands) == 2 else None
+        return NotImplemented if on_values is None else on_values
     if len(values) == 2 and (isinstance(values[0], (int, float)) or isinstance(values[1], (int, float))):
         dtype = np.result_type(*values)  # a number in the result's dtype, as numpy takes it: the rule's
         values = [dtype.type(v) if isinstance(v, (int, float)) else v for v in values]  # 1.0 / b is numpy's
@@ -599,6 +621,9 @@ def structural(name: str, *operands, **params):
     rule = STRUCTURAL[name]
     values, parents = _operands(operands, name)
     if values is None:
+        on_values = _on_values(name, operands, lambda *xs: rule.value(*xs, **params))
+        if on_values is not None:
+            return on_values
         kinds = ", ".join(type(x).__name__ for x in operands)
         raise TypeError(f"{name}: takes Tensors, Vars, arrays and numbers, got {kinds}")
     if name in CHECKED_SHAPES:

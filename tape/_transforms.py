@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import functools
 import numbers
 from collections.abc import Callable, Iterator, Sequence
@@ -273,25 +274,53 @@ def _tensor_vjp(t: Tape, out: Tensor, leaves: list, structures: dict, nums: tupl
     return vjp_fn
 
 
-def _tensor_jacobians(fn: Callable, primals: Sequence) -> tuple:
-    """(fn(*primals), its Jacobian in each primal, shaped output shape + primal shape) for a
-    function of Tensors: one sweep of one recorded tape per output entry."""
+def _tensor_jacobians(fn: Callable, primals: Sequence, combine: Callable) -> tuple:
+    """(fn(*primals), the output's structure with combine(the leaf's Jacobian in each primal) at
+    each leaf) for a function of Tensors whose output is a Tensor, a Var, numbers, or a structure
+    of them. A Jacobian is shaped output leaf shape + primal shape, one sweep of one recorded
+    tape per output entry."""
     with Tape() as t, _differentiating():
         leaves = [_lift(t, p, i, fn) for i, p in enumerate(primals)]
         out = fn(*leaves)
-        shape = np.shape(_value(out))
-        rows = [np.zeros((max(1, int(np.prod(shape))), np.size(_value(p)))) for p in primals]
-        for j in range(rows[0].shape[0] if _is_node_of(out, t) else 0):
-            if isinstance(out, Tensor):
-                seed = np.zeros(out.size, out.dtype)
-                seed[j] = 1.0
-                adjoint = t.sweep(np.zeros(out._node + 1), {out._node: seed.reshape(shape)})
-            else:
-                adjoint = t.backward(out._node)
-            for row, leaf in zip(rows, leaves):
-                row[j] = np.ravel(_read(adjoint, leaf))
-    value = out.value.copy() if isinstance(out, Tensor) else float(_value(out))
-    return value, tuple(row.reshape(shape + np.shape(_value(p))) for row, p in zip(rows, primals))
+        derivatives = _map_leaves(lambda o: combine(_leaf_jacobians(t, o, leaves)), out)
+    return _map_leaves(_output_value, out), derivatives
+
+
+def _leaf_jacobians(t: Tape, out, leaves: list) -> tuple:
+    """The Jacobian of one output leaf in each of `leaves`: a row per entry, from a sweep seeded
+    with 1 there (zeros for an entry that is no node of t)."""
+    shape = np.shape(_output_value(out))
+    rows = [np.zeros((int(np.prod(shape)), np.size(_value(leaf)))) for leaf in leaves]
+    entries = None if isinstance(out, Tensor) else np.asarray(out, dtype=object).ravel()
+    for j in range(len(rows[0])):
+        if entries is None and _is_node_of(out, t):
+            seed = np.zeros(out.size, out.dtype)
+            seed[j] = 1.0
+            adjoint = t.sweep(np.zeros(out._node + 1), {out._node: seed.reshape(shape)})
+        elif entries is not None and _is_node_of(entries[j], t):
+            adjoint = t.backward(entries[j]._node)
+        else:
+            continue
+        for row, leaf in zip(rows, leaves):
+            row[j] = np.ravel(_read(adjoint, leaf))
+    return tuple(row.reshape(shape + np.shape(_value(leaf))) for row, leaf in zip(rows, leaves))
+
+
+def _output_value(out):
+    """An output leaf's value: a Tensor's array (a copy), else numbers (a Var's, an array of Vars')."""
+    return out.value.copy() if isinstance(out, Tensor) else _values_of(np.asarray(out, dtype=object))
+
+
+def _map_leaves(fn: Callable, x):
+    """x with fn applied to each leaf of its structure (to x itself if x is a leaf)."""
+    if not is_structure(x):
+        return fn(x)
+    if isinstance(x, dict):
+        return {k: _map_leaves(fn, v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        mapped = [_map_leaves(fn, v) for v in x]
+        return type(x)(*mapped) if hasattr(type(x), "_fields") else type(x)(mapped)
+    return dataclasses.replace(x, **{f.name: _map_leaves(fn, getattr(x, f.name)) for f in dataclasses.fields(x) if f.init})
 
 
 def _value(x):
@@ -316,9 +345,8 @@ def jvp(fn: Callable, primals: Sequence, tangents: Sequence):
         for i, (p, v) in enumerate(zip(primals, tangents)):
             if np.shape(v) != np.shape(_value(p)):
                 raise ValueError(f"jvp: primal {i} has shape {np.shape(_value(p))} but its tangent has shape {np.shape(v)}")
-        value, jacobians = _tensor_jacobians(fn, primals)
-        tangent = sum(np.tensordot(j, np.asarray(v, dtype=np.float64), axes=np.ndim(v)) for j, v in zip(jacobians, tangents))
-        return value, tangent
+        return _tensor_jacobians(fn, primals, lambda jacobians: sum(
+            np.tensordot(j, np.asarray(v, dtype=np.float64), axes=np.ndim(v)) for j, v in zip(jacobians, tangents)))
     nums = tuple(range(len(primals)))
     flat_fn, flat_primals, structures = flat_arguments(fn, primals, nums, "jvp")
     tangents = tuple(same_structure(structures[i], t, f"jvp: tangent {i}") if i in structures else t
@@ -344,7 +372,7 @@ def jacobian(fn: Callable, mode: str = "auto") -> Callable:
     @functools.wraps(fn)
     def wrapped(x):
         if isinstance(x, Tensor):
-            return _tensor_jacobians(fn, (x,))[1][0]
+            return _tensor_jacobians(fn, (x,), lambda jacobians: jacobians[0])[1]
         flat_fn, (flat_x,), structures = flat_arguments(fn, (x,), (0,), "jacobian")
         flat_fn, output = flat_outputs(flat_fn, "jacobian")
         matrix = flat_jacobian(flat_fn, flat_x)
