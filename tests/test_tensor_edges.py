@@ -365,3 +365,71 @@ def test_jvp_refuses_a_tangent_of_another_shape():
             tape.jvp(f, (Tensor([1.0, 2.0]),), (tangent,))
     v = RNG.standard_normal(2)
     assert tape.jvp(f, (Tensor([1.0, 2.0]),), (v,))[1] == pytest.approx(2 * (1.0 * v[0] + 2.0 * v[1]))
+
+
+# -- 15: transforms of Tensor functions with structured outputs; constant Tensors in forward mode ------
+
+
+def _central_jacobian(f, a, eps=1e-6):
+    """The Jacobian of f (a function of a float64 array, returning an array) by central differences."""
+    columns = []
+    for j in range(a.size):
+        d = np.zeros(a.size)
+        d[j] = eps
+        d = d.reshape(a.shape)
+        columns.append((np.asarray(f(a + d)) - np.asarray(f(a - d))).ravel() / (2 * eps))
+    return np.stack(columns, axis=-1).reshape(np.shape(f(a)) + a.shape)
+
+
+def test_jacobian_and_jvp_of_a_tensor_function_with_a_tuple_output():
+    a = RNG.uniform(0.5, 2.0, (2, 3))
+    v = RNG.standard_normal((2, 3))
+    f = lambda t: (tape.sin(t) * 2.0, (t * t).sum(), [t[0, 1], 3.0], {"row": t[1]})  # noqa: E731
+    plain = (lambda x: np.sin(x) * 2.0, lambda x: (x * x).sum(), lambda x: [x[0, 1], 3.0], lambda x: x[1])
+    jac = tape.jacobian(f)(Tensor(a))
+    value, tangent = tape.jvp(f, (Tensor(a),), (v,))
+    for got_jac, got_value, got_tangent, g in zip(
+            (jac[0], jac[1], jac[2], jac[3]["row"]), (value[0], value[1], value[2], value[3]["row"]),
+            (tangent[0], tangent[1], tangent[2], tangent[3]["row"]), plain):
+        expected = _central_jacobian(g, a)
+        np.testing.assert_allclose(got_jac, expected, atol=1e-7)
+        np.testing.assert_allclose(got_value, g(a), rtol=1e-12)
+        np.testing.assert_allclose(got_tangent, np.tensordot(expected, v, axes=2), atol=1e-7)
+    assert isinstance(value[2], np.ndarray) and isinstance(value[3], dict)
+
+
+def test_jacobian_of_an_empty_tensor_output():
+    jac = tape.jacobian(lambda t: t[[]])(Tensor([1.0, 2.0]))
+    assert jac.shape == (0, 2)
+
+
+C = Tensor([1.5, -2.0], requires_grad=False)
+
+
+def test_forward_mode_over_a_constant_tensor():
+    f = lambda x: tape.sum(tape.sin(C * x) + x / C)  # noqa: E731
+    a, v = np.array([0.3, 0.7]), RNG.standard_normal(2)
+    value, tangent = tape.jvp(f, (a,), (v,))
+    derivative = np.cos(C.value * a) * C.value + 1 / C.value  # closed form, entry by entry
+    assert value == pytest.approx(np.sum(np.sin(C.value * a) + a / C.value))
+    assert tangent == pytest.approx(derivative @ v)
+    tape.check_grads(f, a)
+    second = tape.grad(tape.grad(lambda x: (C * x * x).sum() + (C @ np.array([x, x])) ** 2))(1.5)
+    assert second == pytest.approx(2 * C.value.sum() + 2 * C.value.sum() ** 2)
+
+
+def test_a_tensor_node_in_forward_mode_is_refused_by_name():
+    x = Tensor([1.0, 2.0])
+    with pytest.raises(TypeError, match="mul: a Tensor node and a Dual of forward mode: matrix nodes have reverse mode only"):
+        tape.jvp(lambda s: (x * s).sum(), (1.0,), (1.0,))
+    with pytest.raises(TypeError, match="an array of Vars .* tape.stack"):
+        tape.grad(lambda s: (x * s).sum())(np.array([1.0, 2.0]))
+
+
+@pytest.mark.parametrize("reduce", [tape.sum, tape.logsumexp, lambda xs: tape.dot(xs, [1.0, 1.0])])
+def test_the_scalar_reductions_refuse_tensors_by_name(reduce):
+    with Tape():
+        with pytest.raises(TypeError, match=r"\(\) takes Vars and numbers, got a Tensor: a Tensor reduces itself"):
+            reduce([Tensor([1.0]), Tensor([2.0])])
+        with pytest.raises(TypeError, match="got a Tensor"):
+            reduce([Var(1.0), Tensor([2.0])])
