@@ -364,7 +364,9 @@ def _operands(operands: Sequence, name: str) -> tuple[list, list]:
             node = x._seg.tape._matrix.get(x._node)  # a 0-d result of a float32 Tensor stays float32
             values.append(x._value if node is None or node.dtype == FLOAT64 else node.dtype.type(x._value))
             parents.append(x)
-        elif cls is float or isinstance(x, CONSTANTS):
+        elif cls is float and x - x == 0.0:  # a finite float, the usual constant
+            values.append(x)
+        elif isinstance(x, CONSTANTS):
             values.append(_number(x, name))
         elif isinstance(x, np.ndarray) and x.dtype == object:  # Vars or Duals: see _on_values
             return None, None
@@ -465,9 +467,10 @@ def elementwise(name: str, *operands):
     if values is None:
         on_values = _on_values(name, operands, getattr(operator, name)) if len(operands) == 2 else None
         return NotImplemented if on_values is None else on_values
-    if len(values) == 2 and (isinstance(values[0], (int, float)) or isinstance(values[1], (int, float))):
-        dtype = np.result_type(*values)  # a number in the result's dtype, as numpy takes it: the rule's
-        values = [dtype.type(v) if isinstance(v, (int, float)) else v for v in values]  # 1.0 / b is numpy's
+    if len(values) == 2 and isinstance(values[1], (int, float)):  # a number in the other's dtype, as numpy
+        values[1] = values[0].dtype.type(values[1])  # takes it, so that the rule's 1.0 / b is numpy's, not Python's
+    elif len(values) == 2 and isinstance(values[0], (int, float)):
+        values[0] = values[1].dtype.type(values[0])
     rule, checked, divides = ELEMENTWISE[name]
     try:
         y, partials = rule(*values)
