@@ -277,6 +277,7 @@ class Tape:
         self._flush_at = mark + FLUSH_NODES
         self.adjoint = self.adjoint[:mark]
         self.grads = {n: g for n, g in self.grads.items() if n < mark}
+        self.owned = {n for n in self.owned if n < mark}
 
     def reset(self) -> None:
         """Drop every node, leaves included: all Vars of this tape become stale."""

@@ -217,11 +217,11 @@ class Tensor:
         return structural("logsumexp", self, axis=_axes(axis, self.ndim, "logsumexp"), keepdims=keepdims)
 
     def reshape(self, *shape):
-        shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+        shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list, np.ndarray)) else shape
         return structural("reshape", self, shape=tuple(_integer(n, "reshape", "a shape's entry") for n in shape))
 
     def transpose(self, *axes):
-        axes = axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes
+        axes = axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list, np.ndarray)) else axes
         return structural("transpose", self, axes=tuple(_integer(a, "transpose", "an axis") for a in axes) or None)
 
     @property

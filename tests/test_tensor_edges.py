@@ -432,3 +432,22 @@ def test_the_scalar_reductions_refuse_tensors_by_name(reduce):
             reduce([Tensor([1.0]), Tensor([2.0])])
         with pytest.raises(TypeError, match="got a Tensor"):
             reduce([Var(1.0), Tensor([2.0])])
+
+
+def test_a_gradient_read_then_rewound_is_not_read_again_by_a_new_node():
+    with Tape() as t:
+        mark = t.mark()
+        x = Tensor([1.0, 2.0])
+        (x * x).sum().backward()
+        np.testing.assert_array_equal(x.grad, [2.0, 4.0])
+        t.rewind(mark)
+        z = Tensor([5.0, 6.0])  # the same node index as x had
+        np.testing.assert_array_equal(z.grad, [0.0, 0.0])
+
+
+def test_shapes_and_axes_given_as_arrays_still_work():
+    a = RNG.standard_normal((2, 3))
+    with Tape():
+        x = Tensor(a)
+        np.testing.assert_array_equal(x.reshape(np.array([3, 2])).value, a.reshape(3, 2))
+        np.testing.assert_array_equal(x.transpose(np.array([1, 0])).value, a.T)
