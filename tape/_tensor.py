@@ -14,8 +14,8 @@ matrix node doubles as a scalar node, so scalar code goes on from `t.sum()` or `
 from __future__ import annotations
 
 import math
-import reprlib
 import operator
+import reprlib
 from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
@@ -455,6 +455,7 @@ def _constant(y):
 
 
 def _constant_tensor(y: np.ndarray) -> Tensor:
+    """A constant Tensor of y itself: no copy, no check (y is a result or a Tensor's value)."""
     t = new(Tensor)
     t._leaf(y, False)
     return t
