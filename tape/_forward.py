@@ -180,9 +180,12 @@ def _reduce(code: int, *operands: list):
     """A reduction (sum, logsumexp: one list; dot: ws and xs) with Duals among the operands."""
     tags = [x.tag for xs in operands for x in xs if x.__class__ is Dual]
     if not tags:  # something that is neither a number, a Var nor a Dual
+        from ._tensor import Tensor  # not at the top: it imports what imports this module
+
         bad = next(x for xs in operands for x in xs if not isinstance(x, NUMBERS))
-        raise TypeError(f"{CODES[code][0]}() takes Vars and numbers, got a {type(bad).__name__}: a Tensor reduces itself "
-                        "(tape.sum(t), t.sum(axis)); Tensors entry by entry: tape.stack(xs).sum(axis=0)")
+        hint = (": a Tensor reduces itself (tape.sum(t), t.sum(axis)); Tensors entry by entry: tape.stack(xs).sum(axis=0)"
+                if isinstance(bad, Tensor) else "")
+        raise TypeError(f"{CODES[code][0]}() takes Vars and numbers, got a {type(bad).__name__}{hint}")
     tag = max(tags)
     values = [[x.value if x.__class__ is Dual and x.tag == tag else x for x in xs] for xs in operands]
     y = APPLY[code](*values)
