@@ -24,7 +24,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from . import _nary, _ops
+from . import _nary, _ops, _tensor
 from ._rules import BINARY, CODES, KINK_PARTIAL, LEFT_CONSTANT, REDUCTIONS, RIGHT_CONSTANT, UNARY, code_of
 from ._var import CONSTANTS, VarBase, new
 
@@ -180,11 +180,9 @@ def _reduce(code: int, *operands: list):
     """A reduction (sum, logsumexp: one list; dot: ws and xs) with Duals among the operands."""
     tags = [x.tag for xs in operands for x in xs if x.__class__ is Dual]
     if not tags:  # something that is neither a number, a Var nor a Dual
-        from ._tensor import Tensor  # not at the top: it imports what imports this module
-
         bad = next(x for xs in operands for x in xs if not isinstance(x, NUMBERS))
         hint = (": a Tensor reduces itself (tape.sum(t), t.sum(axis)); Tensors entry by entry: tape.stack(xs).sum(axis=0)"
-                if isinstance(bad, Tensor) else "")
+                if isinstance(bad, _tensor.Tensor) else "")
         raise TypeError(f"{CODES[code][0]}() takes Vars and numbers, got a {type(bad).__name__}{hint}")
     tag = max(tags)
     values = [[x.value if x.__class__ is Dual and x.tag == tag else x for x in xs] for xs in operands]
@@ -207,6 +205,7 @@ for _rule in BINARY:
     setattr(Dual, f"__r{_rule.name}__", lambda self, other, code=_code: _binary(code, other, self))
 _ops.OTHER_TYPES[Dual] = _unary
 _nary.forward_reduce = _reduce
+_tensor.Dual, _tensor.scalar_error = Dual, scalar_error
 
 
 # -- the transforms -------------------------------------------------------------------------------

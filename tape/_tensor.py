@@ -29,6 +29,10 @@ from ._vectorized import ELEMENTWISE
 
 DTYPES = (np.float32, np.float64)
 FLOAT64 = np.dtype(np.float64)
+# tape._forward sets these (it imports, through tape._nary, this module): forward mode's number type, and
+# scalar_error(name, operands), the error the scalar path raises for an operation's numbers (or None)
+Dual: type | None = None
+scalar_error: Callable | None = None
 
 
 class Tensor:
@@ -381,8 +385,6 @@ def _on_values(name: str, operands: Sequence, compute: Callable):
     """`compute` of operands among which are some no matrix node takes (forward mode's Duals, an
     array of Vars or Duals): numpy's, a constant Tensor being its array, as a numpy array would
     be; with a Tensor node among them, refused by name. Returns None for other operands."""
-    from ._forward import Dual  # not at the top: tape._forward imports what imports this module
-
     objects = [x for x in operands if x.__class__ is Dual or isinstance(x, np.ndarray) and x.dtype == object]
     if not objects:
         return None
@@ -497,8 +499,6 @@ def elementwise(name: str, *operands):
 
 def _refuse(name: str, y: np.ndarray, values: list, divides: bool) -> None:
     """Raise the scalar path's error for the first entry `refused` refuses, naming it."""
-    from ._forward import scalar_error  # not at the top: tape._forward imports what imports this module
-
     a, b = (np.broadcast_to(v, y.shape) for v in (*values, 0.0)[:2])
     for i in map(tuple, np.argwhere(~np.isfinite(y))):
         if refused(float(y[i]), float(a[i]), float(b[i]), divides):
