@@ -96,7 +96,7 @@ class Parameters:
         if held is None or not held[0]._seg.alive or held[0]._seg.tape is not self.tape:
             view = self.values[start : start + int(np.prod(shape))].reshape(shape)
             with self.tape:
-                held = cache[key] = [Tensor(view, dtype=dtype), self.version]
+                held = cache[key] = [tape.as_tensor(view, dtype=dtype), self.version]
         if held[1] != self.version and held[0].value.dtype != self.values.dtype:
             held[0].value[...] = self.values[start : start + held[0].size].reshape(shape)
             held[1] = self.version

@@ -37,7 +37,7 @@ from ._forward import Dual
 from ._transforms import gradient, grad, hessian, hvp, jacobian, jvp, no_grad, value_and_grad, vjp
 from ._trace import GuardError, Traced, trace
 from ._check import GradientCheckError, check_grads
-from ._tensor import Tensor, concatenate, mse, softmax_cross_entropy, stack
+from ._tensor import Tensor, as_tensor, concatenate, mse, softmax_cross_entropy, stack
 
 ELEMENTARY = {name: globals()[name] for name in
               ("sin", "cos", "tan", "atan", "sinh", "cosh", "tanh", "exp", "expm1", "log", "log1p", "sqrt", "sigmoid", "softplus", "relu")}
@@ -64,5 +64,5 @@ __all__ = [
     "relu", "reset", "rewind", "sigmoid", "sin", "sinh", "softplus", "sqrt", "stop_gradient", "sum", "tan",
     "tanh", "value_and_grad", "VarArray", "Dual", "jvp", "vjp", "jacobian", "hessian", "hvp", "draw", "matmul",
     "record", "record_array", "op_code", "trace", "Traced", "GuardError", "check_grads", "GradientCheckError",
-    "Table", "Tensor", "concatenate", "mse", "softmax_cross_entropy", "stack",
+    "Table", "Tensor", "as_tensor", "concatenate", "mse", "softmax_cross_entropy", "stack",
 ]

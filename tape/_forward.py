@@ -24,7 +24,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from . import _nary, _ops
+from . import _nary, _ops, _tensor
 from ._rules import BINARY, CODES, KINK_PARTIAL, LEFT_CONSTANT, REDUCTIONS, RIGHT_CONSTANT, UNARY, code_of
 from ._var import CONSTANTS, VarBase, exact, new
 
@@ -118,15 +118,24 @@ NUMBERS = (*CONSTANTS, VarBase)  # what a Dual treats as a constant
 def raise_refused(code: int, operands: list, context: str = ""):
     """Raise the scalar path's error for the operands that operation `code` refuses (a compiled
     kernel found them), with `context` appended: the error a recording would have raised."""
+    name, _, _ = CODES[code]
+    error = scalar_error(name, operands)
+    if error is None:
+        raise AssertionError(f"compiled code refused {name}{tuple(operands)}{context}, which the scalar rule accepts")
+    raise type(error)(f"{error}{context}") from None
+
+
+def scalar_error(name: str, operands: list) -> Exception | None:
+    """The error that operation `name` of these numbers raises on the scalar path (a Var's), or
+    None if it takes them: every path's error is this one."""
     from ._tape import Tape
 
-    name, _, _ = CODES[code]
     try:
         with Tape():
             APPLY[code_of(name)](_ops.Var(operands[0]), *operands[1:])
     except (ValueError, OverflowError, ZeroDivisionError) as e:
-        raise type(e)(f"{e}{context}") from None
-    raise AssertionError(f"compiled code refused {name}{tuple(operands)}{context}, which the scalar rule accepts")
+        return e
+    return None
 
 
 def _unary(code: int, x: Dual) -> Dual:
@@ -170,7 +179,13 @@ def _term(partial, tangent):
 
 def _reduce(code: int, *operands: list):
     """A reduction (sum, logsumexp: one list; dot: ws and xs) with Duals among the operands."""
-    tag = max(x.tag for xs in operands for x in xs if x.__class__ is Dual)
+    tags = [x.tag for xs in operands for x in xs if x.__class__ is Dual]
+    if not tags:  # something that is neither a number, a Var nor a Dual
+        bad = next(x for xs in operands for x in xs if not isinstance(x, NUMBERS))
+        hint = (": a Tensor reduces itself (tape.sum(t), t.sum(axis)); Tensors entry by entry: tape.stack(xs).sum(axis=0)"
+                if isinstance(bad, _tensor.Tensor) else "")
+        raise TypeError(f"{CODES[code][0]}() takes Vars and numbers, got a {type(bad).__name__}{hint}")
+    tag = max(tags)
     values = [[x.value if x.__class__ is Dual and x.tag == tag else x for x in xs] for xs in operands]
     y = APPLY[code](*values)
     partials, tangents = [], []
@@ -208,6 +223,7 @@ for _rule in BINARY:
     setattr(Dual, f"__r{_rule.name}__", lambda self, other, code=_code: _binary(code, other, self))
 _ops.OTHER_TYPES[Dual] = _unary
 _nary.forward_reduce = _reduce
+_tensor.Dual, _tensor.scalar_error = Dual, scalar_error
 
 
 # -- the transforms -------------------------------------------------------------------------------

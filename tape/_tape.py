@@ -125,6 +125,7 @@ class Tape:
         self._op = np.zeros(INITIAL_CAPACITY, np.uint8)
         self.adjoint = np.zeros(0)  # d(output)/d(node) from the latest sweep
         self.grads: dict[int, np.ndarray] = {}  # the latest sweep's adjoints of matrix nodes with axes
+        self.owned: set[int] = set()  # those of them that are their node's own memory (see Tensor.grad)
         self._matrix: dict[int, object] = {}  # node -> what a matrix node's VJP needs (tape._tensor.Node)
         self._matrix_nodes: list[int] = []  # their indices, ascending
         self.recording = True
@@ -276,6 +277,7 @@ class Tape:
         self._flush_at = mark + FLUSH_NODES
         self.adjoint = self.adjoint[:mark]
         self.grads = {n: g for n, g in self.grads.items() if n < mark}
+        self.owned = {n for n in self.owned if n < mark}
 
     def reset(self) -> None:
         """Drop every node, leaves included: all Vars of this tape become stale."""
@@ -295,7 +297,12 @@ class Tape:
                 f"sweep(seed): expected a 1-d seed of at most {self._n} adjoints (the tape's "
                 f"length), got shape {adjoint.shape}"
             )
-        self.grads = dict(matrix_seed or {})
+        self.grads, self.owned = {}, set()
+        for n, g in (matrix_seed or {}).items():  # a matrix node without axes is a scalar node: its adjoint is a number
+            if self._matrix[n].shape:
+                self.grads[n] = g
+            else:
+                adjoint[n] += float(g)
         hi = self._sweep_matrix_nodes(adjoint, len(adjoint))
         sweep_nodes(self._start, self._parent, self._partial, adjoint, 0, hi)
         self.adjoint = adjoint
@@ -318,7 +325,7 @@ class Tape:
                 if scalar:
                     adjoint[p] += float(gp)
                 else:
-                    if gp.dtype != self._matrix[p].dtype:  # a float32 operand of a float64 result: its own dtype
+                    if gp.dtype != self._matrix[p].dtype:  # an operand's adjoint in its own dtype
                         gp = gp.astype(self._matrix[p].dtype)
                     grads[p] = gp if p not in grads else grads[p] + gp
         return hi

@@ -14,34 +14,45 @@ matrix node doubles as a scalar node, so scalar code goes on from `t.sum()` or `
 from __future__ import annotations
 
 import math
+import operator
+import reprlib
 from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 
 from . import _ops
 from ._ops import Var
-from ._rules import FUNCTIONS, domain_error, refusal, refused
+from ._rules import FUNCTIONS, refusal, refused
 from ._tape import TraceError, current_tape, op_code
 from ._var import CONSTANTS, check_operand, exact, new
 from ._vectorized import ELEMENTWISE
 
 DTYPES = (np.float32, np.float64)
 FLOAT64 = np.dtype(np.float64)
+# tape._forward sets these (it imports, through tape._nary, this module): forward mode's number type, and
+# scalar_error(name, operands), the error the scalar path raises for an operation's numbers (or None)
+Dual: type | None = None
+scalar_error: Callable | None = None
 
 
 class Tensor:
     """An array that is one node of a tape: `value` (a float32 or float64 numpy array) and, after
     a sweep, `grad` (an array of its shape). Operations on it record one matrix node each.
 
-    `Tensor(x)` makes a leaf on the current tape from an array or nested lists (integers promote
-    to float64, as numpy promotes them); `requires_grad=False` makes a constant, no node."""
+    `Tensor(x)` makes a leaf on the current tape from a copy of an array or nested lists
+    (integers promote to float64, as numpy promotes them), so that changing x later changes
+    nothing recorded (`as_tensor(x)` shares x's memory instead); `requires_grad=False` makes a
+    constant, no node."""
 
     __slots__ = ("value", "_node", "_seg")
     __array_ufunc__ = None  # numpy defers to the reflected operators: array + Tensor is Tensor.__radd__
     __hash__ = object.__hash__  # a node, not a number: hashed by identity
 
     def __init__(self, value, dtype=None, requires_grad: bool = True) -> None:
-        self.value = as_array(value, dtype, "Tensor(value)")
+        self._leaf(as_array(value, dtype, "Tensor(value)", copy=True), requires_grad)
+
+    def _leaf(self, value: np.ndarray, requires_grad: bool) -> None:
+        self.value = value
         self._node, self._seg = -1, None
         if requires_grad:
             t = current_tape()
@@ -91,14 +102,17 @@ class Tensor:
     @property
     def grad(self) -> np.ndarray:
         """d(output)/d(self) from the latest sweep of its tape, shaped like the value (zeros if
-        it played no part). Not accumulated: every sweep replaces it."""
+        it played no part). Not accumulated: every sweep replaces it. Its own memory, shared with
+        no other gradient, value or seed (scaling one scales no other)."""
         t = self.tape
         if self.ndim == 0:  # a scalar node: its adjoint is a number
             return np.asarray(t.adjoint[self._node] if self._node < len(t.adjoint) else 0.0, self.dtype)
-        g = t.grads.get(self._node)
-        if g is None:
-            return np.zeros(self.shape, self.dtype)
-        return g if g.flags.writeable else np.array(g)
+        n = self._node
+        if n not in t.owned:  # a VJP may pass one array on to several parents: copied once, when read
+            g = t.grads.get(n)
+            t.grads[n] = np.zeros(self.shape, self.dtype) if g is None else np.array(g, self.dtype)
+            t.owned.add(n)
+        return t.grads[n]
 
     def backward(self) -> None:
         """Sweep the tape from this one-element Tensor: afterwards `.grad` of every Var and
@@ -119,8 +133,8 @@ class Tensor:
         return self.value
 
     def detach(self) -> Tensor:
-        """The same value as a constant: no node, no gradient through it."""
-        return Tensor(self.value, requires_grad=False)
+        """The same value (the same memory) as a constant: no node, no gradient through it."""
+        return _constant_tensor(self.value)
 
     def __repr__(self) -> str:
         body = np.array2string(self.value, separator=", ", threshold=20, edgeitems=2, prefix="Tensor(")
@@ -199,21 +213,21 @@ class Tensor:
     # -- structural operations ------------------------------------------------------------------
 
     def sum(self, axis=None, keepdims: bool = False):
-        return structural("sum", self, axis=_axes(axis, self.ndim), keepdims=keepdims)
+        return structural("sum", self, axis=_axes(axis, self.ndim, "sum"), keepdims=keepdims)
 
     def mean(self, axis=None, keepdims: bool = False):
-        return structural("mean", self, axis=_axes(axis, self.ndim), keepdims=keepdims)
+        return structural("mean", self, axis=_axes(axis, self.ndim, "mean"), keepdims=keepdims)
 
     def logsumexp(self, axis=None, keepdims: bool = False):
-        return structural("logsumexp", self, axis=_axes(axis, self.ndim), keepdims=keepdims)
+        return structural("logsumexp", self, axis=_axes(axis, self.ndim, "logsumexp"), keepdims=keepdims)
 
     def reshape(self, *shape):
-        shape = shape[0] if len(shape) == 1 and not isinstance(shape[0], (int, np.integer)) else shape
-        return structural("reshape", self, shape=tuple(int(n) for n in shape))
+        shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list, np.ndarray)) else shape
+        return structural("reshape", self, shape=tuple(_integer(n, "reshape", "a shape's entry") for n in shape))
 
     def transpose(self, *axes):
-        axes = axes[0] if len(axes) == 1 and not isinstance(axes[0], (int, np.integer)) else axes
-        return structural("transpose", self, axes=tuple(int(a) for a in axes) or None)
+        axes = axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list, np.ndarray)) else axes
+        return structural("transpose", self, axes=tuple(_integer(a, "transpose", "an axis") for a in axes) or None)
 
     @property
     def T(self):
@@ -253,9 +267,15 @@ class StructuralNode(Node):
 
 
 def _scaled(g, d):
-    if d.__class__ is float:
-        return g if d == 1.0 else -g if d == -1.0 else g * d
-    return g * d
+    """g * d entry by entry, 0 where g or d is 0: a sweep adds nothing for a zero adjoint or a
+    zero partial, so an infinite partial meeting a zero adjoint gives 0, not nan, as on scalar nodes."""
+    if d.__class__ is float and (d == 1.0 or d == -1.0):
+        return g if d == 1.0 else -g
+    with np.errstate(invalid="ignore"):  # inf * 0, put right below
+        product = g * d
+    if np.isfinite(np.sum(product)):  # the sum: one pass, no array made
+        return product
+    return np.where((g == 0) | (d == 0), 0, product)
 
 
 def unbroadcast(g, shape: tuple):
@@ -271,8 +291,17 @@ def unbroadcast(g, shape: tuple):
 # -- operands -------------------------------------------------------------------------------------
 
 
-def as_array(value, dtype, what: str) -> np.ndarray:
-    """`value` as a float32 or float64 array of finite numbers, or a clear error naming `what`."""
+def as_tensor(value, dtype=None, requires_grad: bool = True) -> Tensor:
+    """A Tensor of `value` that shares its memory where it can (an array of the dtype asked), as
+    torch.as_tensor: changing the array changes the Tensor. `Tensor(value)` copies."""
+    t = new(Tensor)
+    t._leaf(as_array(value, dtype, "as_tensor(value)"), requires_grad)
+    return t
+
+
+def as_array(value, dtype, what: str, copy: bool = False) -> np.ndarray:
+    """`value` as a float32 or float64 array of finite numbers (a copy of it if `copy`), or a
+    clear error naming `what`."""
     if isinstance(value, (Tensor, Var)):
         raise TypeError(f"{what}: got a {type(value).__name__}; a Tensor is made from numbers (use tape.stack for Vars)")
     try:
@@ -292,12 +321,27 @@ def as_array(value, dtype, what: str) -> np.ndarray:
         raise TypeError(f"{what}: expected real numbers, got an array of dtype {array.dtype}")
     elif dtype is not None and array.dtype != dtype:
         array = array.astype(dtype)
-    elif array.dtype not in DTYPES:  # float16, longdouble
-        array = array.astype(np.float64)
-    if not np.isfinite(array.sum()) and not np.isfinite(array).all():  # the sum: one pass, no array made
-        bad = tuple(int(i) for i in np.argwhere(~np.isfinite(array))[0])
+    elif array.dtype not in DTYPES:  # float16, longdouble: converted only when asked (dtype=)
+        raise TypeError(f"{what}: an array of dtype {array.dtype}; a Tensor holds float32 or float64 (dtype= converts)")
+    entries = _distinct(array)
+    if not np.isfinite(entries.sum()) and not np.isfinite(entries).all():  # the sum: one pass, no array made
+        bad = tuple(int(i) for i in np.argwhere(~np.isfinite(entries))[0])
         raise ValueError(f"{what}: entry {bad} is {array[bad]}; a Tensor holds finite numbers")
+    if copy and (array is value or array.base is not None):  # the caller's memory
+        try:
+            array = array.copy()
+        except MemoryError:
+            raise MemoryError(f"{what}: a copy of shape {array.shape} ({array.size:,} entries of {array.dtype}) does "
+                              "not fit in memory; tape.as_tensor(value) keeps the array without copying it") from None
     return array
+
+
+def _distinct(array: np.ndarray) -> np.ndarray:
+    """The entries of `array` without a broadcast's repeats: each axis of stride 0 taken once
+    (np.broadcast_to(x, (10**6, 10**6)) holds x's entries only)."""
+    if 0 not in array.strides or not array.size:
+        return array
+    return array[tuple(slice(0, 1) if step == 0 else slice(None) for step in array.strides)]
 
 
 def value_of(x):
@@ -311,9 +355,9 @@ def value_of(x):
     return as_array(x, None, "operand")
 
 
-def _operands(operands: Sequence) -> tuple[list, list]:
+def _operands(operands: Sequence, name: str) -> tuple[list, list]:
     """The operands' values, and those operands that are nodes (the parents), in order; Nones if
-    some operand is nothing an operation takes."""
+    some operand is nothing an operation takes. A constant is refused unless finite."""
     values, parents = [], []
     for x in operands:
         cls = x.__class__
@@ -322,15 +366,50 @@ def _operands(operands: Sequence) -> tuple[list, list]:
             if x._node >= 0:
                 parents.append(x)
         elif cls is Var:
-            values.append(x._value)
+            node = x._seg.tape._matrix.get(x._node)  # a 0-d result of a float32 Tensor stays float32
+            values.append(x._value if node is None or node.dtype == FLOAT64 else node.dtype.type(x._value))
             parents.append(x)
-        elif cls is float or isinstance(x, CONSTANTS):
+        elif cls is float and x - x == 0.0:  # a finite float, the usual constant
             values.append(x)
+        elif isinstance(x, CONSTANTS):
+            values.append(_number(x, name))
+        elif isinstance(x, np.ndarray) and x.dtype == object:  # Vars or Duals: see _on_values
+            return None, None
         elif isinstance(x, (np.ndarray, list, tuple)):
-            values.append(as_array(x, None, "an operand"))
+            values.append(as_array(x, None, f"{name}: an operand"))
         else:
             return None, None
     return values, parents
+
+
+def _on_values(name: str, operands: Sequence, compute: Callable):
+    """`compute` of operands among which are some no matrix node takes (forward mode's Duals, an
+    array of Vars or Duals): numpy's, a constant Tensor being its array, as a numpy array would
+    be; with a Tensor node among them, refused by name. Returns None for other operands."""
+    objects = [x for x in operands if x.__class__ is Dual or isinstance(x, np.ndarray) and x.dtype == object]
+    if not objects:
+        return None
+    if any(x.__class__ is Tensor and x._node >= 0 for x in operands):
+        for x in objects:
+            if x.__class__ is not Dual:
+                as_array(x, None, f"{name}: an operand")  # says what it holds
+        raise TypeError(f"{name}: a Tensor node and a Dual of forward mode: matrix nodes have reverse mode only; in "
+                        "forward mode (jvp, check_grads, grad of grad) use arrays or constant Tensors (requires_grad=False)")
+    return compute(*(x.value if x.__class__ is Tensor else x for x in operands))
+
+
+def _number(x, name: str):
+    """A constant number operand, refused unless it is finite (as an array's entries are) and
+    of a Tensor's dtypes (a float128 would make the result one)."""
+    if isinstance(x, np.floating) and x.dtype not in DTYPES:
+        raise TypeError(f"{name}: a constant of dtype {x.dtype}; constants are Python numbers or float32 or float64")
+    try:
+        finite = math.isfinite(x)
+    except OverflowError:  # an int beyond float's range
+        finite = False
+    if not finite:
+        raise ValueError(f"{name}: a constant operand is {reprlib.repr(x)}; a Tensor's constants are finite numbers")
+    return x
 
 
 def _positions(operands: Sequence, values: list, parents: list):
@@ -374,15 +453,28 @@ def _record(node: Node, y: np.ndarray, parents: list):
 
 
 def _constant(y):
-    return float(y) if np.ndim(y) == 0 else Tensor(y, requires_grad=False)
+    """A result no node depends on: a float, or a constant Tensor of y itself."""
+    return float(y) if np.ndim(y) == 0 else _constant_tensor(y)
+
+
+def _constant_tensor(y: np.ndarray) -> Tensor:
+    """A constant Tensor of y itself: no copy, no check (y is a result or a Tensor's value)."""
+    t = new(Tensor)
+    t._leaf(y, False)
+    return t
 
 
 def elementwise(name: str, *operands):
     """Rule `name` of the table applied entry by entry (numpy broadcasting the operands); a
     checked rule refuses what tape._rules.refused refuses, naming the entry."""
-    values, parents = _operands(operands)
+    values, parents = _operands(operands, name)
     if values is None:
-        return NotImplemented
+        on_values = _on_values(name, operands, getattr(operator, name)) if len(operands) == 2 else None
+        return NotImplemented if on_values is None else on_values
+    if len(values) == 2 and isinstance(values[1], (int, float)):  # a number in the other's dtype, as numpy
+        values[1] = values[0].dtype.type(values[1])  # takes it, so that the rule's 1.0 / b is numpy's, not Python's
+    elif len(values) == 2 and isinstance(values[0], (int, float)):
+        values[0] = values[1].dtype.type(values[0])
     rule, checked, divides = ELEMENTWISE[name]
     try:
         y, partials = rule(*values)
@@ -407,13 +499,14 @@ def elementwise(name: str, *operands):
 
 
 def _refuse(name: str, y: np.ndarray, values: list, divides: bool) -> None:
+    """Raise the scalar path's error for the first entry `refused` refuses, naming it."""
     a, b = (np.broadcast_to(v, y.shape) for v in (*values, 0.0)[:2])
     for i in map(tuple, np.argwhere(~np.isfinite(y))):
         if refused(float(y[i]), float(a[i]), float(b[i]), divides):
-            operands = (float(a[i]), float(b[i]))[: len(values)]
-            error = (domain_error(name, operands, ZeroDivisionError("float division by zero")) if divides and b[i] == 0
-                     else refusal(name, operands, float(y[i])))  # as Python's float and math say it
-            raise type(error)(f"entry {tuple(map(int, i))} of {name} on shape {y.shape}: {error}")
+            operands = [float(a[i]), float(b[i])][: len(values)]
+            # where float64 takes what float32 refuses (exp(89)), the rule's own overflow
+            error = scalar_error(name, operands) or refusal(name, tuple(operands), float(y[i]))
+            raise type(error)(f"entry {tuple(map(int, i))} of {name} on shape {y.shape}: {error}") from None
 
 
 # -- the structural operations, each declared once --------------------------------------------------
@@ -565,8 +658,11 @@ STRUCTURAL = {
 def structural(name: str, *operands, **params):
     """Record the structural operation `name` of the operands (Tensors, Vars, arrays, numbers)."""
     rule = STRUCTURAL[name]
-    values, parents = _operands(operands)
+    values, parents = _operands(operands, name)
     if values is None:
+        on_values = _on_values(name, operands, lambda *xs: rule.value(*xs, **params))
+        if on_values is not None:
+            return on_values
         kinds = ", ".join(type(x).__name__ for x in operands)
         raise TypeError(f"{name}: takes Tensors, Vars, arrays and numbers, got {kinds}")
     if name in CHECKED_SHAPES:
@@ -624,17 +720,27 @@ def _check_shapes(name: str, values: list, params: dict) -> None:
         raise ValueError(f"mse: no entries (outputs of shape {shapes[0]}); a mean over none is undefined")
 
 
-def _axes(axis, ndim: int):
-    """An axis or tuple of axes, checked against ndim (numpy's message names no operation)."""
+def _axes(axis, ndim: int, name: str):
+    """An axis or tuple of axes, checked to be integers within ndim (numpy's message names no
+    operation, and numpy takes True as axis 1)."""
     if axis is None:
         return None
     if axis.__class__ is int and -ndim <= axis < ndim:
         return axis
-    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    one = not isinstance(axis, (tuple, list))
+    axes = [_integer(a, name, "an axis") for a in ((axis,) if one else axis)]
     for a in axes:
         if not -ndim <= a < ndim:
-            raise ValueError(f"axis {a} is out of range for a Tensor of {ndim} axes")
-    return int(axes[0]) if isinstance(axis, (int, np.integer)) else tuple(int(a) for a in axes)
+            raise ValueError(f"{name}: axis {a} is out of range for a Tensor of {ndim} axes")
+    return axes[0] if one else tuple(axes)
+
+
+def _integer(n, name: str, what: str) -> int:
+    """n as an int, refused unless it is an integer: numpy would truncate a float axis (0.7 is
+    0) and take a bool as 0 or 1."""
+    if isinstance(n, (int, np.integer)) and not isinstance(n, bool):
+        return int(n)
+    raise TypeError(f"{name}: {what} must be an integer, got {n!r} (a {type(n).__name__})")
 
 
 def _index(index):
@@ -642,8 +748,14 @@ def _index(index):
     parts = index if isinstance(index, tuple) else (index,)
     if any(isinstance(p, (Tensor, Var)) for p in parts):
         raise TypeError("a Tensor is indexed by numbers, slices and integer arrays, not by Vars or Tensors")
-    parts = tuple(np.asarray(p) if isinstance(p, list) else p for p in parts)
+    parts = tuple(_index_array(p) if isinstance(p, list) else p for p in parts)
     return parts if isinstance(index, tuple) else parts[0]
+
+
+def _index_array(p: list) -> np.ndarray:
+    """A list index as an array; an empty one takes nothing, as numpy takes it (not a float array)."""
+    array = np.asarray(p)
+    return array.astype(np.intp) if array.size == 0 else array
 
 
 # -- the public functions -----------------------------------------------------------------------------
@@ -655,15 +767,28 @@ def stack(xs: Sequence, axis: int = 0):
     xs = list(xs)
     if not xs:
         raise ValueError("stack() of no operands")
-    return structural("stack", *xs, axis=int(axis))
+    return structural("stack", *xs, axis=_integer(axis, "stack", "axis"))
 
 
-def concatenate(xs: Sequence, axis: int = 0):
-    """The Tensors or arrays `xs` joined along an existing axis, as one node."""
+def concatenate(xs: Sequence, axis: int | None = 0):
+    """The Tensors or arrays `xs` joined along an existing axis, as one node; with axis=None,
+    as numpy, each flattened first."""
     xs = list(xs)
-    if not xs or any(np.ndim(value_of(x)) == 0 for x in xs):
-        raise ValueError("concatenate() takes one or more operands of at least one axis")
-    return structural("concatenate", *xs, axis=int(axis))
+    if not xs:
+        raise ValueError("concatenate() of no operands")
+    if axis is None:
+        return structural("concatenate", *map(_flattened, xs), axis=0)
+    axis = _integer(axis, "concatenate", "axis")
+    if any(np.ndim(x.value if isinstance(x, Tensor) else x) == 0 for x in xs):
+        raise ValueError("concatenate() takes operands of at least one axis (or axis=None, which flattens them)")
+    return structural("concatenate", *xs, axis=axis)
+
+
+def _flattened(x):
+    """x with its entries in one axis: a Tensor reshaped, a Var stacked, numbers raveled."""
+    if isinstance(x, Tensor):
+        return x.reshape(-1)
+    return stack([x]) if x.__class__ is Var else np.ravel(x)
 
 
 def softmax_cross_entropy(logits: Tensor, labels) -> Var:

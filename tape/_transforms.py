@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import functools
 import numbers
 from collections.abc import Callable, Iterator, Sequence
@@ -21,22 +22,27 @@ from ._var import CONSTANTS, leaf_on
 Argnums = Union[int, Sequence[int]]
 
 
-def gradient(y: Var, xs: Var | Sequence[Var]) -> float | np.ndarray:
-    """d y / d x for each x in `xs` (leaves or intermediates recorded before `y`): the adjoints
-    of the course's Table 2. A single Var gives a float, a sequence a numpy array."""
-    if y.__class__ is not Var:
-        raise TypeError(f"gradient(y, xs): y must be a Var, got {type(y).__name__}")
-    single = xs.__class__ is Var
+def gradient(y: Var | Tensor, xs: Var | Tensor | Sequence[Var | Tensor]) -> float | np.ndarray | list:
+    """d y / d x for each x in `xs` (Vars or Tensors, leaves or intermediates recorded before
+    `y`; y a Var or a one-element Tensor): the adjoints of the course's Table 2, read off one
+    sweep; nothing is recorded. A single Var gives a float, a single Tensor an array of its
+    shape; a sequence of Vars a numpy array, a sequence with Tensors a list, one entry per x."""
+    if y.__class__ is not Var and not isinstance(y, Tensor):
+        raise TypeError(f"gradient(y, xs): y must be a Var or a one-element Tensor, got {type(y).__name__}")
+    single = xs.__class__ is Var or isinstance(xs, Tensor)
     xs = [xs] if single else list(xs)
     for x in xs:
-        if x.__class__ is not Var:
-            raise TypeError(f"gradient(y, xs): every x must be a Var, got {type(x).__name__}")
-        if x._seg.tape is not y._seg.tape:
+        if x.__class__ is not Var and not isinstance(x, Tensor):
+            raise TypeError(f"gradient(y, xs): every x must be a Var or a Tensor, got {type(x).__name__}")
+        if isinstance(x, Tensor) and not x.requires_grad:
+            raise ValueError("gradient(y, xs): a constant Tensor (requires_grad=False) is no node and has no gradient")
+        if x.tape is not y.tape:  # x.tape raises the StaleVarError of a dropped node
             raise ValueError(f"gradient(y, xs): {x!r} is on another tape than y")
-        if not x._seg.alive:
-            x._seg.record(None)  # raises the StaleVarError
     y.backward()
-    adjoint = y._seg.tape.adjoint
+    if any(isinstance(x, Tensor) for x in xs):
+        grads = [x.grad for x in xs]
+        return grads[0] if single else grads
+    adjoint = y.tape.adjoint
     nodes = np.fromiter((x._node for x in xs), np.int64, len(xs))
     out = np.zeros(len(xs))
     before = nodes < len(adjoint)  # a Var recorded after y does not affect it
@@ -268,25 +274,53 @@ def _tensor_vjp(t: Tape, out: Tensor, leaves: list, structures: dict, nums: tupl
     return vjp_fn
 
 
-def _tensor_jacobians(fn: Callable, primals: Sequence) -> tuple:
-    """(fn(*primals), its Jacobian in each primal, shaped output shape + primal shape) for a
-    function of Tensors: one sweep of one recorded tape per output entry."""
+def _tensor_jacobians(fn: Callable, primals: Sequence, combine: Callable) -> tuple:
+    """(fn(*primals), the output's structure with combine(the leaf's Jacobian in each primal) at
+    each leaf) for a function of Tensors whose output is a Tensor, a Var, numbers, or a structure
+    of them. A Jacobian is shaped output leaf shape + primal shape, one sweep of one recorded
+    tape per output entry."""
     with Tape() as t, _differentiating():
         leaves = [_lift(t, p, i, fn) for i, p in enumerate(primals)]
         out = fn(*leaves)
-        shape = np.shape(_value(out))
-        rows = [np.zeros((max(1, int(np.prod(shape))), np.size(_value(p)))) for p in primals]
-        for j in range(rows[0].shape[0] if _is_node_of(out, t) else 0):
-            if isinstance(out, Tensor):
-                seed = np.zeros(out.size, out.dtype)
-                seed[j] = 1.0
-                adjoint = t.sweep(np.zeros(out._node + 1), {out._node: seed.reshape(shape)})
-            else:
-                adjoint = t.backward(out._node)
-            for row, leaf in zip(rows, leaves):
-                row[j] = np.ravel(_read(adjoint, leaf))
-    value = out.value.copy() if isinstance(out, Tensor) else float(_value(out))
-    return value, tuple(row.reshape(shape + np.shape(_value(p))) for row, p in zip(rows, primals))
+        derivatives = _map_leaves(lambda o: combine(_leaf_jacobians(t, o, leaves)), out)
+    return _map_leaves(_output_value, out), derivatives
+
+
+def _leaf_jacobians(t: Tape, out, leaves: list) -> tuple:
+    """The Jacobian of one output leaf in each of `leaves`: a row per entry, from a sweep seeded
+    with 1 there (zeros for an entry that is no node of t)."""
+    shape = np.shape(_output_value(out))
+    rows = [np.zeros((int(np.prod(shape)), np.size(_value(leaf)))) for leaf in leaves]
+    entries = None if isinstance(out, Tensor) else np.asarray(out, dtype=object).ravel()
+    for j in range(len(rows[0])):
+        if entries is None and _is_node_of(out, t):
+            seed = np.zeros(out.size, out.dtype)
+            seed[j] = 1.0
+            adjoint = t.sweep(np.zeros(out._node + 1), {out._node: seed.reshape(shape)})
+        elif entries is not None and _is_node_of(entries[j], t):
+            adjoint = t.backward(entries[j]._node)
+        else:
+            continue
+        for row, leaf in zip(rows, leaves):
+            row[j] = np.ravel(_read(adjoint, leaf))
+    return tuple(row.reshape(shape + np.shape(_value(leaf))) for row, leaf in zip(rows, leaves))
+
+
+def _output_value(out):
+    """An output leaf's value: a Tensor's array (a copy), else numbers (a Var's, an array of Vars')."""
+    return out.value.copy() if isinstance(out, Tensor) else _values_of(np.asarray(out, dtype=object))
+
+
+def _map_leaves(fn: Callable, x):
+    """x with fn applied to each leaf of its structure (to x itself if x is a leaf)."""
+    if not is_structure(x):
+        return fn(x)
+    if isinstance(x, dict):
+        return {k: _map_leaves(fn, v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        mapped = [_map_leaves(fn, v) for v in x]
+        return type(x)(*mapped) if hasattr(type(x), "_fields") else type(x)(mapped)
+    return dataclasses.replace(x, **{f.name: _map_leaves(fn, getattr(x, f.name)) for f in dataclasses.fields(x) if f.init})
 
 
 def _value(x):
@@ -308,9 +342,11 @@ def jvp(fn: Callable, primals: Sequence, tangents: Sequence):
     if len(primals) != len(tangents):
         raise ValueError(f"jvp: {len(primals)} primals but {len(tangents)} tangents")
     if any(isinstance(p, Tensor) for p in primals):  # matrix nodes have reverse mode only: J v by sweeps
-        value, jacobians = _tensor_jacobians(fn, primals)
-        tangent = sum(np.tensordot(j, np.asarray(v, dtype=np.float64), axes=np.ndim(v)) for j, v in zip(jacobians, tangents))
-        return value, tangent
+        for i, (p, v) in enumerate(zip(primals, tangents)):
+            if np.shape(v) != np.shape(_value(p)):
+                raise ValueError(f"jvp: primal {i} has shape {np.shape(_value(p))} but its tangent has shape {np.shape(v)}")
+        return _tensor_jacobians(fn, primals, lambda jacobians: sum(
+            np.tensordot(j, np.asarray(v, dtype=np.float64), axes=np.ndim(v)) for j, v in zip(jacobians, tangents)))
     nums = tuple(range(len(primals)))
     flat_fn, flat_primals, structures = flat_arguments(fn, primals, nums, "jvp")
     tangents = tuple(same_structure(structures[i], t, f"jvp: tangent {i}") if i in structures else t
@@ -336,7 +372,7 @@ def jacobian(fn: Callable, mode: str = "auto") -> Callable:
     @functools.wraps(fn)
     def wrapped(x):
         if isinstance(x, Tensor):
-            return _tensor_jacobians(fn, (x,))[1][0]
+            return _tensor_jacobians(fn, (x,), lambda jacobians: jacobians[0])[1]
         flat_fn, (flat_x,), structures = flat_arguments(fn, (x,), (0,), "jacobian")
         flat_fn, output = flat_outputs(flat_fn, "jacobian")
         matrix = flat_jacobian(flat_fn, flat_x)
