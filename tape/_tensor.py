@@ -114,6 +114,21 @@ class Tensor:
             t.owned.add(n)
         return t.grads[n]
 
+    @grad.setter
+    def grad(self, g) -> None:
+        """Replace the gradient (clipping, scaling: `t.grad *= 0.5`), until the next sweep."""
+        g = np.asarray(g)
+        if g.shape != self.shape:
+            raise ValueError(f"grad: expected an array of shape {self.shape} (the Tensor's), got shape {g.shape}")
+        t = self.tape
+        if self.ndim == 0:
+            if self._node >= len(t.adjoint):
+                raise ValueError("grad: this Tensor has no gradient to replace until a sweep reaches it")
+            t.adjoint[self._node] = float(g)
+        else:
+            t.grads[self._node] = np.array(g, self.dtype)
+            t.owned.add(self._node)
+
     def backward(self) -> None:
         """Sweep the tape from this one-element Tensor: afterwards `.grad` of every Var and
         Tensor before it reads d(self)/d(it)."""

@@ -138,6 +138,30 @@ def test_gradients_are_their_own_arrays(dtype):
         np.testing.assert_allclose(a.grad, 0.5 * expected)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(), (3,), (2, 3)])
+def test_a_gradient_scaled_and_replaced_in_place(shape, dtype):
+    with Tape():
+        a = Tensor(RNG.standard_normal(shape).astype(dtype))
+        w = RNG.standard_normal(shape)
+        y = a * w
+        (y.sum() if shape else y).backward()  # a 0-d result is a Var
+        a.grad *= 0.5  # the augmented assignment torch users write to clip or scale
+        np.testing.assert_allclose(a.grad, 0.5 * w, rtol=1e-6)
+        assert a.grad.dtype == dtype and a.grad.shape == shape
+        a.grad = np.zeros(shape)
+        assert (a.grad == 0).all() and a.grad.dtype == dtype
+        with pytest.raises(ValueError, match=r"grad: expected an array of shape"):
+            a.grad = np.zeros((4, 4))
+
+
+def test_a_gradient_cannot_be_set_before_a_sweep_reaches_a_scalar_node():
+    with Tape():
+        a = Tensor(np.float64(2.0))
+        with pytest.raises(ValueError, match="no gradient to replace"):
+            a.grad = 1.0
+
+
 def test_a_gradient_shares_no_memory_with_the_cotangent():
     cotangent = RNG.standard_normal(3)
     _, vjp_fn = tape.vjp(lambda x: x + 1.0, [Tensor(np.ones(3))])
