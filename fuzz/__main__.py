@@ -45,7 +45,7 @@ def main() -> int:
         for i, rng, program in programs(seed, args.programs, args.program):
             ran += 1
             for d in check(program, rng):
-                d.program = shrink(program, [seed, i, 1], d.quantity)
+                d = shrink(d, [seed, i, 1])
                 d.where = f"seed {seed} program {i}"
                 found.append(d)
     if args.seed is None:

@@ -78,7 +78,7 @@ def plain(y) -> np.ndarray:
         return y.values
     if isinstance(y, (list, np.ndarray)) and np.asarray(y, dtype=object).dtype == object:
         return np.array([plain(v) for v in y], dtype=np.float64)
-    return np.float64(y.value if isinstance(y, tape.Var) else y)
+    return float(y.value if isinstance(y, tape.Var) else y)  # a Var is a float64 scalar node by design
 
 
 def _weighted(y, cotangent):
@@ -201,7 +201,7 @@ def _torch_reduce(name: str):
 def _gather(x, index):
     """x[index] by numpy's rules (torch takes no negative steps): the flat positions numpy picks."""
     positions = np.arange(x.numel()).reshape(tuple(x.shape))[index]
-    return x.reshape(-1)[torch.as_tensor(positions)]
+    return x.reshape(-1)[torch.as_tensor(positions.copy())]
 
 
 def _tensors(xs, like):
@@ -260,7 +260,7 @@ def torch_reference(program: Program, dtype: str, cotangent, tangents, argnums) 
         (x,), (t,) = xs, ts
         hessian = lambda: torch.func.hessian(f)(x)
         out.update({"value_and_grad": lambda: torch.func.grad_and_value(f)(x)[::-1], "hessian": hessian,
-                    "hvp": lambda: hessian() @ t, "grad of grad": lambda: hessian()[0, 0]})
+                    "hvp": lambda: hessian().to(t.dtype) @ t, "grad of grad": lambda: hessian()[0, 0]})
     for name in list(out):
         out["traced: " + name] = out[name]
         out["as Tensors: " + name] = out[name]

@@ -42,11 +42,11 @@ def _show(x) -> str:
 
 def _leaves(x) -> list:
     """A result as its arrays in order: tuples and lists flattened, tensors to numpy."""
-    if isinstance(x, (tuple, list)) and not (x and isinstance(x[0], (float, int, np.floating))):
+    if isinstance(x, (tuple, list)):
         return [a for v in x for a in _leaves(v)]
     if isinstance(x, torch.Tensor):
         return [x.detach().numpy()]
-    return [np.asarray(x)]
+    return [x if isinstance(x, np.ndarray) else np.float64(x)]  # a number stays a number
 
 
 def differ(ours, theirs, other, dtype: str) -> str | None:
@@ -63,7 +63,7 @@ def differ(ours, theirs, other, dtype: str) -> str | None:
     for k, (a, b, c) in enumerate(zip(ours, theirs, other)):
         if a.shape != b.shape:
             return f"shape: result {k} has shape {a.shape}, torch's {b.shape}"
-        if a.dtype.kind == "f" and np.dtype(a.dtype) != np.dtype(dtype):
+        if isinstance(a, np.ndarray) and a.dtype != np.dtype(dtype):  # a number (a Var's value) is float64 by design
             return f"dtype: result {k} is {a.dtype}, the program {dtype}"
         a, b, c = (np.asarray(v, dtype=np.float64) for v in (a, b, c))
         judged = np.isfinite(b)
@@ -123,13 +123,13 @@ def check(program: Program, rng: np.random.Generator) -> list[Discrepancy]:
     return found
 
 
-def shrink(program: Program, seed, quantity: str) -> Program:
-    """The shortest prefix of the program on which `quantity` still differs: a smaller reproducer."""
-    for n in range(1, len(program.steps) + 1):
-        prefix = program.prefix(n)
+def shrink(found: Discrepancy, seed) -> Discrepancy:
+    """The same discrepancy on the shortest prefix of its program that still shows it: a smaller reproducer."""
+    for n in range(1, len(found.program.steps)):
         try:
-            if any(d.quantity == quantity for d in check(prefix, np.random.default_rng(seed))):
-                return prefix
+            same = [d for d in check(found.program.prefix(n), np.random.default_rng(seed)) if d.quantity == found.quantity]
         except Exception:  # noqa: BLE001 - a prefix PyTorch itself cannot run (rare): try a longer one
             continue
-    return program
+        if same:
+            return same[0]
+    return found
