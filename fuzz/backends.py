@@ -191,10 +191,19 @@ class Skip(Exception):
 
 # -- PyTorch ----------------------------------------------------------------------------------------
 
+def _logsumexp(x, dim, keepdim=False):
+    """The reference log-sum-exp: its gradient is the softmax, exactly (torch's own backward takes
+    exp(x - result), whose rounding makes the weights of huge equal entries sum past 1)."""
+    m = x.detach().amax(dim, keepdim=True)
+    m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+    y = m + torch.log(torch.exp(x - m).sum(dim, keepdim=True))
+    return y if keepdim else y.squeeze(dim) if dim != () else y
+
+
 def _torch_reduce(name: str):
     def reduce(x, axis, method, keepdims=False):
         dims = tuple(range(x.ndim)) if axis is None else axis
-        return getattr(torch, name)(x, dim=dims, keepdim=keepdims)
+        return (_logsumexp if name == "logsumexp" else getattr(torch, name))(x, dims, keepdims)
     return reduce
 
 
@@ -227,7 +236,7 @@ def torch_ops(dtype) -> dict:
         "softmax_cross_entropy": lambda x, labels: F.cross_entropy(x, torch.as_tensor(labels)),
         "mse": lambda a, b: F.mse_loss(*_tensors((a, b), first((a, b)))),
         "sumlist": lambda *xs: torch.stack(_tensors(xs, first(xs))).sum(),
-        "logsumexplist": lambda *xs: torch.logsumexp(torch.stack(_tensors(xs, first(xs))), 0),
+        "logsumexplist": lambda *xs: _logsumexp(torch.stack(_tensors(xs, first(xs))), 0),
         "dot": lambda *xs, n: (torch.stack(_tensors(xs[:n], first(xs))) * torch.stack(_tensors(xs[n:], first(xs)))).sum(),
         "pack": lambda *xs: torch.stack(_tensors(xs, first(xs))),
     }
