@@ -57,13 +57,14 @@ def main() -> int:
     kinds = {}
     for d in found:
         kinds.setdefault(d.signature, []).append(d)
-    print(f"\n{len(kinds)} kinds of discrepancy; the first {min(SHOWN, len(kinds))} in full:\n")
+    print(f"\n{len(kinds)} kinds of discrepancy (what, the program's last operation); the first {min(SHOWN, len(kinds))} in full:\n")
     for same in list(kinds.values())[:SHOWN]:
-        d = same[0]
-        print(f"[{getattr(d, 'where', 'edge values')}] {d}\n")
-    print("every kind (kind, dtype, quantity, last operation, what) and how often:")
-    for signature, same in kinds.items():
-        print(f"  {len(same):4d}  {signature}  first at {getattr(same[0], 'where', 'edge values')}")
+        print(f"[{same[0].where}] {same[0]}\n")
+    print("every kind: how often, what, last operation, on which nodes, in which transforms, where first:")
+    for (what, op), same in kinds.items():
+        nodes = sorted({f"{d.program.kind} {d.program.dtype}" for d in same})
+        quantities = sorted({d.quantity for d in same})
+        print(f"  {len(same):4d}  {what:11s} {op:22s} {', '.join(nodes)}: {', '.join(quantities)}; first at {same[0].where}")
     return 1
 
 

@@ -86,7 +86,8 @@ def _weighted(y, cotangent):
     if isinstance(y, list):
         return tape.dot(list(cotangent), y)
     if isinstance(y, (Tensor, VarArray)):
-        return (y * cotangent).sum()
+        y = y * cotangent
+        return y.sum() if isinstance(y, (Tensor, VarArray)) else y  # a 0-d product is already a Var
     return y * float(cotangent)
 
 
