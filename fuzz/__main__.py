@@ -33,7 +33,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m fuzz", description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, help="replay this seed only (no edge values)")
     parser.add_argument("--program", type=int, help="with --seed: only this program")
-    parser.add_argument("--programs", type=int, default=400, help="programs per seed (default 400)")
+    parser.add_argument("--programs", type=int, default=300, help="programs per seed (default 300)")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")  # numpy's and torch's overflow warnings are expected here
     today = int(datetime.date.today().strftime("%Y%m%d"))

@@ -34,7 +34,8 @@ class Discrepancy:
     @property
     def signature(self) -> tuple:
         """What kind of discrepancy this is (the report counts each kind once): what differs, and where."""
-        return self.what.split(":")[0], self.program.steps[-1][0]
+        what = self.what.split(":")[0]
+        return what, self.quantity if what == "dtype" else self.program.steps[-1][0]
 
 
 def _show(x) -> str:
@@ -90,7 +91,7 @@ def differ(ours, theirs, other, dtype: str, want: str | None, kinks: bool = Fals
         conditioning = np.abs(b - c) * (EPS["float64"] / EPS["float32"] if dtype == "float64" else 1.0)
         conditioning = np.where(np.isfinite(conditioning), conditioning, np.inf)
         scale = np.abs(b[judged]).mean() if judged.any() else 0.0
-        allowed = RTOL[dtype] * (np.abs(b) + scale) + 8 * conditioning
+        allowed = RTOL[dtype] * (np.abs(b) + scale + 1e-3) + 8 * conditioning  # 1e-3: inputs are O(1)
         bad = judged & ~(np.abs(a - b) <= allowed)
         if bad.any():
             i = int(np.flatnonzero(bad.ravel())[0])
