@@ -147,10 +147,15 @@ def wengert(program: Program, cotangent, tangents, argnums, trace_at) -> dict:
         _weighted(f(ls), cotangent).backward()
         return (np.array([l.grad for l in ls]),)
 
+    def gradient():
+        ls = [tape.Var(v) for v in x]
+        return (tape.gradient(_weighted(f(ls), cotangent), ls),)
+
     scalar_output = np.ndim(cotangent) == 0
     mode = ("forward", "reverse", "auto")[len(program.steps) % 3]
     out["value"] = lambda: plain(f(x))
     out["backward"] = backward
+    out["gradient"] = gradient
     out["vjp"] = lambda: tape.vjp(f, [x])[1](cotangent)
     out["jvp"] = lambda: tape.jvp(f, (x,), (t,))[1]
     out["jacobian"] = lambda: tape.jacobian(f, mode)(x)
@@ -225,7 +230,7 @@ def torch_ops(dtype) -> dict:
     return {
         **{name: getattr(torch, name) for name in ("sin", "cos", "tan", "atan", "sinh", "cosh", "tanh", "exp", "expm1",
                                                    "log", "log1p", "sqrt", "sigmoid", "relu", "neg", "abs")},
-        "softplus": F.softplus, **BINARY,
+        "softplus": F.softplus, "stop_gradient": torch.Tensor.detach, **BINARY,
         **{name: _torch_reduce(name) for name in ("sum", "mean", "logsumexp")},
         "entry": lambda x, index: x[index],
         "reshape": lambda x, shape: x.reshape(shape),
@@ -263,7 +268,7 @@ def torch_reference(program: Program, dtype: str, cotangent, tangents, argnums) 
         value, grads = torch.func.grad_and_value(weighted, argnums=nums)(*xs)[::-1]
         return value, grads if isinstance(argnums, tuple) else grads[0]
 
-    out = {"value": lambda: values[-1], "backward": vjp, "vjp": vjp, "value_and_grad": value_and_grad,
+    out = {"value": lambda: values[-1], "backward": vjp, "gradient": vjp, "vjp": vjp, "value_and_grad": value_and_grad,
            "jvp": lambda: torch.func.jvp(f, tuple(xs), tuple(ts))[1],
            "jacobian": lambda: torch.func.jacrev(f, argnums=0)(*xs)}
     if program.kind == "scalar":

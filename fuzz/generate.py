@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 UNARY = ("sin", "cos", "tan", "atan", "sinh", "cosh", "tanh", "exp", "expm1", "log", "log1p", "sqrt",
-         "sigmoid", "softplus", "relu", "neg", "abs")
+         "sigmoid", "softplus", "relu", "neg", "abs", "stop_gradient")
 NEEDS_POSITIVE = {"log", "sqrt", "log1p"}
 MAKES_POSITIVE = {"exp", "sigmoid", "softplus", "cosh", "sqrt", "log1p"}
 BINARY = ("add", "sub", "mul", "truediv", "pow")
