@@ -110,9 +110,8 @@ class Generator:
 
     def _operand(self, shape: tuple, positive: bool):
         """A value, a new leaf or a constant of `shape` (or one that broadcasts to it)."""
-        r = self.rng
+        r, choice = self.rng, self.rng.random()
         fits = [i for i, s in enumerate(self.shapes) if s == shape and (self.pos[i] or not positive)]
-        choice = r.random()
         if self.kind == "scalar":
             if fits and choice < 0.7:
                 return int(r.choice(fits))
@@ -126,7 +125,7 @@ class Generator:
         fits = [i for i, s in enumerate(self.shapes) if s == shape and (self.pos[i] or not positive)]
         if fits and choice < 0.7:
             return int(r.choice(fits))
-        if self.kind == "scalar" or len(self.program.inputs) >= 4:
+        if len(self.program.inputs) >= 4:
             return Const(_values(r, shape, positive, self.dtype))
         return self._input(shape, positive)
 
@@ -308,7 +307,8 @@ class Generator:
         r = self.rng
         operands = [int(i) for i in r.integers(1, len(self.shapes), int(r.integers(1, 4)))]
         operands += [Const(float(r.uniform(-2, 2)))] * int(r.random() < 0.3)
-        self._step(op, tuple(operands), {}, (), op == "sumlist" and all(self.pos[i] for i in operands if isinstance(i, int)) and len(operands) == sum(isinstance(i, int) for i in operands))
+        positive = op == "sumlist" and all(isinstance(i, int) and self.pos[i] for i in operands)
+        self._step(op, tuple(operands), {}, (), positive)
 
     def _logsumexplist(self, a: int) -> None:
         self._sumlist(a, "logsumexplist")
