@@ -26,6 +26,7 @@ class Discrepancy:
     what: str
     ours: object
     theirs: object
+    where: str = ""  # how to replay it
 
     def __str__(self) -> str:
         return (f"{self.quantity}: {self.what}\n{self.program}\n"
@@ -77,8 +78,7 @@ def differ(ours, theirs, other, dtype: str, want: str | None, kinks: bool = Fals
     for k, (a, b, c) in enumerate(zip(ours, theirs, other)):
         if a.shape != b.shape:
             return f"shape: result {k} has shape {a.shape}, torch's {b.shape}"
-        if want and isinstance(a, np.ndarray) and a.dtype != np.dtype(want):  # a number (a Var's value) is float64 by design
-            return f"dtype: result {k} is {a.dtype}, expected {want}"
+        wrong_dtype = want and isinstance(a, np.ndarray) and a.dtype != np.dtype(want)  # a Var's number is float64
         a, b, c = (np.asarray(v, dtype=np.float64) for v in (a, b, c))
         overflowed = (dtype == "float32") & ~np.isfinite(b) & np.isfinite(c)  # ours may overflow too, or not
         b = np.where(overflowed, c, b)
@@ -96,6 +96,8 @@ def differ(ours, theirs, other, dtype: str, want: str | None, kinks: bool = Fals
         if bad.any():
             i = int(np.flatnonzero(bad.ravel())[0])
             return f"values: result {k} entry {i}: {a.ravel()[i]!r} against {b.ravel()[i]!r}"
+        if wrong_dtype:
+            return f"dtype: result {k} is {ours[k].dtype}, expected {want}"
     return None
 
 
@@ -168,7 +170,8 @@ def shrink(found: Discrepancy, seed) -> Discrepancy:
     """The same discrepancy on the shortest prefix of its program that still shows it: a smaller reproducer."""
     for n in range(1, len(found.program.steps)):
         try:
-            same = [d for d in check(found.program.prefix(n), np.random.default_rng(seed)) if d.quantity == found.quantity]
+            same = [d for d in check(found.program.prefix(n), np.random.default_rng(seed))
+                    if (d.quantity, d.signature[0]) == (found.quantity, found.signature[0])]
         except Exception:  # noqa: BLE001 - a prefix PyTorch itself cannot run (rare): try a longer one
             continue
         if same:
