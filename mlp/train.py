@@ -364,7 +364,6 @@ class Run:
         """Put back the weights of the last epoch saved (the initial ones before the first): an
         epoch cut short leaves none of its steps in the model."""
         self.model.parameters().values[:] = self.saved
-        self.model.parameters().version += 1
 
     def improved(self, epoch: int, val_loss: float, val_accuracy: float) -> bool:
         """Keep the model as the best if this validation epoch beats the best so far (strictly:
@@ -377,7 +376,6 @@ class Run:
             self.best = checkpoint.Best(MLP(self.model.sizes, self.model.activation, self.model.bias, self.model.init_name,
                                             dropout=self.model.dropout), epoch, metric, value)
         self.best.model.parameters().values[:] = self.model.parameters().values
-        self.best.model.parameters().version += 1
         self.best.epoch, self.best.value = epoch, value
         return True
 
