@@ -23,25 +23,25 @@ def synthetic(n: int = 96, n_test: int = 40, seed: int = 0) -> data.Dataset:
 
 
 @pytest.fixture(scope="module")
-def digits() -> data.Dataset:
+def synthetic_digits() -> data.Dataset:
     return synthetic()
 
 
 @pytest.fixture(scope="module")
-def idx_dir(tmp_path_factory, digits):
+def idx_dir(tmp_path_factory, synthetic_digits):
     """The synthetic digits as the four IDX files of --dataset mnist --data-dir."""
     where = tmp_path_factory.mktemp("idx")
     for key, name in data.IDX_FILES.items():
-        array = getattr(digits, key)
+        array = getattr(synthetic_digits, key)
         array = np.round(array * 255).astype(np.uint8).reshape(-1, 28, 28) if key.startswith("x") else array.astype(np.uint8)
         data.write_idx(where / name, array)
     return where
 
 
-def test_a_given_model_is_trained_in_place_on_a_given_data_set(tmp_path, digits):
+def test_a_given_model_is_trained_in_place_on_a_given_data_set(tmp_path, synthetic_digits):
     model = mlp.MLP([784, 8, 10], activation="tanh", seed=1)
     before = model.parameters().values.copy()
-    history = mlp.fit(model, digits, epochs=1, out=tmp_path / "run", **SMALL)
+    history = mlp.fit(model, synthetic_digits, epochs=1, out=tmp_path / "run", **SMALL)
     assert history.model is model and not np.array_equal(before, model.parameters().values)
     saved = checkpoint.load(tmp_path / "run" / "model.npz")
     np.testing.assert_array_equal(saved.model.parameters().values, model.parameters().values)
@@ -66,38 +66,38 @@ def test_an_unknown_data_set_name_is_a_value_error(tmp_path):
     ("print", "expected a callable or a list of them, got str"),
     ([print, "len"], "entry 1 is a str, not a callable"),
 ])
-def test_callbacks_are_checked_before_training(tmp_path, digits, monkeypatch, callbacks, words):
+def test_callbacks_are_checked_before_training(tmp_path, synthetic_digits, monkeypatch, callbacks, words):
     seen = []
     monkeypatch.setattr(train.Run, "fit", lambda run, callbacks: seen.append(callbacks) or [])
     if words is None:
-        mlp.fit(None, digits, hidden=[4], epochs=1, out=tmp_path / "run", callbacks=callbacks, **SMALL)
+        mlp.fit(None, synthetic_digits, hidden=[4], epochs=1, out=tmp_path / "run", callbacks=callbacks, **SMALL)
         assert seen == [[callbacks] if callable(callbacks) else list(callbacks)]
         return
     with pytest.raises(TypeError, match=f"fit\\(callbacks\\): {words}"):
-        mlp.fit(None, digits, hidden=[4], epochs=1, out=tmp_path / "run", callbacks=callbacks, **SMALL)
+        mlp.fit(None, synthetic_digits, hidden=[4], epochs=1, out=tmp_path / "run", callbacks=callbacks, **SMALL)
     assert seen == [] and not (tmp_path / "run").exists()
 
 
-def test_a_single_callback_sees_each_epoch_and_can_stop_the_run(tmp_path, digits):
+def test_a_single_callback_sees_each_epoch_and_can_stop_the_run(tmp_path, synthetic_digits):
     seen = []
-    history = mlp.fit(None, digits, hidden=[4], epochs=4, out=tmp_path, callbacks=lambda row: seen.append(row) or row["epoch"] == 2,
+    history = mlp.fit(None, synthetic_digits, hidden=[4], epochs=4, out=tmp_path, callbacks=lambda row: seen.append(row) or row["epoch"] == 2,
                       **SMALL)
     assert [row["epoch"] for row in seen] == [1, 2] and history["epoch"] == [1, 2]
 
 
 @pytest.mark.parametrize("method", ["confusion", "mistakes"])
-def test_a_history_without_a_model_or_data_says_so(tmp_path, digits, method):
+def test_a_history_without_a_model_or_data_says_so(tmp_path, synthetic_digits, method):
     with pytest.raises(ValueError, match=f"{method}\\(\\): this history has no model to show"):
         getattr(History([], out=tmp_path, model=None), method)()
     with pytest.raises(ValueError, match=f"{method}\\(\\): this history has no data set to show"):
         getattr(History([], out=tmp_path, model=mlp.MLP([784, 10])), method)()
 
 
-def test_usage_errors_of_the_library_are_value_errors(tmp_path, digits):
+def test_usage_errors_of_the_library_are_value_errors(tmp_path, synthetic_digits):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "other.txt").write_text("someone's file")
     with pytest.raises(ValueError, match="already holds files"):
-        mlp.fit(None, digits, hidden=[4], epochs=1, out=tmp_path / "run", **SMALL)
+        mlp.fit(None, synthetic_digits, hidden=[4], epochs=1, out=tmp_path / "run", **SMALL)
     assert issubclass(cli.UsageError, ValueError)
 
 
@@ -115,11 +115,11 @@ def test_resuming_on_other_nodes_says_so_on_its_first_line(tmp_path, idx_dir, ca
 
 
 @pytest.mark.parametrize("nodes, dtype", [("matrix", "float64"), ("matrix", "float32"), ("scalar", "float64")])
-def test_the_same_weights_on_one_thread_and_on_two(tmp_path, digits, nodes, dtype):
+def test_the_same_weights_on_one_thread_and_on_two(tmp_path, synthetic_digits, nodes, dtype):
     """784-128: a product OpenBLAS splits between its threads, summing in another order."""
     weights = []
     for threads in (1, 2):
-        history = mlp.fit(None, digits, hidden=[128], epochs=1, nodes=nodes, dtype=dtype, threads=threads,
+        history = mlp.fit(None, synthetic_digits, hidden=[128], epochs=1, nodes=nodes, dtype=dtype, threads=threads,
                           out=tmp_path / str(threads), **SMALL)
         weights.append(history.model.parameters().values)
     assert weights[0].tobytes() == weights[1].tobytes()
@@ -130,18 +130,18 @@ def switches() -> list[argparse.Action]:
 
 
 @pytest.mark.parametrize("name", [a.dest for a in switches()])
-def test_each_switch_of_fit_given_false_or_true_is_that(name, digits):
+def test_each_switch_of_fit_given_false_or_true_is_that(name, synthetic_digits):
     """bias=False is --no-bias, augment=False no --augment: the option's value, whichever way the
     flag is spelt."""
     model = None if name in fitting.MODEL_OPTIONS else mlp.MLP([784, 10])
     for value in (False, True):
         if name == "resume" and value or name == "fresh" and value:
             continue  # they need a run directory; False must still be False
-        args = fitting.arguments(model, digits, {name: value})
+        args = fitting.arguments(model, synthetic_digits, {name: value})
         assert getattr(args, name) is value, (name, value)
 
 
-def test_a_model_without_biases_trains_from_fit_bias_false(tmp_path, digits):
-    history = mlp.fit(None, digits, hidden=[3], bias=False, epochs=1, augment=False, out=tmp_path / "run", **SMALL)
+def test_a_model_without_biases_trains_from_fit_bias_false(tmp_path, synthetic_digits):
+    history = mlp.fit(None, synthetic_digits, hidden=[3], bias=False, epochs=1, augment=False, out=tmp_path / "run", **SMALL)
     assert history.model.bias is False and len(history.model.parameters()) == 784 * 3 + 3 * 10
     assert not any(tmp_path.glob("run/*.png"))  # plots=False
