@@ -145,3 +145,37 @@ def test_a_model_without_biases_trains_from_fit_bias_false(tmp_path, synthetic_d
     history = mlp.fit(None, synthetic_digits, hidden=[3], bias=False, epochs=1, augment=False, out=tmp_path / "run", **SMALL)
     assert history.model.bias is False and len(history.model.parameters()) == 784 * 3 + 3 * 10
     assert not any(tmp_path.glob("run/*.png"))  # plots=False
+
+
+@pytest.mark.parametrize("batch_size", [1, 23, 24, 25, 96, 97])
+@pytest.mark.parametrize("nodes", ["scalar", "matrix"])
+def test_an_epoch_takes_every_sample_once_in_batches_up_to_the_batch_size(tmp_path, synthetic_digits, monkeypatch,
+                                                                           batch_size, nodes):
+    """24 samples (limit): batches of 1, of 23 (24 = 23 + 1), exactly 24, and more than the samples."""
+    seen = []
+    accumulator = train.MatrixAccumulator if nodes == "matrix" else train.FusedAccumulator
+    real = accumulator.accumulate
+
+    def recording(self, inputs, rows, labels, weight, keep=None):
+        seen.append(np.asarray(rows).copy())
+        assert weight == 1 / len(rows)
+        return real(self, inputs, rows, labels, weight, keep)
+
+    monkeypatch.setattr(accumulator, "accumulate", recording)
+    mlp.fit(None, synthetic_digits, hidden=[2], epochs=1, limit=24, batch_size=batch_size, nodes=nodes, plots=False,
+            out=tmp_path / "run")
+    sizes = [len(rows) for rows in seen]
+    assert sorted(np.concatenate(seen).tolist()) == list(range(24))
+    assert sizes == [min(batch_size, 24)] * (24 // batch_size) + [24 % batch_size] * bool(24 % batch_size)
+
+
+@pytest.mark.parametrize("fraction, held", [(0.25, [1, 2]), (0.5, [2, 3]), (0.75, [3, 4])])
+def test_a_validation_part_of_each_class_at_its_bounds(fraction, held):
+    """Classes of 4 and 6 rows: one row of the smallest class held out (0.25) to all but one (0.75)."""
+    labels = np.array([0] * 4 + [1] * 6)
+    kept, out = data.validation_split(labels, fraction, seed=0)
+    assert [int((labels[out] == c).sum()) for c in (0, 1)] == held
+    assert sorted([*kept, *out]) == list(range(10)) and kept.tolist() == sorted(kept)
+    for beyond in (0.12, 0.88):  # none of the smallest class held out; all of it
+        with pytest.raises(ValueError, match="give a fraction from 0.25 to 0.75"):
+            data.validation_split(labels, beyond, seed=0)
