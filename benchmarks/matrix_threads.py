@@ -1,6 +1,6 @@
 """What one BLAS thread costs matrix nodes (issue 9): the training program's epoch on matrix nodes
 (tape.Tensor, numpy's BLAS) with BLAS limited to 1 thread against 2, each in a fresh process, the
-rounds interleaved; and whether the weights after the epoch are the same to the bit. The program
+rounds interleaved; and whether the weights after its three epochs are the same to the bit. The program
 computes on one BLAS thread because OpenBLAS's threaded products sum in another order (weights
 differ in the last bits between --threads 1 and 2).
 
