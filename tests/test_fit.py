@@ -63,6 +63,7 @@ def test_a_given_model_is_trained_in_place_on_a_given_data_set(tmp_path):
     (dict(resume=True), TypeError, "'resume' (the model gives it"),
 ])
 def test_options_are_checked_as_the_program_checks_its_flags(tmp_path, options, error, words):
+    options = dict(options)  # the parameter's own dict serves the next data source too
     with pytest.raises(error) as raised:
         mlp.fit(mlp.MLP([784, 8, 10]), epochs=options.pop("epochs", 1), out=tmp_path / "run", **options)
     assert words in str(raised.value)
