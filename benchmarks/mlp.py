@@ -32,7 +32,7 @@ from mlp.optim import SGD
 
 SIZES, BATCH, LR = [784, 32, 10], 32, 0.01
 PROGRAM = "wengert training program (python -m mlp.train, metrics.csv), 2 threads"
-PROGRAM_MATRIX = "wengert training program --nodes matrix (metrics.csv), 2 BLAS threads"
+PROGRAM_MATRIX = "wengert training program --nodes matrix (metrics.csv), 1 BLAS thread"
 
 
 def digits(n: int) -> tuple[np.ndarray, np.ndarray, str]:
@@ -77,7 +77,7 @@ def wengert_fused(X, y, threads):
 def wengert_matrix(X, y, dtype="float64"):
     import numba
 
-    numba.set_num_threads(1)  # as the training program sets them for matrix nodes: BLAS has the cores
+    numba.set_num_threads(1)  # numpy's BLAS has the cores (the training program gives it one: see matrix_threads)
     return accumulator_epoch(X, y, lambda model: MatrixAccumulator(model, dtype=dtype))
 
 

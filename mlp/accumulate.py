@@ -182,7 +182,7 @@ class MatrixAccumulator:
         for layer in self.model.layers:  # the weights' matrix leaves, below the mark
             layer.tensors(self.dtype)
         mark = t.mark()
-        x = tape.Tensor(self._rows(inputs, rows), requires_grad=False)
+        x = tape.as_tensor(self._rows(inputs, rows), requires_grad=False)
         labels = np.asarray(labels)[rows]
         logits = self.model(x, keep)
         if self.loss_fn is softmax_cross_entropy:  # the batch's mean as ONE node: its adjoint (softmax - one-hot) / rows
@@ -201,7 +201,7 @@ class MatrixAccumulator:
         with tape.no_grad(self.model.tape):
             for first in range(0, len(out), self.EVALUATION_ROWS):
                 rows = self._rows(inputs, slice(first, first + self.EVALUATION_ROWS))
-                out[first : first + len(rows)] = self.model(tape.Tensor(rows, requires_grad=False)).value
+                out[first : first + len(rows)] = self.model(tape.as_tensor(rows, requires_grad=False)).value
         return out
 
 

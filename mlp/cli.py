@@ -8,8 +8,9 @@ import sys
 MISTAKE = 2  # the exit code of a refused argument or file
 
 
-class UsageError(Exception):
-    """A mistake of the user's that the program refuses; the message says what and where."""
+class UsageError(ValueError):
+    """A mistake of the user's that the program refuses; the message says what and where. A
+    ValueError, as the library (mlp.fit) raises it; the programs turn it into a usage message."""
 
 
 class ArgumentParser(argparse.ArgumentParser):

@@ -22,16 +22,34 @@ class _Refusing(argparse.ArgumentParser):
 
 
 def fit(model: MLP | None = None, data: str | Dataset = "mnist-5k", *,
-        callbacks: Sequence[Callable[[dict], object]] = (), **options) -> History:
+        callbacks: Callable[[dict], object] | Sequence[Callable[[dict], object]] = (), **options) -> History:
     """Train `model` in place (or the model the options describe, as `python -m mlp.train` makes
     it) on `data` (a data set's name, or one `mlp.load` gave), exactly as the training program does
     with the same options: `fit(model, epochs=5, optimizer="sgd", lr=0.1, val=0.1, out="runs/mine")`.
     The run writes into `out` (default: runs/<data set>, or the first free runs/<data set>-N).
-    Each callback is called with each epoch's metrics (a dict) and stops the run by returning True.
+    Each callback (one, or a list) is called with each epoch's metrics (a dict) and stops the run
+    by returning True.
     Returns the history; Ctrl-C (interrupting the kernel) returns it so far, the model holding the
     weights of the last finished epoch."""
+    if not isinstance(data, (str, Dataset)):
+        raise TypeError(f"fit(data): expected a data set's name or a Dataset (mlp.load(name), or mlp.Dataset(name, "
+                        f"x_train, y_train, x_test, y_test, classes) of your arrays: a run tests on a test set each "
+                        f"epoch), got {type(data).__name__}")
     args = arguments(model, data, options)
-    return train.run_training(args, model, data if isinstance(data, Dataset) else None, callbacks)
+    return train.run_training(args, model, data if isinstance(data, Dataset) else None, checked_callbacks(callbacks))
+
+
+def checked_callbacks(callbacks) -> list[Callable[[dict], object]]:
+    """One callable, or a sequence of them, as a list; anything else refused before training."""
+    if callable(callbacks):
+        return [callbacks]
+    if isinstance(callbacks, (str, bytes)) or not hasattr(callbacks, "__iter__"):
+        raise TypeError(f"fit(callbacks): expected a callable or a list of them, got {type(callbacks).__name__}")
+    callbacks = list(callbacks)
+    for i, callback in enumerate(callbacks):
+        if not callable(callback):
+            raise TypeError(f"fit(callbacks): entry {i} is a {type(callback).__name__}, not a callable")
+    return callbacks
 
 
 def arguments(model: MLP | None, dataset: str | Dataset, options: dict) -> argparse.Namespace:

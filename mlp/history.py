@@ -53,14 +53,22 @@ class History:
 
     def confusion(self) -> plots.Picture:
         """The confusion matrix of the kept model on the test set."""
-        predicted = self.model.predict(self.dataset.x_test)
-        counts = plots.confusion_matrix(self.dataset.y_test, predicted, len(self.dataset.classes))
-        return plots.confusion(counts, self.dataset.classes)
+        model, dataset = self._kept("confusion")
+        counts = plots.confusion_matrix(dataset.y_test, model.predict(dataset.x_test), len(dataset.classes))
+        return plots.confusion(counts, dataset.classes)
 
     def mistakes(self) -> plots.Picture:
         """The test images the kept model gets wrong, with their true and predicted classes."""
-        return plots.mistakes(self.dataset.x_test, self.dataset.y_test, self.model.predict(self.dataset.x_test),
-                              self.dataset.classes)
+        model, dataset = self._kept("mistakes")
+        return plots.mistakes(dataset.x_test, dataset.y_test, model.predict(dataset.x_test), dataset.classes)
+
+    def _kept(self, caller: str) -> tuple[MLP, Dataset]:
+        """The kept model and its data set, or a ValueError saying which this history lacks."""
+        if self.model is None or self.dataset is None:
+            lacking = "model" if self.model is None else "data set"
+            raise ValueError(f"{caller}(): this history has no {lacking} to show (a run stopped before its "
+                             f"{lacking} was made, {len(self.rows)} epochs)")
+        return self.model, self.dataset
 
     def _repr_html_(self) -> str:
         columns = list(self.rows[0]) if self.rows else []

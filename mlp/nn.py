@@ -35,10 +35,8 @@ class Parameters:
     def __init__(self, values: np.ndarray) -> None:
         self.leaves = VarArray(values)  # on the current tape
         self.grad = np.zeros(len(values))
-        self.version = 0  # bumped by every optimizer step; scalar Vars re-read values lazily
-        self._tensors: dict = {}  # (start, shape, dtype) -> [matrix leaf, version of its values]
+        self._tensors: dict = {}  # (start, shape, dtype) -> matrix leaf
         self._vars: list[Var] = []
-        self._vars_version = -1
 
     @property
     def values(self) -> np.ndarray:
@@ -60,15 +58,14 @@ class Parameters:
         first = int(self.leaves.nodes[0])
         return range(first, first + len(self))
 
-    def vars(self) -> list[Var]:
-        """The entries as scalar Vars, their values up to date."""
+    def vars(self, start: int = 0, stop: int | None = None) -> list[Var]:
+        """The entries as scalar Vars (those of start..stop set from `values`, which stays the
+        one source of truth whoever changes it in place)."""
         self.tape  # noqa: B018 - raises if stale
         if not self._vars:
             self._vars = list(self.leaves)
-        if self._vars_version != self.version:
-            for v, value in zip(self._vars, self.values.tolist()):
-                v.value = value
-            self._vars_version = self.version
+        for v, value in zip(self._vars[start:stop], self.values[start:stop].tolist()):
+            v.value = value
         return self._vars
 
     def __iter__(self):
@@ -88,23 +85,18 @@ class Parameters:
 
     def tensor(self, start: int, shape: tuple, dtype) -> Tensor:
         """Entries start.. of the parameters as a matrix leaf of `shape` and `dtype` on their
-        tape, recorded once (below every mark): in float64 a view of `values`, which optimizers
-        update in place; in float32 a copy, refreshed after each step."""
-        cache = self._tensors
+        tape, recorded once (below every mark), its value set from `values` at every call."""
         key = (start, shape, np.dtype(dtype))
-        held = cache.get(key)
-        if held is None or not held[0]._seg.alive or held[0]._seg.tape is not self.tape:
-            view = self.values[start : start + int(np.prod(shape))].reshape(shape)
+        leaf = self._tensors.get(key)
+        if leaf is None or not leaf._seg.alive or leaf._seg.tape is not self.tape:
             with self.tape:
-                held = cache[key] = [tape.as_tensor(view, dtype=dtype), self.version]
-        if held[1] != self.version and held[0].value.dtype != self.values.dtype:
-            held[0].value[...] = self.values[start : start + held[0].size].reshape(shape)
-            held[1] = self.version
-        return held[0]
+                leaf = self._tensors[key] = Tensor(np.zeros(shape), dtype=dtype)
+        np.copyto(leaf.value, self.values[start : start + leaf.size].reshape(shape), casting="same_kind")
+        return leaf
 
     def add_tensor_grads(self) -> None:
         """Add the latest sweep's adjoints of the matrix leaves to `grad` (Algorithm 3's accumulator)."""
-        for (start, shape, _), (leaf, _) in self._tensors.items():
+        for (start, shape, _), leaf in self._tensors.items():
             grads = leaf._seg.tape.grads
             if leaf._seg.alive and leaf._node in grads:
                 self.grad[start : start + leaf.size].reshape(shape)[...] += grads[leaf._node]
@@ -152,9 +144,9 @@ class Layer:
     def neurons(self, theta: Sequence | None = None) -> list[Neuron]:
         """The layer as scalar neurons, over the parameters' Vars (or over `theta`, a flat
         sequence laid out as the parameters)."""
-        vs = self.params.vars() if theta is None else theta
         out, n_in = self.shape
         weights_end = self.offset + out * n_in
+        vs = self.params.vars(self.offset, weights_end + out * self.has_bias) if theta is None else theta
         return [
             Neuron(vs[self.offset + i * n_in : self.offset + (i + 1) * n_in],
                    vs[weights_end + i] if self.has_bias else None, self.activation)
@@ -169,13 +161,9 @@ class Layer:
 
     def tensors(self, dtype) -> tuple[Tensor, Tensor | None]:
         """(weights, bias) as matrix leaves in `dtype` (see `Parameters.tensor`)."""
-        held = self.__dict__.setdefault("_tensors", {}).get(dtype)
-        params = self.params
-        if held is None or held[3] is not params._tensors or held[2] != params.version or not held[0]._seg.alive:
-            start = self.offset + self.shape[0] * self.shape[1]
-            bias = params.tensor(start, (self.shape[0],), dtype) if self.has_bias else None
-            held = self._tensors[dtype] = (params.tensor(self.offset, self.shape, dtype), bias, params.version, params._tensors)
-        return held[0], held[1]
+        start = self.offset + self.shape[0] * self.shape[1]
+        bias = self.params.tensor(start, (self.shape[0],), dtype) if self.has_bias else None
+        return self.params.tensor(self.offset, self.shape, dtype), bias
 
     def __call__(self, x, scales=None):
         """The layer's outputs for a batch (a Tensor: matrix nodes; else recorded in bulk on
@@ -322,7 +310,6 @@ class MLP:
         """Set the parameters from `state_dict()`-shaped arrays; a wrong key or shape raises,
         naming both shapes, before anything is changed."""
         self.params.values[...] = self._flat(state, "load_state_dict").astype(np.float64)
-        self.params.version += 1
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the model (its shape, activation and weights) as a checkpoint, atomically."""

@@ -41,7 +41,6 @@ class Optimizer(ABC):
             g = g + self.weight_decay * self.params.values
         self.steps += 1
         self.update(self.params.values, g)
-        self.params.version += 1
 
     @abstractmethod
     def update(self, theta: np.ndarray, g: np.ndarray) -> None:

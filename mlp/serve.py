@@ -10,7 +10,8 @@ JSON endpoints: POST /api/predict {"image": rows of ink in [0, 1]} and POST /api
 A request must say `Content-Type: application/json` (a form or a text/plain post from another
 site is refused), and its body is bounded in size and nesting. A thread serves each connection,
 with a backlog for bursts, a timeout for clients that stall, and a deadline for the whole of a
-request (a client sending a byte now and then is cut off too). Every answer is JSON with a
+request (a client sending a byte now and then is cut off too); at most MAX_CONNECTIONS are served
+at once, and one more is answered 503 and closed. Every answer is JSON with a
 status, an error of the server's own a 500; a client gone before its answer is logged in one
 line. Infinite and NaN numbers in an answer are sent as the strings "Infinity", "-Infinity" and
 "NaN", so the answer stays JSON.
@@ -48,6 +49,7 @@ MAX_SIDE = 1000  # pixels of a drawing, each way
 TIMEOUT = 10.0  # seconds a client may keep a connection waiting
 DEADLINE = 30.0  # seconds a request may take to arrive, headers and body
 BACKLOG = 128  # connections waiting to be accepted (Python's default is 5)
+MAX_CONNECTIONS = 64  # served at once (two threads each: its own and its deadline's); more get a 503
 JSON_STRING, BRACKET = re.compile(r'"(?:[^"\\]|\\.)*"'), re.compile(r"[][{}]")
 CONTENT_LENGTH = re.compile(r"[0-9]{1,15}")  # ASCII digits only (str.isdigit takes others)
 DROPPED = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, TimeoutError)
@@ -284,10 +286,36 @@ class Server(ThreadingHTTPServer):
     request_queue_size = BACKLOG
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], page: Page, deadline: float = DEADLINE):
+    def __init__(self, address: tuple[str, int], page: Page, deadline: float = DEADLINE,
+                 max_connections: int = MAX_CONNECTIONS):
         self.address_family = socket.getaddrinfo(*address, type=socket.SOCK_STREAM)[0][0]
-        self.page, self.deadline = page, deadline
+        self.page, self.deadline, self.max_connections = page, deadline, max_connections
+        self.slots = threading.BoundedSemaphore(max_connections)
         super().__init__(address, Handler)
+
+    def process_request(self, request, client_address) -> None:
+        """Serve the connection in a thread of its own if one of the slots is free; else answer 503 and close it."""
+        if not self.slots.acquire(blocking=False):
+            body = _json({"error": f"the server is busy: it serves {self.max_connections} connections at once; try again"})
+            try:
+                request.settimeout(1.0)
+                request.sendall(f"HTTP/1.0 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                                f"Content-Length: {len(body)}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n".encode() + body)
+            except OSError:
+                pass  # the client has gone already
+            sys.stderr.write(f"{client_address[0]} refused: {self.max_connections} connections are being served\n")
+            return self.shutdown_request(request)
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.slots.release()
+            raise
+
+    def process_request_thread(self, request, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
 
     def handle_error(self, request, client_address) -> None:
         """A client gone before its answer is one line of the log; anything else, a traceback."""

@@ -46,11 +46,13 @@ from .schedule import SCHEDULES, Schedule
 METRICS = ["epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "seconds", "samples_per_s",
            "val_loss", "val_accuracy", "lr"]
 # The arguments a resumed run must share with the run that wrote the checkpoint (not --threads:
-# the fused path's sums are the same on any number of threads).
+# the fused path's sums, and matrix nodes' on one BLAS thread, are the same on any number of threads).
 RUN_DEFINING = ["dataset", "limit", "hidden", "activation", "init", "bias", "optimizer", "lr", "momentum",
                 "beta1", "beta2", "eps", "weight_decay", "batch_size", "seed", "dropout", "schedule", "warmup",
                 "step_size", "gamma", "min_lr", "val", "monitor", "augment", "shift", "rotate", "elastic",
                 "elastic_sigma", "clip"]
+# Those it may change: how the numbers are computed, said on the resumed run's first line
+COMPUTING = ["nodes", "dtype"]
 RUNS = Path("runs")
 INPUTS, CLASSES, TEST_ROWS = 28 * 28, 10, 10_000  # of every data set (mnist-5k has fewer test rows)
 TAPE_LIMIT = 2**31 - 1  # nodes and edges a tape holds (int32 indices)
@@ -175,8 +177,8 @@ def parser(kind: type[argparse.ArgumentParser] = cli.ArgumentParser) -> argparse
     p.add_argument("--dtype", choices=["float64", "float32"], default="float64",
                    help="what matrix nodes compute in; weights, their gradients and checkpoints stay float64 "
                         "(default: %(default)s)")
-    p.add_argument("--threads", type=positive_int, help="compiled threads, or BLAS threads with --nodes matrix "
-                                                        "(default: all cores; the scalar results are the same on any number)")
+    p.add_argument("--threads", type=positive_int, help="compiled threads (default: all cores); matrix nodes compute on "
+                                                        "one BLAS thread: the results are the same on any number")
     p.add_argument("--out", type=Path, help="output directory, new or empty (default: runs/<dataset>, or the first free "
                                             "runs/<dataset>-2, -3, ... when it holds a run)")
     again = p.add_mutually_exclusive_group()
@@ -279,6 +281,9 @@ class Run:
                 raise checkpoint.CheckpointError(f"{self.checkpoint_path} holds a model without its run (no optimizer "
                                                  f"or RNG state): it cannot be resumed")
             _check_resumable(saved.args, args, self.checkpoint_path)
+            if changed := _computing_changes(saved.args, args):
+                print(f"resuming {self.checkpoint_path} with {changed}: the same model and run, computed another way "
+                      f"(its numbers differ from those of the run continued as it was)", file=sys.stderr)
             self._keep_metrics_through(saved.epoch)
         self.data = dataset or data.load(args.dataset, data_dir=args.data_dir)
         x_train, y_train = self.data.x_train[: args.limit], self.data.y_train[: args.limit]
@@ -304,8 +309,6 @@ class Run:
             self.optimizer = OPTIMIZERS[args.optimizer](self.model.parameters(), **optimizer_options(args))
             self.rng, self.epoch, self.best = np.random.default_rng(args.seed), 0, None
         self.saved = self.model.parameters().values.copy()  # the weights of the last epoch saved
-        if args.threads and args.nodes == "scalar":
-            numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
         if args.nodes == "matrix":
             self.accumulator = MatrixAccumulator(self.model, dtype=args.dtype)
         else:
@@ -364,7 +367,6 @@ class Run:
         """Put back the weights of the last epoch saved (the initial ones before the first): an
         epoch cut short leaves none of its steps in the model."""
         self.model.parameters().values[:] = self.saved
-        self.model.parameters().version += 1
 
     def improved(self, epoch: int, val_loss: float, val_accuracy: float) -> bool:
         """Keep the model as the best if this validation epoch beats the best so far (strictly:
@@ -377,7 +379,6 @@ class Run:
             self.best = checkpoint.Best(MLP(self.model.sizes, self.model.activation, self.model.bias, self.model.init_name,
                                             dropout=self.model.dropout), epoch, metric, value)
         self.best.model.parameters().values[:] = self.model.parameters().values
-        self.best.model.parameters().version += 1
         self.best.epoch, self.best.value = epoch, value
         return True
 
@@ -501,24 +502,31 @@ def _check_resumable(saved: dict, args: argparse.Namespace, path: Path) -> None:
         raise cli.UsageError(f"cannot resume from {path}: the run differs ({details}); give the same arguments, or a new --out")
 
 
+def _computing_changes(saved: dict, args: argparse.Namespace) -> str:
+    """How the options that choose how a run computes (not what) differ from the checkpoint's, in words."""
+    given, defaults = run_record(args), run_record(parser().parse_args([]))
+    return ", ".join(f"--{k} {given[k]} (it ran with --{k} {saved.get(k, defaults[k])})"
+                     for k in COMPUTING if saved.get(k, defaults[k]) != given[k])
+
+
 class RunError(RuntimeError):
     """A run that could not go on (a full disk, ...); the message says what is saved."""
 
 
 @contextlib.contextmanager
 def thread_plan(args: argparse.Namespace):
-    """Who has the cores during the run. With scalar nodes numba's compiled kernels, and numpy's
-    BLAS one thread (threadpoolctl); with matrix nodes BLAS, --threads of them (all cores by
-    default), and numba's parallel loops (the optimizers') one. Threads of either pool spin for
-    a while after their work, slowing the other's down by as much as 8x."""
+    """Who has the cores during the run: numba's compiled kernels (the scalar nodes' and the
+    optimizers'), --threads of them; numpy's BLAS one thread, with matrix nodes too: OpenBLAS's
+    threaded products sum in an order that depends on the number of threads (the weights would
+    differ in their last bits), and on this project's small products a second BLAS thread gains
+    nothing (benchmarks/RESULTS.md, "One BLAS thread"). So the numbers are the same on any --threads."""
     from threadpoolctl import threadpool_limits
 
-    matrix = args.nodes == "matrix"
     compiled = numba.get_num_threads()
-    if matrix:
-        numba.set_num_threads(1)
+    if args.threads:
+        numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
     try:
-        with threadpool_limits((args.threads or os.cpu_count() or 1) if matrix else 1, user_api="blas"):
+        with threadpool_limits(1, user_api="blas"):
             yield
     finally:
         numba.set_num_threads(compiled)

