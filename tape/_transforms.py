@@ -288,9 +288,10 @@ def _tensor_jacobians(fn: Callable, primals: Sequence, combine: Callable) -> tup
 
 def _leaf_jacobians(t: Tape, out, leaves: list) -> tuple:
     """The Jacobian of one output leaf in each of `leaves`: a row per entry, from a sweep seeded
-    with 1 there (zeros for an entry that is no node of t)."""
+    with 1 there (zeros for an entry that is no node of t), in the leaf's dtype, as its gradient."""
     shape = np.shape(_output_value(out))
-    rows = [np.zeros((int(np.prod(shape)), np.size(_value(leaf)))) for leaf in leaves]
+    rows = [np.zeros((int(np.prod(shape)), np.size(_value(leaf))), _dtype(leaf))
+            for leaf in leaves]
     entries = None if isinstance(out, Tensor) else np.asarray(out, dtype=object).ravel()
     for j in range(len(rows[0])):
         if entries is None and _is_node_of(out, t):
@@ -328,6 +329,11 @@ def _value(x):
     return x.value if isinstance(x, Tensor) else x._value if x.__class__ is Var else x
 
 
+def _dtype(x) -> np.dtype:
+    """A Tensor's dtype; float64 for anything else (Vars, numbers, arrays of Vars)."""
+    return x.dtype if isinstance(x, Tensor) else np.dtype(np.float64)
+
+
 def _is_node_of(out, t: Tape) -> bool:
     return (isinstance(out, Tensor) and out.requires_grad or out.__class__ is Var) and out.tape is t
 
@@ -346,7 +352,7 @@ def jvp(fn: Callable, primals: Sequence, tangents: Sequence):
             if np.shape(v) != np.shape(_value(p)):
                 raise ValueError(f"jvp: primal {i} has shape {np.shape(_value(p))} but its tangent has shape {np.shape(v)}")
         return _tensor_jacobians(fn, primals, lambda jacobians: sum(
-            np.tensordot(j, np.asarray(v, dtype=np.float64), axes=np.ndim(v)) for j, v in zip(jacobians, tangents)))
+            np.tensordot(j, np.asarray(v, dtype=j.dtype), axes=np.ndim(v)) for j, v in zip(jacobians, tangents)))
     nums = tuple(range(len(primals)))
     flat_fn, flat_primals, structures = flat_arguments(fn, primals, nums, "jvp")
     tangents = tuple(same_structure(structures[i], t, f"jvp: tangent {i}") if i in structures else t
