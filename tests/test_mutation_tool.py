@@ -180,7 +180,7 @@ def test_the_areas_name_functions_that_exist_and_tests_that_exist():
             assert not function or f"def {function}(" in (ROOT / file).read_text(), (name, test)
         for file, functions in area.targets.items():
             tree = ast.parse((ROOT / file).read_text())
-            for function in functions:
+            for function in functions if functions != mutation_check.EVERY else []:
                 mutation_check._find(tree, function.split("."), function)
 
 
