@@ -134,6 +134,7 @@ class Scope:
     names used as indices."""
 
     def __init__(self, region: ast.AST) -> None:
+        self.region = region
         self.parent: dict[int, tuple[ast.AST, str]] = {}
         for node in ast.walk(region):
             for field, value in ast.iter_fields(node):
@@ -277,7 +278,10 @@ def shared_arrays(node: ast.AST, scope: Scope) -> Iterator[tuple[str, Edit]]:
 
 def resets(node: ast.AST, scope: Scope) -> Iterator[tuple[str, Edit]]:
     """State not reset: a zeroing statement dropped (`x.fill(0)`, `self.total = 0`,
-    `g[:] = 0`, `self.grad = np.zeros_like(...)`), so what was accumulated before is counted again."""
+    `g[:] = 0`, `self.grad = np.zeros_like(...)`), so what was accumulated before is counted again
+    (not in `__init__`, where there is nothing before: that is a missing attribute)."""
+    if getattr(scope.region, "name", "") == "__init__":
+        return
     if (isinstance(node, ast.Expr) and isinstance(node.value, ast.Call) and _called(node.value.func) == "fill"
             and len(node.value.args) == 1 and _zero(node.value.args[0])):
         yield f"`{ast.unparse(node)}` dropped (no reset)", _substitute(lambda n: ast.Pass())
@@ -328,7 +332,7 @@ def axes(node: ast.AST, scope: Scope) -> Iterator[tuple[str, Edit]]:
         yield f"axis {ast.unparse(axis)} -> None", lambda n, region: _set_axis(n, _axis(n), ast.Constant(None))
     if any(k.arg == "keepdims" for k in node.keywords):
         yield "keepdims dropped", lambda n, region: n.keywords.__setitem__(slice(None), [k for k in n.keywords if k.arg != "keepdims"])
-    else:
+    elif _called(node.func) in REDUCING:
         yield "keepdims added", lambda n, region: n.keywords.append(ast.keyword("keepdims", ast.Constant(True)))
     for new in _other_axes(axis):
         yield f"axis {ast.unparse(axis)} -> {new}", lambda n, region, new=new: _set_axis(n, _axis(n), ast.Constant(new))
@@ -669,7 +673,9 @@ def _pytest(repo: Path, cache: Path, timeout: float, selection: list[str]) -> tu
     return process.returncode == 0, tail[0]
 
 
-def run(mutants: list[Mutant], workers: int, timeout: float) -> list[tuple[Mutant, bool, str]]:
+def run(mutants: list[Mutant], workers: int, timeout: float, equivalent: set[str] = frozenset()) -> list[tuple[Mutant, str, str]]:
+    """(mutant, its outcome: killed, timeout, survived or equivalent, pytest's last line) of each;
+    a survivor is equivalent when `equivalent` names it (a person judged that no test can see it)."""
     scratch = Path(tempfile.mkdtemp(prefix="wengert-mutants-"))
     pristine = scratch / "cache"
     base = scratch / "base"
@@ -694,14 +700,16 @@ def run(mutants: list[Mutant], workers: int, timeout: float) -> list[tuple[Mutan
                 generated = {p: (repo / p).read_text() for p in ("tape/_ops.py", "tape/_compiled.py", "tape/_vectorized.py")}
                 made = subprocess.run([sys.executable, "tape/_codegen.py"], cwd=repo, capture_output=True, text=True)
                 if made.returncode != 0:  # the mutant breaks the generator itself: killed
-                    results.append((m, True, "the generator refuses it"))
+                    results.append((m, "killed", "the generator refuses it"))
                     (repo / m.file).write_text(original)
                     continue
             started = time.perf_counter()
             first = ["tests/test_rules.py", "-k", m.where.split(":")[0]] if m.area == "rules" and ":" in m.where else []
             passed, tail = _run_tests(repo, cache, timeout, AREAS[m.area].tests, first)
-            results.append((m, not passed, tail))
-            print(f"{'killed  ' if not passed else 'SURVIVED'} {m.area:10s} {m.where} | {m.change} ({time.perf_counter() - started:.0f} s)", flush=True)
+            outcome = ("timeout" if tail == "timed out" else "killed") if not passed else \
+                "equivalent" if _key(m) in equivalent else "survived"
+            results.append((m, outcome, tail))
+            print(f"{LOGGED[outcome]:10s} {_key(m)} ({time.perf_counter() - started:.0f} s)", flush=True)
             (repo / m.file).write_text(original)
             for path, text in generated.items():
                 (repo / path).write_text(text)
@@ -712,45 +720,93 @@ def run(mutants: list[Mutant], workers: int, timeout: float) -> list[tuple[Mutan
     return results
 
 
-def main() -> int:
+OUTCOMES = ("killed", "timeout", "survived", "equivalent")
+LOGGED = {"killed": "killed", "timeout": "timeout", "survived": "SURVIVED", "equivalent": "equivalent"}
+
+
+def _key(m: Mutant) -> str:
+    """How a mutant is named in the log, in --skip/--again and in the equivalents' file."""
+    return f"{m.area:10s} {m.where} | {m.change}"
+
+
+def _same(key: str) -> str:
+    return " ".join(key.split())
+
+
+def logged(logs: list[Path], outcomes: tuple[str, ...]) -> set[str]:
+    """The mutants earlier outputs of the check judged with one of `outcomes` (whitespace-normalised keys)."""
+    heads = tuple(LOGGED[o] + " " for o in outcomes)
+    return {_same(line.split(" ", 1)[1].rsplit(" (", 1)[0]) for log in logs for line in log.read_text().splitlines()
+            if line.startswith(heads)}
+
+
+def equivalents(path: Path) -> set[str]:
+    """The mutants a person judged equivalent: one a line, as the log names it, `# why` after it."""
+    if not path.exists():
+        return set()
+    return {_same(line.split("#", 1)[0]) for line in path.read_text().splitlines() if line.split("#", 1)[0].strip()}
+
+
+def chosen(areas: list[str], sample: int | None = None, seed: int = 0, match: str = "",
+           skip: set[str] = frozenset(), again: set[str] | None = None) -> list[Mutant]:
+    """The mutants of `areas` to judge: those whose place or change contains `match`, not in
+    `skip`, in `again` if given; with `sample`, that many of each area drawn at random by `seed`
+    (in random order: a run cut short has judged a random sample too)."""
+    out = []
+    for area in areas:
+        mutants = [m for m in all_mutants([area]) if match in f"{m.where} | {m.change}" and _same(_key(m)) not in skip
+                   and (again is None or _same(_key(m)) in again)]
+        out += mutants if sample is None else random.Random(f"{seed} {area}").sample(mutants, min(sample, len(mutants)))
+    return out
+
+
+def summary(results: list[tuple[Mutant, str, str]]) -> list[str]:
+    """A table of the outcomes per area and overall, the score (killed or timed out, of the mutants
+    not equivalent), then the survivors with their places."""
+    rows = [*dict.fromkeys(m.area for m, _, _ in results), "overall"]
+    lines = [f"{'area':12s}" + "".join(f"{o:>11s}" for o in OUTCOMES) + "      score"]
+    for row in rows:
+        counts = Counter(outcome for m, outcome, _ in results if row in ("overall", m.area))
+        judged = sum(counts.values()) - counts["equivalent"]
+        score = f"{counts['killed'] + counts['timeout']} of {judged}" if judged else "-"
+        lines.append(f"{row:12s}" + "".join(f"{counts[o]:11d}" for o in OUTCOMES) + f"{score:>11s}")
+    lines += [f"  survived: {m.file} {m.where} | {m.change}" for m, outcome, _ in results if outcome == "survived"]
+    return lines
+
+
+def arguments(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--only", default=",".join(AREAS), help=f"areas, comma-separated: {', '.join(AREAS)}")
-    p.add_argument("--timeout", type=float, default=600, help="seconds a mutant's tests may take (then it counts as killed)")
+    p.add_argument("--area", "--only", dest="area", default=",".join(AREAS), help=f"areas, comma-separated: {', '.join(AREAS)}")
+    p.add_argument("--timeout", type=float, default=600, help="seconds a mutant's tests may take (then it counts as a timeout, killed)")
     p.add_argument("--list", action="store_true", help="list the mutants and stop")
     p.add_argument("--match", default="", help="only mutants whose place or change contains this text")
     p.add_argument("--skip", type=Path, nargs="+", default=[], help="leave out the mutants that these earlier outputs of the check judged")
     p.add_argument("--again", type=Path, nargs="+", default=[], help="only the mutants that survived in these earlier outputs (after new tests)")
-    p.add_argument("--sample", type=int, help="judge this many of the mutants, drawn at random")
+    p.add_argument("--sample", type=int, help="judge this many mutants of each area, drawn at random")
     p.add_argument("--seed", type=int, default=0, help="of --sample's draw")
-    args = p.parse_args()
-    areas = args.only.split(",")
-    unknown = set(areas) - set(AREAS)
+    p.add_argument("--equivalent", type=Path, default=ROOT / "tools" / "mutation_equivalent.txt",
+                   help="the survivors a person judged equivalent, one a line as the log names them, `# why` after")
+    args = p.parse_args(argv)
+    args.area = args.area.split(",")
+    unknown = set(args.area) - set(AREAS)
     if unknown:
         p.error(f"unknown areas {sorted(unknown)}; known: {', '.join(AREAS)}")
-    judged = {line[len("SURVIVED "):].rsplit(" (", 1)[0] for log in args.skip for line in log.read_text().splitlines()
-              if line.startswith(("killed   ", "SURVIVED "))}
-    survivors = {line[len("SURVIVED "):].rsplit(" (", 1)[0] for log in args.again for line in log.read_text().splitlines()
-                 if line.startswith("SURVIVED ")}
-    mutants = [m for m in all_mutants(areas) if args.match in f"{m.where} | {m.change}"
-               and f"{m.area:10s} {m.where} | {m.change}" not in judged
-               and (not args.again or f"{m.area:10s} {m.where} | {m.change}" in survivors)]
-    if args.sample is not None:  # in random order: a run cut short has judged a random sample too
-        mutants = random.Random(args.seed).sample(mutants, min(args.sample, len(mutants)))
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = arguments(argv)
+    mutants = chosen(args.area, args.sample, args.seed, args.match, logged(args.skip, OUTCOMES),
+                     logged(args.again, ("survived",)) if args.again else None)
     if args.list:
         for m in mutants:
-            print(f"{m.area:10s} {m.where} | {m.change}")
+            print(_key(m))
         print(f"{len(mutants)} mutants: " + ", ".join(f"{a} {n}" for a, n in Counter(m.area for m in mutants).items()))
         return 0
-    results = run(mutants, args.workers, args.timeout)
-    survivors = [(m, tail) for m, killed, tail in results if not killed]
-    print(f"\nkilled {len(results) - len(survivors)} of {len(results)} mutants")
-    for area in dict.fromkeys(m.area for m, _, _ in results):
-        judged_here = [killed for m, killed, _ in results if m.area == area]
-        print(f"  {area}: {sum(judged_here)} of {len(judged_here)}")
-    for m, tail in survivors:
-        print(f"  survived: {m.area} {m.file} {m.where} | {m.change}")
-    return 0 if not survivors else 1
+    results = run(mutants, args.workers, args.timeout, equivalents(args.equivalent))
+    print("\n" + "\n".join(summary(results)))
+    return 0 if all(outcome != "survived" for _, outcome, _ in results) else 1
 
 
 if __name__ == "__main__":
