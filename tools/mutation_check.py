@@ -199,7 +199,7 @@ def reflected(node: ast.AST, scope: Scope) -> Iterator[tuple[str, Edit]]:
     `a // b`, `a @ b` (the targets' side of a loss, a reflected operator written the wrong way round)."""
     if (isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Sub, ast.Div, ast.FloorDiv, ast.MatMult))
             and not _textual(node) and ast.unparse(node.left) != ast.unparse(node.right)):
-        yield f"operands of `{_symbol(node.op)}` swapped", lambda n, region: (setattr(n, "left", n.right), setattr(n, "right", n.left))
+        yield f"operands of `{_symbol(node.op)}` swapped", _substitute(lambda n: ast.BinOp(n.right, n.op, n.left))
 
 
 def switches(node: ast.AST, scope: Scope) -> Iterator[tuple[str, Edit]]:
@@ -450,7 +450,7 @@ def _numpy(func: ast.AST, name: str) -> bool:
 
 
 def _symbol(op: ast.operator) -> str:
-    return {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**"}.get(type(op), type(op).__name__)
+    return {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.FloorDiv: "//", ast.MatMult: "@", ast.Pow: "**"}.get(type(op), type(op).__name__)
 
 
 def _squared(e: ast.AST) -> bool:
