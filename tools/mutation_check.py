@@ -1,21 +1,28 @@
 """The mutation check: break the engine one small way at a time and see its own tests fail.
 
-    python tools/mutation_check.py --only AREA[,AREA...] [--sample N] [--workers 1] [--list] [--skip LOG ...] [--again LOG ...]
+    python tools/mutation_check.py --area AREA[,AREA...] [--sample N] [--seed S] [--workers 1] [--list]
+                                   [--skip LOG ...] [--again LOG ...] [--equivalent FILE]
 
 A mutant makes one change of the kind a person's slip makes (OPERATORS, one function per kind):
-an operator, a comparison or a constant changed; a wrong index variable; an in-place update of
-a shared array; a comparison against the square or the root; a global value where a per-row one
-was meant; off by one in a range or a slice; two arguments of a call swapped; a term of a sum
-dropped. In the rule table it changes one expression (a partial replaced by 0 or negated, its
-operands swapped, and the kinds above). Each area (AREAS) is judged by the tests of its own
-module, in a scratch copy of the repository (the generated files regenerated from a mutated
-table), stopping at the first failure. A mutant that no test kills is listed with its change:
-either a test is missing, or the change is equivalent (say why in the note). Each mutant starts
-from the unmutated numba caches; those its change makes stale are dropped by
-tape._kernels.forget_stale_caches. Slow (20-50 s a mutant on two cores): not part of CI;
-`--sample N` judges N mutants drawn at random (`--seed`), an estimate of the score when the
-whole is too slow; `--skip LOG` leaves out the mutants earlier outputs of the check judged, and
-`--again LOG` judges again those they left alive (after new tests).
+an operator, a comparison or a constant changed; the operands of `-`, `/`, `//`, `@` swapped; a
+sum along another axis, over every entry or with its keepdims changed; float32 for float64 or a
+dtype or a cast dropped; a switch flipped or left out, a `not` dropped; a wrong index variable;
+an in-place update of a shared array, a copy dropped, a reset dropped; a comparison against the
+square or the root; off by one in a range, a sampler's bound, a slice or a length; two
+arguments of a call swapped; a term of a sum dropped. In the rule table it changes one
+expression (a partial replaced by 0 or negated, its operands swapped, and the kinds above).
+Each area (AREAS: files, the functions mutated in each or EVERY one, and the tests that exercise
+them) is judged by those tests in a scratch copy of the repository (the generated files
+regenerated from a mutated table), stopping at the first failure. Each mutant ends killed, timed
+out (killed: it hung), survived, or equivalent (a survivor that FILE, by default
+tools/mutation_equivalent.txt, names as a person judged it: one a line as the log names it, `#
+why` after); the check prints these per area and overall, the score (killed or timed out, of
+those not equivalent) and each survivor's place and change: a test is missing, or the change is
+equivalent. Each mutant starts from the unmutated numba caches; those its change makes stale are
+dropped by tape._kernels.forget_stale_caches. Slow (20-50 s a mutant on two cores): not part of
+CI; `--sample N` judges N mutants of each area drawn at random (`--seed`), an estimate of the
+score when the whole is too slow; `--skip LOG` leaves out the mutants earlier outputs of the
+check judged, and `--again LOG` judges again those they left alive (after new tests).
 """
 from __future__ import annotations
 
