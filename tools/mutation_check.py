@@ -714,7 +714,7 @@ def run(mutants: list[Mutant], workers: int, timeout: float, equivalent: set[str
             first = ["tests/test_rules.py", "-k", m.where.split(":")[0]] if m.area == "rules" and ":" in m.where else []
             passed, tail = _run_tests(repo, cache, timeout, AREAS[m.area].tests, first)
             outcome = ("timeout" if tail == "timed out" else "killed") if not passed else \
-                "equivalent" if _key(m) in equivalent else "survived"
+                "equivalent" if _same(_key(m)) in equivalent else "survived"
             results.append((m, outcome, tail))
             print(f"{LOGGED[outcome]:10s} {_key(m)} ({time.perf_counter() - started:.0f} s)", flush=True)
             (repo / m.file).write_text(original)
