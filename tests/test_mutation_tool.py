@@ -379,3 +379,15 @@ def test_the_summary_counts_each_outcome_per_area_and_overall(tmp_path):
     assert mutation_check.logged([log], mutation_check.OUTCOMES) == {"fit f | a", "fit f | b", "serve f | d"}
     (tmp_path / "eq").write_text("# why each is equivalent\nfit        f | c   # a branch that only chooses a message\n")
     assert mutation_check.equivalents(tmp_path / "eq") == {"fit f | c"}
+
+
+def test_kinds_choose_the_slips_made(capsys):
+    args = mutation_check.arguments(["--area", "fit", "--kind", "axes,switches"])
+    assert args.kind == [mutation_check.axes, mutation_check.switches]
+    with pytest.raises(SystemExit):
+        mutation_check.arguments(["--kind", "axes,typos"])
+    assert "unknown kinds ['typos']" in capsys.readouterr().err
+    made = mutation_check.source_mutants("def f(a, b=True):\n    return a - b\n", "f", [mutation_check.switches])
+    assert [change.split(": ", 1)[1] for change, _ in made] == ["default `b` True -> False"]
+    assert all("->" in m.change and ("True" in m.change or "False" in m.change) or "left out" in m.change
+               or "Not -> dropped" in m.change for m in mutation_check.chosen(["fit"], kinds=[mutation_check.switches]))

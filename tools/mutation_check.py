@@ -1,7 +1,7 @@
 """The mutation check: break the engine one small way at a time and see its own tests fail.
 
-    python tools/mutation_check.py --area AREA[,AREA...] [--sample N] [--seed S] [--workers 1] [--list]
-                                   [--skip LOG ...] [--again LOG ...] [--equivalent FILE]
+    python tools/mutation_check.py --area AREA[,AREA...] [--sample N] [--seed S] [--kind KIND[,KIND...]]
+                                   [--workers 1] [--list] [--skip LOG ...] [--again LOG ...] [--equivalent FILE]
 
 A mutant makes one change of the kind a person's slip makes (OPERATORS, one function per kind):
 an operator, a comparison or a constant changed; the operands of `-`, `/`, `//`, `@` swapped; a
@@ -531,7 +531,7 @@ def _textual(e: ast.AST) -> bool:
 # -- making the mutants ----------------------------------------------------------------------------------
 
 
-def mutations(region: ast.AST) -> Iterator[tuple[int, str, Edit]]:
+def mutations(region: ast.AST, kinds: list = OPERATORS) -> Iterator[tuple[int, str, Edit]]:
     """(index of the node in ast.walk(region), change, edit) of every mistake of every kind in
     region, its decorators left alone (`cache=True` made False changes no result)."""
     scope = Scope(region)
@@ -539,12 +539,12 @@ def mutations(region: ast.AST) -> Iterator[tuple[int, str, Edit]]:
     for index, node in enumerate(ast.walk(region)):
         if id(node) in decorators:
             continue
-        for kind in OPERATORS:
+        for kind in kinds:
             for change, edit in kind(node, scope):
                 yield index, change, edit
 
 
-def source_mutants(source: str, function: str) -> list[tuple[str, str]]:
+def source_mutants(source: str, function: str, kinds: list = OPERATORS) -> list[tuple[str, str]]:
     """(change, the mutated source) of each distinct mistake in `function` (`Class.method`) of
     source: the function written anew (by ast.unparse), the rest of the file as it was."""
     path = function.split(".")
@@ -553,7 +553,7 @@ def source_mutants(source: str, function: str) -> list[tuple[str, str]]:
     first = min([region.lineno] + [d.lineno for d in region.decorator_list])
     before, after = "".join(lines[: first - 1]), "".join(lines[region.end_lineno :])
     nodes, seen, out = list(ast.walk(region)), {ast.unparse(region)}, []
-    for index, change, edit in mutations(region):
+    for index, change, edit in mutations(region, kinds):
         fresh = copy.deepcopy(region)
         edit(list(ast.walk(fresh))[index], fresh)
         text = ast.unparse(ast.fix_missing_locations(fresh))
@@ -574,12 +574,12 @@ def _find(tree: ast.AST, path: list[str], name: str) -> ast.AST:
     return region
 
 
-def code_mutants(area: str, file: str, functions: list[str]) -> list[Mutant]:
+def code_mutants(area: str, file: str, functions: list[str], kinds: list = OPERATORS) -> list[Mutant]:
     source = (ROOT / file).read_text()
     if functions == EVERY:
         functions = every_function(source)
     return [Mutant(area, file, function, change, text) for function in functions
-            for change, text in source_mutants(source, function)]
+            for change, text in source_mutants(source, function, kinds)]
 
 
 def every_function(source: str) -> list[str]:
@@ -593,7 +593,7 @@ def every_function(source: str) -> list[str]:
     return out
 
 
-def expression_mutants(expression: str) -> list[tuple[str, str]]:
+def expression_mutants(expression: str, kinds: list = OPERATORS) -> list[tuple[str, str]]:
     """(change, mutated expression) of one expression of the rule table."""
     out = [("replaced by 0.0", "0.0")] if expression != "0.0" else []
     out.append(("negated", f"-({expression})"))
@@ -602,7 +602,7 @@ def expression_mutants(expression: str) -> list[tuple[str, str]]:
         out.append(("a and b swapped", ast.unparse(_Swap({"a": "b", "b": "a"}).visit(ast.parse(expression, mode="eval")))))
     if "y" in names:
         out.append(("y read as a", ast.unparse(_Swap({"y": "a"}).visit(ast.parse(expression, mode="eval")))))
-    for index, change, edit in mutations(ast.parse(expression, mode="eval")):
+    for index, change, edit in mutations(ast.parse(expression, mode="eval"), kinds):
         mutated = ast.parse(expression, mode="eval")
         edit(list(ast.walk(mutated))[index], mutated)
         text = ast.unparse(mutated)
@@ -619,7 +619,7 @@ class _Swap(ast.NodeTransformer):
         return ast.Name(self.names.get(node.id, node.id), node.ctx)
 
 
-def rule_mutants() -> list[Mutant]:
+def rule_mutants(kinds: list = OPERATORS) -> list[Mutant]:
     file = "tape/_rules.py"
     source = (ROOT / file).read_text()
     lines = source.splitlines(keepends=True)
@@ -633,7 +633,7 @@ def rule_mutants() -> list[Mutant]:
         else:  # a reduction's term, total and partials
             literals = [call.args[1], call.args[2], *call.args[3].elts]
         for literal in literals:
-            for change, text in expression_mutants(literal.value):
+            for change, text in expression_mutants(literal.value, kinds):
                 line = lines[literal.lineno - 1]
                 mutated_line = line[: literal.col_offset] + repr(text).replace("'", '"') + line[literal.end_col_offset :]
                 mutated = "".join(lines[: literal.lineno - 1] + [mutated_line] + lines[literal.lineno :])
@@ -641,11 +641,13 @@ def rule_mutants() -> list[Mutant]:
     return out
 
 
-def all_mutants(areas: list[str]) -> list[Mutant]:
-    out = rule_mutants() if "rules" in areas else []
+def all_mutants(areas: list[str], kinds: list = OPERATORS) -> list[Mutant]:
+    """The mutants of `areas` of the kinds `kinds` (the rule table's own changes, a partial zeroed,
+    negated or its operands swapped, whatever the kinds)."""
+    out = rule_mutants(kinds) if "rules" in areas else []
     for area in areas:
         for file, functions in AREAS[area].targets.items():
-            out += code_mutants(area, file, functions)
+            out += code_mutants(area, file, functions, kinds)
     return out
 
 
@@ -755,13 +757,13 @@ def equivalents(path: Path) -> set[str]:
 
 
 def chosen(areas: list[str], sample: int | None = None, seed: int = 0, match: str = "",
-           skip: set[str] = frozenset(), again: set[str] | None = None) -> list[Mutant]:
-    """The mutants of `areas` to judge: those whose place or change contains `match`, not in
+           skip: set[str] = frozenset(), again: set[str] | None = None, kinds: list = OPERATORS) -> list[Mutant]:
+    """The mutants of `areas` of the kinds `kinds` to judge: those whose place or change contains `match`, not in
     `skip`, in `again` if given; with `sample`, that many of each area drawn at random by `seed`
     (in random order: a run cut short has judged a random sample too)."""
     out = []
     for area in areas:
-        mutants = [m for m in all_mutants([area]) if match in f"{m.where} | {m.change}" and _same(_key(m)) not in skip
+        mutants = [m for m in all_mutants([area], kinds) if match in f"{m.where} | {m.change}" and _same(_key(m)) not in skip
                    and (again is None or _same(_key(m)) in again)]
         out += mutants if sample is None else random.Random(f"{seed} {area}").sample(mutants, min(sample, len(mutants)))
     return out
@@ -792,6 +794,7 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--again", type=Path, nargs="+", default=[], help="only the mutants that survived in these earlier outputs (after new tests)")
     p.add_argument("--sample", type=int, help="judge this many mutants of each area, drawn at random")
     p.add_argument("--seed", type=int, default=0, help="of --sample's draw")
+    p.add_argument("--kind", default=",".join(k.__name__ for k in OPERATORS), help="kinds of slip, comma-separated: %(default)s")
     p.add_argument("--equivalent", type=Path, default=ROOT / "tools" / "mutation_equivalent.txt",
                    help="the survivors a person judged equivalent, one a line as the log names them, `# why` after")
     args = p.parse_args(argv)
@@ -799,13 +802,18 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
     unknown = set(args.area) - set(AREAS)
     if unknown:
         p.error(f"unknown areas {sorted(unknown)}; known: {', '.join(AREAS)}")
+    kinds = {k.__name__: k for k in OPERATORS}
+    unknown = set(args.kind.split(",")) - set(kinds)
+    if unknown:
+        p.error(f"unknown kinds {sorted(unknown)}; known: {', '.join(kinds)}")
+    args.kind = [kinds[name] for name in args.kind.split(",")]
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = arguments(argv)
     mutants = chosen(args.area, args.sample, args.seed, args.match, logged(args.skip, OUTCOMES),
-                     logged(args.again, ("survived",)) if args.again else None)
+                     logged(args.again, ("survived",)) if args.again else None, args.kind)
     if args.list:
         for m in mutants:
             print(_key(m))
