@@ -269,7 +269,7 @@ def test_bounds_comparisons_lengths_and_a_samplers_upper_bound():
     assert_made(made, "len(...) -> len(...) - 1", head + "if len(x) - 1 > n:\n        return rng.integers(0, n)\n    return np.arange(n)[:len(x)]")
     assert_made(made, "range stop +1", head + "if len(x) > n:\n        return rng.integers(0, n + 1)\n    return np.arange(n)[:len(x)]")
     assert_made(made, "range stop -1", head + "if len(x) > n:\n        return rng.integers(0, n)\n    return np.arange(n - 1)[:len(x)]")
-    assert_made(made, "slice upper +1", head + "if len(x) > n:\n        return rng.integers(0, n)\n    return np.arange(n)[:len(x) + 1]")
+    assert_made(made, "slice upper +1 of `np.arange(n)[:len(x)]`", head + "if len(x) > n:\n        return rng.integers(0, n)\n    return np.arange(n)[:len(x) + 1]")
 
 
 def test_switches_defaults_keywords_and_not():
@@ -391,3 +391,14 @@ def test_kinds_choose_the_slips_made(capsys):
     assert [change.split(": ", 1)[1] for change, _ in made] == ["default `b` True -> False"]
     assert all("->" in m.change and ("True" in m.change or "False" in m.change) or "left out" in m.change
                or "Not -> dropped" in m.change for m in mutation_check.chosen(["fit"], kinds=[mutation_check.switches]))
+
+
+def test_two_mutants_on_one_line_have_different_names():
+    made = mutants("""
+        def f(p, q, a, b, x):
+            return p[a:b], q[a:b], 0 <= x <= 1
+    """)
+    names = [change for change, _ in made]
+    assert len(names) == len(set(names))
+    assert "slice upper +1 of `p[a:b]`" in names and "slice upper +1 of `q[a:b]`" in names
+    assert_made(made, "LtE -> Lt (comparison 2 of `0 <= x <= 1`)", "def f(p, q, a, b, x):\n    return (p[a:b], q[a:b], 0 <= x < 1)")

@@ -193,7 +193,8 @@ def operators(node: ast.AST, scope: Scope) -> Iterator[tuple[str, Edit]]:
         for k, op in enumerate(node.ops):
             if type(op) in SWAPS:
                 new = SWAPS[type(op)]
-                yield f"{type(op).__name__} -> {new.__name__}", lambda n, region, k=k, new=new: n.ops.__setitem__(k, new())
+                which = f" (comparison {k + 1} of `{ast.unparse(node)}`)" if len(node.ops) > 1 else ""
+                yield f"{type(op).__name__} -> {new.__name__}{which}", lambda n, region, k=k, new=new: n.ops.__setitem__(k, new())
 
 
 SWAPS = {ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.Div, ast.Div: ast.Mult, ast.Lt: ast.LtE, ast.LtE: ast.Lt,
@@ -388,10 +389,11 @@ def off_by_one(node: ast.AST, scope: Scope) -> Iterator[tuple[str, Edit]]:
             for sign in (1, -1):
                 yield f"range {label} {sign:+d}", lambda n, region, k=k, sign=sign: n.args.__setitem__(k, _plus(n.args[k], sign))
     if isinstance(node, ast.Slice):
+        sliced = ast.unparse(scope.parent[id(node)][0]) if id(node) in scope.parent else ast.unparse(node)
         for bound in ("lower", "upper"):
             if getattr(node, bound) is not None:
                 for sign in (1, -1):
-                    yield f"slice {bound} {sign:+d}", lambda n, region, bound=bound, sign=sign: setattr(n, bound, _plus(getattr(n, bound), sign))
+                    yield f"slice {bound} {sign:+d} of `{sliced}`", lambda n, region, bound=bound, sign=sign: setattr(n, bound, _plus(getattr(n, bound), sign))
 
 
 RANGES = ("range", "prange", "arange", "integers", "randint")
