@@ -180,10 +180,225 @@ def test_the_areas_name_functions_that_exist_and_tests_that_exist():
             assert not function or f"def {function}(" in (ROOT / file).read_text(), (name, test)
         for file, functions in area.targets.items():
             tree = ast.parse((ROOT / file).read_text())
-            for function in functions:
+            for function in functions if functions != mutation_check.EVERY else []:
                 mutation_check._find(tree, function.split("."), function)
 
 
 def test_an_unknown_function_is_named():
     with pytest.raises(SystemExit, match="AREAS names g, which is not there"):
         mutation_check.source_mutants("def f():\n    return 1\n", "g")
+
+
+def test_axes_another_negated_none_dropped_and_keepdims():
+    made = mutants("""
+        def f(g, x):
+            return g.sum(axis=1), np.concatenate(x, axis=0), g.shape[-1]
+    """)
+    for change, expected in [
+            ("axis 1 -> 0", "return (g.sum(axis=0), np.concatenate(x, axis=0), g.shape[-1])"),
+            ("axis 1 -> -1", "return (g.sum(axis=-1), np.concatenate(x, axis=0), g.shape[-1])"),
+            ("axis 1 -> None", "return (g.sum(axis=None), np.concatenate(x, axis=0), g.shape[-1])"),
+            ("axis dropped (over every entry)", "return (g.sum(), np.concatenate(x, axis=0), g.shape[-1])"),
+            ("keepdims added", "return (g.sum(axis=1, keepdims=True), np.concatenate(x, axis=0), g.shape[-1])"),
+            ("axis 0 -> 1", "return (g.sum(axis=1), np.concatenate(x, axis=1), g.shape[-1])"),
+            ("axis 0 -> None", "return (g.sum(axis=1), np.concatenate(x, axis=None), g.shape[-1])"),
+            ("shape[-1] -> shape[0]", "return (g.sum(axis=1), np.concatenate(x, axis=0), g.shape[0])"),
+            ("shape[-1] -> shape[1]", "return (g.sum(axis=1), np.concatenate(x, axis=0), g.shape[1])")]:
+        assert_made(made, change, f"def f(g, x):\n    {expected}")
+    assert not any(change == "axis 0 -> 0" or "concatenate(x, axis=0, keepdims" in text for change, text in made)
+
+
+def test_an_axis_given_by_a_name_is_set_to_none_and_keepdims_swapped():
+    made = mutants("""
+        def f(g, axis):
+            return g.max(axis, keepdims=True) + g.sum(axis=axis, keepdims=False)
+    """)
+    assert_made(made, "axis axis -> None", "def f(g, axis):\n    return g.max(axis, keepdims=True) + g.sum(axis=None, keepdims=False)")
+    assert_made(made, "keyword `keepdims` True -> False",
+                "def f(g, axis):\n    return g.max(axis, keepdims=False) + g.sum(axis=axis, keepdims=False)")
+    assert_made(made, "keyword `keepdims` False -> True",
+                "def f(g, axis):\n    return g.max(axis, keepdims=True) + g.sum(axis=axis, keepdims=True)")
+    assert not any("-> 0" in change or "-> 1" in change for change, _ in made)  # a name is no literal to step
+
+
+def test_dtypes_swapped_dropped_and_casts_removed():
+    made = mutants("""
+        def f(x, n):
+            y = np.zeros(n, dtype=np.float64) + x.astype(np.float32)
+            return np.float32(y), np.ones(n, dtype=x.dtype), y.dtype == "float64"
+    """)
+    head = "def f(x, n):\n    "
+    original_return = 'return (np.float32(y), np.ones(n, dtype=x.dtype), y.dtype == "float64")'
+    original_y = "y = np.zeros(n, dtype=np.float64) + x.astype(np.float32)"
+    for change, expected in [
+            ("float64 -> float32", "y = np.zeros(n, dtype=np.float32) + x.astype(np.float32)\n    " + original_return),
+            ("dtype=np.float64 dropped", "y = np.zeros(n) + x.astype(np.float32)\n    " + original_return),
+            ("`.astype(np.float32)` dropped", "y = np.zeros(n, dtype=np.float64) + x\n    " + original_return),
+            ("float32 -> float64", "y = np.zeros(n, dtype=np.float64) + x.astype(np.float64)\n    " + original_return),
+            ("cast np.float32(...) dropped", original_y + '\n    return (y, np.ones(n, dtype=x.dtype), y.dtype == "float64")'),
+            ("dtype=x.dtype dropped", original_y + '\n    return (np.float32(y), np.ones(n), y.dtype == "float64")'),
+            ("dtype=x.dtype -> np.float32", original_y + '\n    return (np.float32(y), np.ones(n, dtype=np.float32), y.dtype == "float64")'),
+            ("'float64' -> 'float32'", original_y + '\n    return (np.float32(y), np.ones(n, dtype=x.dtype), y.dtype == "float32")')]:
+        assert_made(made, change, head + expected)
+    assert "dtype=np.float64 -> np.float32" not in dict(made)  # float64 -> float32 makes it
+
+
+def test_reflected_operators_swap_their_operands():
+    made = mutants("""
+        def f(a, b):
+            return a - b, a / b, a // b, a @ b, a + b, a * b, a - a, "%s" % a
+    """)
+    head = "def f(a, b):\n    return "
+    for change, expected in [("operands of `-` swapped", "(b - a, a / b, a // b, a @ b, a + b, a * b, a - a, '%s' % a)"),
+                             ("operands of `/` swapped", "(a - b, b / a, a // b, a @ b, a + b, a * b, a - a, '%s' % a)"),
+                             ("operands of `//` swapped", "(a - b, a / b, b // a, a @ b, a + b, a * b, a - a, '%s' % a)"),
+                             ("operands of `@` swapped", "(a - b, a / b, a // b, b @ a, a + b, a * b, a - a, '%s' % a)")]:
+        assert_made(made, change, head + expected)
+    assert len([change for change, _ in made if change.startswith("operands")]) == 4  # + and * commute; a - a; text
+
+
+def test_bounds_comparisons_lengths_and_a_samplers_upper_bound():
+    made = mutants("""
+        def f(rng, x, n):
+            if len(x) > n:
+                return rng.integers(0, n)
+            return np.arange(n)[: len(x)]
+    """)
+    head = "def f(rng, x, n):\n    "
+    assert_made(made, "Gt -> GtE", head + "if len(x) >= n:\n        return rng.integers(0, n)\n    return np.arange(n)[:len(x)]")
+    assert_made(made, "len(...) -> len(...) - 1", head + "if len(x) - 1 > n:\n        return rng.integers(0, n)\n    return np.arange(n)[:len(x)]")
+    assert_made(made, "range stop +1", head + "if len(x) > n:\n        return rng.integers(0, n + 1)\n    return np.arange(n)[:len(x)]")
+    assert_made(made, "range stop -1", head + "if len(x) > n:\n        return rng.integers(0, n)\n    return np.arange(n - 1)[:len(x)]")
+    assert_made(made, "slice upper +1 of `np.arange(n)[:len(x)]`", head + "if len(x) > n:\n        return rng.integers(0, n)\n    return np.arange(n)[:len(x) + 1]")
+
+
+def test_switches_defaults_keywords_and_not():
+    made = mutants("""
+        def f(x, shuffle=True, *, strict=False):
+            return g(x, verbose=False) if not shuffle else x
+    """)
+    head = "def f(x, shuffle=True, *, strict=False):\n    return "
+    assert_made(made, "default `shuffle` True -> False", "def f(x, shuffle=False, *, strict=False):\n    return g(x, verbose=False) if not shuffle else x")
+    assert_made(made, "default `strict` False -> True", "def f(x, shuffle=True, *, strict=True):\n    return g(x, verbose=False) if not shuffle else x")
+    assert_made(made, "keyword `verbose` False -> True", head + "g(x, verbose=True) if not shuffle else x")
+    assert_made(made, "keyword `verbose=False` left out", head + "g(x) if not shuffle else x")
+    assert_made(made, "Not -> dropped", head + "g(x, verbose=False) if shuffle else x")
+    assert not any(change.startswith(("False ->", "True ->")) for change, _ in made)  # every switch here is named
+
+
+def test_copies_and_resets_dropped_but_not_an_initialisation():
+    made = mutants("""
+        class A:
+            def __init__(self, n):
+                self.total = 0
+
+            def f(self, g, x):
+                g.fill(0)
+                self.total = 0.0
+                g[:] = 0
+                self.grad = np.zeros_like(x)
+                self.seen = 1
+                return np.copy(x), copy.deepcopy(self), x.copy()
+    """, "A.f")
+    lines = ["g.fill(0)", "self.total = 0.0", "g[:] = 0", "self.grad = np.zeros_like(x)", "self.seen = 1",
+             "return (np.copy(x), copy.deepcopy(self), x.copy())"]
+    head = "def f(self, g, x):\n    "
+    for k, dropped in enumerate(lines[:4]):
+        assert_made(made, f"`{dropped}` dropped (no reset)", head + "\n    ".join(lines[:k] + ["pass"] + lines[k + 1 :]))
+    assert not any("self.seen" in change for change, _ in made)  # 1 is no reset
+    for change, expected in [("`np.copy(...)` dropped", "return (x, copy.deepcopy(self), x.copy())"),
+                             ("`copy.deepcopy(...)` dropped", "return (np.copy(x), self, x.copy())"),
+                             ("`.copy()` dropped", "return (np.copy(x), copy.deepcopy(self), x)")]:
+        assert_made(made, change, head + "\n    ".join(lines[:5] + [expected]))
+    assert not [change for change, _ in mutants("class A:\n    def __init__(self):\n        self.total = 0\n", "A.__init__")
+                if "reset" in change]
+
+
+def test_every_function_of_a_module_is_an_area_target():
+    source = textwrap.dedent("""
+        def f():
+            def inner():
+                return 1
+            return inner
+
+        class A:
+            x = 1
+
+            def m(self):
+                return 2
+
+        async def g():
+            return 3
+    """)
+    assert mutation_check.every_function(source) == ["f", "A.m", "g"]
+
+
+def test_the_new_areas_each_cover_their_whole_module_and_are_chosen_alone():
+    for area, file in [("tensor", "tape/_tensor.py"), ("sweep", "mlp/sweep.py"), ("fit", "mlp/fitting.py"),
+                       ("checkpoint", "mlp/checkpoint.py"), ("serve", "mlp/serve.py"), ("history", "mlp/history.py"),
+                       ("accumulate", "mlp/accumulate.py")]:
+        assert mutation_check.AREAS[area].targets[file] == mutation_check.EVERY
+    made = mutation_check.chosen(["fit", "history"])
+    assert {m.area for m in made} == {"fit", "history"}
+    assert {m.file for m in made if m.area == "fit"} == {"mlp/fitting.py"}
+    assert {"fit", "arguments", "flag"} <= {m.where for m in made if m.area == "fit"} <= {"_Refusing.error", "fit", "arguments", "flag"}
+    assert {m.where for m in made if m.area == "history"} <= set(mutation_check.every_function((ROOT / "mlp/history.py").read_text()))
+
+
+def test_a_sample_is_that_many_of_each_area_and_the_seed_decides_which():
+    first = mutation_check.chosen(["fit", "history"], sample=5, seed=3)
+    assert [m.area for m in first] == ["fit"] * 5 + ["history"] * 5
+    again = mutation_check.chosen(["fit", "history"], sample=5, seed=3)
+    other = mutation_check.chosen(["fit", "history"], sample=5, seed=4)
+    keys = lambda ms: [mutation_check._key(m) for m in ms]  # noqa: E731
+    assert keys(first) == keys(again) and keys(first) != keys(other)
+    every = mutation_check.chosen(["history"])
+    assert len(mutation_check.chosen(["history"], sample=len(every) + 10)) == len(every)
+
+
+def test_the_command_line_takes_area_sample_seed_and_refuses_an_unknown_area(capsys):
+    args = mutation_check.arguments(["--area", "fit,serve", "--sample", "7", "--seed", "11"])
+    assert (args.area, args.sample, args.seed) == (["fit", "serve"], 7, 11)
+    with pytest.raises(SystemExit):
+        mutation_check.arguments(["--area", "fit,nowhere"])
+    assert "unknown areas ['nowhere']" in capsys.readouterr().err
+
+
+def test_the_summary_counts_each_outcome_per_area_and_overall(tmp_path):
+    m = lambda area, change: mutation_check.Mutant(area, f"mlp/{area}.py", "f", change, "")  # noqa: E731
+    results = [(m("fit", "a"), "killed", ""), (m("fit", "b"), "survived", ""), (m("fit", "c"), "equivalent", ""),
+               (m("serve", "d"), "timeout", ""), (m("serve", "e"), "killed", ""), (m("serve", "f"), "killed", "")]
+    lines = mutation_check.summary(results)
+    rows = {line.split()[0]: line.split()[1:] for line in lines[1:4]}
+    assert rows == {"fit": ["1", "0", "1", "1", "1", "of", "2"], "serve": ["2", "1", "0", "0", "3", "of", "3"],
+                    "overall": ["3", "1", "1", "1", "4", "of", "5"]}
+    assert lines[4:] == ["  survived: mlp/fit.py f | b"]
+    log = tmp_path / "log"
+    log.write_text("killed     fit        f | a (3 s)\nSURVIVED   fit        f | b (2 s)\ntimeout    serve      f | d (9 s)\n")
+    assert mutation_check.logged([log], ("survived",)) == {"fit f | b"}
+    assert mutation_check.logged([log], mutation_check.OUTCOMES) == {"fit f | a", "fit f | b", "serve f | d"}
+    (tmp_path / "eq").write_text("# why each is equivalent\nfit        f | c   # a branch that only chooses a message\n")
+    assert mutation_check.equivalents(tmp_path / "eq") == {"fit f | c"}
+
+
+def test_kinds_choose_the_slips_made(capsys):
+    args = mutation_check.arguments(["--area", "fit", "--kind", "axes,switches"])
+    assert args.kind == [mutation_check.axes, mutation_check.switches]
+    with pytest.raises(SystemExit):
+        mutation_check.arguments(["--kind", "axes,typos"])
+    assert "unknown kinds ['typos']" in capsys.readouterr().err
+    made = mutation_check.source_mutants("def f(a, b=True):\n    return a - b\n", "f", [mutation_check.switches])
+    assert [change.split(": ", 1)[1] for change, _ in made] == ["default `b` True -> False"]
+    assert all("->" in m.change and ("True" in m.change or "False" in m.change) or "left out" in m.change
+               or "Not -> dropped" in m.change for m in mutation_check.chosen(["fit"], kinds=[mutation_check.switches]))
+
+
+def test_two_mutants_on_one_line_have_different_names():
+    made = mutants("""
+        def f(p, q, a, b, x):
+            return p[a:b], q[a:b], 0 <= x <= 1
+    """)
+    names = [change for change, _ in made]
+    assert len(names) == len(set(names))
+    assert "slice upper +1 of `p[a:b]`" in names and "slice upper +1 of `q[a:b]`" in names
+    assert_made(made, "LtE -> Lt (comparison 2 of `0 <= x <= 1`)", "def f(p, q, a, b, x):\n    return (p[a:b], q[a:b], 0 <= x < 1)")
