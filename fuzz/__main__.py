@@ -14,7 +14,7 @@ import warnings
 
 import numpy as np
 
-from .check import check, shrink
+from .check import UNJUDGED, check, shrink
 from .edges import edges
 from .generate import draw
 
@@ -33,7 +33,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m fuzz", description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, help="replay this seed only (no edge values)")
     parser.add_argument("--program", type=int, help="with --seed: only this program")
-    parser.add_argument("--programs", type=int, default=300, help="programs per seed (default 300)")
+    parser.add_argument("--programs", type=int, default=1500, help="programs per seed (default 1500)")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")  # numpy's and torch's overflow warnings are expected here
     today = int(datetime.date.today().strftime("%Y%m%d"))
@@ -52,6 +52,8 @@ def main() -> int:
         print("edge values", flush=True)
         found += edges()
     print(f"{ran} programs in {time.time() - start:.0f} s, {len(found)} discrepancies")
+    if UNJUDGED:
+        print(f"{len(UNJUDGED)} quantities PyTorch could not compute, not judged; the first: {UNJUDGED[0]}")
     if not found:
         return 0
     kinds = {}

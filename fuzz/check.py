@@ -16,6 +16,7 @@ EPS = {"float64": np.finfo(np.float64).eps, "float32": np.finfo(np.float32).eps}
 RTOL = {"float64": 1e-9, "float32": 1e-4}
 OTHER = {"float64": "float32", "float32": "float64"}
 TENSORS = "as Tensors: "
+UNJUDGED: list[str] = []  # quantities PyTorch failed to compute: counted and shown, not judged
 SECOND_ORDER = ("hessian", "hvp", "grad of grad", "traced: hessian")
 
 
@@ -91,7 +92,9 @@ def differ(ours, theirs, other, dtype: str, want: str | None, kinks: bool = Fals
         conditioning = np.abs(b - c) * (EPS["float64"] / EPS["float32"] if dtype == "float64" else 1.0)
         conditioning = np.where(np.isfinite(conditioning), conditioning, 0.0)  # no estimate where the other overflows
         scale = np.abs(b[judged]).mean() if judged.any() else 0.0
-        allowed = RTOL[dtype] * (np.abs(b) + scale + 1e-3) + 8 * conditioning  # 1e-3: inputs are O(1)
+        # 1e-2: inputs and partials are O(1), so a sum of them that cancels to 0 keeps a few of its
+        # terms' rounding errors (seed 6 program 153: float32 (c x)/x gives 1.2e-7 where torch gives 0)
+        allowed = RTOL[dtype] * (np.abs(b) + scale + 1e-2) + 8 * conditioning
         bad = judged & ~(np.abs(a - b) <= allowed)
         if bad.any():
             i = int(np.flatnonzero(bad.ravel())[0])
@@ -102,11 +105,20 @@ def differ(ours, theirs, other, dtype: str, want: str | None, kinks: bool = Fals
 
 
 def _dtype_wanted(name: str, value, dtype: str) -> str | None:
-    """A gradient has its leaf's dtype; a JVP or a Jacobian the output's (float64 where the output is a
-    Var: a scalar node is float64 by design, and so is a matrix node made of Vars); a value is not checked."""
-    if name.endswith(("jvp", "jacobian")):
+    """A gradient and a Jacobian (made by sweeps, as torch's jacrev) have the leaf's dtype; a JVP the
+    output's (float64 where the output is a Var: a scalar node is float64 by design, and so is a matrix
+    node made of Vars); a value is not checked."""
+    if name.endswith("jvp"):
         return value.dtype.name if isinstance(value, np.ndarray) else dtype
     return None if name.endswith("value") else dtype
+
+
+def _jacobian_overflows(program: Program, theirs: dict) -> bool:
+    """Whether PyTorch's own Jacobian (by reverse sweeps, as wengert builds a Tensor JVP) of a
+    one-input matrix-node program overflows in its dtype: J v is then inf although v J's rows
+    are finite, the README's stated limit of a Tensor JVP."""
+    return (program.kind == "tensor" and len(program.inputs) == 1
+            and not all(np.isfinite(j).all() for j in _leaves(theirs["jacobian"]())))
 
 
 def _shares_memory(result) -> bool:
@@ -131,11 +143,15 @@ def check(program: Program, rng: np.random.Generator) -> list[Discrepancy]:
         if name.endswith("jacobian") and np.prod(shape) * sum(np.size(x) for x in program.inputs) > 400:
             continue
         try:
+            reference, other_reference = theirs[name](), other[name]()
+        except RuntimeError as e:  # PyTorch's own failure (its jvp of a matmul of 0-d stacks mixes dtypes)
+            UNJUDGED.append(f"{name} of {program.kind} {program.dtype}: {e}")
+            continue
+        try:
             result = compute()
         except Skip:
             continue
         except REFUSALS as e:  # consistent where PyTorch's values on the way, or this result, are not finite
-            reference = theirs[name]()
             if not nonfinite and all(np.isfinite(r).all() for r in _leaves(reference)):
                 found.append(Discrepancy(program, name, "refused: torch computes it finite", e, reference))
             continue
@@ -143,9 +159,10 @@ def check(program: Program, rng: np.random.Generator) -> list[Discrepancy]:
             found.append(Discrepancy(program, name, f"error: {type(e).__name__}", e, None))
             continue
         results[name] = result
-        reference = theirs[name]()
-        why = differ(result, reference, other[name](), dtype, _dtype_wanted(name, results.get("value"), dtype),
+        why = differ(result, reference, other_reference, dtype, _dtype_wanted(name, results.get("value"), dtype),
                      kinks=name in SECOND_ORDER)
+        if why and why.startswith("not finite") and name == "jvp" and _jacobian_overflows(program, theirs):
+            why = None  # a matrix node's JVP is J v from sweeps (forward mode on Tensors is issue 30)
         if why is None and name in ("backward", "vjp") and _shares_memory(result):
             why = "memory: two gradients share memory"
         if why is not None:

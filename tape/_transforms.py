@@ -275,14 +275,14 @@ def _tensor_vjp(t: Tape, out: Tensor, leaves: list, structures: dict, nums: tupl
 
 
 def _tensor_jacobians(fn: Callable, primals: Sequence, combine: Callable) -> tuple:
-    """(fn(*primals), the output's structure with combine(the leaf's Jacobian in each primal) at
-    each leaf) for a function of Tensors whose output is a Tensor, a Var, numbers, or a structure
+    """(fn(*primals), the output's structure with combine(the leaf's Jacobian in each primal, its
+    dtype) at each leaf) for a function of Tensors whose output is a Tensor, a Var, numbers, or a structure
     of them. A Jacobian is shaped output leaf shape + primal shape, one sweep of one recorded
     tape per output entry."""
     with Tape() as t, _differentiating():
         leaves = [_lift(t, p, i, fn) for i, p in enumerate(primals)]
         out = fn(*leaves)
-        derivatives = _map_leaves(lambda o: combine(_leaf_jacobians(t, o, leaves)), out)
+        derivatives = _map_leaves(lambda o: combine(_leaf_jacobians(t, o, leaves), _dtype(o)), out)
     return _map_leaves(_output_value, out), derivatives
 
 
@@ -351,8 +351,8 @@ def jvp(fn: Callable, primals: Sequence, tangents: Sequence):
         for i, (p, v) in enumerate(zip(primals, tangents)):
             if np.shape(v) != np.shape(_value(p)):
                 raise ValueError(f"jvp: primal {i} has shape {np.shape(_value(p))} but its tangent has shape {np.shape(v)}")
-        return _tensor_jacobians(fn, primals, lambda jacobians: sum(
-            np.tensordot(j, np.asarray(v, dtype=j.dtype), axes=np.ndim(v)) for j, v in zip(jacobians, tangents)))
+        return _tensor_jacobians(fn, primals, lambda jacobians, dtype: sum(  # in the output's dtype, as torch
+            np.tensordot(j, np.asarray(v, dtype), axes=np.ndim(v)).astype(dtype) for j, v in zip(jacobians, tangents)))
     nums = tuple(range(len(primals)))
     flat_fn, flat_primals, structures = flat_arguments(fn, primals, nums, "jvp")
     tangents = tuple(same_structure(structures[i], t, f"jvp: tangent {i}") if i in structures else t
@@ -378,7 +378,7 @@ def jacobian(fn: Callable, mode: str = "auto") -> Callable:
     @functools.wraps(fn)
     def wrapped(x):
         if isinstance(x, Tensor):
-            return _tensor_jacobians(fn, (x,), lambda jacobians: jacobians[0])[1]
+            return _tensor_jacobians(fn, (x,), lambda jacobians, dtype: jacobians[0])[1]
         flat_fn, (flat_x,), structures = flat_arguments(fn, (x,), (0,), "jacobian")
         flat_fn, output = flat_outputs(flat_fn, "jacobian")
         matrix = flat_jacobian(flat_fn, flat_x)

@@ -475,3 +475,20 @@ def test_shapes_and_axes_given_as_arrays_still_work():
         x = Tensor(a)
         np.testing.assert_array_equal(x.reshape(np.array([3, 2])).value, a.reshape(3, 2))
         np.testing.assert_array_equal(x.transpose(np.array([1, 0])).value, a.T)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_a_jacobian_has_the_leafs_dtype_and_a_jvp_the_outputs(dtype):
+    x = RNG.standard_normal(3).astype(dtype)
+    t = RNG.standard_normal(3)
+    mixed = lambda v: tape.stack([tape.mse(v, np.zeros(3)), 1.0])  # a Var (float64) stacked: a float64 output
+    jac = tape.jacobian(tape.sin)(Tensor(x))
+    assert jac.dtype == dtype
+    np.testing.assert_allclose(jac, np.diag(np.cos(x.astype(np.float64))), rtol=1e-6)
+    assert tape.jacobian(mixed)(Tensor(x)).dtype == dtype
+    _, tangent = tape.jvp(tape.sin, [Tensor(x)], [t])
+    assert tangent.dtype == dtype
+    np.testing.assert_allclose(tangent, np.cos(x.astype(np.float64)) * t, rtol=1e-6)
+    _, tangent = tape.jvp(mixed, [Tensor(x)], [t])
+    assert tangent.dtype == np.float64
+    np.testing.assert_allclose(tangent, [np.dot(2 * x.astype(np.float64) / 3, t), 0.0], rtol=1e-5)
