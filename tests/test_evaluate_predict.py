@@ -222,3 +222,13 @@ def test_random_bytes_are_no_archive_and_the_message_says_so(tmp_path):
     with pytest.raises(checkpoint.CheckpointError) as error:
         checkpoint.load(tmp_path / "noise.npz")
     assert str(error.value) == f"{tmp_path / 'noise.npz'} is not a wengert checkpoint (not an .npz archive)"
+
+
+def test_every_level_of_alpha_reads_as_its_fraction_of_255_in_float64(tmp_path):
+    """Each of the 256 alpha levels, not only 0 and 255: the pixels are level / 255 rounded once, in float64."""
+    levels = (np.arange(28 * 28) % 256).astype(np.uint8).reshape(28, 28)
+    rgba = np.zeros((28, 28, 4), np.uint8)
+    rgba[..., 3] = levels
+    pixels = predict.read_image(save(tmp_path / "levels.png", rgba, "RGBA"), invert="no")
+    assert pixels.dtype == np.float64
+    np.testing.assert_array_equal(pixels, levels.ravel() / 255.0)
