@@ -589,3 +589,11 @@ def test_a_model_without_biases_saves_and_loads_with_the_same_predictions(tmp_pa
         logits, _ = numpy_logits_and_grad(model.params.values.copy(), X, np.zeros(7, dtype=int), sizes=(6, 4, 3), bias=False)
         np.testing.assert_allclose(back.logits(X), logits, rtol=1e-12)
         np.testing.assert_array_equal(back.predict(X), model.predict(X))
+
+
+def test_the_first_label_outside_the_classes_is_named_with_its_position():
+    """A label below 0 after one whose square (not itself) is past the last class: the position is the negative one's."""
+    with Tape():
+        model = MLP([4, 5])
+        with pytest.raises(ValueError, match=r"label -1 at position 2 is outside \[0, 5\)"):
+            accumulate(model, np.ones((3, 4)), np.array([4, 0, -1]))
