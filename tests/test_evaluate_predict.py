@@ -232,3 +232,16 @@ def test_every_level_of_alpha_reads_as_its_fraction_of_255_in_float64(tmp_path):
     pixels = predict.read_image(save(tmp_path / "levels.png", rgba, "RGBA"), invert="no")
     assert pixels.dtype == np.float64
     np.testing.assert_array_equal(pixels, levels.ravel() / 255.0)
+
+
+@pytest.mark.parametrize("best_epoch", [1, 3])
+def test_a_best_epoch_at_either_bound_loads_with_its_own_weights(tmp_path, best_epoch):
+    with Tape():
+        last, best = MLP([3, 4, 2], seed=0), MLP([3, 4, 2], seed=1)
+        saved = checkpoint.Checkpoint(last, 3)
+        saved.best = checkpoint.Best(best, best_epoch, "val_accuracy", 0.75)
+        checkpoint.save(tmp_path / "model.npz", saved)
+        back = checkpoint.load(tmp_path / "model.npz")
+    assert (back.epoch, back.best.epoch, back.best.metric, back.best.value) == (3, best_epoch, "val_accuracy", 0.75)
+    np.testing.assert_array_equal(back.model.parameters().values, last.parameters().values)
+    np.testing.assert_array_equal(back.kept.parameters().values, best.parameters().values)
