@@ -74,3 +74,16 @@ def test_hidden_units_whose_output_is_exactly_0_pass_their_gradient_back(activat
             np.testing.assert_allclose(model.params.grad, expected, rtol=1e-10, atol=1e-14)
             assert result.correct == (logits.argmax(axis=1) == y).sum()
         np.testing.assert_allclose(fused.logits(SparseRows(X)), logits, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("dropout", [0.0, 0.5])
+def test_a_dense_sample_records_exactly_the_nodes_and_edges_each_thread_reserves(bias, dropout):
+    """Each thread's window of the scratch arrays holds one sample: a sample with no zero input and no zero
+    partial (tanh) fills it exactly, so a window one edge short would overlap the next thread's."""
+    with Tape() as t:
+        model = MLP([5, 4, 3, 2], activation="tanh", bias=bias, dropout=dropout, seed=1)
+        fused = FusedAccumulator(model, 1)
+        nodes, edges = len(t), t.num_edges
+        fused.record(np.linspace(0.1, 0.9, 5), 1)
+        assert (len(t) - nodes, t.num_edges - edges) == (fused.nodes_per_sample, fused.edges_per_sample)
