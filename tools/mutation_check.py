@@ -102,7 +102,7 @@ AREAS = {
                            "an_interrupted_checkpoint_write_keeps_the_previous_checkpoint")]]),
     "sweep": Area({"mlp/sweep.py": EVERY}, ["tests/test_sweep.py"]),
     "fit": Area({"mlp/fitting.py": EVERY}, ["tests/test_fit.py", "tests/test_synthetic_runs.py"]),
-    "history": Area({"mlp/history.py": EVERY}, ["tests/test_fit.py", "tests/test_synthetic_runs.py", "tests/test_history.py"]),
+    "history": Area({"mlp/history.py": EVERY}, ["tests/test_history.py", "tests/test_fit.py", "tests/test_synthetic_runs.py"]),
     "serve": Area({"mlp/serve.py": EVERY}, ["tests/test_serve.py"]),
     "accumulate": Area({"mlp/accumulate.py": EVERY}, ["tests/test_matrix_mlp.py", "tests/test_fused.py", "tests/test_mlp.py",
                                                                  "tests/test_synthetic_runs.py"]),
