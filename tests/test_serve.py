@@ -491,7 +491,8 @@ def test_main_listens_and_names_its_url_at_once_on_a_pipe(model_file):
     line with the URL comes at once, not when a buffer fills; the page is served there; Ctrl-C stops it."""
     root = Path(serve.__file__).resolve().parents[1]
     process = subprocess.Popen([sys.executable, "-m", "mlp.serve", str(model_file), "--port", "0"], cwd=root,
-                               env={**os.environ, "PYTHONPATH": str(root)}, stdout=subprocess.PIPE,
+                               env={**{k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"},
+                                    "PYTHONPATH": str(root)}, stdout=subprocess.PIPE,
                                stderr=subprocess.DEVNULL, text=True)
     try:
         lines = lines_of(process.stdout)
