@@ -309,11 +309,13 @@ def test_a_port_in_use_or_a_bad_address_is_refused_in_one_line(model_file, capsy
     assert serve.main([str(model_file), "--host", "no-such-host.invalid", "--port", "0"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: cannot listen on no-such-host.invalid port 0: ") and err.count("\n") == 1
-    with pytest.raises(SystemExit) as exit_info:
-        serve.main([str(model_file), "--port", "70000"])
-    assert exit_info.value.code == 2
-    assert capsys.readouterr().err == ("python -m mlp.serve: error: argument --port: expected a port number "
-                                       "from 0 to 65535, got 70000 (see --help)\n")
+    for port in ("70000", "65536", "-1"):
+        with pytest.raises(SystemExit) as exit_info:
+            serve.main([str(model_file), "--port", port])
+        assert exit_info.value.code == 2
+        assert capsys.readouterr().err == ("python -m mlp.serve: error: argument --port: expected a port number "
+                                           f"from 0 to 65535, got {port} (see --help)\n")
+    assert serve.port_number("65535") == 65535 and serve.port_number("0") == 0
 
 
 def test_a_drawing_becomes_an_mnist_digit():
@@ -384,6 +386,16 @@ def test_an_image_with_only_faint_ink_is_answered(server):
     assert digit.shape == (28, 28) and np.isfinite(digit).all() and 0 <= digit.min() <= digit.max() <= 1
     status, answer = post(server + "/api/predict", {"image": image.tolist()})
     assert status == 200 and answer["prediction"] in range(10)
+
+
+@pytest.mark.parametrize("shape, status", [((1, 1), 200), ((1, 1000), 200), ((1000, 1), 200), ((1, 1001), 400),
+                                           ((1001, 1), 400), ((0, 5), 400)])
+def test_an_image_of_one_to_1000_pixels_each_way_is_answered(server, shape, status):
+    image = np.zeros(shape)
+    image[..., :1] = 0.7  # a line of ink down the left edge
+    code, answer = post(server + "/api/predict", {"image": image.tolist()})
+    assert code == status and (answer["prediction"] in range(10) if status == 200
+                               else "at most 1000 pixels each way" in answer["error"])
 
 
 def test_a_content_length_in_other_digits_than_ascii_is_a_400(strict_server):
