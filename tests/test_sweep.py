@@ -72,6 +72,7 @@ def test_a_sweep_runs_each_trial_as_the_training_program_would_and_picks_by_vali
                            str(hidden), "--dropout", str(dropout), "--no-plots", "--out", str(alone)]) == 0
         assert untimed(out / f"trial-{row['trial']}" / "metrics.csv") == untimed(alone / "metrics.csv")
         assert (out / f"trial-{row['trial']}" / "model.npz").read_bytes()[:2] == b"PK"
+        assert f"hidden=[{hidden}], dropout={dropout}" in row["options"]
         assert checkpoint.load(out / f"trial-{row['trial']}" / "model.npz").args["threads"] == 1  # a worker a core
     alone_best = f"--hidden {16 if int(best['trial']) > 2 else 8}"
     assert f"run it alone: python -m mlp.train --dataset mnist-5k --epochs 1 --val 0.1" in printed and alone_best in printed
