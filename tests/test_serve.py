@@ -2,11 +2,18 @@
 reduction to an MNIST digit."""
 import http.client
 import json
+import os
+import queue
+import re
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -169,6 +176,8 @@ def test_every_numeric_failure_is_a_400_with_the_reason(server, expression, valu
     (json.dumps({"pixels": [[0.0] * 27] * 28}).encode(), 400, ["pixels must be 28x28, got 28x27"]),
     (json.dumps({"pixels": [[1e308] * 28] * 28}).encode(), 400, ["pixels must be ink values in [0, 1], got 1e+308"]),
     (json.dumps({"image": [[0.0, 1.0], [0.5]]}).encode(), 400, ["rows of numbers of equal length"]),
+    (json.dumps({"image": [["ink", "none"], ["none", "ink"]]}).encode(), 400, ["rows of numbers of equal length"]),
+    (json.dumps({"pixels": [["0.5"] * 28] * 27 + [["x"] * 28]}).encode(), 400, ["rows of numbers of equal length"]),
     (json.dumps({"image": [[0.0] * 2000]}).encode(), 400, ["at most 1000 pixels each way"]),
     (json.dumps({"picture": []}).encode(), 400, ["expected {\"image\""]),
     (json.dumps({"expression": 3}).encode(), 400, ["expected {\"expression\""]),
@@ -300,11 +309,13 @@ def test_a_port_in_use_or_a_bad_address_is_refused_in_one_line(model_file, capsy
     assert serve.main([str(model_file), "--host", "no-such-host.invalid", "--port", "0"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: cannot listen on no-such-host.invalid port 0: ") and err.count("\n") == 1
-    with pytest.raises(SystemExit) as exit_info:
-        serve.main([str(model_file), "--port", "70000"])
-    assert exit_info.value.code == 2
-    assert capsys.readouterr().err == ("python -m mlp.serve: error: argument --port: expected a port number "
-                                       "from 0 to 65535, got 70000 (see --help)\n")
+    for port in ("70000", "65536", "-1"):
+        with pytest.raises(SystemExit) as exit_info:
+            serve.main([str(model_file), "--port", port])
+        assert exit_info.value.code == 2
+        assert capsys.readouterr().err == ("python -m mlp.serve: error: argument --port: expected a port number "
+                                           f"from 0 to 65535, got {port} (see --help)\n")
+    assert serve.port_number("65535") == 65535 and serve.port_number("0") == 0
 
 
 def test_a_drawing_becomes_an_mnist_digit():
@@ -377,6 +388,16 @@ def test_an_image_with_only_faint_ink_is_answered(server):
     assert status == 200 and answer["prediction"] in range(10)
 
 
+@pytest.mark.parametrize("shape, status", [((1, 1), 200), ((1, 1000), 200), ((1000, 1), 200), ((1, 1001), 400),
+                                           ((1001, 1), 400), ((0, 5), 400)])
+def test_an_image_of_one_to_1000_pixels_each_way_is_answered(server, shape, status):
+    image = np.zeros(shape)
+    image[..., :1] = 0.7  # a line of ink down the left edge
+    code, answer = post(server + "/api/predict", {"image": image.tolist()})
+    assert code == status and (answer["prediction"] in range(10) if status == 200
+                               else "at most 1000 pixels each way" in answer["error"])
+
+
 def test_a_content_length_in_other_digits_than_ascii_is_a_400(strict_server):
     body = b'{"expression": "x1", "values": {"x1": 1}}'
     for length in ("\u00b9", "\u00b2" * 2):  # superscript digits: str.isdigit says yes, int() says no
@@ -411,6 +432,7 @@ def test_a_failure_of_the_server_is_a_500_in_json_and_the_server_goes_on(strict_
         "Content-Type": "application/json", "Content-Length": "2"})])
     status, payload = parsed(answer)
     assert status == 500 and "ZeroDivisionError" in payload["error"]
+    assert "connection: close" in answer.partition(b"\r\n\r\n")[0].decode().lower().split("\r\n")  # a 500 ends the connection
     assert "Traceback" in capsys.readouterr().err  # logged for whoever runs the server
     still_answering(f"http://127.0.0.1:{strict_server.server_address[1]}")
 
@@ -456,3 +478,95 @@ def test_any_request_is_answered_in_json_or_closed_within_the_deadline(strict_se
         status, payload = parsed(answer) if path != "/" or b"json" in answer.split(b"\r\n\r\n")[0] else (200, {})
         assert 200 <= status < 600 and (status == 200 or "error" in payload)
     still_answering(f"http://127.0.0.1:{strict_server.server_address[1]}")
+
+
+@pytest.mark.parametrize("payload", [{"x": (float("nan"),)}, {"x": [(1.0, float("inf"))]}, {"x": {"y": (float("-inf"),)}}])
+def test_an_answer_is_strict_json_or_refused(payload):
+    """Infinite and NaN numbers the answer's conversion does not reach (in a tuple) are refused
+    rather than sent as JavaScript's NaN, which no JSON parser has to take."""
+    try:
+        body = serve._json(payload)
+    except ValueError:
+        return
+    strict_json(body)
+
+
+def lines_of(stream) -> queue.Queue:
+    """The lines of `stream` as they come, read by a thread of their own (so a wait can time out)."""
+    lines = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in iter(stream.readline, "")], daemon=True).start()
+    return lines
+
+
+def test_main_listens_and_names_its_url_at_once_on_a_pipe(model_file):
+    """python -m mlp.serve as a person runs it, its output piped (as by a process manager): the
+    line with the URL comes at once, not when a buffer fills; the page is served there; Ctrl-C stops it."""
+    root = Path(serve.__file__).resolve().parents[1]
+    process = subprocess.Popen([sys.executable, "-m", "mlp.serve", str(model_file), "--port", "0"], cwd=root,
+                               env={**{k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"},
+                                    "PYTHONPATH": str(root)}, stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL, text=True)
+    try:
+        lines = lines_of(process.stdout)
+        assert lines.get(timeout=60) == f"serving {model_file}\n"
+        url = re.fullmatch(r"open (http://127\.0\.0\.1:(\d+))/  \(Ctrl-C stops\)\n", lines.get(timeout=10))
+        assert url and int(url[2]) > 0
+        still_answering(url[1])
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)
+    assert lines.get(timeout=5) == "stopped\n" and process.returncode == 0
+
+
+@pytest.mark.parametrize("host, shown", [("::1", "[::1]"), ("127.0.0.1", "127.0.0.1")])
+def test_main_prints_the_address_it_listens_on(model_file, monkeypatch, capsys, host, shown):
+    """The URL printed is the one the server listens on, an IPv6 host in brackets."""
+    made = []
+
+    def made_and_kept(page, host, port):
+        made.append(serve.Server((host, port), page))
+        made[-1].serve_forever = lambda: None  # back at once: main closes the server and returns
+        return made[-1]
+
+    monkeypatch.setattr(serve, "make_server", made_and_kept)
+    assert serve.main([str(model_file), "--host", host, "--port", "0"]) == 0
+    port = made[0].server_address[1]
+    assert port > 0 and capsys.readouterr().out == f"serving {model_file}\nopen http://{shown}:{port}/  (Ctrl-C stops)\n"
+
+
+def test_with_no_model_given_the_newest_is_served_or_the_default_one_trained(model, tmp_path, monkeypatch, capsys):
+    """find_model(None): the newest runs/*/model.npz by time written; with none, the training
+    program's default run first, then what it wrote; its failure (or no model written) a clear exit."""
+    from mlp import train
+
+    def write(runs: Path, name: str, when: float | None = None) -> Path:
+        (runs / name).mkdir(parents=True)
+        checkpoint.save(runs / name / "model.npz", checkpoint.Checkpoint(model, 1, "adam", {}, {}, None, {}))
+        if when is not None:
+            os.utime(runs / name / "model.npz", (when, when))
+        return runs / name / "model.npz"
+
+    def training(runs: Path, status: int, writes: bool):
+        """The training program as far as find_model sees it: its exit status, and a model.npz written or not."""
+        def main(argv):
+            trained.append(argv)
+            if writes:
+                write(runs, "default")
+            return status
+        monkeypatch.setattr(train, "RUNS", runs)
+        monkeypatch.setattr(train, "main", main)
+
+    trained, runs = [], tmp_path / "runs"
+    training(runs, 0, True)
+    saved, origin = serve.find_model(None)
+    assert trained == [["--no-plots"]] and origin == f"serving {runs / 'default' / 'model.npz'}, just trained"
+    np.testing.assert_array_equal(saved.kept.state_dict()["layers.0.weight"], model.state_dict()["layers.0.weight"])
+    assert "no trained model found" in capsys.readouterr().err
+    os.utime(runs / "default" / "model.npz", (1e6, 1e6))
+    newest, _ = write(runs, "a", 3e6), write(runs, "z", 2e6)  # the newest is neither the first nor the last by name
+    assert serve.find_model(None)[1] == f"serving {newest}, the newest model the training program wrote"
+    assert len(trained) == 1
+    for status, writes in ((1, True), (0, False)):  # training failed; or it ended well but wrote no model
+        training(tmp_path / f"runs-{status}", status, writes)
+        with pytest.raises(SystemExit, match="training failed"):
+            serve.find_model(None)

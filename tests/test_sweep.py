@@ -14,9 +14,10 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from mlp import train
+from mlp import checkpoint, train
 
 ROOT = Path(__file__).resolve().parents[1]
 missing = [m for m in ("distributed", "mlxtend", "threadpoolctl") if importlib.util.find_spec(m) is None]
@@ -59,7 +60,10 @@ def test_a_sweep_runs_each_trial_as_the_training_program_would_and_picks_by_vali
     rows = trials(out)
     assert sorted(int(r["trial"]) for r in rows) == [1, 2, 3, 4] and {r["status"] for r in rows} == {"done"}
     best = max(rows, key=lambda r: float(r["val_accuracy"]))
-    printed = capsys.readouterr().out
+    printed, log = capsys.readouterr()
+    progress = [line.split(": ", 1)[1] for line in log.splitlines() if line.startswith("trial ")]
+    assert [line.split(";")[0] for line in progress] == [f"{k} ended, {4 - k} running or waiting" for k in range(1, 5)]
+    assert progress[-1].endswith(f"; best val_accuracy {float(best['val_accuracy']):.4f} (trial {best['trial']})")
     assert f"best trial: {best['trial']}, val_accuracy {float(best['val_accuracy']):.4f}" in printed
     for row, (hidden, dropout) in zip(sorted(rows, key=lambda r: int(r["trial"])),
                                       [(8, 0.0), (8, 0.2), (16, 0.0), (16, 0.2)]):
@@ -68,6 +72,8 @@ def test_a_sweep_runs_each_trial_as_the_training_program_would_and_picks_by_vali
                            str(hidden), "--dropout", str(dropout), "--no-plots", "--out", str(alone)]) == 0
         assert untimed(out / f"trial-{row['trial']}" / "metrics.csv") == untimed(alone / "metrics.csv")
         assert (out / f"trial-{row['trial']}" / "model.npz").read_bytes()[:2] == b"PK"
+        assert f"hidden=[{hidden}], dropout={dropout}" in row["options"]
+        assert checkpoint.load(out / f"trial-{row['trial']}" / "model.npz").args["threads"] == 1  # a worker a core
     alone_best = f"--hidden {16 if int(best['trial']) > 2 else 8}"
     assert f"run it alone: python -m mlp.train --dataset mnist-5k --epochs 1 --val 0.1" in printed and alone_best in printed
     assert (out / "sweep.png").read_bytes()[:4] == b"\x89PNG"
@@ -82,9 +88,10 @@ def sweep_main(argv):
 def test_a_failing_or_diverging_trial_is_a_row_with_its_reason_never_the_best_and_the_others_go_on(tmp_path, capsys):
     text = SPEC.format(epochs=1, limit=400).replace('hidden = [[8], [16]]\ndropout = [0.0, 0.2]',
                                                     'lr = [0.1, 1e9, 1e300]\noptimizer = ["sgd"]')
-    out = tmp_path / "sweep"
+    out, began = tmp_path / "sweep", time.perf_counter()
     assert sweep_main([str(spec_file(tmp_path, text=text)), "--out", str(out), "--workers", "1"]) == 0
     rows = {r["trial"]: r for r in trials(out)}
+    assert all(0 < float(r["seconds"]) < time.perf_counter() - began for r in rows.values())  # each trial's own time
     assert [rows[n]["status"] for n in "123"] == ["done", "diverged", "diverged"]
     assert float(rows["1"]["val_loss"]) < math.log(10) < float(rows["2"]["val_loss"])  # 1e9: huge, but finite
     assert "not below chance's ln(10) = 2.303" in rows["2"]["reason"]
@@ -175,6 +182,30 @@ def test_random_draws_follow_the_seed_and_stay_in_their_bounds(tmp_path):
     assert all(1e-4 <= t["lr"] <= 1e-2 and 8 <= t["batch_size"] <= 64 and t["optimizer"] in ("sgd", "adam")
                for t in first.trials)
     assert len({t["lr"] for t in first.trials}) == 6 and {"lr", "batch_size"} <= set(first.varied)
+
+
+@pytest.mark.parametrize("low, high", [(-2**63, 2**63 - 2), (-5, -4), (-2**63 - 1, 0), (0, 2**63 - 1)])
+def test_integer_draws_span_what_numpys_64_bit_draw_can_and_no_more(low, high):
+    """rng.integers(low, high + 1) takes -2**63 <= low and high + 1 <= 2**63 - 1 (int64, the upper bound excluded)."""
+    from mlp import sweep
+
+    if not (-2**63 <= low and high + 1 <= 2**63 - 1):
+        with pytest.raises(sweep.SpecError, match=r"random.seed.integers spans more than a draw can"):
+            sweep._sampler("seed", {"integers": [low, high]}, Path("sweep.toml"))
+        return
+    draw, rng = sweep._sampler("seed", {"integers": [low, high]}, Path("sweep.toml")), np.random.default_rng(0)
+    drawn = [draw(rng) for _ in range(100)]
+    assert all(isinstance(d, int) and low <= d <= high for d in drawn) and len(set(drawn)) > 1
+
+
+@pytest.mark.parametrize("kind", ["uniform", "log_uniform"])
+def test_real_draws_take_bounds_beyond_64_bit_integers(kind):
+    """Only integer draws are bound to int64: a uniform draw over +-1e30 (or 1e-30 to 1e30) is fine."""
+    from mlp import sweep
+
+    low, high = (-1e30 if kind == "uniform" else 1e-30), 1e30
+    draw, rng = sweep._sampler("weight_decay", {kind: [low, high]}, Path("sweep.toml")), np.random.default_rng(0)
+    assert all(low <= d <= high for d in (draw(rng) for _ in range(100)))
 
 
 def test_a_killed_client_resumes_running_only_the_missing_trials(tmp_path):
