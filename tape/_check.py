@@ -12,7 +12,7 @@ import numpy as np
 
 from ._forward import jvp
 from ._tensor import Tensor
-from ._transforms import SECOND_ORDER, grad, hvp
+from ._transforms import grad, hvp
 from ._transforms import jvp as tensor_jvp
 from ._tree import flat_arguments
 
@@ -42,8 +42,6 @@ def check_grads(f: Callable, *args, order: int = 1, directions: int = 3, eps: fl
         raise ValueError(f"check_grads: eps must be a positive step, got {eps!r}")
     tensors = [isinstance(a, Tensor) for a in args]
     if any(tensors):  # differentiated with matrix nodes, evaluated on constant Tensors
-        if order == 2:
-            raise NotImplementedError(SECOND_ORDER)
         f = _on_tensors(f, tensors)
         args = [a.value if tensor else a for a, tensor in zip(args, tensors)]
     lift = lambda pieces: [Tensor(p) if tensor else p for p, tensor in zip(pieces, tensors)]  # noqa: E731
@@ -65,7 +63,8 @@ def check_grads(f: Callable, *args, order: int = 1, directions: int = 3, eps: fl
         checks = [("reverse mode (d . grad f)", float(d @ flat_grad(point)), difference),
                   ("forward mode (jvp along d)", float(forward(d)), difference)]
         if order == 2:
-            hessian_d = np.asarray(hvp(lambda v: f(*_pieces(v, x)), point, d), dtype=np.float64)
+            at_point = Tensor(point) if any(tensors) else point  # the hvp on matrix nodes, the flat vector one Tensor
+            hessian_d = np.asarray(hvp(lambda v: f(*_pieces(v, x)), at_point, d), dtype=np.float64)
             gradient_difference, _ = _central(flat_grad, point, d, eps, name)
             for j in range(point.size):
                 checks.append((f"the Hessian along d (hvp), entry {j}", float(hessian_d[j]), float(gradient_difference[j])))
@@ -116,9 +115,10 @@ def _central(fn: Callable, point: np.ndarray, d: np.ndarray, eps: float, name: s
 
 def _on_tensors(f: Callable, tensors: list[bool]) -> Callable:
     """f taking plain arrays where it took Tensors: each such argument is made a Tensor again
-    (a constant for the differences, a leaf when `grad` differentiates: it lifts a Tensor)."""
+    (a constant for the differences); a Tensor (a leaf `grad` lifts) or a DualTensor (a piece
+    of the hvp's flat vector) is passed as it is."""
     def on_arrays(*args):
-        return f(*(Tensor(a, requires_grad=False) if tensor and not isinstance(a, Tensor) else a
+        return f(*(Tensor(a, requires_grad=False) if tensor and isinstance(a, (np.ndarray, numbers.Real)) else a
                    for a, tensor in zip(args, tensors)))
 
     return on_arrays

@@ -50,18 +50,23 @@ NAMES = {
               "inf": "math.inf", "nan": "math.nan", "abs": "abs"},
     "numpy": {**{f: f"np.{f}" for f in MATH}, "sigmoid": "_sigmoid", "sign": "np.sign", "power": "_power",
               "inf": "np.inf", "nan": "np.nan", "abs": "np.abs", "**": "np.power"},
+    # on Tensors, recording: `on` is tape._tensor (passed in: this file imports nothing of tape)
+    "recorded": {**{f: f"on.{f}" for f in MATH}, "sigmoid": "on.sigmoid", "sign": "on.sign", "kink": "on.kink",
+                 "inf": "np.inf", "nan": "np.nan", "abs": "abs"},
 }
 
 
 class _Rename(ast.NodeTransformer):
-    def __init__(self, names: dict[str, str], keep_kinks: bool, vectorized: bool = False) -> None:
-        self.names, self.keep_kinks, self.vectorized = names, keep_kinks, vectorized
+    def __init__(self, names: dict[str, str], keep_kinks: bool, vectorized: bool = False, recorded: bool = False) -> None:
+        self.names, self.keep_kinks, self.vectorized, self.recorded = names, keep_kinks, vectorized, recorded
 
     def visit_IfExp(self, node: ast.IfExp) -> ast.AST:
         """On arrays `x if c else z` is np.where(c, x, z): both sides computed, one kept per entry.
         Two forms have a faster exact equivalent (np.where with a number is numpy's slow path):
         `1.0 if c else 0.0` is c as numbers, `x if x > k else 0.0` (k >= 0) x's part above k."""
         node = self.generic_visit(node)
+        if self.recorded:  # a node of its own, its mask a constant
+            return ast.copy_location(_call("on.where", node.test, node.body, node.orelse), node)
         if not self.vectorized:
             return node
         body, orelse, test = (ast.unparse(n) for n in (node.body, node.orelse, node.test))
@@ -76,7 +81,7 @@ class _Rename(ast.NodeTransformer):
 
     def visit_BoolOp(self, node: ast.BoolOp) -> ast.AST:
         node = self.generic_visit(node)
-        if not self.vectorized:
+        if not (self.vectorized or self.recorded):
             return node
         combine = "np.logical_and" if isinstance(node.op, ast.And) else "np.logical_or"
         out = node.values[0]
@@ -88,6 +93,14 @@ class _Rename(ast.NodeTransformer):
         if isinstance(node.func, ast.Name) and node.func.id == "kink" and not self.keep_kinks:
             return self.visit(node.args[0])  # on floats a kink is its value
         return self.generic_visit(node)
+
+    def visit_Compare(self, node: ast.Compare) -> ast.AST:
+        """On Tensors a comparison compares values (a Tensor's == is identity): each operand read by on.exact."""
+        node = self.generic_visit(node)
+        if self.recorded:
+            exact = lambda x: _call("on.exact", x) if isinstance(x, ast.Name) and x.id in OPERANDS else x  # noqa: E731
+            node.left, node.comparators = exact(node.left), [exact(c) for c in node.comparators]
+        return node
 
     def visit_BinOp(self, node: ast.BinOp) -> ast.AST:
         node = self.generic_visit(node)
@@ -108,7 +121,8 @@ def _call(function: str, *args: ast.AST) -> ast.Call:
 
 
 def translate(expression: str, mode: str) -> str:
-    rename = _Rename(NAMES[mode], keep_kinks=mode == "generic", vectorized=mode == "numpy")
+    rename = _Rename(NAMES[mode], keep_kinks=mode in ("generic", "recorded"), vectorized=mode == "numpy",
+                     recorded=mode == "recorded")
     return ast.unparse(ast.fix_missing_locations(rename.visit(ast.parse(expression, mode="eval"))))
 
 
@@ -489,11 +503,24 @@ def _vectorized(rule) -> str:
             f'    """(y, partials) of rule {rule.name!r} entry by entry."""\n' + textwrap.indent(body, "    "))
 
 
+def _recorded(rule) -> str:
+    operands = "a, b" if rule in BINARY else "a"
+    partials = [translate(p, "recorded") for p in rule.partials]
+    return (f"def d_{rule.name}(on, {operands}, y):\n"
+            f'    """The partials of rule {rule.name!r} as operations on Tensors (recorded, to be differentiated again)."""\n'
+            f"    return ({', '.join(partials)},)\n")
+
+
 def vectorized_source() -> str:
     functions = [_vectorized(r) for r in UNARY + BINARY]
     table = "\n".join(f"    {r.name!r}: ({r.name}, {r.checked}, {r.name == 'truediv'})," for r in UNARY + BINARY)
+    recorded = "\n".join(f"    {r.name!r}: d_{r.name}," for r in UNARY + BINARY)
     return (VECTORIZED_HEADER + "\n\n" + "\n\n".join(functions)
-            + "\n\n# name -> (the rule on arrays, whether its values are checked, whether b divides)\nELEMENTWISE = {\n" + table + "\n}\n")
+            + "\n\n# name -> (the rule on arrays, whether its values are checked, whether b divides)\nELEMENTWISE = {\n" + table + "\n}\n"
+            + "\n\n" + "\n\n".join(_recorded(r) for r in UNARY + BINARY)
+            + "\n\n# name -> its partials on Tensors, (on, operands..., y) -> tuple: `on` is tape._tensor, whose functions\n"
+            "# record (a branch is on.where with a constant mask, a kink on.kink); forward mode on recorded values\n"
+            "RECORDED_PARTIALS = {\n" + recorded + "\n}\n")
 
 
 def sources() -> dict[Path, str]:

@@ -8,14 +8,24 @@ operand an adjoint of the operand's shape (a number, for a Var).
 
 Element-wise operations take their values and partials from the rule table (tape/_vectorized.py,
 generated from tape/_rules.py); the structural ones (matrix product, reductions, shapes,
-indexing, losses) are declared once each in `STRUCTURAL`. A result with no axes is a Var: a 0-d
-matrix node doubles as a scalar node, so scalar code goes on from `t.sum()` or `t[i, j]`.
+indexing, losses) are declared once each in `STRUCTURAL`, with their VJP and their JVP. A result
+with no axes is a Var: a 0-d matrix node doubles as a scalar node, so scalar code goes on from
+`t.sum()` or `t[i, j]`.
+
+Forward mode: a `DualTensor` carries a value and its tangent (an array of its shape) through the
+same operations, at a level (tag) as the scalar Duals do. A tangent is sum(partial * operand's
+tangent) for an element-wise rule, the row's JVP for a structural one. Its value may be a Tensor
+node: then the operations record, the partials too (`RECORDED_PARTIALS`, a branch a `where` node),
+so a sweep differentiates the tangent again: second derivatives, reverse over forward.
 """
 from __future__ import annotations
 
+import contextvars
+import functools
 import math
 import operator
 import reprlib
+import types
 from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
@@ -25,7 +35,7 @@ from ._ops import Var
 from ._rules import FUNCTIONS, refusal, refused
 from ._tape import TraceError, current_tape, op_code
 from ._var import CONSTANTS, check_operand, exact, new
-from ._vectorized import ELEMENTWISE
+from ._vectorized import ELEMENTWISE, RECORDED_PARTIALS
 
 DTYPES = (np.float32, np.float64)
 FLOAT64 = np.dtype(np.float64)
@@ -35,7 +45,101 @@ Dual: type | None = None
 scalar_error: Callable | None = None
 
 
-class Tensor:
+class Operations:
+    """The operators and methods of a Tensor, shared by forward mode's DualTensor: each records
+    one node (of a Tensor) or carries a tangent (of a DualTensor)."""
+
+    __slots__ = ()
+    __array_ufunc__ = None  # numpy defers to the reflected operators: array + Tensor is Tensor.__radd__
+    __hash__ = object.__hash__  # a node, not a number: hashed by identity
+
+    def __add__(self, other):
+        return elementwise("add", self, other)
+
+    def __radd__(self, other):
+        return elementwise("add", other, self)
+
+    def __sub__(self, other):
+        return elementwise("sub", self, other)
+
+    def __rsub__(self, other):
+        return elementwise("sub", other, self)
+
+    def __mul__(self, other):
+        return elementwise("mul", self, other)
+
+    def __rmul__(self, other):
+        return elementwise("mul", other, self)
+
+    def __truediv__(self, other):
+        return elementwise("truediv", self, other)
+
+    def __rtruediv__(self, other):
+        return elementwise("truediv", other, self)
+
+    def __pow__(self, other):
+        return elementwise("pow", self, other)
+
+    def __rpow__(self, other):
+        return elementwise("pow", other, self)
+
+    def __neg__(self):
+        return elementwise("neg", self)
+
+    def __pos__(self):
+        return self
+
+    def __abs__(self):
+        return elementwise("abs", self)
+
+    def __matmul__(self, other):
+        return structural("matmul", self, other)
+
+    def __rmatmul__(self, other):
+        return structural("matmul", other, self)
+
+    def __getitem__(self, index):
+        return structural("getitem", self, index=_index(index))
+
+    # Comparisons compare true values, as Vars do (tape._var.exact): an array of bools, nothing
+    # recorded (a mask, as in numpy).
+    def __lt__(self, other):
+        return exact(array_of(self)) < exact(value_of(other))
+
+    def __le__(self, other):
+        return exact(array_of(self)) <= exact(value_of(other))
+
+    def __gt__(self, other):
+        return exact(array_of(self)) > exact(value_of(other))
+
+    def __ge__(self, other):
+        return exact(array_of(self)) >= exact(value_of(other))
+
+    # -- structural operations ------------------------------------------------------------------
+
+    def sum(self, axis=None, keepdims: bool = False):
+        return structural("sum", self, axis=_axes(axis, self.ndim, "sum"), keepdims=keepdims)
+
+    def mean(self, axis=None, keepdims: bool = False):
+        return structural("mean", self, axis=_axes(axis, self.ndim, "mean"), keepdims=keepdims)
+
+    def logsumexp(self, axis=None, keepdims: bool = False):
+        return structural("logsumexp", self, axis=_axes(axis, self.ndim, "logsumexp"), keepdims=keepdims)
+
+    def reshape(self, *shape):
+        shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list, np.ndarray)) else shape
+        return structural("reshape", self, shape=tuple(_integer(n, "reshape", "a shape's entry") for n in shape))
+
+    def transpose(self, *axes):
+        axes = axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list, np.ndarray)) else axes
+        return structural("transpose", self, axes=tuple(_integer(a, "transpose", "an axis") for a in axes) or None)
+
+    @property
+    def T(self):
+        return structural("transpose", self, axes=None)
+
+
+class Tensor(Operations):
     """An array that is one node of a tape: `value` (a float32 or float64 numpy array) and, after
     a sweep, `grad` (an array of its shape). Operations on it record one matrix node each.
 
@@ -45,8 +149,6 @@ class Tensor:
     constant, no node."""
 
     __slots__ = ("value", "_node", "_seg")
-    __array_ufunc__ = None  # numpy defers to the reflected operators: array + Tensor is Tensor.__radd__
-    __hash__ = object.__hash__  # a node, not a number: hashed by identity
 
     def __init__(self, value, dtype=None, requires_grad: bool = True) -> None:
         self._leaf(as_array(value, dtype, "Tensor(value)", copy=True), requires_grad)
@@ -161,93 +263,6 @@ class Tensor:
 
         return f"<code>Tensor</code> {self.shape} {self.dtype} (node {self._node})<pre>{escape(repr(self.value))}</pre>"
 
-    # -- operators ----------------------------------------------------------------------------
-
-    def __add__(self, other):
-        return elementwise("add", self, other)
-
-    def __radd__(self, other):
-        return elementwise("add", other, self)
-
-    def __sub__(self, other):
-        return elementwise("sub", self, other)
-
-    def __rsub__(self, other):
-        return elementwise("sub", other, self)
-
-    def __mul__(self, other):
-        return elementwise("mul", self, other)
-
-    def __rmul__(self, other):
-        return elementwise("mul", other, self)
-
-    def __truediv__(self, other):
-        return elementwise("truediv", self, other)
-
-    def __rtruediv__(self, other):
-        return elementwise("truediv", other, self)
-
-    def __pow__(self, other):
-        return elementwise("pow", self, other)
-
-    def __rpow__(self, other):
-        return elementwise("pow", other, self)
-
-    def __neg__(self):
-        return elementwise("neg", self)
-
-    def __pos__(self):
-        return self
-
-    def __abs__(self):
-        return elementwise("abs", self)
-
-    def __matmul__(self, other):
-        return structural("matmul", self, other)
-
-    def __rmatmul__(self, other):
-        return structural("matmul", other, self)
-
-    def __getitem__(self, index):
-        return structural("getitem", self, index=_index(index))
-
-    # Comparisons compare true values, as Vars do (tape._var.exact): an array of bools, nothing
-    # recorded (a mask, as in numpy).
-    def __lt__(self, other):
-        return exact(self.value) < exact(value_of(other))
-
-    def __le__(self, other):
-        return exact(self.value) <= exact(value_of(other))
-
-    def __gt__(self, other):
-        return exact(self.value) > exact(value_of(other))
-
-    def __ge__(self, other):
-        return exact(self.value) >= exact(value_of(other))
-
-    # -- structural operations ------------------------------------------------------------------
-
-    def sum(self, axis=None, keepdims: bool = False):
-        return structural("sum", self, axis=_axes(axis, self.ndim, "sum"), keepdims=keepdims)
-
-    def mean(self, axis=None, keepdims: bool = False):
-        return structural("mean", self, axis=_axes(axis, self.ndim, "mean"), keepdims=keepdims)
-
-    def logsumexp(self, axis=None, keepdims: bool = False):
-        return structural("logsumexp", self, axis=_axes(axis, self.ndim, "logsumexp"), keepdims=keepdims)
-
-    def reshape(self, *shape):
-        shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list, np.ndarray)) else shape
-        return structural("reshape", self, shape=tuple(_integer(n, "reshape", "a shape's entry") for n in shape))
-
-    def transpose(self, *axes):
-        axes = axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list, np.ndarray)) else axes
-        return structural("transpose", self, axes=tuple(_integer(a, "transpose", "an axis") for a in axes) or None)
-
-    @property
-    def T(self):
-        return structural("transpose", self, axes=None)
-
 
 class Node:
     """What the tape keeps of a matrix node: its op, shape and dtype, and its parents (node
@@ -281,16 +296,75 @@ class StructuralNode(Node):
         return [rule.vjps[i](g, self.y, *self.values, **self.params) for i in self.which]
 
 
+class DualTensor(Operations):
+    """Forward mode on matrix nodes: a value (a Tensor, constant or a node; a Var if it has no
+    axes; or a DualTensor of an outer level) and its tangent, the value's derivative along one
+    direction (an array of its shape, or a node when the tangent is to be differentiated
+    again). `tag` is its level, as a scalar Dual's: where two levels meet, the older is a
+    constant to the newer (no perturbation confusion). `tape.jvp` of a function of Tensors
+    makes them."""
+
+    __slots__ = ("value", "tangent", "tag")
+
+    def __init__(self, value, tangent, tag: int = 0) -> None:
+        self.value, self.tangent, self.tag = value, tangent, tag
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return np.shape(array_of(self))
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return dtype_of(self)
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __float__(self) -> float:
+        return float(array_of(self))
+
+    def item(self) -> float:
+        if self.size != 1:
+            raise ValueError(f"item() of a DualTensor of shape {self.shape}: only a one-element one is a number")
+        return float(np.reshape(array_of(self), -1)[0])
+
+    def __repr__(self) -> str:
+        return f"DualTensor({self.value!r}, tangent={self.tangent!r})"
+
+
+def array_of(x):
+    """The array or number under a Tensor, a Var or a DualTensor or Dual (of any level); x itself otherwise."""
+    while x.__class__ is DualTensor or x.__class__ is Dual:
+        x = x.value
+    if x.__class__ is Tensor:
+        return x.value
+    return x._value if x.__class__ is Var else x
+
+
+def dtype_of(x) -> np.dtype:
+    """The dtype of what x stands for: a Tensor's, an array's; float64 for numbers and Vars."""
+    return getattr(array_of(x), "dtype", FLOAT64)
+
+
 def _scaled(g, d):
     """g * d entry by entry, 0 where g or d is 0: a sweep adds nothing for a zero adjoint or a
-    zero partial, so an infinite partial meeting a zero adjoint gives 0, not nan, as on scalar nodes."""
+    zero partial, so an infinite partial meeting a zero adjoint gives 0, not nan, as on scalar
+    nodes (and a zero tangent in forward mode). g and d may be arrays or nodes (then recorded)."""
     if d.__class__ is float and (d == 1.0 or d == -1.0):
         return g if d == 1.0 else -g
     with np.errstate(invalid="ignore"):  # inf * 0, put right below
         product = g * d
-    if np.isfinite(np.sum(product)):  # the sum: one pass, no array made
+    if np.isfinite(np.sum(array_of(product))):  # the sum: one pass, no array made
         return product
-    return np.where((g == 0) | (d == 0), 0, product)
+    return where((array_of(g) == 0) | (array_of(d) == 0), 0.0, product)
 
 
 def unbroadcast(g, shape: tuple):
@@ -361,10 +435,8 @@ def _distinct(array: np.ndarray) -> np.ndarray:
 
 def value_of(x):
     """The number or array an operand stands for."""
-    if isinstance(x, Tensor):
-        return x.value
-    if x.__class__ is Var:
-        return x._value
+    if isinstance(x, (Tensor, Var, DualTensor, Dual)):
+        return array_of(x)
     if isinstance(x, CONSTANTS):
         return x
     return as_array(x, None, "operand")
@@ -484,8 +556,27 @@ def elementwise(name: str, *operands):
     checked rule refuses what tape._rules.refused refuses, naming the entry."""
     values, parents = _operands(operands, name)
     if values is None:
+        if _has_dual_tensor(operands):
+            return _forward_elementwise(name, operands)
         on_values = _on_values(name, operands, getattr(operator, name)) if len(operands) == 2 else None
         return NotImplemented if on_values is None else on_values
+    y, partials = _evaluate(name, values)
+    if not parents:
+        return _constant(y)
+    node = new(ElementwiseNode)
+    node.op, node.shape, node.dtype = name, y.shape, y.dtype
+    if len(parents) < len(values):
+        which = _positions(operands, values, parents)
+        partials, values = [partials[i] for i in which], [values[i] for i in which]
+    if y.dtype is not FLOAT64:  # a branch's constants would make a float32 node's partials float64
+        partials = [d if d.__class__ is float or d.dtype == y.dtype else d.astype(y.dtype) for d in partials]
+    node.partials, node.shapes = partials, [v.shape if v.__class__ is np.ndarray else () for v in values]
+    return _record(node, y, parents)
+
+
+def _evaluate(name: str, values: list) -> tuple:
+    """(value, partials) of rule `name` of the operands' values (numbers taken in an array's
+    dtype), a checked rule refusing what tape._rules.refused refuses, naming the entry."""
     if len(values) == 2 and isinstance(values[1], (int, float)):  # a number in the other's dtype, as numpy
         values[1] = values[0].dtype.type(values[1])  # takes it, so that the rule's 1.0 / b is numpy's, not Python's
     elif len(values) == 2 and isinstance(values[0], (int, float)):
@@ -498,19 +589,9 @@ def elementwise(name: str, *operands):
         raise ValueError(f"{name}: operands of shapes {shapes} do not broadcast together") from None
     if y.__class__ is not np.ndarray:
         y = np.asarray(y)
-    if checked and not np.isfinite(y).all():
+    if checked and not np.isfinite(y).all() and not _in_partials.get():
         _refuse(name, y, values, divides)
-    if not parents:
-        return _constant(y)
-    node = new(ElementwiseNode)
-    node.op, node.shape, node.dtype = name, y.shape, y.dtype
-    if len(parents) < len(values):
-        which = _positions(operands, values, parents)
-        partials, values = [partials[i] for i in which], [values[i] for i in which]
-    if y.dtype is not FLOAT64:  # a branch's constants would make a float32 node's partials float64
-        partials = [d if d.__class__ is float or d.dtype == y.dtype else d.astype(y.dtype) for d in partials]
-    node.partials, node.shapes = partials, [v.shape if v.__class__ is np.ndarray else () for v in values]
-    return _record(node, y, parents)
+    return y, partials
 
 
 def _refuse(name: str, y: np.ndarray, values: list, divides: bool) -> None:
@@ -529,11 +610,15 @@ def _refuse(name: str, y: np.ndarray, values: list, divides: bool) -> None:
 
 class Structure(NamedTuple):
     """An operation that moves, combines or reduces entries: its value of the operands' values
-    (and keyword parameters) and, per operand, its VJP: (g, y, *operands, **parameters) -> the
-    operand's adjoint. A rule of any number of operands gives one VJP, called with i=."""
+    (and keyword parameters); per operand, its VJP: (g, y, *operands, **parameters) -> the
+    operand's adjoint; and its JVP: (tangents, y, *operands, **parameters) -> the result's
+    tangent, tangents holding None for a constant operand. A rule of any number of operands
+    gives one VJP, called with i=. The JVP's operands and tangents are arrays, or nodes to be
+    differentiated again: it is written with operators and `linear`, which record on nodes."""
 
     value: Callable
     vjps: tuple
+    jvp: Callable
     nary: bool = False  # any number of operands, one VJP taking i=
 
 
@@ -620,6 +705,76 @@ def _cross_entropy(logits, labels):
     return np.mean(np.log(e.sum(axis=1)) - (logits - m)[np.arange(len(labels)), labels])
 
 
+def _one_hot(logits, labels) -> np.ndarray:
+    """A row per label, 1 at the label's column, in the logits' dtype."""
+    return np.eye(np.shape(array_of(logits))[1], dtype=dtype_of(logits))[labels]
+
+
+def _cross_entropy_vjp(g, y, logits, labels):
+    """(softmax - one-hot) / rows, times g."""
+    return (_softmax(logits, 1, "softmax_cross_entropy") - _one_hot(logits, labels)) * (g / len(labels))
+
+
+def _softmax_of(a, axis, op: str):
+    """_softmax on an array; on a node, recorded as exp(a - logsumexp(a)), to be differentiated again."""
+    if a.__class__ is np.ndarray:
+        return _softmax(a, axis, op)
+    return FUNCTIONS_ON_TENSORS.exp(a - structural("logsumexp", a, axis=axis, keepdims=True))
+
+
+def linear(name: str, *operands, **params):
+    """Structural operation `name` of tangents: numpy's of arrays (a number for none, the zero
+    tangent of a constant), recorded if one is a node. A linear operation's JVP is itself."""
+    if all(x is None or x.__class__ is np.ndarray or isinstance(x, CONSTANTS) for x in operands):
+        return STRUCTURAL[name].value(*(0.0 if x is None else x for x in operands), **params)
+    return structural(name, *(0.0 if x is None else x for x in operands), **params)
+
+
+def _linear_jvp(name: str) -> Callable:
+    """The JVP of a linear operation: the operation of the tangents, a constant's a zero array."""
+    def jvp(tangents, y, *operands, **params):
+        return linear(name, *(np.zeros(np.shape(array_of(x)), dtype_of(x)) if t is None else t
+                              for t, x in zip(tangents, operands)), **params)
+
+    return jvp
+
+
+def _matmul_jvp(tangents, y, a, b):
+    """dZ = dX W + X dW for Z = XW."""
+    ta, tb = tangents
+    if tb is None:
+        return ta @ b
+    return a @ tb if ta is None else ta @ b + a @ tb
+
+
+def _logsumexp_jvp(tangents, y, a, axis, keepdims):
+    """The softmax along axis, dotted with the tangent there."""
+    return linear("sum", _softmax_of(a, axis, "logsumexp") * tangents[0], axis=axis, keepdims=keepdims)
+
+
+def _cross_entropy_jvp(tangents, y, logits, labels):
+    """<(softmax - one-hot) / rows, the logits' tangent>."""
+    p = _softmax_of(logits, 1, "softmax_cross_entropy") - _one_hot(logits, labels)
+    return linear("sum", p * tangents[0], axis=None, keepdims=False) * (1.0 / len(labels))
+
+
+def _mse_jvp(tangents, y, a, b):
+    """2 <a - b, da - db> / size."""
+    ta, tb = tangents
+    change = ta if tb is None else -tb if ta is None else ta - tb
+    return linear("sum", (a - b) * change, axis=None, keepdims=False) * (2.0 / np.size(array_of(a)))
+
+
+def _kink_vjp(g, y, *xs, constant, i):
+    """nan where g is not 0: a kink has no derivative, but adds nothing where nothing flows."""
+    return unbroadcast(_scaled(g, math.nan), np.shape(xs[i]))
+
+
+def _kink_jvp(tangents, y, *xs, constant):
+    """nan where a tangent is not 0, else 0."""
+    return functools.reduce(operator.add, [_scaled(t, math.nan) for t in tangents if t is not None])
+
+
 def _scatter(g, a, index):
     out = np.zeros(a.shape, g.dtype if hasattr(g, "dtype") else a.dtype)
     np.add.at(out, index, g)
@@ -633,40 +788,45 @@ def _piece(g, i, axis, operands):
 
 
 STRUCTURAL = {
-    "matmul": Structure(_matmul, (_matmul_a, _matmul_b)),
+    "matmul": Structure(_matmul, (_matmul_a, _matmul_b), _matmul_jvp),
     "sum": Structure(lambda a, axis, keepdims: np.sum(a, axis=axis, keepdims=keepdims), (
         lambda g, y, a, axis, keepdims: np.broadcast_to(_expand(g, axis, keepdims), a.shape),
-    )),
+    ), _linear_jvp("sum")),
     "mean": Structure(_mean, (
         lambda g, y, a, axis, keepdims: np.broadcast_to(_expand(g, axis, keepdims) / _entries(a.shape, axis), a.shape),
-    )),
+    ), _linear_jvp("mean")),
     "logsumexp": Structure(_logsumexp, (
         lambda g, y, a, axis, keepdims: _expand(g, axis, keepdims) * _softmax(a, axis, "logsumexp"),
-    )),
+    ), _logsumexp_jvp),
     "reshape": Structure(lambda a, shape: np.reshape(a, shape), (
         lambda g, y, a, shape: np.reshape(g, a.shape),
-    )),
+    ), _linear_jvp("reshape")),
     "transpose": Structure(lambda a, axes: np.transpose(a, axes), (
         lambda g, y, a, axes: np.transpose(g, None if axes is None else np.argsort(np.mod(axes, a.ndim))),
-    )),
+    ), _linear_jvp("transpose")),
     "getitem": Structure(lambda a, index: a[index], (
         lambda g, y, a, index: _scatter(g, a, index),
-    )),
+    ), _linear_jvp("getitem")),
     "concatenate": Structure(lambda *xs, axis: np.concatenate(xs, axis=axis), (
         lambda g, y, *xs, axis, i: _piece(g, i, axis, xs),
-    ), nary=True),
+    ), _linear_jvp("concatenate"), nary=True),
     "stack": Structure(lambda *xs, axis: np.stack(xs, axis=axis), (
         lambda g, y, *xs, axis, i: np.take(g, i, axis=axis),
-    ), nary=True),
+    ), _linear_jvp("stack"), nary=True),
     # the mean over rows of -log softmax(logits)[label]: its adjoint is (softmax - one-hot) / rows
-    "softmax_cross_entropy": Structure(_cross_entropy, (
-        lambda g, y, logits, labels: (_softmax(logits, 1, "softmax_cross_entropy")
-                                      - np.eye(logits.shape[1], dtype=logits.dtype)[labels]) * (g / len(labels)),
-    )),
+    "softmax_cross_entropy": Structure(_cross_entropy, (_cross_entropy_vjp,), _cross_entropy_jvp),
     "mse": Structure(lambda a, b: np.mean((a - b) ** 2), (
         lambda g, y, a, b: (a - b) * (2.0 * g / np.size(a)),
         lambda g, y, a, b: (b - a) * (2.0 * g / np.size(a)),
-    )),
+    ), _mse_jvp),
+    # the two below are recorded partials' pieces (RECORDED_PARTIALS): a branch of a rule, its
+    # mask a constant, and a kink, a constant value whose derivative is nan (tape._rules.kink)
+    "where": Structure(lambda x, z, mask: np.where(mask, x, z), (
+        lambda g, y, x, z, mask: unbroadcast(np.where(mask, g, 0.0), np.shape(x)),
+        lambda g, y, x, z, mask: unbroadcast(np.where(mask, 0.0, g), np.shape(z)),
+    ), lambda tangents, y, x, z, mask: where(mask, *(0.0 if t is None else t for t in tangents))),
+    "kink": Structure(lambda *xs, constant: np.full(np.broadcast_shapes(*map(np.shape, xs)), constant, np.result_type(*xs)),
+                      (_kink_vjp,), _kink_jvp, nary=True),
 }
 
 
@@ -674,6 +834,8 @@ def structural(name: str, *operands, **params):
     """Record the structural operation `name` of the operands (Tensors, Vars, arrays, numbers)."""
     rule = STRUCTURAL[name]
     values, parents = _operands(operands, name)
+    if values is None and _has_dual_tensor(operands):
+        return _forward_structural(name, operands, params)
     if values is None:
         on_values = _on_values(name, operands, lambda *xs: rule.value(*xs, **params))
         if on_values is not None:
@@ -794,14 +956,14 @@ def concatenate(xs: Sequence, axis: int | None = 0):
     if axis is None:
         return structural("concatenate", *map(_flattened, xs), axis=0)
     axis = _integer(axis, "concatenate", "axis")
-    if any(np.ndim(x.value if isinstance(x, Tensor) else x) == 0 for x in xs):
+    if any(np.ndim(array_of(x)) == 0 for x in xs):
         raise ValueError("concatenate() takes operands of at least one axis (or axis=None, which flattens them)")
     return structural("concatenate", *xs, axis=axis)
 
 
 def _flattened(x):
     """x with its entries in one axis: a Tensor reshaped, a Var stacked, numbers raveled."""
-    if isinstance(x, Tensor):
+    if isinstance(x, Operations):
         return x.reshape(-1)
     return stack([x]) if x.__class__ is Var else np.ravel(x)
 
@@ -830,6 +992,94 @@ def apply_rule(code: int, x: Tensor):
     return elementwise(RULES_BY_CODE[code], x)
 
 
+# -- forward mode ----------------------------------------------------------------------------------
+
+_in_partials: contextvars.ContextVar[bool] = contextvars.ContextVar("in_partials", default=False)
+
+
+def where(mask, x, z):
+    """x where mask holds, z elsewhere: a node (the mask a constant) if x or z is one, else numpy's."""
+    if _is_constant(x) and _is_constant(z):
+        return np.where(mask, array_of(x), array_of(z))
+    return structural("where", x, z, mask=np.asarray(mask))
+
+
+def kink(constant: float, *xs):
+    """`constant` shaped as the xs broadcast, whose derivative in them is nan (tape._rules.kink)."""
+    return structural("kink", *xs, constant=constant)
+
+
+# what RECORDED_PARTIALS call a rule's functions by: recording on nodes, a branch a where node
+FUNCTIONS_ON_TENSORS = types.SimpleNamespace(
+    **{name: functools.partial(elementwise, name) for name in FUNCTIONS},
+    sign=lambda a: np.sign(array_of(a)), exact=lambda x: exact(array_of(x)), where=where, kink=kink)
+
+
+def _is_constant(x) -> bool:
+    """Whether x is no node and carries no tangent: a number, an array, a constant Tensor."""
+    cls = x.__class__
+    return cls is not Var and cls is not DualTensor and cls is not Dual and not (cls is Tensor and x._node >= 0)
+
+
+def _has_dual_tensor(operands) -> bool:
+    return any(x.__class__ is DualTensor for x in operands)
+
+
+def _level(operands: Sequence) -> tuple[int, list, list]:
+    """(the newest level among the operands' DualTensors and Duals, the operands' values at it,
+    their tangents at it: None for an operand that is a constant to it)."""
+    tag = max(x.tag for x in operands if x.__class__ is DualTensor or x.__class__ is Dual)
+    values, tangents = [], []
+    for x in operands:
+        own = (x.__class__ is DualTensor or x.__class__ is Dual) and x.tag == tag
+        values.append(x.value if own else x)
+        tangents.append(x.tangent if own else None)
+    return tag, values, tangents
+
+
+def _forward_elementwise(name: str, operands: Sequence) -> DualTensor:
+    """Rule `name` on DualTensors: the tangent sum(partial * operand's tangent), the partials the
+    table's on arrays, or recorded (RECORDED_PARTIALS) where a value is a node."""
+    tag, values, tangents = _level(operands)
+    arrays, parents = _operands(values, name)
+    if arrays is None or parents:
+        y = elementwise(name, *values)
+        token = _in_partials.set(True)  # a branch not taken may divide by 0: a partial is never refused
+        try:
+            partials = RECORDED_PARTIALS[name](FUNCTIONS_ON_TENSORS, *values, y)
+        finally:
+            _in_partials.reset(token)
+    else:
+        y, partials = _evaluate(name, arrays)
+        y = _constant_tensor(y)
+    terms = [_scaled(t, d) for t, d in zip(tangents, partials) if t is not None and not (d.__class__ is float and d == 0.0)]
+    return DualTensor(y, _tangent_of(functools.reduce(operator.add, terms, 0.0), y), tag)
+
+
+def _forward_structural(name: str, operands: Sequence, params: dict) -> DualTensor:
+    """Structural operation `name` on DualTensors: the tangent by its row's JVP."""
+    tag, values, tangents = _level(operands)
+    arrays, parents = _operands(values, name)
+    y = structural(name, *values, **params)
+    if arrays is None or parents:
+        tangent = STRUCTURAL[name].jvp(tangents, y, *values, **params)
+    else:
+        y = _constant_tensor(np.asarray(array_of(y)))
+        tangent = STRUCTURAL[name].jvp(tangents, y.value, *arrays, **params)
+    return DualTensor(y, _tangent_of(tangent, y), tag)
+
+
+def _tangent_of(t, y):
+    """Tangent t as y's: its shape (a broadcast term spread out) and, if an array, its dtype."""
+    shape, dtype = np.shape(array_of(y)), dtype_of(y)
+    if _is_constant(t):
+        t = array_of(t)
+        if np.shape(t) != shape:
+            t = np.broadcast_to(t, shape)
+        return t if getattr(t, "dtype", None) == dtype else np.asarray(t, dtype)
+    return t if np.shape(array_of(t)) == shape else t + np.zeros(shape, dtype)
+
+
 RULES_BY_CODE = {op_code(name): name for name in FUNCTIONS}
 CODES = {name: op_code(name) for name in ["leaf", *ELEMENTWISE, *STRUCTURAL]}  # op name -> op code
-_ops.OTHER_TYPES[Tensor] = apply_rule
+_ops.OTHER_TYPES[Tensor] = _ops.OTHER_TYPES[DualTensor] = apply_rule

@@ -1,4 +1,10 @@
-"""Reading gradients off a tape: `gradient`, and the JAX-style `grad` and `value_and_grad`."""
+"""Reading gradients off a tape: `gradient`, and the JAX-style `grad` and `value_and_grad`, `vjp`,
+`jvp`, `jacobian`, `hessian` and `hvp`.
+
+On scalar nodes forward mode is tape._forward's Dual; on matrix nodes (Tensors) it is
+tape._tensor's DualTensor: `jvp` of a function of Tensors carries a tangent array beside each
+value. Second derivatives are reverse over forward on both: `hvp` is the gradient of a jvp's
+tangent, recorded while the values are nodes of the gradient's tape."""
 from __future__ import annotations
 
 import contextvars
@@ -15,7 +21,7 @@ from . import _forward
 from ._forward import Dual, forward_gradient, scalar_output
 from ._ops import Var
 from ._tape import Tape, TraceError, current_tape
-from ._tensor import Tensor
+from ._tensor import DualTensor, Tensor, array_of, dtype_of, stack
 from ._tree import flat_arguments, flat_outputs, is_structure, leaf_structure, restore, same_structure
 from ._var import CONSTANTS, leaf_on
 
@@ -71,8 +77,9 @@ def value_and_grad(fn: Callable, argnums: Argnums = 0) -> Callable:
         if structures:
             value, grads = value_and_grad(flat_fn, argnums)(*flat_args, **kwargs)
             return value, restore(structures, nums, grads)
-        if _inside_a_derivative.get() and any(isinstance(args[i], Tensor) for i in nums):
-            raise NotImplementedError(SECOND_ORDER)
+        if any(isinstance(args[i], DualTensor) or _inside_a_derivative.get() and isinstance(args[i], Tensor) for i in nums):
+            value, grads = _tensor_forward_gradient(fn, list(args), kwargs, nums)
+            return value, grads[0] if single else tuple(grads)
         if _inside_a_derivative.get() or not all(_plain(args[i]) for i in nums):
             for i in nums:
                 _check_differentiable(args[i], i, fn)
@@ -140,8 +147,23 @@ def _differentiating() -> Iterator[None]:
         _inside_a_derivative.reset(token)
 
 
-SECOND_ORDER = ("a second derivative (hessian, hvp, grad of grad) of a function of Tensors is not supported: matrix "
-                "nodes have reverse mode only; pass numpy arrays instead of Tensors (scalar nodes) for second derivatives")
+def _tensor_forward_gradient(fn: Callable, args: list, kwargs: dict, nums: Sequence[int]):
+    """(fn(*args), d fn / d args[i] for i in nums) of Tensors (nodes of an outer derivative's
+    tape, or DualTensors) in forward mode, one jvp per entry: each partial derivative is
+    recorded with them, to be differentiated again (grad of grad)."""
+    value, grads = None, []
+    for i in nums:
+        x = args[i]
+        columns = []
+        for j in range(x.size):
+            direction = np.zeros(x.size, dtype_of(x))
+            direction[j] = 1.0
+            value, column = jvp(lambda xi: fn(*args[:i], xi, *args[i + 1:], **kwargs), (x,), (direction.reshape(x.shape),))
+            if np.ndim(array_of(column)) != 0:
+                raise TypeError(f"{_name(fn)} must return a scalar to be differentiated, got shape {np.shape(array_of(column))}")
+            columns.append(column)
+        grads.append(stack(columns).reshape(x.shape) if columns else np.zeros(x.shape, dtype_of(x)))
+    return value, [g.value if isinstance(g, Tensor) and not g.requires_grad else g for g in grads]
 
 
 def _plain(x) -> bool:
@@ -312,16 +334,22 @@ def _output_value(out):
     return out.value.copy() if isinstance(out, Tensor) else _values_of(np.asarray(out, dtype=object))
 
 
-def _map_leaves(fn: Callable, x):
-    """x with fn applied to each leaf of its structure (to x itself if x is a leaf)."""
+def _map_leaves(fn: Callable, x, *others):
+    """x with fn applied to each leaf of its structure (to x itself if x is a leaf), and to the
+    same leaf of each of `others`, structures like x's."""
     if not is_structure(x):
-        return fn(x)
+        return fn(x, *others)
     if isinstance(x, dict):
-        return {k: _map_leaves(fn, v) for k, v in x.items()}
+        if any(set(o) != set(x) for o in others):
+            raise KeyError(f"keys {sorted(map(str, x))} expected")
+        return {k: _map_leaves(fn, v, *(o[k] for o in others)) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        mapped = [_map_leaves(fn, v) for v in x]
+        if any(len(o) != len(x) for o in others):
+            raise IndexError(f"{len(x)} entries expected")
+        mapped = [_map_leaves(fn, v, *(o[j] for o in others)) for j, v in enumerate(x)]
         return type(x)(*mapped) if hasattr(type(x), "_fields") else type(x)(mapped)
-    return dataclasses.replace(x, **{f.name: _map_leaves(fn, getattr(x, f.name)) for f in dataclasses.fields(x) if f.init})
+    return dataclasses.replace(x, **{f.name: _map_leaves(fn, getattr(x, f.name), *(getattr(o, f.name) for o in others))
+                                     for f in dataclasses.fields(x) if f.init})
 
 
 def _value(x):
@@ -347,12 +375,8 @@ def jvp(fn: Callable, primals: Sequence, tangents: Sequence):
     primals, tangents = tuple(primals), tuple(tangents)
     if len(primals) != len(tangents):
         raise ValueError(f"jvp: {len(primals)} primals but {len(tangents)} tangents")
-    if any(isinstance(p, Tensor) for p in primals):  # matrix nodes have reverse mode only: J v by sweeps
-        for i, (p, v) in enumerate(zip(primals, tangents)):
-            if np.shape(v) != np.shape(_value(p)):
-                raise ValueError(f"jvp: primal {i} has shape {np.shape(_value(p))} but its tangent has shape {np.shape(v)}")
-        return _tensor_jacobians(fn, primals, lambda jacobians, dtype: sum(  # in the output's dtype, as torch
-            np.tensordot(j, np.asarray(v, dtype), axes=np.ndim(v)).astype(dtype) for j, v in zip(jacobians, tangents)))
+    if any(_holds_tensor(p) for p in primals):  # matrix nodes: a tangent array beside each value
+        return _tensor_jvp(fn, primals, tangents)
     nums = tuple(range(len(primals)))
     flat_fn, flat_primals, structures = flat_arguments(fn, primals, nums, "jvp")
     tangents = tuple(same_structure(structures[i], t, f"jvp: tangent {i}") if i in structures else t
@@ -362,6 +386,89 @@ def jvp(fn: Callable, primals: Sequence, tangents: Sequence):
     if "structure" in output:
         return output["structure"].unflatten(np.ravel(value)), output["structure"].unflatten(np.ravel(tangent))
     return value, tangent
+
+
+def _holds_tensor(x) -> bool:
+    """Whether x is a Tensor or a DualTensor, or a structure holding one."""
+    if isinstance(x, (Tensor, DualTensor)):
+        return True
+    return is_structure(x) and any(_holds_tensor(v) for v in _leaves(x))
+
+
+def _leaves(x) -> list:
+    """The leaves of structure x, in order."""
+    out = []
+    _map_leaves(out.append, x)
+    return out
+
+
+def _tensor_jvp(fn: Callable, primals: tuple, tangents: tuple):
+    """jvp of a function of Tensors (arrays, numbers, structures of them beside them): each
+    primal a DualTensor of a new level, its tangent in the primal's dtype. Outside a derivative a
+    Tensor primal is taken as a constant (no recording: one forward pass on arrays); inside one
+    it is kept, and so is what the outputs are made of, to be differentiated again."""
+    tag = next(_forward._levels)
+    keep = _inside_a_derivative.get()
+
+    def seeded(p, v, where: str):
+        if np.shape(v) != np.shape(array_of(p)):
+            raise ValueError(f"jvp: {where} has shape {np.shape(array_of(p))} but its tangent has shape {np.shape(v)}")
+        if isinstance(p, Tensor):
+            value = p if keep and p.requires_grad else Tensor(p.value, requires_grad=False)
+        elif isinstance(p, DualTensor) or p.__class__ is Var:
+            value = p
+        else:
+            value = Tensor(p, requires_grad=False)
+        if not (keep and isinstance(v, (Tensor, DualTensor, Var))):
+            v = np.asarray(array_of(v), dtype_of(value))
+        return DualTensor(value, v, tag)
+
+    duals = []
+    for i, (p, v) in enumerate(zip(primals, tangents)):
+        if is_structure(p):
+            try:
+                duals.append(_map_leaves(lambda leaf, t: seeded(leaf, t, f"a leaf of primal {i}"), p, v))
+            except (KeyError, IndexError, TypeError, AttributeError) as e:
+                raise ValueError(f"jvp: tangent {i} is not a structure like primal {i}'s ({type(e).__name__}: {e})") from None
+        else:
+            duals.append(seeded(p, v, f"primal {i}"))
+    out = _scalars_stacked(fn(*duals))
+
+    def part(o, k: int):
+        if o.__class__ is DualTensor and o.tag == tag:
+            return _returned((o.value, o.tangent)[k], keep)
+        value = _returned(o, keep)
+        return value if k == 0 else np.zeros(np.shape(value), dtype_of(value)) if np.ndim(value) else 0.0
+
+    return _map_leaves(lambda o: part(o, 0), out), _map_leaves(lambda o: part(o, 1), out)
+
+
+def _scalars_stacked(x):
+    """x with each list or tuple of numbers and results without axes (a leaf, as the scalar jvp
+    takes it) stacked into one array's DualTensor, in dicts, lists and tuples at any depth."""
+    if isinstance(x, dict):
+        return {k: _scalars_stacked(v) for k, v in x.items()}
+    if not isinstance(x, (list, tuple)):
+        return x
+    if x and not _is_namedtuple(x) and all(not isinstance(v, (list, tuple, dict)) and np.ndim(array_of(v)) == 0 for v in x):
+        return stack(x)
+    mapped = [_scalars_stacked(v) for v in x]
+    return type(x)(*mapped) if _is_namedtuple(x) else type(x)(mapped)
+
+
+def _is_namedtuple(x) -> bool:
+    return isinstance(x, tuple) and hasattr(type(x), "_fields")
+
+
+def _returned(x, keep: bool):
+    """An output's value or tangent as jvp returns it: a node as it is inside a derivative
+    (to be differentiated again), else an array of its own, or a float if it has no axes."""
+    if keep and not (isinstance(x, Tensor) and not x.requires_grad) and isinstance(x, (Tensor, Var, DualTensor, Dual)):
+        return x
+    array = array_of(x)
+    if isinstance(array, np.ndarray) and array.dtype == object:
+        raise TypeError("jvp: a function of Tensors returned an array of Vars or Duals; return a Tensor (tape.stack)")
+    return float(array) if np.ndim(array) == 0 else np.array(array)
 
 
 def jacobian(fn: Callable, mode: str = "auto") -> Callable:
@@ -378,6 +485,12 @@ def jacobian(fn: Callable, mode: str = "auto") -> Callable:
     @functools.wraps(fn)
     def wrapped(x):
         if isinstance(x, Tensor):
+            chosen = mode
+            if mode == "auto":  # n from one evaluation on a constant Tensor, far cheaper than either mode
+                out = fn(Tensor(x.value, requires_grad=False))
+                chosen = "forward" if sum(np.size(array_of(o)) for o in _leaves(out)) > x.size else "reverse"
+            if chosen == "forward":
+                return _tensor_jacobian_forward(fn, x)
             return _tensor_jacobians(fn, (x,), lambda jacobians, dtype: jacobians[0])[1]
         flat_fn, (flat_x,), structures = flat_arguments(fn, (x,), (0,), "jacobian")
         flat_fn, output = flat_outputs(flat_fn, "jacobian")
@@ -415,6 +528,15 @@ def jacobian(fn: Callable, mode: str = "auto") -> Callable:
     return wrapped
 
 
+def _tensor_jacobian_forward(fn: Callable, x: Tensor):
+    """The Jacobian of a function of a Tensor column by column: a jvp along each entry of x."""
+    if not x.size:  # no columns: one jvp, for the outputs' shapes
+        zero = _tensor_jvp(fn, (x,), (np.zeros(x.shape, x.dtype),))[1]
+        return _map_leaves(lambda c: np.zeros(np.shape(c) + x.shape, dtype_of(c)), zero)
+    columns = [_tensor_jvp(fn, (x,), (np.eye(1, x.size, j, x.dtype).reshape(x.shape),))[1] for j in range(x.size)]
+    return _map_leaves(lambda *cs: np.stack(cs, axis=-1).reshape(np.shape(cs[0]) + x.shape), *columns)
+
+
 def _point(x):
     """Where a Jacobian is taken: a float, or a float array."""
     array = np.asarray(x, dtype=np.float64)
@@ -438,8 +560,9 @@ def hessian(fn: Callable) -> Callable:
 
     @functools.wraps(fn)
     def wrapped(x):
-        if isinstance(x, Tensor):
-            raise NotImplementedError(SECOND_ORDER)
+        if isinstance(x, Tensor):  # a row per entry of x: an hvp along it
+            rows = [hvp(fn, x, np.eye(1, x.size, j, x.dtype).reshape(x.shape)) for j in range(x.size)]
+            return np.array(rows, x.dtype).reshape(x.shape + x.shape)
         return jacobian_of_grad(x)
 
     return wrapped
@@ -447,9 +570,12 @@ def hessian(fn: Callable) -> Callable:
 
 def hvp(fn: Callable, x, v):
     """The Hessian of `fn` at x times v, without forming the Hessian: the gradient of the
-    directional derivative x -> grad fn(x) . v, one forward pass recorded and one sweep."""
+    directional derivative x -> grad fn(x) . v, one forward pass recorded and one sweep. For a
+    Tensor x, an array of its shape and dtype (its jvp on DualTensors whose values are nodes)."""
     if isinstance(x, Tensor):
-        raise NotImplementedError(SECOND_ORDER)
+        if np.shape(v) != x.shape:
+            raise ValueError(f"hvp: x has shape {x.shape} but v has shape {np.shape(v)}")
+        return grad(lambda y: jvp(fn, (y,), (v,))[1])(x)
     if is_structure(x):
         flat_fn, (flat_x,), structures = flat_arguments(fn, (x,), (0,), "hvp")
         flat_v = same_structure(structures[0], v, "hvp: v")

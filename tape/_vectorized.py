@@ -213,3 +213,147 @@ ELEMENTWISE = {
     'truediv': (truediv, True, True),
     'pow': (pow, True, False),
 }
+
+
+def d_neg(on, a, y):
+    """The partials of rule 'neg' as operations on Tensors (recorded, to be differentiated again)."""
+    return (-1.0,)
+
+
+def d_abs(on, a, y):
+    """The partials of rule 'abs' as operations on Tensors (recorded, to be differentiated again)."""
+    return (on.sign(a),)
+
+
+def d_stop_gradient(on, a, y):
+    """The partials of rule 'stop_gradient' as operations on Tensors (recorded, to be differentiated again)."""
+    return (0.0,)
+
+
+def d_sin(on, a, y):
+    """The partials of rule 'sin' as operations on Tensors (recorded, to be differentiated again)."""
+    return (on.cos(a),)
+
+
+def d_cos(on, a, y):
+    """The partials of rule 'cos' as operations on Tensors (recorded, to be differentiated again)."""
+    return (-on.sin(a),)
+
+
+def d_tan(on, a, y):
+    """The partials of rule 'tan' as operations on Tensors (recorded, to be differentiated again)."""
+    return (1.0 + y * y,)
+
+
+def d_atan(on, a, y):
+    """The partials of rule 'atan' as operations on Tensors (recorded, to be differentiated again)."""
+    return (1.0 / (1.0 + a * a),)
+
+
+def d_sinh(on, a, y):
+    """The partials of rule 'sinh' as operations on Tensors (recorded, to be differentiated again)."""
+    return (on.cosh(a),)
+
+
+def d_cosh(on, a, y):
+    """The partials of rule 'cosh' as operations on Tensors (recorded, to be differentiated again)."""
+    return (on.sinh(a),)
+
+
+def d_tanh(on, a, y):
+    """The partials of rule 'tanh' as operations on Tensors (recorded, to be differentiated again)."""
+    return (1.0 - y * y,)
+
+
+def d_exp(on, a, y):
+    """The partials of rule 'exp' as operations on Tensors (recorded, to be differentiated again)."""
+    return (y,)
+
+
+def d_expm1(on, a, y):
+    """The partials of rule 'expm1' as operations on Tensors (recorded, to be differentiated again)."""
+    return (y + 1.0,)
+
+
+def d_log(on, a, y):
+    """The partials of rule 'log' as operations on Tensors (recorded, to be differentiated again)."""
+    return (1.0 / a,)
+
+
+def d_log1p(on, a, y):
+    """The partials of rule 'log1p' as operations on Tensors (recorded, to be differentiated again)."""
+    return (1.0 / (1.0 + a),)
+
+
+def d_sqrt(on, a, y):
+    """The partials of rule 'sqrt' as operations on Tensors (recorded, to be differentiated again)."""
+    return (on.where(on.exact(y) > 0.0, 0.5 / y, on.kink(np.inf, a)),)
+
+
+def d_sigmoid(on, a, y):
+    """The partials of rule 'sigmoid' as operations on Tensors (recorded, to be differentiated again)."""
+    return (y * (1.0 - y),)
+
+
+def d_softplus(on, a, y):
+    """The partials of rule 'softplus' as operations on Tensors (recorded, to be differentiated again)."""
+    return (on.sigmoid(a),)
+
+
+def d_relu(on, a, y):
+    """The partials of rule 'relu' as operations on Tensors (recorded, to be differentiated again)."""
+    return (on.where(on.exact(a) > 0.0, 1.0, 0.0),)
+
+
+def d_add(on, a, b, y):
+    """The partials of rule 'add' as operations on Tensors (recorded, to be differentiated again)."""
+    return (1.0, 1.0,)
+
+
+def d_sub(on, a, b, y):
+    """The partials of rule 'sub' as operations on Tensors (recorded, to be differentiated again)."""
+    return (1.0, -1.0,)
+
+
+def d_mul(on, a, b, y):
+    """The partials of rule 'mul' as operations on Tensors (recorded, to be differentiated again)."""
+    return (b, a,)
+
+
+def d_truediv(on, a, b, y):
+    """The partials of rule 'truediv' as operations on Tensors (recorded, to be differentiated again)."""
+    return (1.0 / b, -y / b,)
+
+
+def d_pow(on, a, b, y):
+    """The partials of rule 'pow' as operations on Tensors (recorded, to be differentiated again)."""
+    return (on.where(np.logical_and(on.exact(b) == 0.0, on.exact(a) != 0.0), b * y / a, on.where(np.logical_or(on.exact(a) != 0.0, on.exact(b) >= 1.0), b * a ** (b - 1.0), on.where(on.exact(b) == 0.0, on.kink(0.0, b), on.kink(np.inf, a, b)))), on.where(on.exact(a) > 0.0, y * on.log(a), on.where(on.exact(a) == 0.0, on.kink(0.0, a, b), on.kink(np.nan, a, b))),)
+
+
+# name -> its partials on Tensors, (on, operands..., y) -> tuple: `on` is tape._tensor, whose functions
+# record (a branch is on.where with a constant mask, a kink on.kink); forward mode on recorded values
+RECORDED_PARTIALS = {
+    'neg': d_neg,
+    'abs': d_abs,
+    'stop_gradient': d_stop_gradient,
+    'sin': d_sin,
+    'cos': d_cos,
+    'tan': d_tan,
+    'atan': d_atan,
+    'sinh': d_sinh,
+    'cosh': d_cosh,
+    'tanh': d_tanh,
+    'exp': d_exp,
+    'expm1': d_expm1,
+    'log': d_log,
+    'log1p': d_log1p,
+    'sqrt': d_sqrt,
+    'sigmoid': d_sigmoid,
+    'softplus': d_softplus,
+    'relu': d_relu,
+    'add': d_add,
+    'sub': d_sub,
+    'mul': d_mul,
+    'truediv': d_truediv,
+    'pow': d_pow,
+}
