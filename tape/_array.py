@@ -16,7 +16,7 @@ from ._forward import raise_refused
 from ._ops import Var
 from ._rules import BINARY, CODES, code_of
 from ._tape import LEAF_HEADER, Tape, TraceError, current_tape, op_code
-from ._tensor import Operations, Tensor
+from ._tensor import Tensor
 from ._var import COMPARISONS, CONSTANTS, Guard, _caller, new
 
 DOT, SUM, LOGSUMEXP = code_of("dot"), code_of("sum"), code_of("logsumexp")
@@ -362,7 +362,7 @@ def matmul(a, b) -> VarArray | Tensor:
     """a @ b for VarArrays and arrays (1-d or 2-d): each output entry is ONE dot node whose
     parents are its row of `a` and its column of `b` (where they are nodes). With a Tensor,
     ONE matrix node (see tape.Tensor)."""
-    if isinstance(a, Operations) or isinstance(b, Operations):
+    if isinstance(a, Tensor) or isinstance(b, Tensor):
         return a @ b
     out = _matmul(a, b)
     if out is NotImplemented:

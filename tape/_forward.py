@@ -179,6 +179,10 @@ def _term(partial, tangent):
 
 def _reduce(code: int, *operands: list):
     """A reduction (sum, logsumexp: one list; dot: ws and xs) with Duals among the operands."""
+    entries = [x for xs in operands for x in xs]
+    if any(x.__class__ is _tensor.DualTensor for x in entries) and all(np.ndim(_tensor.array_of(x)) == 0 for x in entries):
+        stacked = [_tensor.stack(xs) for xs in operands]  # forward mode's matrix nodes without axes, as Vars are taken
+        return (stacked[0] * stacked[1]).sum() if len(stacked) == 2 else getattr(stacked[0], CODES[code][0])()
     tags = [x.tag for xs in operands for x in xs if x.__class__ is Dual]
     if not tags:  # something that is neither a number, a Var nor a Dual
         bad = next(x for xs in operands for x in xs if not isinstance(x, NUMBERS))

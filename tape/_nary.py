@@ -14,7 +14,7 @@ import numpy as np
 from ._ops import Var, dot_rule, logsumexp_rule, sum_rule
 from ._rules import FIRST_CUSTOM, code_of
 from ._tape import op_code
-from ._tensor import Operations
+from ._tensor import Tensor
 from ._var import CONSTANTS, record_node
 
 SUM, DOT, LOGSUMEXP = code_of("sum"), code_of("dot"), code_of("logsumexp")
@@ -55,7 +55,7 @@ def _folded(rule, xs: list, code: int):
 def sum(xs: Iterable, axis: int | None = None) -> Var | float:  # noqa: A001 - tape.sum, as in numpy and torch
     """The sum of Vars and numbers (an array's every entry) as ONE node with a parent per Var;
     of a VarArray or a Tensor, its `sum(axis)`."""
-    if hasattr(xs, "_reduce") or isinstance(xs, Operations):
+    if hasattr(xs, "_reduce") or isinstance(xs, Tensor):
         return xs.sum(axis)
     if axis is not None:
         raise TypeError("sum(xs, axis): an axis is for a VarArray or a Tensor")
@@ -67,7 +67,7 @@ def logsumexp(xs: Iterable, axis: int | None = None) -> Var | float:
     """log(sum(exp(x) for x in xs)) as ONE node, computed without overflow; its partials are
     softmax(xs). With a dot against one-hot labels it makes the softmax cross-entropy. Of a
     VarArray or a Tensor, along `axis` (every entry by default)."""
-    if hasattr(xs, "_reduce") or isinstance(xs, Operations):
+    if hasattr(xs, "_reduce") or isinstance(xs, Tensor):
         return xs.logsumexp(axis)
     if axis is not None:
         raise TypeError("logsumexp(xs, axis): an axis is for a VarArray or a Tensor")

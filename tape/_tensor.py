@@ -45,11 +45,16 @@ Dual: type | None = None
 scalar_error: Callable | None = None
 
 
-class Operations:
-    """The operators and methods of a Tensor, shared by forward mode's DualTensor: each records
-    one node (of a Tensor) or carries a tangent (of a DualTensor)."""
+class Tensor:
+    """An array that is one node of a tape: `value` (a float32 or float64 numpy array) and, after
+    a sweep, `grad` (an array of its shape). Operations on it record one matrix node each.
 
-    __slots__ = ()
+    `Tensor(x)` makes a leaf on the current tape from a copy of an array or nested lists
+    (integers promote to float64, as numpy promotes them), so that changing x later changes
+    nothing recorded (`as_tensor(x)` shares x's memory instead); `requires_grad=False` makes a
+    constant, no node."""
+
+    __slots__ = ("value", "_node", "_seg")
     __array_ufunc__ = None  # numpy defers to the reflected operators: array + Tensor is Tensor.__radd__
     __hash__ = object.__hash__  # a node, not a number: hashed by identity
 
@@ -137,18 +142,6 @@ class Operations:
     @property
     def T(self):
         return structural("transpose", self, axes=None)
-
-
-class Tensor(Operations):
-    """An array that is one node of a tape: `value` (a float32 or float64 numpy array) and, after
-    a sweep, `grad` (an array of its shape). Operations on it record one matrix node each.
-
-    `Tensor(x)` makes a leaf on the current tape from a copy of an array or nested lists
-    (integers promote to float64, as numpy promotes them), so that changing x later changes
-    nothing recorded (`as_tensor(x)` shares x's memory instead); `requires_grad=False` makes a
-    constant, no node."""
-
-    __slots__ = ("value", "_node", "_seg")
 
     def __init__(self, value, dtype=None, requires_grad: bool = True) -> None:
         self._leaf(as_array(value, dtype, "Tensor(value)", copy=True), requires_grad)
@@ -296,18 +289,19 @@ class StructuralNode(Node):
         return [rule.vjps[i](g, self.y, *self.values, **self.params) for i in self.which]
 
 
-class DualTensor(Operations):
+class DualTensor(Tensor):
     """Forward mode on matrix nodes: a value (a Tensor, constant or a node; a Var if it has no
     axes; or a DualTensor of an outer level) and its tangent, the value's derivative along one
     direction (an array of its shape, or a node when the tangent is to be differentiated
     again). `tag` is its level, as a scalar Dual's: where two levels meet, the older is a
     constant to the newer (no perturbation confusion). `tape.jvp` of a function of Tensors
-    makes them."""
+    makes them. A Tensor to code that asks (isinstance), but no node: no grad, no backward."""
 
-    __slots__ = ("value", "tangent", "tag")
+    __slots__ = ("tangent", "tag")
 
     def __init__(self, value, tangent, tag: int = 0) -> None:
         self.value, self.tangent, self.tag = value, tangent, tag
+        self._node, self._seg = -1, None
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -577,9 +571,9 @@ def elementwise(name: str, *operands):
 def _evaluate(name: str, values: list) -> tuple:
     """(value, partials) of rule `name` of the operands' values (numbers taken in an array's
     dtype), a checked rule refusing what tape._rules.refused refuses, naming the entry."""
-    if len(values) == 2 and isinstance(values[1], (int, float)):  # a number in the other's dtype, as numpy
+    if len(values) == 2 and isinstance(values[1], (int, float)) and hasattr(values[0], "dtype"):  # a number in the other's dtype, as numpy
         values[1] = values[0].dtype.type(values[1])  # takes it, so that the rule's 1.0 / b is numpy's, not Python's
-    elif len(values) == 2 and isinstance(values[0], (int, float)):
+    elif len(values) == 2 and isinstance(values[0], (int, float)) and hasattr(values[1], "dtype"):
         values[0] = values[1].dtype.type(values[0])
     rule, checked, divides = ELEMENTWISE[name]
     try:
@@ -963,7 +957,7 @@ def concatenate(xs: Sequence, axis: int | None = 0):
 
 def _flattened(x):
     """x with its entries in one axis: a Tensor reshaped, a Var stacked, numbers raveled."""
-    if isinstance(x, Operations):
+    if isinstance(x, Tensor):
         return x.reshape(-1)
     return stack([x]) if x.__class__ is Var else np.ravel(x)
 

@@ -410,18 +410,14 @@ def _tensor_jvp(fn: Callable, primals: tuple, tangents: tuple):
     tag = next(_forward._levels)
     keep = _inside_a_derivative.get()
 
+    def kept(x) -> bool:  # a DualTensor of an outer level, or inside a derivative a node of its tape
+        return isinstance(x, (DualTensor, Dual)) or keep and _is_node_of(x, current_tape())
+
     def seeded(p, v, where: str):
         if np.shape(v) != np.shape(array_of(p)):
             raise ValueError(f"jvp: {where} has shape {np.shape(array_of(p))} but its tangent has shape {np.shape(v)}")
-        if isinstance(p, Tensor):
-            value = p if keep and p.requires_grad else Tensor(p.value, requires_grad=False)
-        elif isinstance(p, DualTensor) or p.__class__ is Var:
-            value = p
-        else:
-            value = Tensor(p, requires_grad=False)
-        if not (keep and isinstance(v, (Tensor, DualTensor, Var))):
-            v = np.asarray(array_of(v), dtype_of(value))
-        return DualTensor(value, v, tag)
+        value = p if kept(p) else Tensor(array_of(p), requires_grad=False)
+        return DualTensor(value, v if kept(v) else np.asarray(array_of(v), dtype_of(value)), tag)
 
     duals = []
     for i, (p, v) in enumerate(zip(primals, tangents)):
@@ -461,9 +457,10 @@ def _is_namedtuple(x) -> bool:
 
 
 def _returned(x, keep: bool):
-    """An output's value or tangent as jvp returns it: a node as it is inside a derivative
-    (to be differentiated again), else an array of its own, or a float if it has no axes."""
-    if keep and not (isinstance(x, Tensor) and not x.requires_grad) and isinstance(x, (Tensor, Var, DualTensor, Dual)):
+    """An output's value or tangent as jvp returns it: a DualTensor of an outer level, or
+    inside a derivative a node, as it is (to be differentiated again); else an array of its
+    own, or a float if it has no axes."""
+    if isinstance(x, (DualTensor, Dual)) or keep and (x.__class__ is Var or isinstance(x, Tensor) and x.requires_grad):
         return x
     array = array_of(x)
     if isinstance(array, np.ndarray) and array.dtype == object:
