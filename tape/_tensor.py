@@ -759,14 +759,18 @@ def _mse_jvp(tangents, y, a, b):
     return linear("sum", (a - b) * change, axis=None, keepdims=False) * (2.0 / np.size(array_of(a)))
 
 
+def _no_derivative(t) -> np.ndarray:
+    """A kink's derivative along t (an adjoint or a tangent): nan where t is not 0, 0 where it
+    is (nothing flows there); a constant, in t's dtype."""
+    return np.where(array_of(t) == 0, 0.0, np.nan).astype(dtype_of(t))
+
+
 def _kink_vjp(g, y, *xs, constant, i):
-    """nan where g is not 0: a kink has no derivative, but adds nothing where nothing flows."""
-    return unbroadcast(_scaled(g, math.nan), np.shape(xs[i]))
+    return unbroadcast(_no_derivative(g), np.shape(xs[i]))
 
 
 def _kink_jvp(tangents, y, *xs, constant):
-    """nan where a tangent is not 0, else 0."""
-    return functools.reduce(operator.add, [_scaled(t, math.nan) for t in tangents if t is not None])
+    return functools.reduce(operator.add, [_no_derivative(t) for t in tangents if t is not None])
 
 
 def _scatter(g, a, index):
@@ -836,15 +840,7 @@ def structural(name: str, *operands, **params):
             return on_values
         kinds = ", ".join(type(x).__name__ for x in operands)
         raise TypeError(f"{name}: takes Tensors, Vars, arrays and numbers, got {kinds}")
-    if name in CHECKED_SHAPES:
-        _check_shapes(name, values, params)
-    try:
-        y = rule.value(*values, **params)
-    except (ValueError, IndexError, TypeError):
-        _check_shapes(name, values, params)  # says it in words, if it can
-        raise
-    if y.__class__ is not np.ndarray:
-        y = np.asarray(y)
+    y = _structural_value(name, values, params)
     if not parents:
         return _constant(y)
     node = new(StructuralNode)
@@ -852,6 +848,19 @@ def structural(name: str, *operands, **params):
     node.rule, node.y, node.values, node.params = rule, y, values, params
     node.which = _positions(operands, values, parents)
     return _record(node, y, parents)
+
+
+def _structural_value(name: str, values: list, params: dict) -> np.ndarray:
+    """Structural operation `name` of the operands' values, as an array; operands it cannot take
+    refused in words."""
+    if name in CHECKED_SHAPES:
+        _check_shapes(name, values, params)
+    try:
+        y = STRUCTURAL[name].value(*values, **params)
+    except (ValueError, IndexError, TypeError):
+        _check_shapes(name, values, params)  # says it in words, if it can
+        raise
+    return y if y.__class__ is np.ndarray else np.asarray(y)
 
 
 CHECKED_SHAPES = {"mse", "softmax_cross_entropy"}  # checked first: numpy would broadcast what does not fit; the
@@ -1037,10 +1046,12 @@ def _forward_elementwise(name: str, operands: Sequence) -> DualTensor:
     tag, values, tangents = _level(operands)
     arrays, parents = _operands(values, name)
     if arrays is None or parents:
+        tangents = _as_operands(tangents)
         y = elementwise(name, *values)
-        token = _in_partials.set(True)  # a branch not taken may divide by 0: a partial is never refused
-        try:
-            partials = RECORDED_PARTIALS[name](FUNCTIONS_ON_TENSORS, *values, y)
+        token = _in_partials.set(True)  # a branch not taken may divide by 0: a partial is never refused,
+        try:  # nor warned about, as on arrays
+            with np.errstate(all="ignore"):
+                partials = RECORDED_PARTIALS[name](FUNCTIONS_ON_TENSORS, *values, y)
         finally:
             _in_partials.reset(token)
     else:
@@ -1054,13 +1065,20 @@ def _forward_structural(name: str, operands: Sequence, params: dict) -> DualTens
     """Structural operation `name` on DualTensors: the tangent by its row's JVP."""
     tag, values, tangents = _level(operands)
     arrays, parents = _operands(values, name)
-    y = structural(name, *values, **params)
     if arrays is None or parents:
-        tangent = STRUCTURAL[name].jvp(tangents, y, *values, **params)
+        y = structural(name, *values, **params)
+        tangent = STRUCTURAL[name].jvp(_as_operands(tangents), y, *values, **params)
     else:
-        y = _constant_tensor(np.asarray(array_of(y)))
-        tangent = STRUCTURAL[name].jvp(tangents, y.value, *arrays, **params)
+        y = _structural_value(name, arrays, params)
+        tangent = STRUCTURAL[name].jvp(tangents, y, *arrays, **params)
+        y = _constant_tensor(y)
     return DualTensor(y, _tangent_of(tangent, y), tag)
+
+
+def _as_operands(tangents: list) -> list:
+    """Array tangents as constant Tensors, beside values that are nodes: so that a product with
+    a Var is a Tensor's (an array's would be an array of Vars)."""
+    return [_constant_tensor(t) if t.__class__ is np.ndarray else t for t in tangents]
 
 
 def _tangent_of(t, y):

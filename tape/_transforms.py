@@ -163,7 +163,7 @@ def _tensor_forward_gradient(fn: Callable, args: list, kwargs: dict, nums: Seque
                 raise TypeError(f"{_name(fn)} must return a scalar to be differentiated, got shape {np.shape(array_of(column))}")
             columns.append(column)
         grads.append(stack(columns).reshape(x.shape) if columns else np.zeros(x.shape, dtype_of(x)))
-    return value, [g.value if isinstance(g, Tensor) and not g.requires_grad else g for g in grads]
+    return value, [g.value if g.__class__ is Tensor and not g.requires_grad else g for g in grads]
 
 
 def _plain(x) -> bool:
@@ -526,12 +526,13 @@ def jacobian(fn: Callable, mode: str = "auto") -> Callable:
 
 
 def _tensor_jacobian_forward(fn: Callable, x: Tensor):
-    """The Jacobian of a function of a Tensor column by column: a jvp along each entry of x."""
+    """The Jacobian of a function of a Tensor column by column: a jvp along each entry of x; in
+    x's dtype, as the reverse mode's rows (gradients) are."""
     if not x.size:  # no columns: one jvp, for the outputs' shapes
         zero = _tensor_jvp(fn, (x,), (np.zeros(x.shape, x.dtype),))[1]
-        return _map_leaves(lambda c: np.zeros(np.shape(c) + x.shape, dtype_of(c)), zero)
+        return _map_leaves(lambda c: np.zeros(np.shape(c) + x.shape, x.dtype), zero)
     columns = [_tensor_jvp(fn, (x,), (np.eye(1, x.size, j, x.dtype).reshape(x.shape),))[1] for j in range(x.size)]
-    return _map_leaves(lambda *cs: np.stack(cs, axis=-1).reshape(np.shape(cs[0]) + x.shape), *columns)
+    return _map_leaves(lambda *cs: np.stack(cs, axis=-1).astype(x.dtype).reshape(np.shape(cs[0]) + x.shape), *columns)
 
 
 def _point(x):

@@ -1,0 +1,306 @@
+"""Forward mode and second derivatives on matrix nodes (issue 30): `tape.jvp` of random programs
+of Tensor operations against central differences of the program's values and against the
+transpose of its VJP (<u, J v> = <J^T u, v>); jacobian forward == reverse; nested levels kept
+apart; hessian, hvp and grad of grad against closed forms written here; kinks as the scalar side
+gives them; float32 and float64, 0-d and empty inputs."""
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import tape
+from tape import Tensor
+
+pytestmark = pytest.mark.filterwarnings("error")  # no numpy warning leaks out of forward mode
+TOLERANCE = {np.float64: dict(rtol=1e-6, atol=1e-8), np.float32: dict(rtol=3e-3, atol=3e-3)}
+C = np.linspace(-1.0, 1.0, 12).reshape(3, 4)  # constants the programs close over
+ROW, COLUMN, W = C[1], C[:, :1] * 2.0, C.T[:, :2] + 0.5
+LABELS = np.array([2, 0, 2])
+
+
+def programs_of_a_matrix():
+    """name -> a function of a (3, 4) Tensor with entries in [0.5, 2]: each operation and argument
+    the issue lists, alone or composed."""
+    s = lambda x: x[1, 2] * 0.5 + 0.2  # noqa: E731 - a Var (a 0-d result) among Tensors
+    return {
+        "broadcast row and column": lambda x: tape.tanh(x * ROW + COLUMN),
+        "reflected operators": lambda x: (2.0 - x) / (1.0 + x) + 3.0 * x - C / x,
+        "every unary rule": lambda x: (tape.sin(x) + tape.cos(x) + tape.tan(x / 4) + tape.atan(x) + tape.sinh(x)
+                                       + tape.cosh(x) + tape.exp(x) + tape.expm1(x) + tape.log(x) + tape.log1p(x)
+                                       + tape.sqrt(x) + tape.sigmoid(x) + tape.softplus(x) + tape.relu(x - 1.2345678)
+                                       + abs(x - 1.2345678) - x),
+        "powers": lambda x: x ** 3.0 + 2.0 ** x + x ** x + x ** 0.5,
+        "sum along axis 0": lambda x: (x * x).sum(axis=0),
+        "sum along axis 1, kept": lambda x: tape.sin(x).sum(axis=1, keepdims=True) * x,
+        "sum of all": lambda x: (x * C).sum(),
+        "mean along axis -1": lambda x: (x ** 2.0).mean(axis=-1),
+        "mean along both axes": lambda x: tape.exp(x).mean(axis=(0, 1)),
+        "logsumexp along axis 0": lambda x: (x * 3.0).logsumexp(axis=0),
+        "logsumexp along axis 1, kept": lambda x: x.logsumexp(axis=1, keepdims=True) - x,
+        "logsumexp of all": lambda x: tape.logsumexp(x * x),
+        "indexing with repeats": lambda x: x[[0, 0, 2]] * x[[1, 1, 0]],
+        "slices and a pair of index arrays": lambda x: x[1:, ::2].sum() + x[[0, 2], [1, 1]] * x[2, 3],
+        "concatenate": lambda x: tape.concatenate([x, tape.sin(x), C], axis=1),
+        "concatenate flattened": lambda x: tape.concatenate([x, C[0], x[0]], axis=None),
+        "stack": lambda x: tape.stack([x, x * x], axis=-1),
+        "stack of results without axes": lambda x: tape.stack([x.sum(), x[0, 0], 2.0, s(x)]),
+        "reshape and transpose": lambda x: x.reshape(6, 2) @ x.T.reshape(2, 6) + x.transpose(1, 0).reshape(-1)[:6],
+        "matmul of 2-d operands": lambda x: x @ W + (C.T @ x).sum(axis=1)[:2],
+        "matmul of 1-d operands": lambda x: (x[0] @ x[1]) * (x @ ROW) + (x[2] @ W)[[0, 1, 1]] + C[:2, :3].T @ x[0, :2],
+        "mixed Vars and numbers": lambda x: x * s(x) + x.sum() * s(x) - s(x) * 2.0 + tape.sin(x[1, 1]) * x - 1.0 / s(x),
+        "softmax cross-entropy": lambda x: tape.softmax_cross_entropy(x * C, LABELS),
+        "mse of either operand": lambda x: tape.mse(x, C) + tape.mse(C * 2.0, tape.sqrt(x)),
+        "a layer and its loss": lambda x: tape.softmax_cross_entropy(tape.sigmoid(x @ W.T[:, :4].T + ROW[:2]) @ C[:2, :3],
+                                                                     LABELS),
+    }
+
+
+PROGRAMS = programs_of_a_matrix()
+DTYPES = pytest.mark.parametrize("dtype", [np.float64, np.float32])
+matrices = st.lists(st.floats(0.5, 2.0), min_size=12, max_size=12).map(lambda xs: np.array(xs).reshape(3, 4))
+directions = st.lists(st.floats(-1.0, 1.0), min_size=12, max_size=12).map(lambda xs: np.array(xs).reshape(3, 4))
+
+
+def value(f, x) -> np.ndarray:
+    """f at x, on a constant Tensor: the program's value, no derivative taken."""
+    out = f(Tensor(x, requires_grad=False))
+    return np.asarray(out.value if isinstance(out, Tensor) else float(out), np.float64)
+
+
+def central(f, x, v, h=1e-6) -> np.ndarray:
+    """(f(x + h v) - f(x - h v)) / 2h, in float64."""
+    return (value(f, x + h * v) - value(f, x - h * v)) / (2 * h)
+
+
+@pytest.mark.parametrize("name", PROGRAMS)
+@DTYPES
+@settings(max_examples=8, deadline=None)
+@given(x=matrices, v=directions)
+def test_jvp_against_central_differences(name, dtype, x, v):
+    f = PROGRAMS[name]
+    out, tangent = tape.jvp(f, (Tensor(x.astype(dtype)),), (v,))
+    x32 = x.astype(dtype).astype(np.float64)  # the point the jvp saw
+    np.testing.assert_allclose(out, value(f, x32), **TOLERANCE[dtype])
+    np.testing.assert_allclose(tangent, central(f, x32, v), **TOLERANCE[dtype])
+    # a Tensor output's tangent in its dtype (float32 unless a float64 constant promoted it), a number's a float
+    assert tangent.dtype == out.dtype if np.ndim(out) else isinstance(tangent, float) and isinstance(out, float)
+    assert np.shape(tangent) == np.shape(out)
+
+
+@pytest.mark.parametrize("name", PROGRAMS)
+@DTYPES
+@settings(max_examples=5, deadline=None)
+@given(x=matrices, v=directions, seed=st.integers(0, 2**32 - 1))
+def test_jvp_is_the_transpose_of_the_vjp(name, dtype, x, v, seed):
+    f = PROGRAMS[name]
+    x = x.astype(dtype)
+    out, tangent = tape.jvp(f, (Tensor(x),), (v,))
+    u = np.random.default_rng(seed).standard_normal(np.shape(out))
+    _, pullback = tape.vjp(f, [Tensor(x)])
+    (adjoint,) = pullback(u if np.ndim(out) else float(u))
+    np.testing.assert_allclose(np.sum(u * tangent), np.sum(adjoint * v), **TOLERANCE[dtype])
+
+
+@pytest.mark.parametrize("name", ["broadcast row and column", "indexing with repeats", "stack",
+                                  "reshape and transpose", "matmul of 1-d operands", "softmax cross-entropy"])
+@DTYPES
+def test_jacobian_forward_is_jacobian_reverse(name, dtype):
+    x = Tensor(np.random.default_rng(1).uniform(0.5, 2.0, (3, 4)).astype(dtype))
+    forward = tape.jacobian(PROGRAMS[name], mode="forward")(x)
+    reverse = tape.jacobian(PROGRAMS[name], mode="reverse")(x)
+    assert forward.shape == reverse.shape == np.shape(value(PROGRAMS[name], x.value)) + (3, 4)
+    assert forward.dtype == reverse.dtype
+    np.testing.assert_allclose(forward, reverse, **TOLERANCE[dtype])
+    np.testing.assert_allclose(tape.jacobian(PROGRAMS[name], mode="auto")(x), reverse, **TOLERANCE[dtype])
+
+
+def test_forward_mode_does_one_pass_not_a_sweep_per_output_entry(monkeypatch):
+    from tape import _tape
+
+    def no_sweeps(*args, **kwargs):
+        raise AssertionError("a sweep in forward mode")
+
+    monkeypatch.setattr(_tape.Tape, "sweep", no_sweeps)
+    x = np.random.default_rng(2).uniform(0.5, 2.0, (3, 4))
+    tape.jvp(PROGRAMS["a layer and its loss"], (Tensor(x),), (np.ones((3, 4)),))
+    tape.jacobian(PROGRAMS["stack"], mode="forward")(Tensor(x))
+
+
+def test_float32_jvp_does_not_overflow_where_a_jacobian_would():
+    x = Tensor(np.full((200, 200), 1.0, np.float32))
+    _, tangent = tape.jvp(lambda t: tape.exp(t * 80.0).sum(axis=1), (x,), (np.full((200, 200), 1e-3),))
+    assert tangent.dtype == np.float32 and np.isfinite(tangent).all()
+    np.testing.assert_allclose(tangent, 200 * 80.0 * np.exp(80.0) * 1e-3, rtol=1e-3)
+
+
+@DTYPES
+def test_0d_and_empty_inputs(dtype):
+    x0 = Tensor(np.array(1.3, dtype))
+    out, tangent = tape.jvp(lambda t: tape.stack([tape.sin(t) * t, t * t]), (x0,), (np.array(0.5),))
+    np.testing.assert_allclose(out, [np.sin(1.3) * 1.3, 1.69], **TOLERANCE[dtype])
+    np.testing.assert_allclose(tangent, [0.5 * (np.cos(1.3) * 1.3 + np.sin(1.3)), 1.3], **TOLERANCE[dtype])
+    out, tangent = tape.jvp(lambda t: tape.sin(t) * t, (x0,), (np.array(0.5),))
+    assert isinstance(out, float) and isinstance(tangent, float)
+    assert tangent == pytest.approx(0.5 * (np.cos(1.3) * 1.3 + np.sin(1.3)), rel=1e-6)
+    empty = Tensor(np.zeros((0, 3), dtype))
+    out, tangent = tape.jvp(lambda t: tape.sin(t).sum(axis=0) + (t @ np.ones((3, 2), dtype)).sum(), (empty,), (np.zeros((0, 3)),))
+    assert tangent.shape == (3,) and tangent.dtype == dtype and not tangent.any()
+    assert tape.jacobian(lambda t: t @ np.ones((3, 2)), mode="forward")(empty).shape == (0, 2, 0, 3)
+    assert tape.hessian(lambda t: (t * t).sum())(empty).shape == (0, 3, 0, 3)
+    np.testing.assert_allclose(tape.hessian(lambda t: t * t * t)(x0), 6 * 1.3, **TOLERANCE[dtype])
+
+
+def test_a_structure_of_tensors():
+    w, b = np.array([[1.0, 2.0], [3.0, 4.0]]), np.array([0.5, -1.0])
+    vw, vb = np.array([[0.1, 0.2], [0.3, 0.4]]), np.array([1.0, 2.0])
+    f = lambda p: {"loss": ((p["w"] @ p["b"]) ** 2.0).sum(), "pair": [p["b"] * 2.0, p["w"][0]]}  # noqa: E731
+    out, tangent = tape.jvp(f, ({"w": Tensor(w), "b": Tensor(b)},), ({"w": vw, "b": vb},))
+    z = w @ b
+    assert out["loss"] == pytest.approx(np.sum(z ** 2))
+    assert tangent["loss"] == pytest.approx(np.sum(2 * z * (vw @ b + w @ vb)))
+    np.testing.assert_allclose(tangent["pair"][0], 2 * vb)
+    np.testing.assert_allclose(tangent["pair"][1], vw[0])
+    with pytest.raises(ValueError, match="tangent 0 is not a structure like primal 0's"):
+        tape.jvp(f, ({"w": Tensor(w), "b": Tensor(b)},), ({"w": vw},))
+    with pytest.raises(ValueError, match=r"a leaf of primal 0 has shape \(2,\) but its tangent has shape \(3,\)"):
+        tape.jvp(f, ({"w": Tensor(w), "b": Tensor(b)},), ({"w": vw, "b": np.ones(3)},))
+
+
+def test_a_var_of_another_tape_is_a_constant_to_forward_mode():
+    s = tape.Var(0.7)
+    x, v = np.array([0.5, 2.0]), np.array([1.0, -3.0])
+    out, tangent = tape.jvp(lambda t: (t * s).sum() * s + s, (Tensor(x),), (v,))
+    assert out == pytest.approx(0.7 * 0.7 * 2.5 + 0.7) and tangent == pytest.approx(0.49 * -2.0)
+
+
+def test_stop_gradient_passes_no_tangent():
+    x, v = np.array([0.5, 2.0]), np.array([1.0, -3.0])
+    _, tangent = tape.jvp(lambda t: tape.stop_gradient(t) * t, (Tensor(x),), (v,))
+    np.testing.assert_array_equal(tangent, x * v)
+    np.testing.assert_array_equal(tape.hessian(lambda t: (tape.stop_gradient(t) * t * t).sum())(Tensor(x)), np.diag(2 * x))
+
+
+def test_shapes_of_tangents_are_checked():
+    with pytest.raises(ValueError, match=r"jvp: primal 0 has shape \(2, 2\) but its tangent has shape \(4,\)"):
+        tape.jvp(lambda t: t.sum(), (Tensor(np.ones((2, 2))),), (np.ones(4),))
+    with pytest.raises(ValueError, match=r"hvp: x has shape \(2, 2\) but v has shape \(4,\)"):
+        tape.hvp(lambda t: t.sum(), Tensor(np.ones((2, 2))), np.ones(4))
+
+
+# -- levels ----------------------------------------------------------------------------------------
+
+
+def test_nested_jvps_on_tensors_keep_their_levels_apart():
+    x, y = Tensor(np.array([3.0, -1.0])), Tensor(np.array([2.0, 5.0]))
+    one = np.ones(2)
+    # d/dx [x * d/dy (x + y)] = 1 (confused: 2)
+    _, tangent = tape.jvp(lambda x: x * tape.jvp(lambda y: x + y, (y,), (one,))[1], (x,), (one,))
+    np.testing.assert_allclose(tangent, one)
+    # d/dx [d/dy (x * y)] = 1 (confused: d/dx (x + y) counted twice)
+    _, tangent = tape.jvp(lambda x: tape.jvp(lambda y: x * y, (y,), (one,))[1], (x,), (one,))
+    np.testing.assert_allclose(tangent, one)
+    # the same with grad inside: d/dx sum(x * d/dy sum(x + y)) = 1
+    np.testing.assert_allclose(tape.grad(lambda x: (x * tape.grad(lambda y: (x + y).sum())(y)).sum())(x), one)
+
+
+def test_forward_over_forward_gives_second_directional_derivatives():
+    x, u, v = np.array([0.3, -0.7]), np.array([1.0, 2.0]), np.array([-0.5, 1.5])
+    inner = lambda t: tape.jvp(lambda s: (tape.sin(s) * s).sum(), (t,), (v,))[1]  # noqa: E731
+    _, second = tape.jvp(inner, (Tensor(x),), (u,))
+    assert second == pytest.approx(np.sum((2 * np.cos(x) - x * np.sin(x)) * u * v))
+
+
+# -- second derivatives against closed forms --------------------------------------------------------
+
+
+@DTYPES
+def test_hessians_of_sums_of_cubes_and_of_sin_x_times_x(dtype):
+    x = np.array([0.5, -1.25, 2.0], dtype)
+    h = tape.hessian(lambda t: (t ** 3.0).sum())(Tensor(x))
+    assert h.dtype == dtype and h.shape == (3, 3)
+    np.testing.assert_allclose(h, np.diag(6 * x.astype(np.float64)), **TOLERANCE[dtype])
+    h = tape.hessian(lambda t: (tape.sin(t) * t).sum())(Tensor(x))
+    x64 = x.astype(np.float64)
+    np.testing.assert_allclose(h, np.diag(2 * np.cos(x64) - x64 * np.sin(x64)), **TOLERANCE[dtype])
+
+
+@DTYPES
+def test_hvps_of_logsumexp_mse_and_a_quadratic_form(dtype):
+    rng = np.random.default_rng(4)
+    x, v, a = rng.standard_normal(5), rng.standard_normal(5), rng.standard_normal((5, 5))
+    x, v = x.astype(dtype), v.astype(dtype)
+    x64, v64 = x.astype(np.float64), v.astype(np.float64)
+    p = np.exp(x64 - x64.max()) / np.exp(x64 - x64.max()).sum()
+    result = tape.hvp(lambda t: t.logsumexp(), Tensor(x), v)
+    assert result.dtype == dtype and result.shape == (5,)
+    np.testing.assert_allclose(result, p * v64 - p * (p @ v64), **TOLERANCE[dtype])
+    np.testing.assert_allclose(tape.hvp(lambda t: tape.mse(t, np.ones(5)), Tensor(x), v), 2 * v64 / 5, **TOLERANCE[dtype])
+    np.testing.assert_allclose(tape.hvp(lambda t: t @ a @ t, Tensor(x), v), (a + a.T) @ v64, **TOLERANCE[dtype])
+
+
+def test_grad_of_grad_of_a_sum_of_cubes():
+    x, c = np.array([1.0, -2.0, 0.5]), np.array([0.3, 1.0, -2.0])
+    g = lambda t: (t * t * t).sum()  # noqa: E731
+    for i in range(3):
+        np.testing.assert_allclose(tape.grad(lambda t: tape.grad(g)(t)[i])(Tensor(x)), 6 * x[i] * np.eye(3)[i])
+    np.testing.assert_allclose(tape.grad(lambda t: (tape.grad(g)(t) * c).sum())(Tensor(x)), 6 * x * c)
+    # three levels: d/dx of d2/dx2 of x^4 is 24 x
+    np.testing.assert_allclose(tape.grad(lambda t: tape.grad(lambda s: tape.grad(lambda r: (r ** 4.0).sum())(s).sum())(t).sum())(
+        Tensor(x)), 24 * x)
+
+
+def test_check_grads_of_order_2_on_tensor_functions():
+    rng = np.random.default_rng(5)
+    x = rng.uniform(0.5, 2.0, (3, 4))
+    for name in ("broadcast row and column", "softmax cross-entropy", "a layer and its loss", "powers"):
+        tape.check_grads(lambda t: PROGRAMS[name](t).sum() if np.ndim(value(PROGRAMS[name], x)) else PROGRAMS[name](t),
+                         Tensor(x), order=2, rtol=1e-4, atol=1e-5)
+    tape.check_grads(lambda t, w: tape.softmax_cross_entropy(t @ w, LABELS), Tensor(x), Tensor(W.T[:, :4].T @ C[:2, :3]),
+                     order=2, rtol=1e-4, atol=1e-5)
+
+
+def test_check_grads_of_order_2_catches_a_wrong_second_order_rule(monkeypatch):
+    from tape import _vectorized
+
+    monkeypatch.setitem(_vectorized.RECORDED_PARTIALS, "sin", lambda on, a, y: (on.cos(a) * 1.01,))
+    x = Tensor(np.array([0.4, 1.1]))
+    tape.check_grads(lambda t: tape.sin(t).sum(), x)  # first order is the table's on arrays: still right
+    with pytest.raises(tape.GradientCheckError, match="the Hessian along d"):
+        tape.check_grads(lambda t: tape.sin(t).sum(), x, order=2)
+
+
+def test_a_wrong_jvp_is_caught(monkeypatch):
+    from tape import _tensor
+
+    rule = _tensor.STRUCTURAL["matmul"]
+    monkeypatch.setitem(_tensor.STRUCTURAL, "matmul", rule._replace(jvp=lambda ts, y, a, b: 1.01 * rule.jvp(ts, y, a, b)))
+    with pytest.raises(tape.GradientCheckError, match="forward mode"):
+        tape.check_grads(lambda t: (t @ W).sum(), Tensor(C))
+
+
+# -- kinks: what the scalar side gives, never nan where the derivative is 0 --------------------------
+
+
+def test_second_derivatives_at_kinks_are_the_scalar_sides():
+    at = np.array([0.0, 4.0, -1.0])
+    relu = tape.hessian(lambda t: tape.relu(t).sum())(Tensor(at))
+    np.testing.assert_array_equal(relu, np.zeros((3, 3)))
+    assert tape.grad(tape.grad(tape.relu))(0.0) == 0.0  # the scalar side
+    root = tape.hessian(lambda t: tape.sqrt(t[:2]).sum())(Tensor(at))
+    assert np.isnan(root[0, 0]) and np.isnan(tape.grad(tape.grad(tape.sqrt))(0.0))  # no second derivative at 0
+    assert root[1, 1] == pytest.approx(-0.25 * 4.0 ** -1.5)
+    off_diagonal = ~np.eye(3, dtype=bool) | (np.arange(3) == 2)[:, None]
+    np.testing.assert_array_equal(root[off_diagonal], 0.0)  # 0, not nan, where nothing moves
+    square = tape.hessian(lambda t: (t ** 2.0).sum())(Tensor(at))  # x ** 2 at 0: its slope's branch, exact
+    np.testing.assert_array_equal(square, 2 * np.eye(3))
+    assert tape.grad(tape.grad(lambda s: s ** 2.0))(0.0) == 2.0
+
+
+def test_first_derivatives_at_kinks_are_the_scalar_sides():
+    x = Tensor(np.array([0.0, 4.0]))
+    _, tangent = tape.jvp(tape.sqrt, (x,), (np.array([1.0, 1.0]),))
+    assert tangent[0] == np.inf == tape.jvp(tape.sqrt, (0.0,), (1.0,))[1]
+    _, tangent = tape.jvp(tape.sqrt, (x,), (np.array([0.0, 1.0]),))
+    assert tangent[0] == 0.0 and tangent[1] == 0.25  # 0 * inf adds nothing, as a sweep adds nothing
+    _, tangent = tape.jvp(tape.relu, (x,), (np.array([1.0, 1.0]),))
+    np.testing.assert_array_equal(tangent, [tape.jvp(tape.relu, (0.0,), (1.0,))[1], 1.0])
