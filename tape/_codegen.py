@@ -1,6 +1,6 @@
 """Write the code the rule table implies: `python -m tape._codegen` (or `python tape/_codegen.py`).
 
-From `tape/_rules.py` come two checked-in files (a test fails while either is out of date):
+From `tape/_rules.py` come three checked-in files (a test fails while one is out of date):
 
 * `tape/_ops.py`: `Var`'s operators and the table's functions, each written out with its rule's
   value and partials inline (a helper call per operation costs a third of the recording time);
@@ -8,6 +8,8 @@ From `tape/_rules.py` come two checked-in files (a test fails while either is ou
   derivatives; and the reductions' rules on floats.
 * `tape/_compiled.py`: the same rules for numba, which can cache only functions that live in a
   file: the kernels that record VarArrays and the interpreter that replays traces call them.
+* `tape/_vectorized.py`: the rules on numpy arrays for matrix nodes, and their partials as
+  recorded operations on Tensors, for second derivatives on matrix nodes.
 
 An expression of the table is translated per mode by renaming its names (see `NAMES`).
 """
@@ -39,7 +41,8 @@ OPERANDS = {"a", "b", "y", "s", "m"}
 MATH = ["sin", "cos", "tan", "atan", "sinh", "cosh", "tanh", "exp", "expm1", "log", "log1p", "sqrt"]
 # What each name of an expression is, per mode. "float": the Python recording path, on floats;
 # "generic": forward mode and derivative programs, on floats, Vars or Duals (tape's own
-# functions, which record); "numba": the compiled kernels.
+# functions, which record); "numba": the compiled kernels; "numpy": matrix nodes' values and partials on
+# arrays; "recorded": their partials on Tensors, recording.
 # A `**` in an expression is renamed as the name "**" says, where a mode gives one.
 NAMES = {
     "float": {**{f: f"_{f}" for f in MATH}, "sigmoid": "_sigmoid", "sign": "_sign", "power": "_power",
@@ -452,6 +455,10 @@ returns its value and its partials, entry by entry (numpy broadcasting the opera
 a rule being `np.where`. Nothing is refused here: `ELEMENTWISE[name]` says whether the rule is
 checked and whether its b divides, and tape._tensor refuses by tape._rules' one rule. Warnings of
 IEEE arithmetic are silenced where a rule computes a branch it will not keep.
+
+`RECORDED_PARTIALS[name]` gives the same partials as operations on Tensors, which record (forward
+mode on values that are nodes, to be differentiated again): a branch is a `where` node whose mask
+is a constant, a kink a `kink` node; the functions come from tape._tensor, passed in as `on`.
 """
 import numpy as np
 

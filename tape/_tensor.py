@@ -474,8 +474,9 @@ def _on_values(name: str, operands: Sequence, compute: Callable):
         for x in objects:
             if x.__class__ is not Dual:
                 as_array(x, None, f"{name}: an operand")  # says what it holds
-        raise TypeError(f"{name}: a Tensor node and a Dual of forward mode: matrix nodes have reverse mode only; in "
-                        "forward mode (jvp, check_grads, grad of grad) use arrays or constant Tensors (requires_grad=False)")
+        raise TypeError(f"{name}: a Tensor node and a scalar Dual of forward mode: give the transform the Tensors as "
+                        "arguments (tape.jvp(f, (Tensor(x),), (v,))), whose forward mode is matrix nodes', or use arrays "
+                        "or constant Tensors (requires_grad=False) beside scalar arguments")
     return compute(*(x.value if x.__class__ is Tensor else x for x in operands))
 
 

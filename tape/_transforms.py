@@ -371,7 +371,9 @@ def jvp(fn: Callable, primals: Sequence, tangents: Sequence):
 
     primals and tangents are sequences of the same structure: numbers, arrays of numbers, or
     structures of them (Vars too: then the derivative is recorded on their tape). The output
-    may be a scalar, an array or a structure; the derivative has the output's structure."""
+    may be a scalar, an array or a structure; the derivative has the output's structure. With a
+    Tensor among the primals, forward mode runs on matrix nodes (`_tensor_jvp`): one pass, the
+    tangent of a Tensor output an array in its dtype, of a Var or number output a float."""
     primals, tangents = tuple(primals), tuple(tangents)
     if len(primals) != len(tangents):
         raise ValueError(f"jvp: {len(primals)} primals but {len(tangents)} tangents")
@@ -553,7 +555,8 @@ def _jacobian_forward(fn: Callable, x, x_shape: tuple) -> np.ndarray:
 
 def hessian(fn: Callable) -> Callable:
     """`fn` transformed to return its Hessian at x: the reverse-mode Jacobian of its gradient,
-    which `grad` computes in forward mode on the recorded Vars (reverse over forward)."""
+    which `grad` computes in forward mode on the recorded Vars (reverse over forward). For a
+    Tensor x, a row per entry of x, each an `hvp`: shaped x.shape + x.shape, in x's dtype."""
     jacobian_of_grad = jacobian(grad(fn), mode="reverse")
 
     @functools.wraps(fn)

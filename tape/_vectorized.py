@@ -5,6 +5,10 @@ returns its value and its partials, entry by entry (numpy broadcasting the opera
 a rule being `np.where`. Nothing is refused here: `ELEMENTWISE[name]` says whether the rule is
 checked and whether its b divides, and tape._tensor refuses by tape._rules' one rule. Warnings of
 IEEE arithmetic are silenced where a rule computes a branch it will not keep.
+
+`RECORDED_PARTIALS[name]` gives the same partials as operations on Tensors, which record (forward
+mode on values that are nodes, to be differentiated again): a branch is a `where` node whose mask
+is a constant, a kink a `kink` node; the functions come from tape._tensor, passed in as `on`.
 """
 import numpy as np
 
