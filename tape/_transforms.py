@@ -296,23 +296,20 @@ def _tensor_vjp(t: Tape, out: Tensor, leaves: list, structures: dict, nums: tupl
     return vjp_fn
 
 
-def _tensor_jacobians(fn: Callable, primals: Sequence, combine: Callable) -> tuple:
-    """(fn(*primals), the output's structure with combine(the leaf's Jacobian in each primal, its
-    dtype) at each leaf) for a function of Tensors whose output is a Tensor, a Var, numbers, or a structure
-    of them. A Jacobian is shaped output leaf shape + primal shape, one sweep of one recorded
-    tape per output entry."""
+def _tensor_jacobian_reverse(fn: Callable, x: Tensor):
+    """The output's structure with the leaf's Jacobian in x at each leaf, for a function of a
+    Tensor whose output is a Tensor, a Var, numbers, or a structure of them. A Jacobian is
+    shaped output leaf shape + x's shape, one sweep of one recorded tape per output entry."""
     with Tape() as t, _differentiating():
-        leaves = [_lift(t, p, i, fn) for i, p in enumerate(primals)]
-        out = fn(*leaves)
-        derivatives = _map_leaves(lambda o: combine(_leaf_jacobians(t, o, leaves), _dtype(o)), out)
-    return _map_leaves(_output_value, out), derivatives
+        leaf = _lift(t, x, 0, fn)
+        return _map_leaves(lambda o: _leaf_jacobians(t, o, [leaf])[0], fn(leaf))
 
 
 def _leaf_jacobians(t: Tape, out, leaves: list) -> tuple:
     """The Jacobian of one output leaf in each of `leaves`: a row per entry, from a sweep seeded
     with 1 there (zeros for an entry that is no node of t), in the leaf's dtype, as its gradient."""
     shape = np.shape(_output_value(out))
-    rows = [np.zeros((int(np.prod(shape)), np.size(_value(leaf))), _dtype(leaf))
+    rows = [np.zeros((int(np.prod(shape)), np.size(array_of(leaf))), _dtype(leaf))
             for leaf in leaves]
     entries = None if isinstance(out, Tensor) else np.asarray(out, dtype=object).ravel()
     for j in range(len(rows[0])):
@@ -326,7 +323,7 @@ def _leaf_jacobians(t: Tape, out, leaves: list) -> tuple:
             continue
         for row, leaf in zip(rows, leaves):
             row[j] = np.ravel(_read(adjoint, leaf))
-    return tuple(row.reshape(shape + np.shape(_value(leaf))) for row, leaf in zip(rows, leaves))
+    return tuple(row.reshape(shape + np.shape(array_of(leaf))) for row, leaf in zip(rows, leaves))
 
 
 def _output_value(out):
@@ -350,11 +347,6 @@ def _map_leaves(fn: Callable, x, *others):
         return type(x)(*mapped) if hasattr(type(x), "_fields") else type(x)(mapped)
     return dataclasses.replace(x, **{f.name: _map_leaves(fn, getattr(x, f.name), *(getattr(o, f.name) for o in others))
                                      for f in dataclasses.fields(x) if f.init})
-
-
-def _value(x):
-    """A Tensor's array, a Var's number, or x itself."""
-    return x.value if isinstance(x, Tensor) else x._value if x.__class__ is Var else x
 
 
 def _dtype(x) -> np.dtype:
@@ -448,14 +440,10 @@ def _scalars_stacked(x):
         return {k: _scalars_stacked(v) for k, v in x.items()}
     if not isinstance(x, (list, tuple)):
         return x
-    if x and not _is_namedtuple(x) and all(not isinstance(v, (list, tuple, dict)) and np.ndim(array_of(v)) == 0 for v in x):
+    if x and not hasattr(type(x), "_fields") and all(not isinstance(v, (list, tuple, dict)) and np.ndim(array_of(v)) == 0 for v in x):
         return stack(x)
     mapped = [_scalars_stacked(v) for v in x]
-    return type(x)(*mapped) if _is_namedtuple(x) else type(x)(mapped)
-
-
-def _is_namedtuple(x) -> bool:
-    return isinstance(x, tuple) and hasattr(type(x), "_fields")
+    return type(x)(*mapped) if hasattr(type(x), "_fields") else type(x)(mapped)
 
 
 def _returned(x, keep: bool):
@@ -490,7 +478,7 @@ def jacobian(fn: Callable, mode: str = "auto") -> Callable:
                 chosen = "forward" if sum(np.size(array_of(o)) for o in _leaves(out)) > x.size else "reverse"
             if chosen == "forward":
                 return _tensor_jacobian_forward(fn, x)
-            return _tensor_jacobians(fn, (x,), lambda jacobians, dtype: jacobians[0])[1]
+            return _tensor_jacobian_reverse(fn, x)
         flat_fn, (flat_x,), structures = flat_arguments(fn, (x,), (0,), "jacobian")
         flat_fn, output = flat_outputs(flat_fn, "jacobian")
         matrix = flat_jacobian(flat_fn, flat_x)
