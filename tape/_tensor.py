@@ -718,11 +718,11 @@ def _softmax_of(a, axis, op: str):
 
 
 def linear(name: str, *operands, **params):
-    """Structural operation `name` of tangents: numpy's of arrays (a number for none, the zero
-    tangent of a constant), recorded if one is a node. A linear operation's JVP is itself."""
-    if all(x is None or x.__class__ is np.ndarray or isinstance(x, CONSTANTS) for x in operands):
-        return STRUCTURAL[name].value(*(0.0 if x is None else x for x in operands), **params)
-    return structural(name, *(0.0 if x is None else x for x in operands), **params)
+    """Structural operation `name` of tangents: numpy's of arrays and numbers, recorded if one is
+    a node. A linear operation's JVP is itself."""
+    if all(x.__class__ is np.ndarray or isinstance(x, CONSTANTS) for x in operands):
+        return STRUCTURAL[name].value(*operands, **params)
+    return structural(name, *operands, **params)
 
 
 def _linear_jvp(name: str) -> Callable:
