@@ -210,6 +210,14 @@ def test_forward_over_forward_gives_second_directional_derivatives():
     assert second == pytest.approx(np.sum((2 * np.cos(x) - x * np.sin(x)) * u * v))
 
 
+def test_jvp_of_grad_is_the_hvp_forward_over_forward():
+    x, v = np.array([0.3, -1.2, 2.0]), np.array([1.0, 0.5, -2.0])
+    g = lambda t: (tape.sin(t) * t * t).sum()  # noqa: E731
+    diagonal = 2 * np.sin(x) + 4 * x * np.cos(x) - x * x * np.sin(x)  # the Hessian is diagonal
+    np.testing.assert_allclose(tape.jvp(tape.grad(g), (Tensor(x),), (v,))[1], diagonal * v)
+    np.testing.assert_allclose(tape.hvp(g, Tensor(x), v), diagonal * v)
+
+
 # -- second derivatives against closed forms --------------------------------------------------------
 
 
