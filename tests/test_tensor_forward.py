@@ -33,6 +33,8 @@ def programs_of_a_matrix():
         "sum along axis 0": lambda x: (x * x).sum(axis=0),
         "sum along axis 1, kept": lambda x: tape.sin(x).sum(axis=1, keepdims=True) * x,
         "sum of all": lambda x: (x * C).sum(),
+        "a row and a column spread, then summed": lambda x: tape.concatenate([(x[0] + C).sum(axis=0),
+                                                                              (x[:, 1:2] - C).sum(axis=1)]),
         "mean along axis -1": lambda x: (x ** 2.0).mean(axis=-1),
         "mean along both axes": lambda x: tape.exp(x).mean(axis=(0, 1)),
         "logsumexp along axis 0": lambda x: (x * 3.0).logsumexp(axis=0),
@@ -244,6 +246,30 @@ def test_hvps_of_logsumexp_mse_and_a_quadratic_form(dtype):
     np.testing.assert_allclose(result, p * v64 - p * (p @ v64), **TOLERANCE[dtype])
     np.testing.assert_allclose(tape.hvp(lambda t: tape.mse(t, np.ones(5)), Tensor(x), v), 2 * v64 / 5, **TOLERANCE[dtype])
     np.testing.assert_allclose(tape.hvp(lambda t: t @ a @ t, Tensor(x), v), (a + a.T) @ v64, **TOLERANCE[dtype])
+
+
+def test_hvp_where_a_recorded_tangent_is_spread_by_broadcasting():
+    # f(x) = sum_i (sum_j (sin x_i + c_ij))^2 = sum_i (4 sin x_i + r_i)^2, r the rows' sums of C:
+    # d2f/dx_i2 = 2 (16 cos^2 x_i - 4 sin x_i (4 sin x_i + r_i))
+    x, v = np.array([0.3, -1.2, 2.0]), np.array([1.0, 0.5, -2.0])
+    f = lambda t: ((tape.sin(t).reshape(3, 1) + C).sum(axis=1) ** 2.0).sum()  # noqa: E731
+    r = C.sum(axis=1)
+    diagonal = 2 * (16 * np.cos(x) ** 2 - 4 * np.sin(x) * (4 * np.sin(x) + r))
+    np.testing.assert_allclose(tape.hvp(f, Tensor(x), v), diagonal * v)
+
+
+def test_a_dual_tensor_is_a_tensor_but_no_node():
+    seen = {}
+
+    def f(t):
+        seen.update(cls=isinstance(t, Tensor), grad=t.requires_grad, node=t.node, shape=t.shape, n=len(t), size=t.size)
+        seen.update(one=t[1].item(), number=float(t.sum()), dtype=t.dtype)
+        with pytest.raises(ValueError, match=r"item\(\) of a DualTensor of shape \(2,\)"):
+            t.item()
+        return t
+
+    tape.jvp(f, (Tensor(np.array([1.5, 2.5], np.float32)),), (np.ones(2),))
+    assert seen == dict(cls=True, grad=False, node=-1, shape=(2,), n=2, size=2, one=2.5, number=4.0, dtype=np.float32)
 
 
 def test_grad_of_grad_of_a_sum_of_cubes():
