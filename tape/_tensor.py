@@ -58,91 +58,6 @@ class Tensor:
     __array_ufunc__ = None  # numpy defers to the reflected operators: array + Tensor is Tensor.__radd__
     __hash__ = object.__hash__  # a node, not a number: hashed by identity
 
-    def __add__(self, other):
-        return elementwise("add", self, other)
-
-    def __radd__(self, other):
-        return elementwise("add", other, self)
-
-    def __sub__(self, other):
-        return elementwise("sub", self, other)
-
-    def __rsub__(self, other):
-        return elementwise("sub", other, self)
-
-    def __mul__(self, other):
-        return elementwise("mul", self, other)
-
-    def __rmul__(self, other):
-        return elementwise("mul", other, self)
-
-    def __truediv__(self, other):
-        return elementwise("truediv", self, other)
-
-    def __rtruediv__(self, other):
-        return elementwise("truediv", other, self)
-
-    def __pow__(self, other):
-        return elementwise("pow", self, other)
-
-    def __rpow__(self, other):
-        return elementwise("pow", other, self)
-
-    def __neg__(self):
-        return elementwise("neg", self)
-
-    def __pos__(self):
-        return self
-
-    def __abs__(self):
-        return elementwise("abs", self)
-
-    def __matmul__(self, other):
-        return structural("matmul", self, other)
-
-    def __rmatmul__(self, other):
-        return structural("matmul", other, self)
-
-    def __getitem__(self, index):
-        return structural("getitem", self, index=_index(index))
-
-    # Comparisons compare true values, as Vars do (tape._var.exact): an array of bools, nothing
-    # recorded (a mask, as in numpy).
-    def __lt__(self, other):
-        return exact(array_of(self)) < exact(value_of(other))
-
-    def __le__(self, other):
-        return exact(array_of(self)) <= exact(value_of(other))
-
-    def __gt__(self, other):
-        return exact(array_of(self)) > exact(value_of(other))
-
-    def __ge__(self, other):
-        return exact(array_of(self)) >= exact(value_of(other))
-
-    # -- structural operations ------------------------------------------------------------------
-
-    def sum(self, axis=None, keepdims: bool = False):
-        return structural("sum", self, axis=_axes(axis, self.ndim, "sum"), keepdims=keepdims)
-
-    def mean(self, axis=None, keepdims: bool = False):
-        return structural("mean", self, axis=_axes(axis, self.ndim, "mean"), keepdims=keepdims)
-
-    def logsumexp(self, axis=None, keepdims: bool = False):
-        return structural("logsumexp", self, axis=_axes(axis, self.ndim, "logsumexp"), keepdims=keepdims)
-
-    def reshape(self, *shape):
-        shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list, np.ndarray)) else shape
-        return structural("reshape", self, shape=tuple(_integer(n, "reshape", "a shape's entry") for n in shape))
-
-    def transpose(self, *axes):
-        axes = axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list, np.ndarray)) else axes
-        return structural("transpose", self, axes=tuple(_integer(a, "transpose", "an axis") for a in axes) or None)
-
-    @property
-    def T(self):
-        return structural("transpose", self, axes=None)
-
     def __init__(self, value, dtype=None, requires_grad: bool = True) -> None:
         self._leaf(as_array(value, dtype, "Tensor(value)", copy=True), requires_grad)
 
@@ -255,6 +170,93 @@ class Tensor:
         from html import escape
 
         return f"<code>Tensor</code> {self.shape} {self.dtype} (node {self._node})<pre>{escape(repr(self.value))}</pre>"
+
+    # -- operators ----------------------------------------------------------------------------
+
+    def __add__(self, other):
+        return elementwise("add", self, other)
+
+    def __radd__(self, other):
+        return elementwise("add", other, self)
+
+    def __sub__(self, other):
+        return elementwise("sub", self, other)
+
+    def __rsub__(self, other):
+        return elementwise("sub", other, self)
+
+    def __mul__(self, other):
+        return elementwise("mul", self, other)
+
+    def __rmul__(self, other):
+        return elementwise("mul", other, self)
+
+    def __truediv__(self, other):
+        return elementwise("truediv", self, other)
+
+    def __rtruediv__(self, other):
+        return elementwise("truediv", other, self)
+
+    def __pow__(self, other):
+        return elementwise("pow", self, other)
+
+    def __rpow__(self, other):
+        return elementwise("pow", other, self)
+
+    def __neg__(self):
+        return elementwise("neg", self)
+
+    def __pos__(self):
+        return self
+
+    def __abs__(self):
+        return elementwise("abs", self)
+
+    def __matmul__(self, other):
+        return structural("matmul", self, other)
+
+    def __rmatmul__(self, other):
+        return structural("matmul", other, self)
+
+    def __getitem__(self, index):
+        return structural("getitem", self, index=_index(index))
+
+    # Comparisons compare true values, as Vars do (tape._var.exact): an array of bools, nothing
+    # recorded (a mask, as in numpy).
+    def __lt__(self, other):
+        return exact(array_of(self)) < exact(value_of(other))
+
+    def __le__(self, other):
+        return exact(array_of(self)) <= exact(value_of(other))
+
+    def __gt__(self, other):
+        return exact(array_of(self)) > exact(value_of(other))
+
+    def __ge__(self, other):
+        return exact(array_of(self)) >= exact(value_of(other))
+
+    # -- structural operations ------------------------------------------------------------------
+
+    def sum(self, axis=None, keepdims: bool = False):
+        return structural("sum", self, axis=_axes(axis, self.ndim, "sum"), keepdims=keepdims)
+
+    def mean(self, axis=None, keepdims: bool = False):
+        return structural("mean", self, axis=_axes(axis, self.ndim, "mean"), keepdims=keepdims)
+
+    def logsumexp(self, axis=None, keepdims: bool = False):
+        return structural("logsumexp", self, axis=_axes(axis, self.ndim, "logsumexp"), keepdims=keepdims)
+
+    def reshape(self, *shape):
+        shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list, np.ndarray)) else shape
+        return structural("reshape", self, shape=tuple(_integer(n, "reshape", "a shape's entry") for n in shape))
+
+    def transpose(self, *axes):
+        axes = axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list, np.ndarray)) else axes
+        return structural("transpose", self, axes=tuple(_integer(a, "transpose", "an axis") for a in axes) or None)
+
+    @property
+    def T(self):
+        return structural("transpose", self, axes=None)
 
 
 class Node:
