@@ -79,7 +79,7 @@ def net_loss(W1):
 
 W1 = weights["layers.0.weight"]
 V = np.random.default_rng(0).normal(size=W1.shape)
-Hv = tape.hvp(net_loss, Tensor(W1), Tensor(V))
+Hv = tape.hvp(net_loss, Tensor(W1), V)
 eps = 1e-5  # central differences of the gradient along V: (g(W1 + eps V) - g(W1 - eps V)) / 2 eps
 differences = (tape.grad(net_loss)(Tensor(W1 + eps * V)) - tape.grad(net_loss)(Tensor(W1 - eps * V))) / (2 * eps)
 print(f"   hvp {Hv.shape}, its largest entry {np.abs(Hv).max():.3e}")

@@ -302,3 +302,43 @@ def test_a_bad_leaf_in_a_tuple_holding_a_list_is_refused_naming_its_path():
         tape.hessian(lambda t: t[0])([2.0, [3.0, [None]]])
     with pytest.raises(ValueError, match=r"tangent 0 has the structure tuple\[scalar, \(3,\)\], expected tuple\[scalar, \(2,\)\]"):
         tape.jvp(g_nested, (NESTED,), ((1.0, [0.5, -1.0, 2.0]),))
+
+
+def array_shape(x):
+    """The shape numpy would give x if x is numbers alone, nested to a rectangle, else None
+    (the test's own statement of the rule: such a list is one array leaf)."""
+    if isinstance(x, float):
+        return ()
+    shapes = [array_shape(v) for v in x]
+    if any(s is None for s in shapes) or len(set(shapes)) != 1:
+        return None
+    return (len(x),) + shapes[0]
+
+
+def shaped_as_the_rule_says(x, derivative) -> None:
+    """derivative has x's structure, with an array of its shape where x is a rectangle of numbers."""
+    if isinstance(x, float):
+        assert isinstance(derivative, float)
+    elif array_shape(x) is not None:
+        assert isinstance(derivative, np.ndarray) and derivative.shape == array_shape(x)
+    else:
+        assert type(derivative) is type(x) and len(derivative) == len(x)
+        for v, d in zip(x, derivative):
+            shaped_as_the_rule_says(v, d)
+
+
+nested_numbers = st.recursive(
+    numbers, lambda children: st.one_of(st.lists(children, min_size=1, max_size=3),
+                                        st.lists(children, min_size=1, max_size=3).map(tuple)), max_leaves=8)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(nested_numbers, min_size=1, max_size=3).map(tuple))
+def test_nested_lists_of_numbers_are_arrays_when_rectangular_and_structures_otherwise(nested):
+    flat = np.array(entries(nested), dtype=float)
+    derivative = tape.grad(f)(nested)
+    shaped_as_the_rule_says(nested, derivative)
+    np.testing.assert_allclose(entries(derivative), tape.grad(flat_f)(flat), rtol=1e-12, atol=1e-12)
+    direction = np.linspace(-1.0, 1.0, flat.size)
+    product = tape.hvp(f, nested, shaped_like(nested, list(direction)))
+    np.testing.assert_allclose(entries(product), tape.hvp(flat_f, flat, direction), rtol=1e-12, atol=1e-12)
