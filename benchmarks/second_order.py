@@ -14,7 +14,8 @@ against PyTorch's and JAX's, measured in the same run.
     archive into a temporary folder), to show the first-order sweep is no slower.
 
 Every engine runs in a fresh process, the rounds interleaved; a process times its measures
-interleaved too (a slow spell hits all of them) and reports each one's median. A check column
+interleaved too (a slow spell hits all of them) and reports each one's median (of fewer runs
+than --repeats once 10 s have gone: a slow engine). A check column
 compares each result with the first engine's (a projection onto a fixed random direction). Where
 wengert refuses (NotImplementedError, before issue 30's core), its row says so.
 
@@ -79,12 +80,16 @@ def projection(result) -> float:
     return float(result @ np.random.default_rng(2).normal(size=result.size))
 
 
-def interleaved_medians(runs: dict[str, Callable], repeats: int) -> dict[str, float]:
-    """name -> median seconds of runs[name](), the runs taken in turn, after one untimed call each."""
+def interleaved_medians(runs: dict[str, Callable], repeats: int, budget: float = 10.0) -> dict[str, float]:
+    """name -> median seconds of runs[name](), the runs taken in turn, after one untimed call each;
+    `repeats` turns, or fewer (at least one) once `budget` seconds have gone (a slow engine)."""
     for run in runs.values():
         run()
     times: dict[str, list] = {name: [] for name in runs}
-    for _ in range(repeats):
+    began = time.perf_counter()
+    for turn in range(repeats):
+        if turn and time.perf_counter() - began > budget:
+            break
         for name, run in runs.items():
             start = time.perf_counter()
             run()
@@ -245,7 +250,9 @@ def run_one(case: str, engine: str, dtype: str, repeats: int, where: Path) -> di
 
 def export(revision: str, folder: Path) -> None:
     """tape/ and mlp/ as they were at `revision`, written into `folder`."""
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", revision, "tape", "mlp"], capture_output=True, check=True)
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", revision, "tape", "mlp"], capture_output=True)
+    if archive.returncode:
+        raise SystemExit(f"--before {revision}: git archive failed: {archive.stderr.decode().strip()}")
     subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
 
 

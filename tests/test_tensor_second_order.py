@@ -100,7 +100,7 @@ def test_hvp_of_a_sum_of_sigmoids_of_x_times_w(kind, dtype):
     x64, w64, v64 = (np.asarray(a, dtype).astype(np.float64) for a in (x, w, v))
     s = sigmoid(x64 @ w64)
     expected = x64.T @ (s * (1 - s) * (1 - 2 * s) * (x64 @ v64))
-    result = tape.hvp(lambda w: tape.sigmoid(x @ w).sum(), given_as(kind, w, dtype), given_as(kind, v, dtype))
+    result = tape.hvp(lambda w: tape.sigmoid(x @ w).sum(), given_as(kind, w, dtype), given_as(kind, v, dtype))  # v a Tensor too
     check_result(kind, result, expected, dtype)
 
 
@@ -108,10 +108,11 @@ LABELS = np.array([0, 3, 1])
 
 
 def cross_entropy(z):
-    """The mean over rows of -log softmax(z)[label]: one node for a Tensor, row by row for Vars."""
-    if isinstance(z, tape.Tensor):
-        return tape.softmax_cross_entropy(z, LABELS)
-    return sum(tape.logsumexp(list(row)) - row[k] for row, k in zip(z, LABELS)) / len(LABELS)
+    """The mean over rows of -log softmax(z)[label]: row by row for an array of scalar nodes, else
+    (matrix nodes, whatever their kind inside a transform) the one node."""
+    if isinstance(z, np.ndarray):
+        return sum(tape.logsumexp(list(row)) - row[k] for row, k in zip(z, LABELS)) / len(LABELS)
+    return tape.softmax_cross_entropy(z, LABELS)
 
 
 @KINDS
@@ -151,7 +152,7 @@ def test_grad_of_grad_of_a_sum_of_cubes(kind):
     check_result(kind, outer, 6 * x * weights)
     check_result(kind, tape.grad(lambda x: tape.grad(cube)(x).sum())(given_as(kind, x[:1])), 6 * x[:1])
     check_result(kind, tape.hessian(cube)(given_as(kind, x)), np.diag(6 * x))
-    check_result(kind, tape.hvp(cube, given_as(kind, x), given_as(kind, weights)), 6 * x * weights)
+    check_result(kind, tape.hvp(cube, given_as(kind, x), weights), 6 * x * weights)
 
 
 @KINDS
