@@ -215,3 +215,14 @@ def test_forward_mode_jacobian_of_a_layer(kind):
     t = np.tanh(x @ W + B)
     expected = np.einsum("aj,bj->jab", 1 - t**2, W)
     check_result(kind, tape.jacobian(layer, mode="forward")(given_as(kind, x)), expected)
+
+
+@KINDS
+def test_a_direction_of_another_shape_or_a_function_that_is_no_scalar_is_refused_by_name(kind):
+    x = given_as(kind, np.ones(3))
+    with pytest.raises(ValueError, match=r"hvp: x has shape \(3,\) but v has shape \(2,\)"):
+        tape.hvp(cube, x, np.ones(2))
+    with pytest.raises(ValueError, match=r"jvp: primal 0 has shape \(3,\) but its tangent has shape \(2,\)"):
+        tape.jvp(cube, (x,), (np.ones(2),))
+    with pytest.raises(TypeError, match=r"must return a scalar"):
+        tape.hessian(lambda x: x * 2.0)(x)
