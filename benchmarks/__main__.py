@@ -3,9 +3,11 @@ Each prints its tables; benchmarks/RESULTS.md records them with the commands and
 second semester's recipes against their PyTorch twins come last (about 15 minutes)."""
 import sys
 
-from benchmarks import jacobian, matrix_threads, mlp, scalar, second_semester, second_semester_speed, sweep, tensor, traced
+from benchmarks import (jacobian, matrix_threads, mlp, scalar, second_order, second_semester, second_semester_speed,
+                        sweep, tensor, traced)
 
-for module in (scalar, tensor, mlp, matrix_threads, jacobian, traced, sweep, second_semester_speed, second_semester):
+for module in (scalar, tensor, mlp, matrix_threads, jacobian, second_order, traced, sweep, second_semester_speed,
+               second_semester):
     print(f"\n## python -m {module.__name__}\n", flush=True)
     sys.argv = [module.__name__]
     module.main()

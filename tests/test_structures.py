@@ -234,3 +234,111 @@ def test_the_issue_example_and_a_gradient_in_the_arguments_structure():
     same(g[1], Pair((0.0, np.array([15.0])), 6.0))
     assert g[0] == 10.0
     assert tape.grad(lambda x: x[0] * x[1])([3.0, 4.0]).tolist() == [4.0, 3.0]  # numbers alone: an array, as before
+
+
+# A top-level tuple or list that holds a list: a structure, not an array (issue 30). For
+# a, (b, c) = t: g = a^2 b + b c^3, whose derivatives are written out here.
+NESTED = (2.0, [3.0, 4.0])  # a, b, c
+NESTED_DIRECTION = (1.0, [0.5, -1.0])
+
+
+def g_nested(t):
+    a, (b, c) = t[0], t[1]
+    return a**2 * b + b * c**3
+
+
+def test_a_tuple_holding_a_list_is_a_structure_for_grad_and_value_and_grad():
+    result = tape.grad(lambda t: t[0] * t[1][0] - t[1][1])((2.0, [3.0, 4.0]))  # the issue's example
+    same(result, (3.0, np.array([2.0, -1.0])))
+    value, derivative = tape.value_and_grad(g_nested)(NESTED)
+    assert value == 2.0**2 * 3.0 + 3.0 * 4.0**3
+    same(derivative, (2 * 2.0 * 3.0, np.array([2.0**2 + 4.0**3, 3 * 3.0 * 4.0**2])))  # (2ab, [a^2 + c^3, 3bc^2])
+    same(tape.grad(lambda s, t: s * t[1][1] ** 2, argnums=(0, 1))(2.0, [1.0, [3.0, 4.0]]),
+         (16.0, [0.0, np.array([0.0, 16.0])]))
+    same(tape.grad(lambda t: t[1][0] * t[0])([2.0, [3.0, 4.0]]), [3.0, np.array([2.0, 0.0])])
+
+
+def test_a_ragged_list_is_a_structure_and_a_rectangular_one_stays_an_array():
+    ragged = tape.grad(lambda x: x[0][0] * x[0][1] * x[1][0])([[1.0, 2.0], [3.0]])
+    same(ragged, [np.array([2.0 * 3.0, 1.0 * 3.0]), np.array([1.0 * 2.0])])
+    rectangular = tape.grad(lambda x: x[0][0] * x[1][1])([[1.0, 2.0], [3.0, 4.0]])
+    same(rectangular, np.array([[4.0, 0.0], [0.0, 1.0]]))
+    same(tape.grad(lambda x: x[0][1] * x[1][0])(((1.0, 2.0), (3.0, 4.0))), np.array([[0.0, 3.0], [2.0, 0.0]]))
+
+
+def test_jvp_vjp_and_jacobian_on_a_tuple_holding_a_list():
+    value, derivative = tape.jvp(g_nested, (NESTED,), (NESTED_DIRECTION,))
+    assert (value, derivative) == (204.0, 12.0 * 1.0 + 68.0 * 0.5 + 144.0 * -1.0)  # the gradient . direction
+    value, pullback = tape.vjp(lambda t: [t[0] * t[1][0], t[1][1]], (NESTED,))
+    same(value, np.array([6.0, 4.0]))
+    same(pullback(np.array([2.0, -1.0])), ((2.0 * 3.0, np.array([2.0 * 2.0, -1.0])),))  # (u0 b, [u0 a, u1])
+
+    def h(t):
+        return [t[0] * t[1][0], t[1][1] ** 2, t[0] + t[1][1]]
+
+    for mode in ("forward", "reverse"):
+        by_a, by_bc = tape.jacobian(h, mode=mode)(NESTED)  # rows [ab, c^2, a + c], columns a; (b, c)
+        same(by_a, np.array([3.0, 0.0, 1.0]))
+        same(by_bc, np.array([[2.0, 0.0], [0.0, 8.0], [0.0, 1.0]]))
+
+
+def test_hessian_and_hvp_on_a_tuple_holding_a_list():
+    # rows a, b, c: [2b, 2a, 0], [2a, 0, 3c^2], [0, 3c^2, 6bc] at a, b, c = 2, 3, 4
+    full = np.array([[6.0, 4.0, 0.0], [4.0, 0.0, 48.0], [0.0, 48.0, 72.0]])
+    (aa, a_bc), (bc_a, bc_bc) = tape.hessian(g_nested)(NESTED)
+    same(aa, full[0, 0])
+    same(a_bc, full[0, 1:])
+    same(bc_a, full[1:, 0])
+    same(bc_bc, full[1:, 1:])
+    product = full @ np.array([1.0, 0.5, -1.0])
+    same(tape.hvp(g_nested, NESTED, NESTED_DIRECTION), (product[0], product[1:]))
+    tape.check_grads(g_nested, NESTED, order=2)
+
+
+def test_a_bad_leaf_in_a_tuple_holding_a_list_is_refused_naming_its_path():
+    with pytest.raises(TypeError, match=r"argument 0 at \[1\]\[1\] is a str"):
+        tape.grad(lambda t: t[0])((2.0, [3.0, "a"]))
+    with pytest.raises(TypeError, match=r"argument 0 at \[1\]\[1\]\[0\] is a NoneType"):
+        tape.hessian(lambda t: t[0])([2.0, [3.0, [None]]])
+    with pytest.raises(ValueError, match=r"tangent 0 has the structure tuple\[scalar, \(3,\)\], expected tuple\[scalar, \(2,\)\]"):
+        tape.jvp(g_nested, (NESTED,), ((1.0, [0.5, -1.0, 2.0]),))
+
+
+def array_shape(x):
+    """The shape numpy would give x if x is numbers alone, nested to a rectangle, else None
+    (the test's own statement of the rule: such a list is one array leaf)."""
+    if isinstance(x, float):
+        return ()
+    shapes = [array_shape(v) for v in x]
+    if any(s is None for s in shapes) or len(set(shapes)) != 1:
+        return None
+    return (len(x),) + shapes[0]
+
+
+def shaped_as_the_rule_says(x, derivative) -> None:
+    """derivative has x's structure, with an array of its shape where x is a rectangle of numbers."""
+    if isinstance(x, float):
+        assert isinstance(derivative, float)
+    elif array_shape(x) is not None:
+        assert isinstance(derivative, np.ndarray) and derivative.shape == array_shape(x)
+    else:
+        assert type(derivative) is type(x) and len(derivative) == len(x)
+        for v, d in zip(x, derivative):
+            shaped_as_the_rule_says(v, d)
+
+
+nested_numbers = st.recursive(
+    numbers, lambda children: st.one_of(st.lists(children, min_size=1, max_size=3),
+                                        st.lists(children, min_size=1, max_size=3).map(tuple)), max_leaves=8)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(nested_numbers, min_size=1, max_size=3).map(tuple))
+def test_nested_lists_of_numbers_are_arrays_when_rectangular_and_structures_otherwise(nested):
+    flat = np.array(entries(nested), dtype=float)
+    derivative = tape.grad(f)(nested)
+    shaped_as_the_rule_says(nested, derivative)
+    np.testing.assert_allclose(entries(derivative), tape.grad(flat_f)(flat), rtol=1e-12, atol=1e-12)
+    direction = np.linspace(-1.0, 1.0, flat.size)
+    product = tape.hvp(f, nested, shaped_like(nested, list(direction)))
+    np.testing.assert_allclose(entries(product), tape.hvp(flat_f, flat, direction), rtol=1e-12, atol=1e-12)
