@@ -2,13 +2,17 @@
 from __future__ import annotations
 
 import html
-from itertools import zip_longest
+import re
+from itertools import count, zip_longest
 from pathlib import Path
+from typing import Iterator
 
 from ._ops import Var
 from ._tape import _brief
 
 FORMATS = ("svg", "png", "pdf", "dot")
+FIT_WIDTH = 570.0  # points (760 pixels): a notebook's output area of 850 pixels, less its prompt and margins
+MIN_SCALE = 0.75  # the smallest scale a left-to-right drawing is shown at before it turns top to bottom
 
 
 def ancestors(y: Var) -> list[int]:
@@ -56,14 +60,44 @@ class Drawing:
         return path
 
     def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
-        """SVG for a notebook; where Graphviz's dot is missing, a message saying so, and the source."""
+        """SVG for a notebook, laid out to fit its output area; where Graphviz's dot is missing,
+        a message saying so, and the source."""
         import graphviz
 
         try:
-            return {"image/svg+xml": self.graph.pipe(format="svg").decode()}
+            return {"image/svg+xml": self.fitted()}
         except graphviz.ExecutableNotFound:
             return {"text/html": f"<p>{html.escape(NO_DOT)}; the graph's source:</p><pre>{html.escape(self.source)}</pre>",
                     "text/plain": f"{NO_DOT}\n{self.source}"}
+
+    def fitted(self, width: float = FIT_WIDTH) -> str:
+        """The SVG at most `width` points wide: left to right as the course draws it if that fits
+        at three quarters of its size or more, else top to bottom if that is narrower; scaled down
+        to the width if wider."""
+        graph = self.graph
+        svg = graph.pipe(format="svg").decode()
+        if _width(svg) <= width:
+            return svg
+        if _width(svg) <= width / MIN_SCALE:
+            return self._scaled(graph, width)
+        down = graph.copy()
+        down.graph_attr["rankdir"] = "TB"
+        across = down.pipe(format="svg").decode()
+        if _width(across) < _width(svg):
+            graph, svg = down, across
+        return self._scaled(graph, width) if _width(svg) > width else svg
+
+    @staticmethod
+    def _scaled(graph, width: float) -> str:
+        graph = graph.copy()
+        graph.graph_attr["size"] = f"{width / 72:.3f},1000"  # inches; dot only scales down to it
+        return graph.pipe(format="svg").decode()
+
+
+def _width(svg: str) -> float:
+    """The width of Graphviz's SVG in points (its root's width="612pt")."""
+    match = re.search(r'<svg[^>]*\swidth="([0-9.]+)pt"', svg)
+    return float(match.group(1)) if match else 0.0
 
 
 NO_DOT = "tape.draw needs Graphviz's dot program: apt-get install graphviz (or brew install graphviz)"
@@ -71,8 +105,11 @@ NO_DOT = "tape.draw needs Graphviz's dot program: apt-get install graphviz (or b
 
 def draw(y: Var, path: str | Path | None = None, names: dict | None = None, max_nodes: int = 500) -> Path | Drawing:
     """The graph of every node `y` depends on, as the course draws it: a box per node with its
-    index, op and, for `y` and the Vars named in `names` ({Var: "x1", ...}), its value; arrows
-    labelled with the local partials; and each node's adjoint from the latest sweep. Rendered to
+    label, op and, for `y` and the Vars named in `names` ({Var: "x1", ...}, each of y's tape),
+    its value; arrows labelled with the local partials; and each node's adjoint from the latest
+    sweep, which a line above the graph names. A node named in `names` shows its name; the others
+    are v1, v2, ... in tape order among the nodes drawn (so a small graph at the end of a long
+    tape reads v1..v8, not v50905), and show their index on the tape as a tooltip. Rendered to
     `path` (.svg, .png, .pdf, or .dot for Graphviz's source) if given, which is returned; else
     returned as a `Drawing`, which a notebook shows inline. Needs the `graphviz` package, and
     Graphviz's `dot` to render."""
@@ -82,27 +119,34 @@ def draw(y: Var, path: str | Path | None = None, names: dict | None = None, max_
     nodes = ancestors(y)
     if len(nodes) > max_nodes:
         raise ValueError(f"draw: the graph of {y!r} has {len(nodes):,} nodes, more than max_nodes={max_nodes}")
-    labelled = {y: ""} | dict(names or {})
-    label_of = {v.node: (name, v._value) for v, name in labelled.items() if isinstance(v, Var) and v.tape is t}
-    label_of |= {v.node: (name, None) for v, name in labelled.items() if hasattr(v, "shape") and getattr(v, "node", -1) >= 0}
+    named = t.named(names or {}, "draw(names)")
+    values = {v.node: v._value for v in [y, *(names or {})] if isinstance(v, Var)}
+    label = dict(zip((i for i in nodes if i not in named), _free_names(set(named.values())))) | named
     try:
         import graphviz
     except ImportError:
         raise ImportError("tape.draw needs the graphviz package: pip install graphviz (or pip install 'wengert[draw]')") from None
-    graph = graphviz.Digraph(graph_attr={"rankdir": "LR"}, node_attr={"shape": "box", "style": "rounded", "fontname": "Helvetica"},
+    sweep = t.sweep_name(lambda i: label.get(i, f"node {i} (not drawn)"))
+    graph = graphviz.Digraph(graph_attr={"rankdir": "LR", "label": f"adjoints of {sweep}" if sweep else "not swept yet",
+                                         "labelloc": "t", "labeljust": "l", "fontname": "Helvetica", "fontsize": "11"},
+                             node_attr={"shape": "box", "style": "rounded", "fontname": "Helvetica"},
                              edge_attr={"fontname": "Helvetica", "fontsize": "10"})
     for i in nodes:
         op, parents, partials = t.node(i)
-        name, value = label_of.get(i, ("", None))
-        lines = [f"{name or 'v'}{'' if name else i}  {op}"]
-        if value is not None:
-            lines.append(f"= {value:.6g}")
+        lines = [f"{label[i]}  {op}"]
+        if values.get(i) is not None:
+            lines.append(f"= {values[i]:.6g}")
         matrix = t._matrix.get(i)
         if i < len(t.adjoint):
             shaped = matrix is not None and matrix.shape
             lines.append(f"adjoint {_brief(t.grads.get(i, 0.0)) if shaped else format(t.adjoint[i], '.6g')}")
-        graph.node(str(i), "\n".join(lines), color="firebrick" if i == y.node else "black")
+        graph.node(str(i), "\n".join(lines), color="firebrick" if i == y.node else "black", tooltip=f"node {i} of the tape")
         for p, d in zip_longest(parents, partials):  # a matrix node has no partials: its edges carry its VJP
             graph.edge(str(p), str(i), label="" if d is None else f"{d:.4g}")
     drawing = Drawing(graph)
     return drawing if path is None else drawing.save(path)
+
+
+def _free_names(taken: set[str]) -> Iterator[str]:
+    """v1, v2, ... skipping the names a user gave."""
+    return (name for name in (f"v{k}" for k in count(1)) if name not in taken)
