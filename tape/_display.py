@@ -51,7 +51,7 @@ class Table:
         lines = ["  ".join(cell.rjust(w) if c in self.right else cell.ljust(w)
                            for c, (cell, w) in enumerate(zip(row, widths))).rstrip() for row in rows]
         if None in shown:
-            lines.insert(1 + KEPT + 1, f"... {self._left_out()}")
+            lines.insert(1 + KEPT, f"... {self._left_out()}")
         return "\n".join(lines + self.notes)
 
     def __repr__(self) -> str:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import html
-import re
 from itertools import count, zip_longest
 from pathlib import Path
 from typing import Iterator
@@ -12,7 +11,7 @@ from ._tape import _brief
 
 FORMATS = ("svg", "png", "pdf", "dot")
 FIT_WIDTH = 570.0  # points (760 pixels): a notebook's output area of 850 pixels, less its prompt and margins
-MIN_SCALE = 0.75  # the smallest scale a left-to-right drawing is shown at before it turns top to bottom
+LEFT_TO_RIGHT = 5  # the most nodes in a row of arrows drawn left to right (about 800 pixels); more go top to bottom
 
 
 def ancestors(y: Var) -> list[int]:
@@ -60,7 +59,7 @@ class Drawing:
         return path
 
     def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
-        """SVG for a notebook, laid out to fit its output area; where Graphviz's dot is missing,
+        """SVG for a notebook, fitted to its output area; where Graphviz's dot is missing,
         a message saying so, and the source."""
         import graphviz
 
@@ -71,33 +70,12 @@ class Drawing:
                     "text/plain": f"{NO_DOT}\n{self.source}"}
 
     def fitted(self, width: float = FIT_WIDTH) -> str:
-        """The SVG at most `width` points wide: left to right as the course draws it if that fits
-        at three quarters of its size or more, else top to bottom if that is narrower; scaled down
-        to the width if wider."""
-        graph = self.graph
-        svg = graph.pipe(format="svg").decode()
-        if _width(svg) <= width:
-            return svg
-        if _width(svg) <= width / MIN_SCALE:
-            return self._scaled(graph, width)
-        down = graph.copy()
-        down.graph_attr["rankdir"] = "TB"
-        across = down.pipe(format="svg").decode()
-        if _width(across) < _width(svg):
-            graph, svg = down, across
-        return self._scaled(graph, width) if _width(svg) > width else svg
-
-    @staticmethod
-    def _scaled(graph, width: float) -> str:
-        graph = graph.copy()
-        graph.graph_attr["size"] = f"{width / 72:.3f},1000"  # inches; dot only scales down to it
-        return graph.pipe(format="svg").decode()
-
-
-def _width(svg: str) -> float:
-    """The width of Graphviz's SVG in points (its root's width="612pt")."""
-    match = re.search(r'<svg[^>]*\swidth="([0-9.]+)pt"', svg)
-    return float(match.group(1)) if match else 0.0
+        """The SVG, scaled down to at most `width` points if it is wider (one layout by dot)."""
+        self.graph.graph_attr["size"] = f"{width / 72:.3f},1000"  # inches; dot only scales down to it
+        try:
+            return self.graph.pipe(format="svg").decode()
+        finally:
+            del self.graph.graph_attr["size"]  # the source and a saved file keep their own size
 
 
 NO_DOT = "tape.draw needs Graphviz's dot program: apt-get install graphviz (or brew install graphviz)"
@@ -109,7 +87,9 @@ def draw(y: Var, path: str | Path | None = None, names: dict | None = None, max_
     its value; arrows labelled with the local partials; and each node's adjoint from the latest
     sweep, which a line above the graph names. A node named in `names` shows its name; the others
     are v1, v2, ... in tape order among the nodes drawn (so a small graph at the end of a long
-    tape reads v1..v8, not v50905), and show their index on the tape as a tooltip. Rendered to
+    tape reads v1..v8, not v50905), and show their index on the tape as a tooltip. Drawn left to
+    right as the course does, or top to bottom where a path has more than LEFT_TO_RIGHT nodes;
+    a notebook shows it scaled down to fit 760 pixels if wider. Rendered to
     `path` (.svg, .png, .pdf, or .dot for Graphviz's source) if given, which is returned; else
     returned as a `Drawing`, which a notebook shows inline. Needs the `graphviz` package, and
     Graphviz's `dot` to render."""
@@ -127,12 +107,14 @@ def draw(y: Var, path: str | Path | None = None, names: dict | None = None, max_
     except ImportError:
         raise ImportError("tape.draw needs the graphviz package: pip install graphviz (or pip install 'wengert[draw]')") from None
     sweep = t.sweep_name(lambda i: label.get(i, f"node {i} (not drawn)"))
-    graph = graphviz.Digraph(graph_attr={"rankdir": "LR", "label": f"adjoints of {sweep}" if sweep else "not swept yet",
+    graph = graphviz.Digraph(graph_attr={"label": f"adjoints of {sweep}" if sweep else "not swept yet",
                                          "labelloc": "t", "labeljust": "l", "fontname": "Helvetica", "fontsize": "11"},
                              node_attr={"shape": "box", "style": "rounded", "fontname": "Helvetica"},
                              edge_attr={"fontname": "Helvetica", "fontsize": "10"})
+    row = {}  # the most nodes on a path of arrows ending at each node
     for i in nodes:
         op, parents, partials = t.node(i)
+        row[i] = 1 + max((row[p] for p in parents), default=0)
         lines = [f"{label[i]}  {op}"]
         if values.get(i) is not None:
             lines.append(f"= {values[i]:.6g}")
@@ -143,6 +125,7 @@ def draw(y: Var, path: str | Path | None = None, names: dict | None = None, max_
         graph.node(str(i), "\n".join(lines), color="firebrick" if i == y.node else "black", tooltip=f"node {i} of the tape")
         for p, d in zip_longest(parents, partials):  # a matrix node has no partials: its edges carry its VJP
             graph.edge(str(p), str(i), label="" if d is None else f"{d:.4g}")
+    graph.graph_attr["rankdir"] = "LR" if max(row.values()) <= LEFT_TO_RIGHT else "TB"
     drawing = Drawing(graph)
     return drawing if path is None else drawing.save(path)
 

@@ -400,9 +400,9 @@ class Tape:
         for key, name in names.items():
             if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
                 node, tape = int(key), self
+            elif getattr(key, "requires_grad", True) is False:
+                raise ValueError(f"{who}: {name!r} names a constant Tensor, which is no node of a tape")
             elif hasattr(key, "node") and hasattr(key, "tape"):
-                if getattr(key, "requires_grad", True) is False:
-                    raise ValueError(f"{who}: {name!r} names a constant Tensor, which is no node of a tape")
                 node, tape = key.node, key.tape
             else:
                 raise TypeError(f"{who}: expected node numbers, Vars or Tensors as the keys of names, got "
