@@ -46,10 +46,12 @@ def test_a_first_use_says_it_compiles_once_and_a_run_on_the_cache_says_nothing(t
 
 def test_a_users_module_announces_its_own_kernels_and_others_stay_silent(tmp_path):
     (tmp_path / "mine.py").write_text(
-        "import tape\nfrom numba import njit\n"
+        "import tape\nfrom numba import njit\nimport helpers\n"
         "tape.announce_compiling(__name__, 'my kernels')\n"
-        "@njit(cache=True)\ndef twice(x):\n    return 2 * x\n"
+        "@njit(cache=True)\ndef twice(x):\n    return 2 * helpers.same(x)\n"  # compiles helpers.same inside it
         "@njit(cache=True)\ndef thrice(x):\n    return 3 * x\n")
+    (tmp_path / "helpers.py").write_text("import tape\nfrom numba import njit\ntape.announce_compiling(__name__, 'helpers')\n"
+                                         "@njit(cache=True)\ndef same(x):\n    return x\n")
     (tmp_path / "theirs.py").write_text("from numba import njit\n@njit(cache=True)\ndef half(x):\n    return x / 2\n")
     code = "import mine, theirs\nprint(theirs.half(4.0), mine.twice(1.0), mine.thrice(1.0), mine.twice(2))"
     env = {"NUMBA_CACHE_DIR": str(tmp_path / "cache"), "PYTHONPATH": f"{ROOT}{os.pathsep}{tmp_path}"}
@@ -132,7 +134,7 @@ def test_a_tensors_grad_follows_the_latest_sweep_and_its_display_names_it():
         (a * a).sum().backward()
         np.testing.assert_array_equal(a.grad, [[2.0, 4.0], [6.0, 8.0]])
         b = tape.Tensor([5.0])
-        out = (b * 2.0).sum()
+        out = b * 2.0  # a Tensor of one element
         out.backward()
     np.testing.assert_array_equal(a.grad, np.zeros((2, 2)))
     assert repr(a).endswith(f"grad=[[0., 0.],\n             [0., 0.]] of the sweep from node {out.node})")
