@@ -34,8 +34,12 @@ class Drawing:
     """A graph `tape.draw` made: shown inline in a notebook (SVG), `save(path)` writes it to a file,
     `source` is Graphviz's text of it."""
 
-    def __init__(self, graph) -> None:
-        self.graph = graph
+    def __init__(self, graph, about: str = "") -> None:
+        self.graph, self.about = graph, about
+
+    def __repr__(self) -> str:
+        """What a terminal or a text export shows in place of the picture."""
+        return f"<Drawing: {self.about}; .save('graph.svg') writes it>"
 
     @property
     def source(self) -> str:
@@ -126,7 +130,7 @@ def draw(y: Var, path: str | Path | None = None, names: dict | None = None, max_
         for p, d in zip_longest(parents, partials):  # a matrix node has no partials: its edges carry its VJP
             graph.edge(str(p), str(i), label="" if d is None else f"{d:.4g}")
     graph.graph_attr["rankdir"] = "LR" if max(row.values()) <= LEFT_TO_RIGHT else "TB"
-    drawing = Drawing(graph)
+    drawing = Drawing(graph, f"the graph of {label[y.node]}, {len(nodes)} nodes, {graph.graph_attr['label']}")
     return drawing if path is None else drawing.save(path)
 
 

@@ -452,6 +452,10 @@ class Tape:
     def _repr_html_(self) -> str:
         return self.table().html()
 
+    def _repr_pretty_(self, printer, cycle: bool) -> None:
+        """What IPython shows as text (a terminal, a text export): the table, its ends if long."""
+        printer.text(repr(self.table()))
+
     def __str__(self) -> str:
         return self.format()
 

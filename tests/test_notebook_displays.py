@@ -148,6 +148,7 @@ def test_a_drawing_says_which_sweep_its_adjoints_are_of():
     assert label(tape.draw(y)) == f"adjoints of the sweep from node {w.node} (not drawn)"
     y.backward()
     assert label(tape.draw(y)) == "adjoints of the sweep from v2"
+    assert repr(tape.draw(y)) == "<Drawing: the graph of v2, 2 nodes, adjoints of the sweep from v2; .save('graph.svg') writes it>"
     assert label(tape.draw(y, names={y: "y"})) == "adjoints of the sweep from y"
     with tape.Tape():
         assert label(tape.draw(tape.Var(1.0) * 2.0)) == "not swept yet"
@@ -268,3 +269,16 @@ def test_a_guard_made_in_a_notebook_cell_names_the_cell(tmp_path):
     run = python(code, IPYTHONDIR=str(tmp_path))
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip().splitlines()[-1] == "guard: argument 0 < 1.0 was True (at Cell In[2], line 2 in hinge)"
+
+
+def test_ipython_shows_a_tape_and_a_trace_as_text_tables():
+    from IPython.lib.pretty import pretty
+
+    t, x1, x2, y = worked_example()
+    lines = pretty(t).splitlines()
+    assert lines[0] == "Tape: 6 nodes, not swept yet" and lines[1].split() == ["node", "op", "parents", "partials", "adjoint"]
+    assert len(lines) == 8 and repr(t) == "<Tape: 6 nodes>"  # an error message keeps the short form
+    traced = tape.trace(lambda w: tape.sin(w) * 2.0, 0.5)
+    lines = pretty(traced).splitlines()
+    assert lines[0] == "<traced <lambda>: 3 nodes, 3 operands, 0 guards>"
+    assert lines[4].split() == ["v2", "mul", "v1,", "2.0"] and lines[-1] == "outputs: v2"
