@@ -255,7 +255,8 @@ def test_a_tensor_shows_its_shape_dtype_node_and_grad_not_numpys_array():
     grad = re.search(r"<pre>grad  (.*?)</pre>", shown, re.S).group(1)
     assert [float(v) for v in re.findall(r"-?[0-9.]+", grad)] == [6.0, -12.0, 3.0, 24.0]
     assert "array(" not in shown and "grad=[[  6., -12.]" in repr(a) and t.swept_from == 3
-    scalar = tape.Tensor(2.0)
+    with tape.Tape():
+        scalar = tape.Tensor(2.0)
     assert repr(scalar) == f"Tensor(2., shape=(), dtype=float64, node={scalar.node})"
 
 
