@@ -25,7 +25,10 @@ from pathlib import Path
 import numpy as np
 from numba import njit, prange, uint64
 
+from tape import announce_compiling
 from tape.kernels import SOURCES, forget_stale_caches, sweep_window, value_and_partial
+
+announce_compiling(__name__, "mlp's training kernels")
 
 
 @njit(cache=True, inline="always")

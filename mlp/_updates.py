@@ -9,6 +9,10 @@ import math
 
 from numba import njit, prange
 
+from tape import announce_compiling
+
+announce_compiling(__name__, "mlp's training kernels")
+
 
 @njit(cache=True, error_model="numpy", parallel=True)
 def sgd(theta, g, lr):

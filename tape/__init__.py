@@ -33,6 +33,7 @@ from ._array import VarArray, matmul, record_array
 from ._tape import StaleVarError, Tape, TraceError, current_tape, op_code
 from ._draw import draw
 from ._display import Table
+from ._notice import announce_compiling
 from ._forward import Dual
 from ._transforms import gradient, grad, hessian, hvp, jacobian, jvp, no_grad, value_and_grad, vjp
 from ._trace import GuardError, Traced, trace
@@ -64,5 +65,5 @@ __all__ = [
     "relu", "reset", "rewind", "sigmoid", "sin", "sinh", "softplus", "sqrt", "stop_gradient", "sum", "tan",
     "tanh", "value_and_grad", "VarArray", "Dual", "jvp", "vjp", "jacobian", "hessian", "hvp", "draw", "matmul",
     "record", "record_array", "op_code", "trace", "Traced", "GuardError", "check_grads", "GradientCheckError",
-    "Table", "Tensor", "as_tensor", "concatenate", "mse", "softmax_cross_entropy", "stack",
+    "Table", "Tensor", "announce_compiling", "as_tensor", "concatenate", "mse", "softmax_cross_entropy", "stack",
 ]

@@ -155,17 +155,22 @@ class VarArray:
         return f"VarArray({np.array2string(self._values, precision=4, threshold=20)})"
 
     def _repr_html_(self) -> str:
-        swept = self._seg.alive and len(self.tape.adjoint) > 0
-        grads = self.grad if swept else None
+        """A table of its entries with their grads; a 2-d array as a grid of values, and below it
+        a grid of grads after a sweep (its caption names the sweep)."""
+        sweep = self._seg.tape.sweep_name() if self._seg.alive else ""
+        grads = self.grad if sweep else None
+        about = f"VarArray of shape {self.shape}, {self._values.dtype}"
+        if self.ndim == 2:
+            shown = _grid(self._values, f"{about}: values").html()
+            return shown + _grid(grads, f"grad, of {sweep}").html() if sweep else shown
 
         def row(i: int) -> tuple[str, ...]:
             index = tuple(int(k) for k in np.unravel_index(i, self.shape))
             return (str(index if len(index) != 1 else index[0]), f"{self._values[index]:.6g}",
-                    f"{grads[index]:.6g}" if swept else "")
+                    f"{grads[index]:.6g}" if sweep else "")
 
         return Table(("entry", "value", "grad"), Rows(self._values.size, row),
-                     caption=f"VarArray of shape {self.shape}, {self._values.dtype}, {'after a sweep' if swept else 'not swept yet'}"
-                     ).html()
+                     caption=f"{about}, {f'grads of {sweep}' if sweep else 'not swept yet'}").html()
 
     # -- reductions -------------------------------------------------------------------------------
 
@@ -275,6 +280,19 @@ def _parts(x) -> tuple[np.ndarray, np.ndarray | None] | None:
     if isinstance(x, (np.ndarray, *CONSTANTS)) or isinstance(x, (list, tuple)):
         return np.asarray(x, dtype=np.float64), None
     return None
+
+
+EDGE_COLUMNS = 3  # columns a grid keeps at each end when it leaves out its middle (850 pixels hold 8)
+
+
+def _grid(a: np.ndarray, caption: str) -> Table:
+    """A 2-d array as a table: a row per row, a column per column, the middle columns of a wide
+    one left out (a column of "..." says where)."""
+    n = a.shape[1]
+    columns = list(range(n)) if n <= 2 * EDGE_COLUMNS + 1 else [*range(EDGE_COLUMNS), None, *range(n - EDGE_COLUMNS, n)]
+    return Table(("", *("..." if j is None else str(j) for j in columns)),
+                 Rows(a.shape[0], lambda i: (str(i), *("..." if j is None else f"{a[i, j]:.6g}" for j in columns))),
+                 caption=caption, right=tuple(range(len(columns) + 1)))
 
 
 def _tape_of(*operands) -> Tape:

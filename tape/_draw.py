@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import html
-from itertools import zip_longest
+from itertools import count, zip_longest
 from pathlib import Path
+from typing import Iterator
 
 from ._ops import Var
 from ._tape import _brief
 
 FORMATS = ("svg", "png", "pdf", "dot")
+FIT_WIDTH = 570.0  # points (760 pixels): a notebook's output area of 850 pixels, less its prompt and margins
+LEFT_TO_RIGHT = 5  # the most nodes in a row of arrows drawn left to right (about 800 pixels); more go top to bottom
 
 
 def ancestors(y: Var) -> list[int]:
@@ -31,8 +34,12 @@ class Drawing:
     """A graph `tape.draw` made: shown inline in a notebook (SVG), `save(path)` writes it to a file,
     `source` is Graphviz's text of it."""
 
-    def __init__(self, graph) -> None:
-        self.graph = graph
+    def __init__(self, graph, about: str = "") -> None:
+        self.graph, self.about = graph, about
+
+    def __repr__(self) -> str:
+        """What a terminal or a text export shows in place of the picture."""
+        return f"<Drawing: {self.about}; .save('graph.svg') writes it>"
 
     @property
     def source(self) -> str:
@@ -56,14 +63,23 @@ class Drawing:
         return path
 
     def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
-        """SVG for a notebook; where Graphviz's dot is missing, a message saying so, and the source."""
+        """SVG for a notebook, fitted to its output area; where Graphviz's dot is missing,
+        a message saying so, and the source."""
         import graphviz
 
         try:
-            return {"image/svg+xml": self.graph.pipe(format="svg").decode()}
+            return {"image/svg+xml": self.fitted()}
         except graphviz.ExecutableNotFound:
             return {"text/html": f"<p>{html.escape(NO_DOT)}; the graph's source:</p><pre>{html.escape(self.source)}</pre>",
                     "text/plain": f"{NO_DOT}\n{self.source}"}
+
+    def fitted(self, width: float = FIT_WIDTH) -> str:
+        """The SVG, scaled down to at most `width` points if it is wider (one layout by dot)."""
+        self.graph.graph_attr["size"] = f"{width / 72:.3f},1000"  # inches; dot only scales down to it
+        try:
+            return self.graph.pipe(format="svg").decode()
+        finally:
+            del self.graph.graph_attr["size"]  # the source and a saved file keep their own size
 
 
 NO_DOT = "tape.draw needs Graphviz's dot program: apt-get install graphviz (or brew install graphviz)"
@@ -71,8 +87,13 @@ NO_DOT = "tape.draw needs Graphviz's dot program: apt-get install graphviz (or b
 
 def draw(y: Var, path: str | Path | None = None, names: dict | None = None, max_nodes: int = 500) -> Path | Drawing:
     """The graph of every node `y` depends on, as the course draws it: a box per node with its
-    index, op and, for `y` and the Vars named in `names` ({Var: "x1", ...}), its value; arrows
-    labelled with the local partials; and each node's adjoint from the latest sweep. Rendered to
+    label, op and, for `y` and the Vars named in `names` ({Var: "x1", ...}, each of y's tape),
+    its value; arrows labelled with the local partials; and each node's adjoint from the latest
+    sweep, which a line above the graph names. A node named in `names` shows its name; the others
+    are v1, v2, ... in tape order among the nodes drawn (so a small graph at the end of a long
+    tape reads v1..v8, not v50905), and show their index on the tape as a tooltip. Drawn left to
+    right as the course does, or top to bottom where a path has more than LEFT_TO_RIGHT nodes;
+    a notebook shows it scaled down to fit 760 pixels if wider. Rendered to
     `path` (.svg, .png, .pdf, or .dot for Graphviz's source) if given, which is returned; else
     returned as a `Drawing`, which a notebook shows inline. Needs the `graphviz` package, and
     Graphviz's `dot` to render."""
@@ -82,27 +103,37 @@ def draw(y: Var, path: str | Path | None = None, names: dict | None = None, max_
     nodes = ancestors(y)
     if len(nodes) > max_nodes:
         raise ValueError(f"draw: the graph of {y!r} has {len(nodes):,} nodes, more than max_nodes={max_nodes}")
-    labelled = {y: ""} | dict(names or {})
-    label_of = {v.node: (name, v._value) for v, name in labelled.items() if isinstance(v, Var) and v.tape is t}
-    label_of |= {v.node: (name, None) for v, name in labelled.items() if hasattr(v, "shape") and getattr(v, "node", -1) >= 0}
+    named = t._named(names or {}, "draw(names)")
+    values = {v.node: v._value for v in [y, *(names or {})] if isinstance(v, Var)}
+    label = dict(zip((i for i in nodes if i not in named), _free_names(set(named.values())))) | named
     try:
         import graphviz
     except ImportError:
         raise ImportError("tape.draw needs the graphviz package: pip install graphviz (or pip install 'wengert[draw]')") from None
-    graph = graphviz.Digraph(graph_attr={"rankdir": "LR"}, node_attr={"shape": "box", "style": "rounded", "fontname": "Helvetica"},
+    sweep = t.sweep_name(lambda i: label.get(i, f"node {i} (not drawn)"))
+    graph = graphviz.Digraph(graph_attr={"label": f"adjoints of {sweep}" if sweep else "not swept yet",
+                                         "labelloc": "t", "labeljust": "l", "fontname": "Helvetica", "fontsize": "11"},
+                             node_attr={"shape": "box", "style": "rounded", "fontname": "Helvetica"},
                              edge_attr={"fontname": "Helvetica", "fontsize": "10"})
+    row = {}  # the most nodes on a path of arrows ending at each node
     for i in nodes:
         op, parents, partials = t.node(i)
-        name, value = label_of.get(i, ("", None))
-        lines = [f"{name or 'v'}{'' if name else i}  {op}"]
-        if value is not None:
-            lines.append(f"= {value:.6g}")
+        row[i] = 1 + max((row[p] for p in parents), default=0)
+        lines = [f"{label[i]}  {op}"]
+        if values.get(i) is not None:
+            lines.append(f"= {values[i]:.6g}")
         matrix = t._matrix.get(i)
         if i < len(t.adjoint):
             shaped = matrix is not None and matrix.shape
             lines.append(f"adjoint {_brief(t.grads.get(i, 0.0)) if shaped else format(t.adjoint[i], '.6g')}")
-        graph.node(str(i), "\n".join(lines), color="firebrick" if i == y.node else "black")
+        graph.node(str(i), "\n".join(lines), color="firebrick" if i == y.node else "black", tooltip=f"node {i} of the tape")
         for p, d in zip_longest(parents, partials):  # a matrix node has no partials: its edges carry its VJP
             graph.edge(str(p), str(i), label="" if d is None else f"{d:.4g}")
-    drawing = Drawing(graph)
+    graph.graph_attr["rankdir"] = "LR" if max(row.values()) <= LEFT_TO_RIGHT else "TB"
+    drawing = Drawing(graph, f"the graph of {label[y.node]}, {len(nodes)} nodes, {graph.graph_attr['label']}")
     return drawing if path is None else drawing.save(path)
+
+
+def _free_names(taken: set[str]) -> Iterator[str]:
+    """v1, v2, ... skipping the names a user gave."""
+    return (name for name in (f"v{k}" for k in count(1)) if name not in taken)

@@ -12,7 +12,11 @@ from pathlib import Path
 import numpy as np
 from numba import njit, uint64
 
+from ._notice import announce_compiling
 from ._rules import CODE_BITS, CONSTANT_BITS
+
+KERNELS = "tape's kernels for VarArrays and long tapes"  # what a first use says it compiles
+announce_compiling(__name__, KERNELS)
 
 # numba checks a cached function against its own file only, not against the files of the
 # functions compiled into it (the rule table's, inlined everywhere): after an edit or an update,

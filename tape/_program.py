@@ -215,14 +215,14 @@ class Program:
     # -- saying what it is ---------------------------------------------------------------------------
 
     def describe(self, ref) -> str:
-        """A node or constant as a message names it: `argument 1[3]`, `node 12 (mul)`, `0.5`."""
+        """A node or constant as a message names it: `argument 1[3]`, `v12 (mul)`, `0.5`."""
         if ref >= self.n:
             return repr(float(self.val[ref]))
         if ref < self.first:
             i = int(np.searchsorted(self.offsets, ref, side="right")) - 1
             index = np.unravel_index(ref - self.offsets[i], self.shapes[i]) if self.shapes[i] else ()
             return f"argument {i}" + (f"[{', '.join(map(str, index))}]" if index else "")
-        return f"node {ref} ({CODES[self.code[ref]][0]})"
+        return f"v{ref} ({CODES[self.code[ref]][0]})"
 
     def guard_message(self, g: int, val: np.ndarray, sample: int | None = None) -> str:
         guard, (lhs, _, rhs, _) = self.guards[g], self.guard_arrays
@@ -236,17 +236,19 @@ class Program:
         return self.table().text()
 
     def table(self) -> Table:
-        """The program as a table: per node its operation, operands (node numbers; constants
-        with a decimal point) and, for inputs, constant leaves and kinks, its traced value; then
-        its outputs and guards."""
+        """The program as a table: per node (v0, v1, ...) its operation, operands (nodes by
+        their names, constants as numbers) and, for inputs, constant leaves and kinks, its traced
+        value; then its outputs and guards."""
+
+        def operand(r: int) -> str:
+            return f"v{r}" if r < self.n else repr(float(self.val[r]))
 
         def row(i: int) -> tuple[str, ...]:
-            refs = self.refs[self.start[i] : self.start[i + 1]]
-            operands = ", ".join(str(r) if r < self.n else repr(float(self.val[r])) for r in refs)
+            operands = ", ".join(map(operand, self.refs[self.start[i] : self.start[i + 1]]))
             op = "input" if i < self.first else CODES[self.code[i]][0]
-            return (str(i), op, operands or "-", f"{self.val[i]:.6g}" if op in ("input", "leaf", "kink") else "")
+            return (f"v{i}", op, operands or "-", f"{self.val[i]:.6g}" if op in ("input", "leaf", "kink") else "")
 
-        notes = [f"outputs: {', '.join(str(r) if r < self.n else repr(float(self.val[r])) for r in self.outputs)}"]
+        notes = [f"outputs: {', '.join(map(operand, self.outputs))}"]
         notes += [f"guard: {self.describe(l)} {g.op} {self.describe(r)} was {g.outcome} (at {g.where})"
                   for g, l, r in zip(self.guards, self.guard_arrays[0], self.guard_arrays[2])]
         return Table(("node", "op", "operands", "value"), Rows(self.n, row), notes)

@@ -19,7 +19,10 @@ from ._compiled import DOT as DOT_CODE
 from ._compiled import LOGSUMEXP as LOGSUMEXP_CODE
 from ._compiled import evaluate, term, term_partials, total
 from ._rules import CODE_BITS, CONSTANT_BITS, KINK_PARTIAL
+from ._notice import announce_compiling
 from .kernels import refused
+
+announce_compiling(__name__, "tape.trace's replay kernels")
 
 LEAF, UNARY, BINARY, BINARY_RIGHT, BINARY_LEFT, REDUCTION, DOT, KINK, CUSTOM = range(9)
 COMPARE_LT, COMPARE_LE, COMPARE_GT, COMPARE_GE, COMPARE_EQ, COMPARE_NE = range(6)

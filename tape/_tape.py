@@ -15,7 +15,7 @@ import contextvars
 import os
 import sys
 import threading
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -124,6 +124,7 @@ class Tape:
         self._partial = np.zeros(INITIAL_CAPACITY, np.float64)
         self._op = np.zeros(INITIAL_CAPACITY, np.uint8)
         self.adjoint = np.zeros(0)  # d(output)/d(node) from the latest sweep
+        self.swept_from: int | None = None  # that sweep's output node (None: a seed vector, or no sweep)
         self.grads: dict[int, np.ndarray] = {}  # the latest sweep's adjoints of matrix nodes with axes
         self.owned: set[int] = set()  # those of them that are their node's own memory (see Tensor.grad)
         self._matrix: dict[int, object] = {}  # node -> what a matrix node's VJP needs (tape._tensor.Node)
@@ -285,10 +286,12 @@ class Tape:
 
     # -- sweeping -----------------------------------------------------------------------------
 
-    def sweep(self, seed: np.ndarray, matrix_seed: dict[int, np.ndarray] | None = None) -> np.ndarray:
+    def sweep(self, seed: np.ndarray, matrix_seed: dict[int, np.ndarray] | None = None,
+              output: int | None = None) -> np.ndarray:
         """Algorithm 1 from any seed: `seed[i]` is the adjoint given to node i, `matrix_seed[i]`
         the array given to matrix node i. Returns the adjoints of all nodes below len(seed);
-        they also become what `Var.grad` reads (and `grads`, what `Tensor.grad` reads)."""
+        they also become what `Var.grad` reads (and `grads`, what `Tensor.grad` reads) of every
+        node of the tape, and `output` (the node seeded, if one was) what displays name them by."""
         self.flush()
         self._check_thread()
         adjoint = np.array(seed, dtype=np.float64)
@@ -305,7 +308,7 @@ class Tape:
                 adjoint[n] += float(g)
         hi = self._sweep_matrix_nodes(adjoint, len(adjoint))
         sweep_nodes(self._start, self._parent, self._partial, adjoint, 0, hi)
-        self.adjoint = adjoint
+        self.adjoint, self.swept_from = adjoint, output
         return adjoint
 
     def _sweep_matrix_nodes(self, adjoint: np.ndarray, hi: int) -> int:
@@ -334,7 +337,7 @@ class Tape:
         """Sweep from `node` with adjoint 1: d(node)/d(every node before it)."""
         seed = np.zeros(node + 1)
         seed[node] = 1.0
-        return self.sweep(seed)
+        return self.sweep(seed, output=node)
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -390,13 +393,45 @@ class Tape:
     def format(self, names: dict | None = None) -> str:
         return self.table(names).text()
 
+    def _named(self, names: dict, who: str) -> dict[int, str]:
+        """{node: name} of `names` ({node: "v1"} or {Var or Tensor: "v1"}), each of this tape:
+        a Var of another tape (a notebook's `t` reassigned since) is refused, by its name."""
+        nodes = {}
+        for key, name in names.items():
+            if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
+                node, tape = int(key), self
+            elif getattr(key, "requires_grad", True) is False:
+                raise ValueError(f"{who}: {name!r} names a constant Tensor, which is no node of a tape")
+            elif hasattr(key, "node") and hasattr(key, "tape"):
+                node, tape = key.node, key.tape
+            else:
+                raise TypeError(f"{who}: expected node numbers, Vars or Tensors as the keys of names, got "
+                                f"{type(key).__name__} for {name!r}")
+            if tape is not self:
+                raise ValueError(f"{who}: {name!r} names {key!r}, node {node} of another tape ({tape!r}), not "
+                                 f"of this one ({self!r}); show its own tape (that Var's .tape) or name this "
+                                 "tape's nodes")
+            if not 0 <= node < self._n:
+                raise ValueError(f"{who}: {name!r} names node {node}, not on this tape of {self._n} nodes")
+            nodes[node] = str(name)
+        return nodes
+
+    def sweep_name(self, label: Callable[[int], str] = lambda i: f"node {i}") -> str:
+        """Which sweep the adjoints (every `.grad` of this tape) are of, as a display says it:
+        "the sweep from node 5" (`label(node)` names the output), or "" before any sweep."""
+        if not len(self.adjoint):
+            return ""
+        return "a sweep from a seed vector" if self.swept_from is None else f"the sweep from {label(self.swept_from)}"
+
     def table(self, names: dict | None = None) -> Table:
-        """The tape as the course's Table 2: per node its op, parents, partials and the latest
-        sweep's adjoint. `names` names nodes ({node: "v1"} or {Var: "v1"}); with Vars, a value
+        """The tape as the course's Table 2: per node its op, parents, partials and the adjoint
+        of the latest sweep (the caption says from which output). `names` names nodes ({node:
+        "v1"} or {Var: "v1"}, each of this tape: another tape's is refused); with Vars, a value
         column holds their values (the tape itself stores none)."""
         names = names or {}
-        values = {key.node: f"{key.value:.6g}" for key in names if hasattr(key, "node")}  # of the Vars named
-        names = {getattr(key, "node", key): name for key, name in names.items()}
+        values = {key.node: f"{key.value:.6g}" for key in names if hasattr(key, "value") and hasattr(key, "node")
+                  and not hasattr(key, "shape")}  # of the Vars named
+        names = self._named(names, "Tape.table(names)")
         label = lambda i: names.get(i, str(i))  # noqa: E731
         value_column = ("value",) if values else ()
 
@@ -409,12 +444,17 @@ class Tape:
                     "" if i >= len(self.adjoint) else _brief(self.grads.get(i, 0.0)) if matrix and matrix.shape
                     else f"{self.adjoint[i]:.6g}")
 
-        swept = "after a sweep" if len(self.adjoint) else "not swept yet"
+        sweep = self.sweep_name(lambda i: names.get(i, f"node {i}"))
+        swept = f"adjoints of {sweep}" if sweep else "not swept yet"
         return Table(("node", "op", "parents", "partials", *value_column, "adjoint"), Rows(len(self), row),
                      right=(0,), caption=f"Tape: {len(self):,} nodes, {swept}")
 
     def _repr_html_(self) -> str:
         return self.table().html()
+
+    def _repr_pretty_(self, printer, cycle: bool) -> None:
+        """What IPython shows as text (a terminal, a text export): the table, its ends if long."""
+        printer.text(repr(self.table()))
 
     def __str__(self) -> str:
         return self.format()

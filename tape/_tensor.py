@@ -112,8 +112,9 @@ class Tensor:
     @property
     def grad(self) -> np.ndarray:
         """d(output)/d(self) from the latest sweep of its tape, shaped like the value (zeros if
-        it played no part). Not accumulated: every sweep replaces it. Its own memory, shared with
-        no other gradient, value or seed (scaling one scales no other)."""
+        it played no part). Not accumulated: every sweep replaces the grads of its whole tape (see
+        `Var.grad`); the displays name the sweep. Its own memory, shared with no other gradient,
+        value or seed (scaling one scales no other)."""
         t = self.tape
         if self.ndim == 0:  # a scalar node: its adjoint is a number
             return np.asarray(t.adjoint[self._node] if self._node < len(t.adjoint) else 0.0, self.dtype)
@@ -146,7 +147,7 @@ class Tensor:
             raise ValueError(f"backward() needs a Tensor of one element, this one has shape {self.shape}; "
                              "reduce it first (t.sum(), t.mean())")
         t = self.tape
-        t.sweep(np.zeros(self._node + 1), {self._node: np.ones(self.shape, self.dtype)})
+        t.sweep(np.zeros(self._node + 1), {self._node: np.ones(self.shape, self.dtype)}, output=self._node)
 
     def item(self) -> float:
         if self.size != 1:
@@ -163,13 +164,39 @@ class Tensor:
 
     def __repr__(self) -> str:
         body = np.array2string(self.value, separator=", ", threshold=20, edgeitems=2, prefix="Tensor(")
-        node = f", node={self._node}" if self._node >= 0 else ", constant"
-        return f"Tensor({body}, dtype={self.dtype}{node})"
+        node = f"node={self._node}" if self._node >= 0 else "constant"
+        text = f"Tensor({body}, shape={self.shape}, dtype={self.dtype}, {node}"
+        swept = self._shown_grad()
+        if swept is None:
+            return text + ")"
+        sweep, grad = swept
+        grad = np.array2string(grad, separator=", ", threshold=20, edgeitems=2, prefix="       grad=")
+        return f"{text},\n       grad={grad} of {sweep})"
 
     def _repr_html_(self) -> str:
         from html import escape
 
-        return f"<code>Tensor</code> {self.shape} {self.dtype} (node {self._node})<pre>{escape(repr(self.value))}</pre>"
+        where = f"node {self._node}" if self._node >= 0 else "constant"
+        shown = f"<code>Tensor</code> shape {self.shape}, {self.dtype}, {where}"
+        shown += f"<pre>value {escape(np.array2string(self.value, threshold=20, edgeitems=2, prefix='value '))}</pre>"
+        swept = self._shown_grad()
+        if swept is not None:
+            sweep, grad = swept
+            shown += f"<pre>grad  {escape(np.array2string(grad, threshold=20, edgeitems=2, prefix='grad  '))}</pre>"
+            shown += f"<div>grad of {escape(sweep)}</div>"
+        return shown
+
+    def _shown_grad(self) -> tuple[str, np.ndarray] | None:
+        """(the sweep's name, the grad) for a display, once a sweep of its tape was made; None
+        before one (and for a constant, or a Tensor rewound away). Reading it changes nothing."""
+        if self._seg is None or not self._seg.alive or not len(self._seg.tape.adjoint):
+            return None
+        t, n = self._seg.tape, self._node
+        if self.ndim == 0:
+            grad = t.adjoint[n] if n < len(t.adjoint) else 0.0
+        else:
+            grad = t.grads.get(n, 0.0)
+        return t.sweep_name(), np.broadcast_to(np.asarray(grad, self.dtype), self.shape)
 
     # -- operators ----------------------------------------------------------------------------
 

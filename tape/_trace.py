@@ -72,10 +72,18 @@ class Traced:
         p = self.program
         return f"<traced {p.name}: {p.n} nodes, {len(p.refs)} operands, {len(p.guards)} guards>"
 
-    def _repr_html_(self) -> str:
+    def table(self):
+        """The newest trace's program as a table (see `Program.table`), captioned with its counts."""
         table = self.program.table()
         table.caption = repr(self)
-        return table.html()
+        return table
+
+    def _repr_html_(self) -> str:
+        return self.table().html()
+
+    def _repr_pretty_(self, printer, cycle: bool) -> None:
+        """What IPython shows as text (a terminal, a text export): the table, not only its counts."""
+        printer.text(repr(self.table()))
 
     # -- choosing a trace ---------------------------------------------------------------------------
 

@@ -62,7 +62,9 @@ class VarBase:
     @property
     def grad(self) -> float:
         """d(output)/d(self) from the latest sweep of this Var's tape (0.0 if it played no part).
-        Not accumulated: every sweep replaces it."""
+        Not accumulated: every sweep replaces the grads of its whole tape, so after `y.backward()`
+        and an unrelated `z.backward()` this reads 0.0 (as JAX's grad of z would say; PyTorch
+        would keep adding to it until `zero_grad()`); the displays name the sweep they show."""
         adjoint = self.tape.adjoint
         return float(adjoint[self._node]) if self._node < len(adjoint) else 0.0
 
@@ -98,8 +100,9 @@ class VarBase:
         return f"Var({self._value!r})"
 
     def _repr_html_(self) -> str:
-        swept = self._seg.alive and self._node < len(self._seg.tape.adjoint)
-        grad = f", grad {self.grad!r}" if swept else ", no sweep yet"
+        t = self._seg.tape
+        swept = self._seg.alive and len(t.adjoint) > 0
+        grad = f", grad {self.grad!r} of {t.sweep_name()}" if swept else ", no sweep yet"
         return f"<code>Var</code> {self._value!r} (node {self._node}{grad})"
 
     def __format__(self, spec: str) -> str:
@@ -184,13 +187,18 @@ _PACKAGE = os.path.dirname(__file__)
 
 
 def _caller() -> str:
-    """file:line of the innermost frame outside this package (where the user compared)."""
+    """file:line of the innermost frame outside this package (where the user compared); in a
+    notebook its cell as IPython's tracebacks name it (`Cell In[7], line 3`), not the kernel's file."""
     frame = sys._getframe(2)
     while frame is not None and os.path.dirname(frame.f_code.co_filename) == _PACKAGE:
         frame = frame.f_back
     if frame is None:
         return "?"
-    return f"{frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}"
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    cell = shell.compile.format_code_name(frame.f_code.co_filename) if hasattr(shell, "compile") else None
+    where = f"{' '.join(cell)}, line {frame.f_lineno}" if cell else f"{frame.f_code.co_filename}:{frame.f_lineno}"
+    return f"{where} in {frame.f_code.co_name}"
 
 
 def check_operand(a: VarBase, b: VarBase) -> None:

@@ -12,9 +12,11 @@ import numpy as np
 from numba import njit, uint64
 
 from ._compiled import CHECKED, DIVIDES, evaluate, refused_value, term, term_partials, total
-from ._kernels import COMPILED_INTO, HERE, forget_stale_caches, parse, sweep
+from ._kernels import COMPILED_INTO, HERE, KERNELS, forget_stale_caches, parse, sweep
+from ._notice import announce_compiling
 from ._rules import BOTH, CODE_BITS, CONSTANT_BITS, LEFT_CONSTANT, RIGHT_CONSTANT
 
+announce_compiling(__name__, KERNELS)
 SOURCES = [HERE / f for f in COMPILED_INTO["kernels"]]  # what a module compiling these kernels into its own is made of too
 
 __all__ = [

@@ -65,7 +65,7 @@ def test_a_tape_is_the_courses_table_2():
     assert rows["exp1"][3] == f"{math.e:.6g}"
     leaves = [row for row in shown.rows[1:] if row[1] == "leaf"]
     assert [row[4] for row in leaves] == [f"{-math.sin(math.pi):.6g}", f"{math.cos(math.pi) + math.e:.6g}"]
-    assert shown.caption == "Tape: 6 nodes, after a sweep"
+    assert shown.caption == "Tape: 6 nodes, adjoints of the sweep from node 5"
     text = t.format().splitlines()  # the plain text has the same rows
     assert text[0].split() == ["node", "op", "parents", "partials", "adjoint"] and len(text) == 7
 
@@ -120,35 +120,55 @@ def test_a_var_shows_its_value_and_grad_as_its_text_repr_does():
     with t:
         y.backward()
     shown = "".join(Parsed(y._repr_html_()).text)
-    assert repr(y) == f"Var({math.e - 1!r})" and f"{math.e - 1!r} (node 5, grad 1.0)" in shown
+    assert repr(y) == f"Var({math.e - 1!r})" and f"{math.e - 1!r} (node 5, grad 1.0 of the sweep from node 5)" in shown
     assert f"grad {math.cos(math.pi) + math.e!r}" in "".join(Parsed(x2._repr_html_()).text)
 
 
-def test_a_var_array_shows_its_shape_dtype_values_and_grads():
+def test_a_2d_var_array_shows_a_grid_of_values_and_after_a_sweep_one_of_grads():
     values = np.array([[1.0, -2.0, 3.5], [0.25, 5.0, -6.0]])
     with tape.Tape():
         a = tape.VarArray(values)
-        (a * a).sum().backward()
-        shown = Parsed(a._repr_html_())
-    assert shown.caption == "VarArray of shape (2, 3), float64, after a sweep"
-    assert shown.rows[0] == ["entry", "value", "grad"]
-    for (i, j), v in np.ndenumerate(values):
-        assert [f"({i}, {j})", f"{v:.6g}", f"{2 * v:.6g}"] in shown.rows  # d(sum a^2)/da = 2a
+        assert Parsed(a._repr_html_()).rows == [["", "0", "1", "2"], ["0", "1", "-2", "3.5"], ["1", "0.25", "5", "-6"]]
+        total = (a * a).sum()
+        total.backward()
+        html = a._repr_html_()
+    values_grid, grads_grid = (Parsed(part) for part in html.replace("</table>", "</table>\0").split("\0")[:2])
+    assert values_grid.caption == "VarArray of shape (2, 3), float64: values"
+    assert grads_grid.caption == f"grad, of the sweep from node {total.node}"
+    assert values_grid.rows[1:] == [[str(i), *(f"{v:.6g}" for v in row)] for i, row in enumerate(values)]
+    assert grads_grid.rows[1:] == [[str(i), *(f"{2 * v:.6g}" for v in row)] for i, row in enumerate(values)]  # d(sum a^2)/da = 2a
 
 
-def test_a_large_var_array_leaves_out_its_middle():
-    values = np.arange(1000.0).reshape(10, 100)
+def test_a_wide_and_long_var_array_leaves_out_its_middle_columns_and_rows():
+    values = np.arange(5000.0).reshape(50, 100)
     with tape.Tape():
         shown = Parsed(tape.VarArray(values)._repr_html_())
-    assert len(shown.rows) == 1 + 20 + 1 + 20 and shown.rows[21] == ["960 rows left out"]
-    assert shown.rows[-1] == ["(9, 99)", "999", ""]
+    assert shown.rows[0] == ["", "0", "1", "2", "...", "97", "98", "99"]  # 8 columns fit 850 pixels
+    assert len(shown.rows) == 1 + 20 + 1 + 20 and shown.rows[21] == ["10 rows left out"]
+    assert shown.rows[-1] == ["49", "4900", "4901", "4902", "...", "4997", "4998", "4999"]
+    assert shown.rows[1][:2] == ["0", "0"]
+
+
+@pytest.mark.parametrize("shape", [(7,), (2, 3, 4)])
+def test_other_var_arrays_show_a_row_per_entry(shape):
+    values = np.arange(float(np.prod(shape))).reshape(shape)
+    with tape.Tape():
+        a = tape.VarArray(values)
+        shown = Parsed(a._repr_html_())
+        (a * 3.0).sum().backward()
+        swept = Parsed(a._repr_html_())
+    assert shown.caption == f"VarArray of shape {shape}, float64, not swept yet"
+    assert shown.rows[0] == ["entry", "value", "grad"] and len(shown.rows) == 1 + values.size
+    last = str(values.size - 1) if len(shape) == 1 else str(tuple(s - 1 for s in shape))
+    assert shown.rows[-1] == [last, f"{values.size - 1}", ""] and swept.rows[-1] == [last, f"{values.size - 1}", "3"]
+    assert swept.caption.startswith(f"VarArray of shape {shape}, float64, grads of the sweep from node ")
 
 
 def test_a_traced_function_shows_its_program_and_guards_escaped():
     traced = tape.trace(lambda w: (1.0 - w if w < 1.0 else 0.0 * w) ** 2, 0.5)
     shown = Parsed(traced._repr_html_())
     assert shown.caption == "<traced <lambda>: 3 nodes, 4 operands, 1 guards>"
-    assert shown.rows[1] == ["0", "input", "-", "0.5"] and shown.rows[2][:3] == ["1", "sub", "1.0, 0"]
+    assert shown.rows[1] == ["v0", "input", "-", "0.5"] and shown.rows[2][:3] == ["v1", "sub", "1.0, v0"]
     assert any(line.startswith("guard: argument 0 < 1.0 was True") for line in shown.text)
 
 
