@@ -280,8 +280,11 @@ class Recipe:
 
 
 def flag(name: str) -> str:
-    """The command line's flag of option `name`: --batch-size for batch_size."""
-    return "--" + name.replace("_", "-")
+    """The command line's flag of option `name`: --batch-size for batch_size, --no-bias for a switch
+    on by default."""
+    field = Recipe.__dataclass_fields__[name]
+    off = isinstance(field.metadata["kind"], Switch) and field.default
+    return f"--{'no-' * off}{name.replace('_', '-')}"
 
 
 def options() -> list:
@@ -293,11 +296,9 @@ def markdown_table() -> str:
     """The README's table of the options: flag, keyword of mlp.fit, default and help, from the fields."""
     lines = ["| flag | `mlp.fit` keyword | default | what |", "|---|---|---|---|"]
     for f in options():
-        switch = isinstance(f.metadata["kind"], Switch)
-        shown = f"--no-{f.name}" if switch and f.default else flag(f.name)
         default = "" if f.default is None else " ".join(map(str, f.default)) if isinstance(f.default, tuple) else f.default
         what = f.metadata["help"].replace("(default: %(default)s)", "").strip().replace("|", "\\|")
-        lines.append(f"| `{shown}` | `{f.name}` | {default} | {what} |")
+        lines.append(f"| `{flag(f.name)}` | `{f.name}` | {default} | {what} |")
     return "\n".join(lines)
 
 

@@ -93,7 +93,8 @@ class Run:
         self.record = {**recipe.record(), "dataset": dataset.name if dataset else recipe.dataset}  # as checkpoints keep it
         self.checkpoint_path, self.metrics_path = out / "model.npz", out / "metrics.csv"
         if recipe.resume:
-            saved = checkpoint.load(self.checkpoint_path)
+            with tape.Tape() if model else contextlib.nullcontext():  # a given model takes the weights alone
+                saved = checkpoint.load(self.checkpoint_path)
             if saved.rng_state is None or not saved.optimizer_options:
                 raise checkpoint.CheckpointError(f"{self.checkpoint_path} holds a model without its run (no optimizer "
                                                  f"or RNG state): it cannot be resumed")
@@ -125,7 +126,7 @@ class Run:
                                       bias=recipe.bias, init=recipe.init, seed=recipe.seed, dropout=dropout)
             if (self.model.sizes[0], self.model.sizes[-1]) != (self.x_train.shape[1], classes):
                 raise UsageError(f"the model takes {self.model.sizes[0]} inputs to {self.model.sizes[-1]} classes; "
-                                     f"{self.data.name} has {self.x_train.shape[1]} to {classes}")
+                                 f"{self.data.name} has {self.x_train.shape[1]} to {classes}")
             self.optimizer = OPTIMIZERS[recipe.optimizer](self.model.parameters(), **recipe.optimizer_options())
             self.rng, self.epoch, self.best = np.random.default_rng(recipe.seed), 0, None
         self.saved = self.model.parameters().values.copy()  # the weights of the last epoch saved

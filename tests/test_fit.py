@@ -210,3 +210,11 @@ def test_an_interrupted_fit_says_how_to_resume_in_python_and_that_way_resumes(tm
     assert f"or with python -m mlp.train --resume --out {tmp_path / 'run'}" in err
     history = mlp.fit(model, epochs=2, out=tmp_path / "run", resume=True, **SMALL)
     assert history["epoch"] == [1, 2] and not history.interrupted
+
+
+def test_resuming_a_given_model_records_nothing_on_the_users_tape(tmp_path):
+    mlp.fit(mlp.MLP([784, 8, 10], seed=2), epochs=1, val=0.2, out=tmp_path / "run", **SMALL)
+    model = mlp.MLP([784, 8, 10], seed=2)
+    nodes = len(tape.current_tape())
+    mlp.fit(model, epochs=2, val=0.2, out=tmp_path / "run", resume=True, **SMALL)
+    assert len(tape.current_tape()) == nodes

@@ -392,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--resume", action="store_true", help="continue the sweep in --out: run the trials without a row")
     p.add_argument("--fresh", action="store_true", help="if --out holds files, write into the first free OUT-2, OUT-3, ...")
     p.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="a Dask scheduler to run on (default: a local cluster)")
-    p.add_argument("--workers", type=positive_int, help="of the local cluster (default: a worker a core)")
+    p.add_argument("--workers", type=cli.flag_type(positive_int), help="of the local cluster (default: a worker a core)")
     args = p.parse_args(argv)
     if args.resume and args.out is None:
         p.error("--resume needs the --out of the sweep to continue")

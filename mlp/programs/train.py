@@ -30,26 +30,25 @@ def parser(kind: type[argparse.ArgumentParser] = cli.ArgumentParser) -> argparse
     groups, exclusive = {}, None
     for f in options():
         what, group = f.metadata["kind"], f.metadata["group"]
-        where = groups.setdefault(group, p.add_argument_group(group)) if group else p
+        if group and group not in groups:
+            groups[group] = p.add_argument_group(group)
+        where = groups[group] if group else p
         if f.name in EXCLUSIVE:
             where = exclusive = exclusive or p.add_mutually_exclusive_group()
         settings = {"default": f.default, "help": f.metadata["help"]}
         if f.metadata["metavar"]:
             settings["metavar"] = f.metadata["metavar"]
-        if isinstance(what, Switch):
-            on = not f.default
-            names = [flag(f.name) if on else f"--no-{f.name}"]
-            settings.update(action="store_true" if on else "store_false", dest=f.name)
+        if isinstance(what, Switch):  # --augment sets True, --no-bias False
+            settings.update(action="store_false" if f.default else "store_true", dest=f.name)
             settings.pop("default")
         else:
-            names = [flag(f.name)]
             if isinstance(what, Several):
                 settings.update(nargs="+", type=cli.flag_type(what.kind), default=list(f.default))
             elif isinstance(what, Choice) and not hasattr(what, "read"):
                 settings["choices"] = what.choices
             else:
                 settings["type"] = cli.flag_type(what)
-        where.add_argument(*names, **settings)
+        where.add_argument(flag(f.name), **settings)
     return p
 
 
@@ -65,10 +64,10 @@ def check_options(p: argparse.ArgumentParser, args: argparse.Namespace) -> Recip
 def flags(given: dict) -> list[str]:
     """Recipe options (keywords, as mlp.fit takes them) as the command line says them: --name value,
     --name v1 v2, or a switch (nothing where it is as by default)."""
-    defaults, said = {f.name: f for f in options()}, []
+    fields, said = {f.name: f for f in options()}, []
     for name, value in given.items():
-        if isinstance(defaults[name].metadata["kind"], Switch):
-            said += [] if value == defaults[name].default else [flag(name) if value else f"--no-{name}"]
+        if isinstance(fields[name].metadata["kind"], Switch):
+            said += [] if value == fields[name].default else [flag(name)]  # the way from the default
         elif value is not None:
             said += [flag(name), *map(str, value if isinstance(value, (list, tuple)) else [value])]
     return said
