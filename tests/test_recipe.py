@@ -113,6 +113,7 @@ def test_options_that_do_not_fit_together_are_refused(options, words):
     (dict(dtype="float32", nodes="matrix"), {}),
     (dict(lr=1, hidden=32, dropout=0.25), dict(lr=1.0, hidden=(32,), dropout=(0.25,))),  # an int where a float goes; one for a list
     (dict(hidden=(), dropout=()), {}),  # a model without hidden layers (softmax regression)
+    (dict(hidden=[8, 8, 8], dropout=0.2), dict(dropout=(0.2,))),  # one probability for every hidden layer
     (dict(hidden=np.array([16, 8]), dropout=[np.float64(0.1), 0.2], seed=np.int64(3)), dict(hidden=(16, 8), seed=3)),
     (dict(out="runs/mine", data_dir=Path("d")), dict(out=Path("runs/mine"), data_dir=Path("d"))),
 ])
@@ -125,6 +126,19 @@ def test_values_at_their_bounds_are_taken_in_their_type(options, kept):
         for item in value if isinstance(value, tuple) else [value]:
             assert kind is None or item is None or type(item) is kind, (f.name, item)
     assert isinstance(recipe.hidden, tuple) and isinstance(recipe.dropout, tuple)
+
+
+def test_a_model_is_refused_where_its_estimated_memory_is_above_the_machines(monkeypatch):
+    """784-1,000,000-10 on one thread, batches of 32 (2 chunks): weights 795,000,010, a sample's edges
+    808,000,040 (under the tape's 2**31); the estimate 72 w + 8 * 2 w + 24 e + 24 * 10,000 * 10**6 bytes."""
+    need = 72 * 795_000_010 + 8 * 2 * 795_000_010 + 24 * 808_000_040 + 24 * 10_000 * 10**6
+    monkeypatch.setattr("mlp.recipe._physical_memory", lambda: need)
+    assert Recipe(hidden=[10**6], threads=1).hidden == (10**6,)
+    monkeypatch.setattr("mlp.recipe._physical_memory", lambda: need - 1)
+    with pytest.raises(RecipeError) as raised:
+        Recipe(hidden=[10**6], threads=1)
+    assert str(raised.value) == ("--hidden 1000000 with --batch-size 32: a [784, 1000000, 10] model needs about 306.7 GiB "
+                                 "of memory; this machine has 306.7 GiB")
 
 
 def test_a_recipe_is_frozen_and_a_changed_one_is_checked_again():
