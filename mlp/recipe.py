@@ -282,8 +282,8 @@ class Recipe:
 def flag(name: str) -> str:
     """The command line's flag of option `name`: --batch-size for batch_size, --no-bias for a switch
     on by default."""
-    field = Recipe.__dataclass_fields__[name]
-    off = isinstance(field.metadata["kind"], Switch) and field.default
+    known = Recipe.__dataclass_fields__[name]
+    off = isinstance(known.metadata["kind"], Switch) and known.default
     return f"--{'no-' * off}{name.replace('_', '-')}"
 
 

@@ -108,6 +108,7 @@ def test_options_that_do_not_fit_together_are_refused(options, words):
 @pytest.mark.parametrize("options, kept", [
     (dict(epochs=1, seed=0, limit=1, threads=1, step_size=1, patience=1, val=0.5), {}),
     (dict(shift=14, rotate=180, elastic=100, elastic_sigma=28), dict(shift=14.0, rotate=180.0)),
+    (dict(elastic_sigma=0.5, shift=0.5), {}),  # above 0 and below 1
     (dict(elastic=0, shift=0, rotate=0, gamma=1, momentum=0, beta1=0, beta2=0, weight_decay=0, val=0), dict(gamma=1.0)),
     (dict(warmup=10, min_lr=0.001), {}),  # as long as the run; the cosine down to the rate itself
     (dict(dtype="float32", nodes="matrix"), {}),
@@ -139,6 +140,18 @@ def test_a_model_is_refused_where_its_estimated_memory_is_above_the_machines(mon
         Recipe(hidden=[10**6], threads=1)
     assert str(raised.value) == ("--hidden 1000000 with --batch-size 32: a [784, 1000000, 10] model needs about 306.7 GiB "
                                  "of memory; this machine has 306.7 GiB")
+
+
+def test_a_model_is_refused_where_the_tape_would_hold_more_than_it_can(monkeypatch):
+    """784-64-10 on one thread: 50,890 weights, a sample's edges 784 * 64 + 4 * 64 + 2 * 64 * 10 + 4 * 10
+    = 51,752: the most the tape must hold."""
+    monkeypatch.setattr("mlp.recipe.TAPE_LIMIT", 51_752)
+    assert Recipe(hidden=[64], threads=1).hidden == (64,)
+    monkeypatch.setattr("mlp.recipe.TAPE_LIMIT", 51_751)
+    with pytest.raises(RecipeError) as raised:
+        Recipe(hidden=[64], threads=1)
+    assert str(raised.value) == ("--hidden 64: a [784, 64, 10] model needs 51,752 tape nodes or edges; a tape holds at "
+                                 "most 51,751")
 
 
 def test_a_recipe_is_frozen_and_a_changed_one_is_checked_again():
