@@ -129,17 +129,19 @@ def test_values_at_their_bounds_are_taken_in_their_type(options, kept):
     assert isinstance(recipe.hidden, tuple) and isinstance(recipe.dropout, tuple)
 
 
-def test_a_model_is_refused_where_its_estimated_memory_is_above_the_machines(monkeypatch):
-    """784-1,000,000-10 on one thread, batches of 32 (2 chunks): weights 795,000,010, a sample's edges
-    808,000,040 (under the tape's 2**31); the estimate 72 w + 8 * 2 w + 24 e + 24 * 10,000 * 10**6 bytes."""
-    need = 72 * 795_000_010 + 8 * 2 * 795_000_010 + 24 * 808_000_040 + 24 * 10_000 * 10**6
+@pytest.mark.parametrize("threads, gib", [(1, "306.7"), (2, "324.8")])
+def test_a_model_is_refused_where_its_estimated_memory_is_above_the_machines(monkeypatch, threads, gib):
+    """784-1,000,000-10, batches of 32 (2 chunks): weights 795,000,010, a sample's edges 808,000,040
+    (on two threads still under the tape's 2**31); the estimate 72 w + 8 * 2 w + 24 * threads * e +
+    24 * 10,000 * 10**6 bytes."""
+    need = 72 * 795_000_010 + 8 * 2 * 795_000_010 + 24 * threads * 808_000_040 + 24 * 10_000 * 10**6
     monkeypatch.setattr("mlp.recipe._physical_memory", lambda: need)
-    assert Recipe(hidden=[10**6], threads=1).hidden == (10**6,)
+    assert Recipe(hidden=[10**6], threads=threads).hidden == (10**6,)
     monkeypatch.setattr("mlp.recipe._physical_memory", lambda: need - 1)
     with pytest.raises(RecipeError) as raised:
-        Recipe(hidden=[10**6], threads=1)
-    assert str(raised.value) == ("--hidden 1000000 with --batch-size 32: a [784, 1000000, 10] model needs about 306.7 GiB "
-                                 "of memory; this machine has 306.7 GiB")
+        Recipe(hidden=[10**6], threads=threads)
+    assert str(raised.value) == (f"--hidden 1000000 with --batch-size 32: a [784, 1000000, 10] model needs about {gib} "
+                                 f"GiB of memory; this machine has {gib} GiB")
 
 
 def test_a_model_is_refused_where_the_tape_would_hold_more_than_it_can(monkeypatch):
