@@ -14,6 +14,7 @@ never touches them. A model runs three ways on the same weights:
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -313,17 +314,29 @@ class MLP:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the model (its shape, activation and weights) as a checkpoint, atomically."""
-        from .checkpoint import Checkpoint, save
+        from .archive import ALONE, write
 
-        save(path, Checkpoint(self, epoch=0))
+        write(path, self, ALONE)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> MLP:
         """The model a checkpoint keeps (a run's best validation epoch's, else its last), on the
         current tape; CheckpointError for a file that is not one."""
-        from .checkpoint import load
+        from .archive import read, unreadable
 
-        return load(path).kept
+        meta, parts = read(Path(path))
+        try:
+            return cls.from_saved(meta["model"], parts["best"] or parts["model"])
+        except (KeyError, ValueError, TypeError) as e:
+            raise unreadable(Path(path), e) from None
+
+    @classmethod
+    def from_saved(cls, config: dict, state: dict[str, np.ndarray]) -> MLP:
+        """The model a saved configuration (mlp.archive.model_config) describes, with the weights `state`."""
+        model = cls([int(n) for n in config["sizes"]], activation=config["activation"], bias=config["bias"],
+                    init=config["init"], dropout=config.get("dropout", 0.0))
+        model.load_state_dict(state)
+        return model
 
     def _flat(self, named: dict, caller: str) -> np.ndarray:
         """A dict of arrays named and shaped as `named_parameters()`, laid out as parameters()."""

@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .cli import UsageError
+from .recipe import UsageError
 
 LOCK = ".wengert-run"
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import mlp
+import tape
 from mlp import checkpoint, optim, progress, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,7 +61,7 @@ def test_a_given_model_is_trained_in_place_on_a_given_data_set(tmp_path):
     (dict(augment="yes"), ValueError, "augment: expected True or False, got 'yes'"),
     (dict(epoch=3), TypeError, "fit() got an option it cannot take: 'epoch'"),
     (dict(hidden=[4]), TypeError, "'hidden' (the model gives it: MLP([784, 8, 10]"),
-    (dict(resume=True), TypeError, "'resume' (the model gives it"),
+    (dict(resume=True), ValueError, "is not a run's directory"),  # a given model resumes too (issue 32): from a run
 ])
 def test_options_are_checked_as_the_program_checks_its_flags(tmp_path, options, error, words):
     options = dict(options)  # the parameter's own dict serves the next data source too
@@ -163,3 +164,57 @@ def test_the_bar_is_redrawn_in_a_notebook_and_not_in_a_log():
 
     KernelStream.__module__ = "ipykernel.iostream"
     assert progress._live(KernelStream()) and not progress._live(io.StringIO())
+
+
+def test_fit_leaves_the_kept_epochs_weights_in_the_model_and_no_copy_on_the_users_tape(tmp_path):
+    """With val the model ends holding the best validation epoch's weights (the checkpoint's kept
+    model, not its last), and is the history's model; the kept copy is recorded on no tape of the user's."""
+    model = mlp.MLP([784, 16, 10], seed=1)
+    nodes = len(tape.current_tape())
+    history = mlp.fit(model, epochs=5, val=0.2, lr=0.02, monitor="val_accuracy", out=tmp_path / "run", **SMALL)
+    assert len(tape.current_tape()) == nodes
+    with tape.Tape():  # the checkpoint's two models, read back, on a tape of the test's
+        saved = checkpoint.load(tmp_path / "run" / "model.npz")
+    assert saved.best.epoch < saved.epoch  # the rule is seen: the kept epoch is not the last
+    assert history.model is model and history.best_epoch == saved.best.epoch
+    np.testing.assert_array_equal(model.parameters().values, saved.kept.parameters().values)
+    assert not np.array_equal(model.parameters().values, saved.model.parameters().values)
+
+
+def test_fit_resumes_a_given_model_from_its_run(tmp_path):
+    whole = mlp.MLP([784, 8, 10], seed=2)
+    mlp.fit(whole, epochs=2, out=tmp_path / "whole", **SMALL)
+    mlp.fit(mlp.MLP([784, 8, 10], seed=2), epochs=1, out=tmp_path / "halves", **SMALL)
+    other = mlp.MLP([784, 8, 10], seed=9)  # its own weights give way to the checkpoint's
+    history = mlp.fit(other, epochs=2, out=tmp_path / "halves", resume=True, **SMALL)
+    assert history["epoch"] == [1, 2] and history.model is other
+    assert other.parameters().values.tobytes() == whole.parameters().values.tobytes()
+    with pytest.raises(ValueError, match=r"cannot resume from .*: the run differs \(--hidden was \[8\], now \[4\]"):
+        mlp.fit(mlp.MLP([784, 4, 10]), epochs=3, out=tmp_path / "halves", resume=True, **SMALL)
+
+
+def test_an_interrupted_fit_says_how_to_resume_in_python_and_that_way_resumes(tmp_path, monkeypatch, capsys):
+    steps, real_step = [0], optim.Adam.step
+
+    def step(self):
+        steps[0] += 1
+        if steps[0] == 20 + 3:  # 20 steps an epoch: in epoch 2
+            raise KeyboardInterrupt
+        real_step(self)
+
+    monkeypatch.setattr(optim.Adam, "step", step)
+    model = mlp.MLP([784, 8, 10], seed=0)
+    assert mlp.fit(model, epochs=2, out=tmp_path / "run", **SMALL).interrupted
+    err = capsys.readouterr().err
+    assert f"continue in Python with mlp.fit(model, data, resume=True, out={str(tmp_path / 'run')!r})" in err
+    assert f"or with python -m mlp.train --resume --out {tmp_path / 'run'}" in err
+    history = mlp.fit(model, epochs=2, out=tmp_path / "run", resume=True, **SMALL)
+    assert history["epoch"] == [1, 2] and not history.interrupted
+
+
+def test_resuming_a_given_model_records_nothing_on_the_users_tape(tmp_path):
+    mlp.fit(mlp.MLP([784, 8, 10], seed=2), epochs=1, val=0.2, out=tmp_path / "run", **SMALL)
+    model = mlp.MLP([784, 8, 10], seed=2)
+    nodes = len(tape.current_tape())
+    mlp.fit(model, epochs=2, val=0.2, out=tmp_path / "run", resume=True, **SMALL)
+    assert len(tape.current_tape()) == nodes

@@ -334,14 +334,14 @@ def test_every_function_of_a_module_is_an_area_target():
 
 
 def test_the_new_areas_each_cover_their_whole_module_and_are_chosen_alone():
-    for area, file in [("tensor", "tape/_tensor.py"), ("sweep", "mlp/sweep.py"), ("fit", "mlp/fitting.py"),
-                       ("checkpoint", "mlp/checkpoint.py"), ("serve", "mlp/serve.py"), ("history", "mlp/history.py"),
+    for area, file in [("tensor", "tape/_tensor.py"), ("sweep", "mlp/programs/sweep.py"), ("fit", "mlp/fitting.py"),
+                       ("checkpoint", "mlp/checkpoint.py"), ("serve", "mlp/programs/serve.py"), ("history", "mlp/history.py"),
                        ("accumulate", "mlp/accumulate.py")]:
         assert mutation_check.AREAS[area].targets[file] == mutation_check.EVERY
     made = mutation_check.chosen(["fit", "history"])
     assert {m.area for m in made} == {"fit", "history"}
     assert {m.file for m in made if m.area == "fit"} == {"mlp/fitting.py"}
-    assert {"fit", "arguments", "flag"} <= {m.where for m in made if m.area == "fit"} <= set(
+    assert {"fit", "arguments", "save_figures"} <= {m.where for m in made if m.area == "fit"} <= set(
         mutation_check.every_function((ROOT / "mlp/fitting.py").read_text()))
     assert {m.where for m in made if m.area == "history"} <= set(mutation_check.every_function((ROOT / "mlp/history.py").read_text()))
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from mlp import rundir
-from mlp.cli import UsageError
+from mlp.recipe import UsageError
 
 
 def run_in(wanted: str, explicit: bool, fresh: bool, start: float, stay: float) -> tuple[str, str] | str:

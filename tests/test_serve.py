@@ -501,7 +501,7 @@ def lines_of(stream) -> queue.Queue:
 def test_main_listens_and_names_its_url_at_once_on_a_pipe(model_file):
     """python -m mlp.serve as a person runs it, its output piped (as by a process manager): the
     line with the URL comes at once, not when a buffer fills; the page is served there; Ctrl-C stops it."""
-    root = Path(serve.__file__).resolve().parents[1]
+    root = Path(serve.__file__).resolve().parents[2]  # mlp/programs/serve.py
     process = subprocess.Popen([sys.executable, "-m", "mlp.serve", str(model_file), "--port", "0"], cwd=root,
                                env={**{k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"},
                                     "PYTHONPATH": str(root)}, stdout=subprocess.PIPE,

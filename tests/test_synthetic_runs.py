@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import mlp
-from mlp import checkpoint, cli, data, fitting, train
+from mlp import checkpoint, data, fitting, recipe, train, training
 from mlp.history import History
 
 SMALL = dict(batch_size=16, plots=False)
@@ -68,7 +68,7 @@ def test_an_unknown_data_set_name_is_a_value_error(tmp_path):
 ])
 def test_callbacks_are_checked_before_training(tmp_path, synthetic_digits, monkeypatch, callbacks, words):
     seen = []
-    monkeypatch.setattr(train.Run, "fit", lambda run, callbacks: seen.append(callbacks) or [])
+    monkeypatch.setattr(training.Run, "fit", lambda run, callbacks: seen.append(callbacks) or [])
     if words is None:
         mlp.fit(None, synthetic_digits, hidden=[4], epochs=1, out=tmp_path / "run", callbacks=callbacks, **SMALL)
         assert seen == [[callbacks] if callable(callbacks) else list(callbacks)]
@@ -98,7 +98,7 @@ def test_usage_errors_of_the_library_are_value_errors(tmp_path, synthetic_digits
     (tmp_path / "run" / "other.txt").write_text("someone's file")
     with pytest.raises(ValueError, match="already holds files"):
         mlp.fit(None, synthetic_digits, hidden=[4], epochs=1, out=tmp_path / "run", **SMALL)
-    assert issubclass(cli.UsageError, ValueError)
+    assert issubclass(recipe.UsageError, ValueError)
 
 
 def test_resuming_on_other_nodes_says_so_on_its_first_line(tmp_path, idx_dir, capsys):
@@ -153,7 +153,7 @@ def test_an_epoch_takes_every_sample_once_in_batches_up_to_the_batch_size(tmp_pa
                                                                            batch_size, nodes):
     """24 samples (limit): batches of 1, of 23 (24 = 23 + 1), exactly 24, and more than the samples."""
     seen = []
-    accumulator = train.MatrixAccumulator if nodes == "matrix" else train.FusedAccumulator
+    accumulator = training.MatrixAccumulator if nodes == "matrix" else training.FusedAccumulator
     real = accumulator.accumulate
 
     def recording(self, inputs, rows, labels, weight, keep=None):

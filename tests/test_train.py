@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import stand_in_digits
-from mlp import checkpoint, data, evaluate, predict, rundir, train
+from mlp import checkpoint, data, evaluate, predict, rundir, train, training
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("digit_source")  # each test on the digits and on stand-ins
@@ -70,7 +70,7 @@ def test_resume_ends_with_the_weights_of_an_uninterrupted_run_on_any_number_of_t
     whole, halves = tmp_path / "whole", tmp_path / "halves"
     small = [*SMALL, "--batch-size", "40", "--optimizer", "momentum", *options]  # 40: chunks for two threads
     assert train.main([*small, "--epochs", "3", "--threads", "1", "--out", str(whole)]) == 0
-    epochs, original = [], train.Run.train_epoch
+    epochs, original = [], training.Run.train_epoch
 
     def interrupted_second_epoch(self, bar):
         epochs.append(1)
@@ -78,9 +78,9 @@ def test_resume_ends_with_the_weights_of_an_uninterrupted_run_on_any_number_of_t
             raise KeyboardInterrupt
         return original(self, bar)
 
-    monkeypatch.setattr(train.Run, "train_epoch", interrupted_second_epoch)
+    monkeypatch.setattr(training.Run, "train_epoch", interrupted_second_epoch)
     assert train.main([*small, "--epochs", "3", "--threads", "2", "--out", str(halves)]) == 130
-    monkeypatch.setattr(train.Run, "train_epoch", original)
+    monkeypatch.setattr(training.Run, "train_epoch", original)
     with open(halves / "metrics.csv", "a") as f:
         f.write("2,9,9,9,9,9,9\n")  # as if stopped between epoch 2's row and its checkpoint
     assert train.main([*small, "--epochs", "3", "--threads", "1", "--out", str(halves), "--resume"]) == 0
@@ -165,7 +165,7 @@ def test_resume_drops_the_rows_after_its_checkpoint_and_follows_on(tmp_path, aft
     assert train.main([*SMALL, "--epochs", "4", "--out", str(tmp_path), "--resume"]) == 0
     rows = metrics(tmp_path)
     assert [r["epoch"] for r in rows] == ["1", "2", "3", "4"] and rows[2]["train_loss"] != "0.1"
-    assert all(None not in r and len(r) == len(train.METRICS) for r in rows)
+    assert all(None not in r and len(r) == len(training.METRICS) for r in rows)
 
 
 def test_resume_under_a_cosine_schedule_refuses_other_epochs_and_a_constant_one_takes_more(tmp_path, capsys):
@@ -259,7 +259,7 @@ def test_a_read_only_output_directory_is_refused_in_one_line(tmp_path, monkeypat
     ("test loss", "in epoch 2: the test loss became nan"),
 ])
 def test_a_run_that_diverges_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, capsys, fault, problem):
-    original_epoch, original_measure = train.Run.train_epoch, train.Run.measure
+    original_epoch, original_measure = training.Run.train_epoch, training.Run.measure
 
     def poisoned_second_epoch(self, bar):
         if self.epoch == 1 and fault == "weight":  # a first-layer weight: relu(nan) = 0 would hide it from the loss
@@ -271,8 +271,8 @@ def test_a_run_that_diverges_stops_and_keeps_the_last_good_checkpoint(tmp_path, 
         second = (tmp_path / "metrics.csv").exists()  # epoch 1's row is written
         return (np.nan if fault == "test loss" and second else loss), accuracy, predicted
 
-    monkeypatch.setattr(train.Run, "train_epoch", poisoned_second_epoch)
-    monkeypatch.setattr(train.Run, "measure", overflowing_second_test)
+    monkeypatch.setattr(training.Run, "train_epoch", poisoned_second_epoch)
+    monkeypatch.setattr(training.Run, "measure", overflowing_second_test)
     assert train.main([*SMALL, "--epochs", "3", "--out", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert f"error: training diverged {problem}" in err
@@ -307,7 +307,7 @@ def test_an_interrupted_checkpoint_write_keeps_the_previous_checkpoint(trained, 
 
 def test_ctrl_c_keeps_the_last_epoch_and_exits_cleanly(tmp_path, monkeypatch, capsys):
     calls = []
-    original = train.Run.train_epoch
+    original = training.Run.train_epoch
 
     def interrupted_second_epoch(self, bar):
         calls.append(1)
@@ -315,7 +315,7 @@ def test_ctrl_c_keeps_the_last_epoch_and_exits_cleanly(tmp_path, monkeypatch, ca
             raise KeyboardInterrupt
         return original(self, bar)
 
-    monkeypatch.setattr(train.Run, "train_epoch", interrupted_second_epoch)
+    monkeypatch.setattr(training.Run, "train_epoch", interrupted_second_epoch)
     assert train.main([*SMALL, "--epochs", "5", "--out", str(tmp_path)]) == 130
     assert f"interrupted during epoch 2: epoch 1 is saved in {tmp_path / 'model.npz'}; continue with --resume --out {tmp_path}" \
         in capsys.readouterr().err
@@ -326,7 +326,7 @@ def test_ctrl_c_in_the_first_epoch_says_nothing_was_saved(tmp_path, monkeypatch,
     def interrupted(self, bar):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(train.Run, "train_epoch", interrupted)
+    monkeypatch.setattr(training.Run, "train_epoch", interrupted)
     assert train.main([*SMALL, "--out", str(tmp_path / "run")]) == 130
     err = capsys.readouterr().err
     assert "interrupted during epoch 1: no epoch was completed and nothing was saved" in err and "--resume" not in err
@@ -480,13 +480,13 @@ def test_validation_keeps_the_best_epoch_and_patience_stops_the_run(tmp_path, mo
     stops after epoch 4, keeps epoch 2's model (the weights a 2-epoch run ends with) and reports
     its test accuracy."""
     made_up = iter([0.9, 0.5, 0.6, 0.7, 0.1, 0.1])
-    original = train.Run.measure
+    original = training.Run.measure
 
     def measure(self, inputs, y):
         loss, accuracy, predicted = original(self, inputs, y)
         return (next(made_up) if inputs is self.val_inputs else loss), accuracy, predicted
 
-    monkeypatch.setattr(train.Run, "measure", measure)
+    monkeypatch.setattr(training.Run, "measure", measure)
     val = [*SMALL, "--val", "0.25", "--epochs", "6"]
     assert train.main([*val, "--patience", "2", "--out", str(tmp_path / "early")]) == 0
     out, err = capsys.readouterr()
@@ -497,7 +497,7 @@ def test_validation_keeps_the_best_epoch_and_patience_stops_the_run(tmp_path, mo
     assert out == f"test accuracy: {100 * float(rows[1]['test_accuracy']):.2f}%\n"
     saved = checkpoint.load(tmp_path / "early" / "model.npz")
     assert saved.epoch == 4 and saved.best.epoch == 2
-    monkeypatch.setattr(train.Run, "measure", original)
+    monkeypatch.setattr(training.Run, "measure", original)
     assert train.main([*val, "--epochs", "2", "--out", str(tmp_path / "two")]) == 0
     assert saved.kept.parameters().values.tobytes() == weights(tmp_path / "two").tobytes()
     assert evaluate.main([str(tmp_path / "early" / "model.npz")]) == 0
@@ -528,7 +528,7 @@ def test_a_tie_in_the_monitored_metric_keeps_the_earlier_epoch(tmp_path, monkeyp
     """Only a strictly better validation epoch replaces the kept one: epochs 2 and 4 tie for
     the best, epoch 2's model is kept (the weights a 2-epoch run ends with)."""
     made_up = iter([0.9, 0.5, 0.7, 0.5] if monitor == "val_loss" else [0.1, 0.5, 0.3, 0.5])
-    original = train.Run.measure
+    original = training.Run.measure
 
     def measure(self, inputs, y):
         loss, accuracy, predicted = original(self, inputs, y)
@@ -536,13 +536,13 @@ def test_a_tie_in_the_monitored_metric_keeps_the_earlier_epoch(tmp_path, monkeyp
             return (next(made_up), accuracy, predicted) if monitor == "val_loss" else (loss, next(made_up), predicted)
         return loss, accuracy, predicted
 
-    monkeypatch.setattr(train.Run, "measure", measure)
+    monkeypatch.setattr(training.Run, "measure", measure)
     val = [*SMALL, "--val", "0.25", "--monitor", monitor]
     assert train.main([*val, "--epochs", "4", "--out", str(tmp_path / "tie")]) == 0
     assert f"kept the model of epoch 2, the best {monitor} (0.5) of 4 epochs" in capsys.readouterr().err
     saved = checkpoint.load(tmp_path / "tie" / "model.npz")
     assert saved.best.epoch == 2
-    monkeypatch.setattr(train.Run, "measure", original)
+    monkeypatch.setattr(training.Run, "measure", original)
     assert train.main([*val, "--epochs", "2", "--out", str(tmp_path / "two")]) == 0
     assert saved.kept.parameters().values.tobytes() == weights(tmp_path / "two").tobytes()
 

@@ -1,0 +1,436 @@
+"""The training loop: `run_training(recipe, model, data, callbacks)` trains a model as a `Recipe` says.
+
+Each epoch shuffles the training set, runs Algorithm 3 on every batch (the fused path: one
+compiled call per batch on all cores; with augment each image moved at random first, with
+dropout units dropped at random), clips the gradient (clip), steps the optimizer at the rate of
+the schedule, then measures the validation part (val) and the test set, appends a row to
+DIR/metrics.csv and writes the checkpoint DIR/model.npz (atomically). With val the model of
+the best validation epoch is kept beside the last, and patience stops the run when it has not
+improved for that many epochs. A loss or a weight that stops being a finite number ends the run
+(`Diverged`) and keeps the last good checkpoint. How progress is shown, and how to resume, the
+caller gives: this module imports neither a progress bar nor figures nor any program.
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Protocol, Sequence
+
+import numba
+import numpy as np
+
+import tape
+
+from . import _updates, checkpoint, data, rundir
+from .accumulate import FusedAccumulator, MatrixAccumulator, SparseRows
+from .augment import Augment
+from .history import History
+from .losses import log_softmax
+from .nn import MLP
+from .optim import OPTIMIZERS
+from .recipe import Recipe, UsageError
+from .schedule import Schedule
+
+# metrics.csv's columns: the first seven as they always were, then those of later options
+METRICS = ["epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "seconds", "samples_per_s",
+           "val_loss", "val_accuracy", "lr"]
+# The options a resumed run must share with the run that wrote the checkpoint (not threads:
+# the fused path's sums, and matrix nodes' on one BLAS thread, are the same on any number of threads).
+RUN_DEFINING = ["dataset", "limit", "hidden", "activation", "init", "bias", "optimizer", "lr", "momentum",
+                "beta1", "beta2", "eps", "weight_decay", "batch_size", "seed", "dropout", "schedule", "warmup",
+                "step_size", "gamma", "min_lr", "val", "monitor", "augment", "shift", "rotate", "elastic",
+                "elastic_sigma", "clip"]
+# Those it may change: how the numbers are computed, said on the resumed run's first line
+COMPUTING = ["nodes", "dtype"]
+RUNS = Path("runs")
+
+
+class Progress(Protocol):
+    """What shows an epoch's progress (mlp.progress.ProgressBar is one): made with a label and the
+    number of samples, told how many are done, and finished with the epoch's line."""
+
+    shown: bool
+
+    def due(self, done: int) -> bool: ...
+
+    def update(self, done: int, text: str = "") -> None: ...
+
+    def finish(self, text: str = "") -> None: ...
+
+
+def evaluate(model: MLP, X: np.ndarray, y: np.ndarray) -> tuple[float, float, np.ndarray]:
+    """Mean cross-entropy, accuracy and the predictions on (X, y); nothing is recorded."""
+    return scores(model.logits(X), y)
+
+
+def scores(logits: np.ndarray, y: np.ndarray) -> tuple[float, float, np.ndarray]:
+    """Mean cross-entropy, accuracy and the predictions of `logits` for the labels y. Logits
+    that overflow give a loss of nan, without numpy's warnings."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        log_p = log_softmax(logits)
+    predicted = log_p.argmax(axis=1)
+    return float(-log_p[np.arange(len(y)), y].mean()), float((predicted == y).mean()), predicted
+
+
+class Diverged(ArithmeticError):
+    """The loss or the weights stopped being finite numbers; the message says where."""
+
+
+class Run:
+    """One training run: the data, the model, the optimizer, the shuffling RNG and the outputs."""
+
+    def __init__(self, recipe: Recipe, out: Path, model: MLP | None = None, dataset: data.Dataset | None = None,
+                 progress: Callable[[str, int], Progress] | None = None) -> None:
+        """The run `recipe` describes, writing into `out`; `model` and `dataset`, if given, in place of
+        those it names (the model is trained in place; resumed, it takes the checkpoint's weights).
+        `progress(label, samples)` makes what shows an epoch's progress (nothing is shown if None)."""
+        self.recipe, self.out, self.progress = recipe, out, progress or _Unseen
+        self.record = {**recipe.record(), "dataset": dataset.name if dataset else recipe.dataset}  # as checkpoints keep it
+        self.checkpoint_path, self.metrics_path = out / "model.npz", out / "metrics.csv"
+        if recipe.resume:
+            with tape.Tape() if model else contextlib.nullcontext():  # a given model takes the weights alone
+                saved = checkpoint.load(self.checkpoint_path)
+            if saved.rng_state is None or not saved.optimizer_options:
+                raise checkpoint.CheckpointError(f"{self.checkpoint_path} holds a model without its run (no optimizer "
+                                                 f"or RNG state): it cannot be resumed")
+            _check_resumable(saved.args, self.record, self.checkpoint_path)
+            if changed := _computing_changes(saved.args, self.record):
+                print(f"resuming {self.checkpoint_path} with {changed}: the same model and run, computed another way "
+                      f"(its numbers differ from those of the run continued as it was)", file=sys.stderr)
+            self._keep_metrics_through(saved.epoch)
+        self.data = dataset or data.load(recipe.dataset, data_dir=recipe.data_dir)
+        x_train, y_train = self.data.x_train[: recipe.limit], self.data.y_train[: recipe.limit]
+        try:
+            kept, held = data.validation_split(y_train, recipe.val, recipe.seed)  # (all, none) without --val
+        except ValueError as e:
+            raise UsageError(f"--val {recipe.val:g}: {e}") from None
+        self.x_train, self.y_train = x_train[kept], y_train[kept]
+        self.x_val, self.y_val = x_train[held], y_train[held]
+        classes = len(self.data.classes)
+        dropout = recipe.dropout * len(recipe.hidden) if len(recipe.dropout) == 1 else recipe.dropout
+        if recipe.resume:
+            if model is not None:
+                model.load_state_dict(saved.model.state_dict())
+            self.model = model or saved.model
+            self.optimizer, self.epoch = saved.make_optimizer(self.model), saved.epoch
+            self.rng = np.random.default_rng()
+            self.rng.bit_generator.state = saved.rng_state
+            self.best = saved.best
+        else:
+            self.model = model or MLP([self.x_train.shape[1], *recipe.hidden, classes], activation=recipe.activation,
+                                      bias=recipe.bias, init=recipe.init, seed=recipe.seed, dropout=dropout)
+            if (self.model.sizes[0], self.model.sizes[-1]) != (self.x_train.shape[1], classes):
+                raise UsageError(f"the model takes {self.model.sizes[0]} inputs to {self.model.sizes[-1]} classes; "
+                                 f"{self.data.name} has {self.x_train.shape[1]} to {classes}")
+            self.optimizer = OPTIMIZERS[recipe.optimizer](self.model.parameters(), **recipe.optimizer_options())
+            self.rng, self.epoch, self.best = np.random.default_rng(recipe.seed), 0, None
+        self.saved = self.model.parameters().values.copy()  # the weights of the last epoch saved
+        if recipe.nodes == "matrix":
+            self.accumulator = MatrixAccumulator(self.model, dtype=recipe.dtype)
+        else:
+            self.accumulator = FusedAccumulator(self.model, recipe.threads)
+        self.inputs, self.val_inputs, self.test_inputs = (SparseRows(x) for x in (self.x_train, self.x_val, self.data.x_test))
+        self.augment = Augment(recipe.shift, recipe.rotate, recipe.elastic, recipe.elastic_sigma) if recipe.augment else None
+        steps = -(-len(self.x_train) // recipe.batch_size)  # an epoch's
+        self.schedule = Schedule(recipe.lr, recipe.schedule, steps * recipe.epochs, round(recipe.warmup * steps),
+                                 steps * recipe.step_size, recipe.gamma, recipe.min_lr)
+
+    def train_epoch(self, bar: Progress) -> tuple[float, float, float]:
+        """One epoch; returns (mean loss, accuracy, seconds). Raises `Diverged` after a batch
+        whose loss, or whose step's weights, are not finite."""
+        n, size, clip = len(self.x_train), self.recipe.batch_size, self.recipe.clip
+        order = self.rng.permutation(n)
+        weights, gradient = self.model.parameters().values, self.model.parameters().grad
+        start, total_loss, correct = time.perf_counter(), 0.0, 0
+        for batch, first in enumerate(range(0, n, size), 1):
+            rows = order[first : first + size]
+            inputs, labels = self.inputs, self.y_train
+            if self.augment:  # the batch's images, moved: rows 0, 1, ... of their own
+                inputs, labels = SparseRows(self.augment(self.x_train, rows, self.rng.integers(2**63))), labels[rows]
+                rows = np.arange(len(rows))
+            keep = self.model.dropout_scales(self.rng, len(rows)) if self.model.dropout_units else None
+            self.optimizer.lr = self.schedule(self.optimizer.steps)
+            self.optimizer.zero_grad()
+            result = self.accumulator.accumulate(inputs, rows, labels, 1.0 / len(rows), keep)
+            if clip:
+                _updates.clip_norm(gradient, clip)
+            self.optimizer.step()
+            if not (math.isfinite(result.loss) and math.isfinite(weights.sum())):
+                what = f"the loss became {result.loss}" if not math.isfinite(result.loss) else "the weights stopped being finite numbers"
+                raise Diverged(f"training diverged in epoch {self.epoch + 1}, batch {batch} of {-(-n // size)}: {what}")
+            total_loss += result.loss * len(rows)
+            correct += result.correct
+            done = first + len(rows)
+            if bar.due(done):
+                bar.update(done, f"loss {_short(total_loss / done)}  accuracy {100 * correct / done:5.1f}%  "
+                                 f"{done / (time.perf_counter() - start):,.0f} samples/s")
+        return total_loss / n, correct / n, time.perf_counter() - start
+
+    def measure(self, inputs: SparseRows, y: np.ndarray) -> tuple[float, float, np.ndarray]:
+        """Mean cross-entropy, accuracy and predictions of the model on `inputs`, by the
+        compiled forward pass (no dropout)."""
+        return scores(self.accumulator.logits(inputs), y)
+
+    def save(self, epoch: int) -> None:
+        checkpoint.save(self.checkpoint_path, checkpoint.Checkpoint(
+            model=self.model, epoch=epoch, optimizer=self.recipe.optimizer,
+            optimizer_options=self.recipe.optimizer_options(), optimizer_state=self.optimizer.state_dict(),
+            rng_state=self.rng.bit_generator.state, args=self.record, best=self.best,
+        ))
+        self.saved[:] = self.model.parameters().values
+
+    def keep(self) -> None:
+        """Leave in the model the weights the run keeps: the best validation epoch's if it has one,
+        else those of the last epoch saved (the initial ones before the first): an epoch cut short
+        leaves none of its steps in the model."""
+        self.model.parameters().values[:] = self.best.model.parameters().values if self.best else self.saved
+
+    def improved(self, epoch: int, val_loss: float, val_accuracy: float) -> bool:
+        """Keep the model as the best if this validation epoch beats the best so far (strictly:
+        on a tie the earlier epoch stays the best)."""
+        metric = self.recipe.monitor
+        value = val_loss if metric == "val_loss" else val_accuracy
+        if self.best and not (value < self.best.value if metric == "val_loss" else value > self.best.value):
+            return False
+        if self.best is None:
+            with tape.Tape():  # a copy of its own, not on the tape of the user's model
+                copy = MLP(self.model.sizes, self.model.activation, self.model.bias, self.model.init_name,
+                           dropout=self.model.dropout)
+            self.best = checkpoint.Best(copy, epoch, metric, value)
+        self.best.model.parameters().values[:] = self.model.parameters().values
+        self.best.epoch, self.best.value = epoch, value
+        return True
+
+    def patience_ran_out(self) -> bool:
+        patience = self.recipe.patience
+        return bool(patience and self.best and self.epoch - self.best.epoch >= patience)
+
+    def fit(self, callbacks: Sequence[Callable[[dict], object]] = ()) -> list[dict]:
+        """Train up to recipe.epochs (or until patience runs out, or a callback returns True),
+        writing metrics and checkpoints; returns metrics.csv's rows. An epoch's row is written
+        before its checkpoint (a resumed run drops rows past its checkpoint), and metrics.csv is
+        made with the first row. Each callback is called with each epoch's row, as a dict."""
+        stop = False
+        while self.epoch < self.recipe.epochs and not self.patience_ran_out() and not stop:
+            bar = self.progress(f"epoch {self.epoch + 1}/{self.recipe.epochs}", len(self.x_train))
+            try:
+                train_loss, train_accuracy, seconds = self.train_epoch(bar)
+            except BaseException:
+                bar.finish()  # end a drawn line before the message
+                raise
+            lr = self.optimizer.lr
+            epoch = self.epoch + 1
+            val_loss = val_accuracy = ""
+            if len(self.x_val):
+                val_loss, val_accuracy, _ = self.measure(self.val_inputs, self.y_val)
+                if not math.isfinite(val_loss):
+                    raise Diverged(f"training diverged in epoch {epoch}: the validation loss became {val_loss}")
+            test_loss, test_accuracy, _ = self.measure(self.test_inputs, self.data.y_test)
+            if not math.isfinite(test_loss):
+                raise Diverged(f"training diverged in epoch {epoch}: the test loss became {test_loss}")
+            best = len(self.x_val) and self.improved(epoch, val_loss, val_accuracy)
+            row = [epoch, train_loss, train_accuracy, test_loss, test_accuracy, seconds, len(self.x_train) / seconds,
+                   val_loss, val_accuracy, lr]
+            new = not self.metrics_path.exists()
+            with open(self.metrics_path, "a", newline="") as f:
+                if new:
+                    csv.writer(f).writerow(METRICS)
+                csv.writer(f).writerow([f"{v:.6g}" if isinstance(v, float) else v for v in row])
+            self.save(epoch)
+            self.epoch = epoch
+            val = f"val accuracy {100 * val_accuracy:5.1f}%{' (best)' if best else ''}  " if len(self.x_val) else ""
+            bar.finish(f"loss {_short(train_loss)}  accuracy {100 * train_accuracy:5.1f}%  {val}"
+                       f"test loss {_short(test_loss)}  test accuracy {100 * test_accuracy:5.1f}%  "
+                       f"{len(self.x_train) / seconds:,.0f} samples/s")
+            numbers = {k: None if v == "" else v for k, v in zip(METRICS, row)}  # as a History's rows
+            stop = any([bool(callback(numbers)) for callback in callbacks])
+        if self.patience_ran_out() and self.epoch < self.recipe.epochs:
+            print(f"stopped early after epoch {self.epoch}: {self.recipe.monitor} has not improved for "
+                  f"{self.recipe.patience} epochs", file=sys.stderr)
+        return self._metrics()
+
+    def _metrics(self) -> list[dict]:
+        if not self.metrics_path.exists():
+            return []
+        with open(self.metrics_path, newline="") as f:
+            return list(csv.DictReader(f))
+
+    def _keep_metrics_through(self, epoch: int) -> None:
+        """Check metrics.csv against a checkpoint of `epoch`: one whole row for each of epochs 1 to
+        `epoch`, the rows after it (of a run stopped between its two writes) dropped by rewriting
+        the file; anything else is refused, naming the file, before any training."""
+        path = self.metrics_path
+        if not path.is_file() and epoch:
+            raise UsageError(f"cannot resume: {path} is missing, and {self.checkpoint_path} is of epoch {epoch}; "
+                                 f"the run's metrics are gone (start a new run, or put the file back)")
+        if not path.is_file():
+            return
+        text = path.read_text(errors="replace")
+        table = list(csv.reader(io.StringIO(text, newline="")))
+        header = table[0] if table else []
+
+        def damaged(why: str) -> UsageError:
+            return UsageError(f"cannot resume: {path} is damaged ({why}); {self.checkpoint_path} is of epoch {epoch}")
+
+        if not 7 <= len(header) <= len(METRICS) or header != METRICS[: len(header)]:
+            raise damaged("its first line is not metrics.csv's header")
+        rows = table[1 : epoch + 1]
+        if len(rows) < epoch:
+            raise damaged(f"it holds the rows of {len(rows)} epochs")
+        for number, row in enumerate(rows, 1):
+            if len(row) != len(header) or row[0] != str(number) or not all(map(_is_number, row[1:7])):
+                raise damaged(f"the row of epoch {number} is not whole: {','.join(row)[:60]!r}")
+        if len(table) == epoch + 1 and not text.endswith("\n"):
+            raise damaged(f"the row of epoch {epoch} was cut short")
+        if len(table) > epoch + 1 or header != METRICS:
+            kept = io.StringIO(newline="")
+            csv.writer(kept).writerows([METRICS, *(row + [""] * (len(METRICS) - len(row)) for row in rows)])
+            checkpoint.write_atomically(path, lambda f: f.write(kept.getvalue().encode()))
+
+    def report(self, rows: list[dict]) -> float:
+        """The test accuracy of the model the run keeps (the best validation epoch's, said so)."""
+        if self.best:
+            row = next(r for r in rows if int(r["epoch"]) == self.best.epoch)
+            print(f"kept the model of epoch {self.best.epoch}, the best {self.best.metric} "
+                  f"({self.best.value:.4g}) of {len(rows)} epochs", file=sys.stderr)
+            return float(row["test_accuracy"])
+        return float(rows[-1]["test_accuracy"]) if rows else float("nan")
+
+
+def _check_resumable(saved: dict, given: dict, path: Path) -> None:
+    """Refuse to resume a run recorded as `saved` with the options `given` unless they define the same run."""
+    defaults = Recipe().record()  # an older run's missing options were the defaults
+    defining = RUN_DEFINING + ["epochs"] * (given["schedule"] == "cosine")  # the cosine's length
+    saved = {k: saved.get(k, defaults[k]) for k in defining}
+    differing = [k for k in defining if saved[k] != given[k]]
+    if differing:
+        details = ", ".join(f"--{k.replace('_', '-')} was {saved[k]!r}, now {given[k]!r}" for k in differing)
+        raise UsageError(f"cannot resume from {path}: the run differs ({details}); give the same arguments, or a new --out")
+
+
+def _computing_changes(saved: dict, given: dict) -> str:
+    """How the options that choose how a run computes (not what) differ from the checkpoint's, in words."""
+    defaults = Recipe().record()
+    return ", ".join(f"--{k} {given[k]} (it ran with --{k} {saved.get(k, defaults[k])})"
+                     for k in COMPUTING if saved.get(k, defaults[k]) != given[k])
+
+
+class RunError(RuntimeError):
+    """A run that could not go on (a full disk, ...); the message says what is saved."""
+
+
+@contextlib.contextmanager
+def thread_plan(recipe: Recipe):
+    """Who has the cores during the run: numba's compiled kernels (the scalar nodes' and the
+    optimizers'), --threads of them; numpy's BLAS one thread, with matrix nodes too: OpenBLAS's
+    threaded products sum in an order that depends on the number of threads (the weights would
+    differ in their last bits), and on this project's small products a second BLAS thread gains
+    nothing (benchmarks/RESULTS.md, "One BLAS thread"). So the numbers are the same on any --threads."""
+    from threadpoolctl import threadpool_limits
+
+    compiled = numba.get_num_threads()
+    if recipe.threads:
+        numba.set_num_threads(min(recipe.threads, numba.config.NUMBA_NUM_THREADS))
+    try:
+        with threadpool_limits(1, user_api="blas"):
+            yield
+    finally:
+        numba.set_num_threads(compiled)
+
+
+def run_training(recipe: Recipe, model: MLP | None = None, dataset: data.Dataset | None = None,
+                 callbacks: Sequence[Callable[[dict], object]] = (), *,
+                 progress: Callable[[str, int], Progress] | None = None, figures: Callable[[History], object] | None = None,
+                 resume_hint: Callable[[Path], str] | None = None) -> History:
+    """One run as `recipe` says, for `python -m mlp.train`, `mlp.fit` and a sweep's trials alike: claim
+    its directory, train `model` (else the recipe's, on a tape of its own) on `dataset` (else the
+    recipe's), write metrics.csv and checkpoints, and `figures(history)` if the recipe has plots.
+    `progress` shows each epoch (see `Run`); `resume_hint(directory)` says how to continue an
+    interrupted run (default: in Python, and on the command line).
+    The model ends holding the weights the run keeps (those of the best validation epoch with val,
+    else of the last finished epoch), the history's model; Ctrl-C ends the run so, and says so; the
+    history says it was interrupted."""
+    wanted = recipe.out or RUNS / (dataset.name if dataset else recipe.dataset)
+    if recipe.resume:
+        claim, note = rundir.claim_existing(wanted), ""
+    else:
+        claim, note = rundir.claim_new(wanted, explicit=recipe.out is not None, fresh=recipe.fresh)
+    if note:
+        print(note, file=sys.stderr)
+    run = None
+    try:
+        with tape.Tape() if model is None else contextlib.nullcontext(), thread_plan(recipe):
+            run = Run(recipe, claim.directory, model, dataset, progress)
+            print(f"training {run.model} on {run.data.name} ({len(run.x_train):,} samples, "
+                  f"{len(run.data.x_test):,} test) with {recipe.optimizer}; writing {claim.directory}", file=sys.stderr)
+            rows = run.fit(callbacks)
+            accuracy = run.report(rows)
+            run.keep()
+            history = History.from_csv(rows, out=claim.directory, model=run.model, dataset=run.data,
+                                       test_accuracy=accuracy, best_epoch=run.best.epoch if run.best else None)
+            if recipe.plots and figures:
+                figures(history)
+            return history
+    except KeyboardInterrupt:
+        if run:
+            run.keep()
+        again = f"; {(resume_hint or _resume_hint)(claim.directory)}" if run and run.epoch else ""
+        print(f"interrupted during epoch {run.epoch + 1 if run else 1}: {_saved(run)}{again}", file=sys.stderr)
+        return History.from_csv(run._metrics() if run else [], out=claim.directory, model=run.model if run else model,
+                                dataset=run.data if run else None, interrupted=True)
+    except Diverged as e:
+        raise Diverged(f"{e}; {_saved(run)}") from None
+    except OSError as e:
+        if isinstance(e, FileNotFoundError):
+            raise
+        raise RunError(f"{e}; {_saved(run)}") from e
+    finally:
+        claim.release()
+
+
+def _resume_hint(directory: Path) -> str:
+    return (f"continue in Python with mlp.fit(model, data, resume=True, out={str(directory)!r}) and its other "
+            f"options as they were, or with python -m mlp.train --resume --out {directory} and its flags")
+
+
+class _Unseen:
+    """No progress shown: what `Run.fit` uses when its caller gives none."""
+
+    shown = False
+
+    def __init__(self, label: str, total: int) -> None:
+        pass
+
+    def due(self, done: int) -> bool:
+        return False
+
+    def update(self, done: int, text: str = "") -> None:
+        pass
+
+    def finish(self, text: str = "") -> None:
+        pass
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _short(loss: float) -> str:
+    return f"{loss:.4f}" if abs(loss) < 1e4 else f"{loss:.4g}"
+
+
+def _saved(run: Run | None) -> str:
+    if run and run.epoch:
+        return f"epoch {run.epoch} is saved in {run.checkpoint_path}"
+    return "no epoch was completed and nothing was saved"
+
+
