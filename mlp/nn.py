@@ -1,8 +1,11 @@
 """The multilayer perceptron of the course, built on tape leaves.
 
 All weights and biases live in one flat vector (`Parameters`) whose entries are leaves of a
-tape, recorded once, before any sample: they sit below every mark, so rewinding after a sample
-never touches them. A model runs three ways on the same weights:
+tape of the model's own (`model.tape`, as a PyTorch module owns its parameters): whatever is
+computed from the weights is recorded there, and the tape of the user's own expressions
+(`tape.current_tape()`) never fills with models. The leaves are recorded once, before any
+sample: they sit below every mark, so rewinding after a sample never touches them. A model
+runs three ways on the same weights:
 
 * one sample (a list of floats or Vars): `Neuron`s of scalar `Var`s and `tape.dot`, readable
   like the course's equations (3)-(5); returns a list of Var logits;
@@ -27,14 +30,19 @@ ACTIVATIONS = {"sigmoid": tape.sigmoid, "relu": tape.relu, "tanh": tape.tanh}
 
 
 class Parameters:
-    """A model's weights and biases as one flat vector of tape leaves.
+    """A model's weights and biases as one flat vector of leaves of a tape of their own.
 
     `values` is the storage optimizers update in place, `grad` Algorithm 3's gradient
     accumulator; iterating gives each entry as a scalar `Var` (as PyTorch's `parameters()`)."""
 
     def __init__(self, values: np.ndarray) -> None:
-        self.leaves = VarArray(values)  # on the current tape
         self.grad = np.zeros(len(values))
+        self._record(values)
+
+    def _record(self, values: np.ndarray) -> None:
+        """`values` as the first nodes of a new tape (not the current one: that stays the user's)."""
+        with Tape():
+            self.leaves = VarArray(values)
         self._tensors: dict = {}  # (start, shape, dtype) -> matrix leaf
         self._vars: list[Var] = []
 
@@ -49,8 +57,8 @@ class Parameters:
             return self.leaves.tape
         except StaleVarError:
             raise StaleVarError(
-                "the model's parameters were dropped from their tape (by reset() or a rewind below "
-                "them); call model.attach() to record them on a tape again"
+                "the model's parameters were dropped from their tape (by model.tape.reset() or a rewind "
+                "below them); call model.attach() to record them on a new tape of their own"
             ) from None
 
     @property
@@ -78,10 +86,8 @@ class Parameters:
         self.grad[:] = 0.0
 
     def attach(self) -> None:
-        """Record the parameters as leaves on the current tape again (after a reset)."""
-        self.leaves = VarArray(self.values)
-        self._vars = []
-        self._tensors = {}
+        """Record the parameters on a new tape of their own (after a reset dropped them)."""
+        self._record(self.values)
 
     def tensor(self, start: int, shape: tuple, dtype) -> Tensor:
         """Entries start.. of the parameters as a matrix leaf of `shape` and `dtype` on their
@@ -272,11 +278,12 @@ class MLP:
         self.params.zero_grad()
 
     def attach(self) -> None:
-        """Record the parameters on the current tape again, after `tape.reset()` dropped them."""
+        """Record the parameters on a new tape of their own, after `model.tape.reset()` dropped them."""
         self.params.attach()
 
     @property
     def tape(self) -> Tape:
+        """The model's own tape: its weights' leaves, then whatever is computed from them."""
         return self.params.tape
 
     def logits(self, X: np.ndarray) -> np.ndarray:
@@ -319,8 +326,8 @@ class MLP:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> MLP:
-        """The model a checkpoint keeps (a run's best validation epoch's, else its last), on the
-        current tape; CheckpointError for a file that is not one."""
+        """The model a checkpoint keeps (a run's best validation epoch's, else its last), on a tape
+        of its own; CheckpointError for a file that is not one."""
         from .checkpoint import load
 
         return load(path).kept
