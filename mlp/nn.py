@@ -16,6 +16,7 @@ runs three ways on the same weights:
 """
 from __future__ import annotations
 
+import html
 import os
 from typing import Iterator, Sequence
 
@@ -369,8 +370,8 @@ class MLP:
         rows = [(str(i), str(fan_in), str(fan_out), layer.activation or "(logits)", f"{layer.dropout:g}",
                  f"{fan_out * fan_in + fan_out * layer.has_bias:,}")
                 for i, layer in enumerate(self.layers) for fan_out, fan_in in [layer.shape]]
-        return Table(("layer", "inputs", "outputs", "activation", "dropout", "parameters"), rows,
-                     caption=f"{self!r}: {len(self.parameters()):,} parameters").html()
+        table = Table(("layer", "inputs", "outputs", "activation", "dropout", "parameters"), rows).html()
+        return f"<p>{html.escape(repr(self))}: {len(self.parameters()):,} parameters</p>{table}"  # a caption would wrap at the table's width
 
 
 def _dropout_per_layer(dropout, hidden: int) -> list[float]:

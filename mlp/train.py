@@ -22,7 +22,6 @@ import io
 import math
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -39,7 +38,7 @@ from .init import INITIALISERS
 from .losses import log_softmax
 from .nn import ACTIVATIONS, MLP
 from .optim import OPTIMIZERS
-from .progress import ProgressBar
+from .progress import ProgressBar, Stopwatch, say
 from .schedule import SCHEDULES, Schedule
 
 # metrics.csv's columns: the first seven as they always were, then those of later options
@@ -282,8 +281,8 @@ class Run:
                                                  f"or RNG state): it cannot be resumed")
             _check_resumable(saved.args, args, self.checkpoint_path)
             if changed := _computing_changes(saved.args, args):
-                print(f"resuming {self.checkpoint_path} with {changed}: the same model and run, computed another way "
-                      f"(its numbers differ from those of the run continued as it was)", file=sys.stderr)
+                say(f"resuming {self.checkpoint_path} with {changed}: the same model and run, computed another way "
+                    f"(its numbers differ from those of the run continued as it was)")
             self._keep_metrics_through(saved.epoch)
         self.data = dataset or data.load(args.dataset, data_dir=args.data_dir)
         x_train, y_train = self.data.x_train[: args.limit], self.data.y_train[: args.limit]
@@ -319,13 +318,13 @@ class Run:
         self.schedule = Schedule(args.lr, args.schedule, steps * args.epochs, round(args.warmup * steps),
                                  steps * args.step_size, args.gamma, args.min_lr)
 
-    def train_epoch(self, bar: ProgressBar) -> tuple[float, float, float]:
-        """One epoch; returns (mean loss, accuracy, seconds). Raises `Diverged` after a batch
-        whose loss, or whose step's weights, are not finite."""
+    def train_epoch(self, bar: ProgressBar, clock: Stopwatch) -> tuple[float, float, float]:
+        """One epoch; returns (mean loss, accuracy, seconds less those in numba's compiler, see
+        `Stopwatch`). Raises `Diverged` after a batch whose loss, or whose step's weights, are not finite."""
         n, size, clip = len(self.x_train), self.args.batch_size, self.args.clip
         order = self.rng.permutation(n)
         weights, gradient = self.model.parameters().values, self.model.parameters().grad
-        start, total_loss, correct = time.perf_counter(), 0.0, 0
+        total_loss, correct = 0.0, 0
         for batch, first in enumerate(range(0, n, size), 1):
             rows = order[first : first + size]
             inputs, labels = self.inputs, self.y_train
@@ -346,9 +345,9 @@ class Run:
             correct += result.correct
             done = first + len(rows)
             if bar.due(done):
-                bar.update(done, f"loss {_short(total_loss / done)}  accuracy {100 * correct / done:5.1f}%  "
-                                 f"{done / (time.perf_counter() - start):,.0f} samples/s")
-        return total_loss / n, correct / n, time.perf_counter() - start
+                bar.update(done, f"loss {_short(total_loss / done)}  accuracy {100 * correct / done:.1f}%  "
+                                 f"{done / clock.seconds():,.0f} samples/s")
+        return total_loss / n, correct / n, clock.seconds()
 
     def measure(self, inputs: SparseRows, y: np.ndarray) -> tuple[float, float, np.ndarray]:
         """Mean cross-entropy, accuracy and predictions of the model on `inputs`, by the
@@ -395,7 +394,8 @@ class Run:
         while self.epoch < self.args.epochs and not self.patience_ran_out() and not stop:
             bar = ProgressBar(f"epoch {self.epoch + 1}/{self.args.epochs}", len(self.x_train))
             try:
-                train_loss, train_accuracy, seconds = self.train_epoch(bar)
+                with Stopwatch() as clock:
+                    train_loss, train_accuracy, seconds = self.train_epoch(bar, clock)
             except BaseException:
                 bar.finish()  # end a drawn line before the message
                 raise
@@ -419,15 +419,17 @@ class Run:
                 csv.writer(f).writerow([f"{v:.6g}" if isinstance(v, float) else v for v in row])
             self.save(epoch)
             self.epoch = epoch
-            val = f"val accuracy {100 * val_accuracy:5.1f}%{' (best)' if best else ''}  " if len(self.x_val) else ""
-            bar.finish(f"loss {_short(train_loss)}  accuracy {100 * train_accuracy:5.1f}%  {val}"
-                       f"test loss {_short(test_loss)}  test accuracy {100 * test_accuracy:5.1f}%  "
+            val = f", val {100 * val_accuracy:.1f}%{' (best)' if best else ''}" if len(self.x_val) else ""
+            bar.finish(f"loss {_short(train_loss)}  accuracy {100 * train_accuracy:.1f}%{val}, test {100 * test_accuracy:.1f}%  "
                        f"{len(self.x_train) / seconds:,.0f} samples/s")
+            if clock.compiling() >= 1:
+                say(f"(epoch {epoch} also spent {clock.compiling():.1f} s compiling numba's kernels, left out of its "
+                    f"time; they are cached now)")
             numbers = {k: None if v == "" else v for k, v in zip(METRICS, row)}  # as a History's rows
             stop = any([bool(callback(numbers)) for callback in callbacks])
         if self.patience_ran_out() and self.epoch < self.args.epochs:
-            print(f"stopped early after epoch {self.epoch}: {self.args.monitor} has not improved for "
-                  f"{self.args.patience} epochs", file=sys.stderr)
+            say(f"stopped early after epoch {self.epoch}: {self.args.monitor} has not improved for "
+                f"{self.args.patience} epochs")
         return self._metrics()
 
     @property
@@ -477,8 +479,8 @@ class Run:
         """The test accuracy of the model the run keeps (the best validation epoch's, said so)."""
         if self.best:
             row = next(r for r in rows if int(r["epoch"]) == self.best.epoch)
-            print(f"kept the model of epoch {self.best.epoch}, the best {self.best.metric} "
-                  f"({self.best.value:.4g}) of {len(rows)} epochs", file=sys.stderr)
+            say(f"kept the model of epoch {self.best.epoch}, the best {self.best.metric} "
+                f"({self.best.value:.4g}) of {len(rows)} epochs")
             return float(row["test_accuracy"])
         return float(rows[-1]["test_accuracy"]) if rows else float("nan")
 
@@ -543,13 +545,13 @@ def run_training(args: argparse.Namespace, model: MLP | None = None, dataset: da
     else:
         claim, note = rundir.claim_new(wanted, explicit=args.out is not None, fresh=args.fresh)
     if note:
-        print(note, file=sys.stderr)
+        say(note)
     run = None
     try:
         with tape.Tape() if model is None else contextlib.nullcontext(), thread_plan(args):
             run = Run(args, claim.directory, model, dataset)
-            print(f"training {run.model} on {run.data.name} ({len(run.x_train):,} samples, "
-                  f"{len(run.data.x_test):,} test) with {args.optimizer}; writing {claim.directory}", file=sys.stderr)
+            say(f"training a {'-'.join(map(str, run.model.sizes))} {run.model.activation} MLP with {args.optimizer} on "
+                f"{len(run.x_train):,} {run.data.name} samples ({len(run.data.x_test):,} test) into {claim.directory}")
             rows = run.fit(callbacks)
             accuracy = run.report(rows)
             if args.plots:
