@@ -59,7 +59,7 @@ class ProgressBar:
         elif self.shown:
             sys.stderr.write("\r" + line.ljust(len(self.drawn)) + "\n" * final)  # covering a longer previous line
             sys.stderr.flush()
-        elif final:
+        else:  # a log: only finish() draws
             sys.stderr.write(line + "\n")
         self.drawn = line
 

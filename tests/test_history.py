@@ -112,7 +112,7 @@ def test_the_html_table_groups_losses_and_accuracies_in_percent_and_fits_a_noteb
     assert rows[2] == ["train", "val", "test", "train", "val", "test"]
     assert rows[3] == ["1", "1.5", "1", "1.25", "70.00%", "70.00%", "75.00%", "12.3", "11,811"]
     assert rows[4] == ["2", "0.75", "0.5", "0.625", "90.00%", "80.00%", "87.50%", "0.772", "23,623"]
-    assert "&lt;b" in history._repr_html_()
+    assert "&lt;b" in history._repr_html_() and '<th rowspan="2">epoch</th>' in history._repr_html_()
 
 
 def test_without_validation_or_with_a_changing_rate_the_columns_follow(tmp_path):
