@@ -551,7 +551,7 @@ def run_training(args: argparse.Namespace, model: MLP | None = None, dataset: da
         with tape.Tape() if model is None else contextlib.nullcontext(), thread_plan(args):
             run = Run(args, claim.directory, model, dataset)
             say(f"training a {'-'.join(map(str, run.model.sizes))} {run.model.activation} MLP with {args.optimizer} on "
-                f"{len(run.x_train):,} {run.data.name} samples ({len(run.data.x_test):,} test) into {claim.directory}")
+                f"{len(run.x_train):,} {run.data.name} samples ({len(run.data.x_test):,} test)\nwriting {claim.directory}")
             rows = run.fit(callbacks)
             accuracy = run.report(rows)
             if args.plots:
