@@ -78,25 +78,26 @@ def in_notebook() -> bool:
 
 
 class Stopwatch:
-    """`with Stopwatch() as clock:` times the block: `clock.seconds()` since it started, less
-    `clock.compiling()`, the seconds spent in numba's compiler (compiling a kernel on first use, or
-    loading it from numba's cache), so a first run's epoch is timed as the later ones."""
+    """`with Stopwatch() as clock:` times the block: `clock.seconds()` since it started (until it
+    ended), less `clock.compiling()`, the seconds spent in numba's compiler (compiling a kernel on
+    first use, or loading it from numba's cache), so a first run's epoch is timed as the later ones."""
 
     def __enter__(self) -> Stopwatch:
         from numba.core import event
 
         self.compiler = event.TimingListener()
         event.register("numba:compiler_lock", self.compiler)
-        self.start = time.perf_counter()
+        self.start, self.end = time.perf_counter(), None
         return self
 
     def __exit__(self, *exc) -> None:
         from numba.core import event
 
+        self.end = time.perf_counter()
         event.unregister("numba:compiler_lock", self.compiler)
 
     def compiling(self) -> float:
         return self.compiler.duration if self.compiler.done else 0.0
 
     def seconds(self) -> float:
-        return time.perf_counter() - self.start - self.compiling()
+        return (self.end or time.perf_counter()) - self.start - self.compiling()
