@@ -423,8 +423,8 @@ class Run:
             bar.finish(f"loss {_short(train_loss)}  accuracy {100 * train_accuracy:.1f}%{val}, test {100 * test_accuracy:.1f}%  "
                        f"{len(self.x_train) / seconds:,.0f} samples/s")
             if clock.compiling() >= 1:
-                say(f"(epoch {epoch} also spent {clock.compiling():.1f} s compiling numba's kernels, left out of its "
-                    f"time; they are cached now)")
+                say(f"(epoch {epoch} also spent {clock.compiling():.1f} s compiling numba's kernels, now cached; not in "
+                    f"its time)")
             numbers = {k: None if v == "" else v for k, v in zip(METRICS, row)}  # as a History's rows
             stop = any([bool(callback(numbers)) for callback in callbacks])
         if self.patience_ran_out() and self.epoch < self.args.epochs:

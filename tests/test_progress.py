@@ -106,9 +106,20 @@ def test_a_runs_lines_fit_a_notebooks_output_area_and_say_what_happened(tmp_path
     pattern = (r"epoch (\d+)/10  loss \d\.\d{4}  accuracy \d+\.\d%, val \d+\.\d%( \(best\))?, test \d+\.\d%  "
                r"[\d,]+ samples/s")
     assert [int(re.fullmatch(pattern, line).group(1)) for line in finished] == list(range(1, 11))
+    compiled = [line for line in lines if line.startswith("(epoch ")]  # epoch 1's, if numba's cache was cold
+    assert compiled in ([], [next(line for line in lines if line.startswith("(epoch 1 also spent "))])
     assert re.fullmatch(r"training a 784-8-10 sigmoid MLP with adam on 7\d\d mnist-5k samples \(100 test\)", lines[0])
     assert lines[1] == "writing runs/notebook"
     assert re.fullmatch(r"kept the model of epoch \d+, the best val_loss \(\d\.\d+\) of 10 epochs", lines[-1])
+
+
+def test_an_epoch_that_compiled_for_a_second_or_more_says_so_in_a_line_after_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(Stopwatch, "compiling", lambda self: 12.34)
+    mlp.fit(mlp.MLP([784, 4, 10], seed=0), stand_in_digits(200, 50), epochs=2, out=tmp_path, plots=False)
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[-3:] == ["(epoch 1 also spent 12.3 s compiling numba's kernels, now cached; not in its time)",
+                          lines[-2], "(epoch 2 also spent 12.3 s compiling numba's kernels, now cached; not in its time)"]
+    assert lines[-2].startswith("epoch 2/2  loss ") and max(map(len, lines)) <= WIDE
 
 
 needs_kernel = pytest.mark.skipif(any(importlib.util.find_spec(m) is None for m in ("nbclient", "ipykernel")),
