@@ -97,7 +97,7 @@ def test_the_stopwatch_leaves_out_the_seconds_numba_spends_compiling():
 def test_a_runs_lines_fit_a_notebooks_output_area_and_say_what_happened(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # a terminal: the bar is redrawn too
     monkeypatch.chdir(tmp_path)
-    mlp.fit(mlp.MLP([784, 8, 10], seed=0), stand_in_digits(900, 100), epochs=10, val=0.2, batch_size=16,
+    mlp.fit(mlp.MLP([784, 8, 10], seed=0), stand_in_digits(400, 100), epochs=10, val=0.2, batch_size=16,
             out="runs/notebook", plots=False)
     err = capsys.readouterr().err
     lines = [frame for line in err.splitlines() for frame in line.split("\r") if frame]
@@ -108,7 +108,7 @@ def test_a_runs_lines_fit_a_notebooks_output_area_and_say_what_happened(tmp_path
     assert [int(re.fullmatch(pattern, line).group(1)) for line in finished] == list(range(1, 11))
     compiled = [line for line in lines if line.startswith("(epoch ")]  # epoch 1's, if numba's cache was cold
     assert compiled in ([], [next(line for line in lines if line.startswith("(epoch 1 also spent "))])
-    assert re.fullmatch(r"training a 784-8-10 sigmoid MLP with adam on 7\d\d mnist-5k samples \(100 test\)", lines[0])
+    assert re.fullmatch(r"training a 784-8-10 sigmoid MLP with adam on 3\d\d mnist-5k samples \(100 test\)", lines[0])
     assert lines[1] == "writing runs/notebook"
     assert re.fullmatch(r"kept the model of epoch \d+, the best val_loss \(\d\.\d+\) of 10 epochs", lines[-1])
 
