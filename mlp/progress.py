@@ -5,7 +5,9 @@ bar, ending as its finished line; in a terminal a line on stderr redrawn by a ca
 Elsewhere (a pipe, a log file, CI) only the finished lines are written, one a task."""
 from __future__ import annotations
 
+import functools
 import sys
+import threading
 import time
 
 
@@ -79,13 +81,14 @@ def in_notebook() -> bool:
 
 class Stopwatch:
     """`with Stopwatch() as clock:` times the block: `clock.seconds()` since it started (until it
-    ended), less `clock.compiling()`, the seconds spent in numba's compiler (compiling a kernel on
-    first use, or loading it from numba's cache), so a first run's epoch is timed as the later ones."""
+    ended), less `clock.compiling()`, the seconds this thread spent in numba's compiler (compiling
+    a kernel on first use, loading it from numba's cache, or waiting for another thread's compiling),
+    so a first run's epoch is timed as the later ones."""
 
     def __enter__(self) -> Stopwatch:
         from numba.core import event
 
-        self.compiler = event.TimingListener()
+        self.compiler = _thread_timer()()
         event.register("numba:compiler_lock", self.compiler)
         self.start, self.end = time.perf_counter(), None
         return self
@@ -101,3 +104,21 @@ class Stopwatch:
 
     def seconds(self) -> float:
         return (self.end or time.perf_counter()) - self.start - self.compiling()
+
+
+@functools.cache
+def _thread_timer() -> type:
+    """numba's timer of events, made to count those of the thread that makes it only (numba's
+    listeners hear every thread's; numba is imported on first use, not with mlp)."""
+    from numba.core import event
+
+    class ThreadTimer(event.TimingListener):
+        def __init__(self) -> None:
+            super().__init__()
+            self.thread = threading.get_ident()
+
+        def notify(self, happened) -> None:
+            if threading.get_ident() == self.thread:
+                super().notify(happened)
+
+    return ThreadTimer

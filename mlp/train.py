@@ -318,9 +318,9 @@ class Run:
         self.schedule = Schedule(args.lr, args.schedule, steps * args.epochs, round(args.warmup * steps),
                                  steps * args.step_size, args.gamma, args.min_lr)
 
-    def train_epoch(self, bar: ProgressBar, clock: Stopwatch) -> tuple[float, float, float]:
-        """One epoch; returns (mean loss, accuracy, seconds less those in numba's compiler, see
-        `Stopwatch`). Raises `Diverged` after a batch whose loss, or whose step's weights, are not finite."""
+    def train_epoch(self, bar: ProgressBar) -> tuple[float, float, float]:
+        """One epoch, timed by `self.clock`; returns (mean loss, accuracy, seconds less those in
+        numba's compiler, see `Stopwatch`). Raises `Diverged` after a batch whose loss, or whose step's weights, are not finite."""
         n, size, clip = len(self.x_train), self.args.batch_size, self.args.clip
         order = self.rng.permutation(n)
         weights, gradient = self.model.parameters().values, self.model.parameters().grad
@@ -346,8 +346,8 @@ class Run:
             done = first + len(rows)
             if bar.due(done):
                 bar.update(done, f"loss {_short(total_loss / done)}  accuracy {100 * correct / done:.1f}%  "
-                                 f"{done / clock.seconds():,.0f} samples/s")
-        return total_loss / n, correct / n, clock.seconds()
+                                 f"{done / self.clock.seconds():,.0f} samples/s")
+        return total_loss / n, correct / n, self.clock.seconds()
 
     def measure(self, inputs: SparseRows, y: np.ndarray) -> tuple[float, float, np.ndarray]:
         """Mean cross-entropy, accuracy and predictions of the model on `inputs`, by the
@@ -394,8 +394,8 @@ class Run:
         while self.epoch < self.args.epochs and not self.patience_ran_out() and not stop:
             bar = ProgressBar(f"epoch {self.epoch + 1}/{self.args.epochs}", len(self.x_train))
             try:
-                with Stopwatch() as clock:
-                    train_loss, train_accuracy, seconds = self.train_epoch(bar, clock)
+                with Stopwatch() as self.clock:
+                    train_loss, train_accuracy, seconds = self.train_epoch(bar)
             except BaseException:
                 bar.finish()  # end a drawn line before the message
                 raise
@@ -422,8 +422,8 @@ class Run:
             val = f", val {100 * val_accuracy:.1f}%{' (best)' if best else ''}" if len(self.x_val) else ""
             bar.finish(f"loss {_short(train_loss)}  accuracy {100 * train_accuracy:.1f}%{val}, test {100 * test_accuracy:.1f}%  "
                        f"{len(self.x_train) / seconds:,.0f} samples/s")
-            if clock.compiling() >= 1:
-                say(f"(epoch {epoch} also spent {clock.compiling():.1f} s compiling numba's kernels, now cached; not in "
+            if self.clock.compiling() >= 1:
+                say(f"(epoch {epoch} also spent {self.clock.compiling():.1f} s compiling numba's kernels, now cached; not in "
                     f"its time)")
             numbers = {k: None if v == "" else v for k, v in zip(METRICS, row)}  # as a History's rows
             stop = any([bool(callback(numbers)) for callback in callbacks])
@@ -480,7 +480,7 @@ class Run:
         if self.best:
             row = next(r for r in rows if int(r["epoch"]) == self.best.epoch)
             say(f"kept the model of epoch {self.best.epoch}, the best {self.best.metric} "
-                f"({self.best.value:.4g}) of {len(rows)} epochs")
+                f"({self.best.value:.4g}) of {len(rows)} epoch{'s' * (len(rows) != 1)}")
             return float(row["test_accuracy"])
         return float(rows[-1]["test_accuracy"]) if rows else float("nan")
 
