@@ -366,12 +366,13 @@ class MLP:
         return f"MLP({self.sizes}, activation={self.activation!r}, bias={self.bias}, init={self.init_name!r}{dropout})"
 
     def _repr_html_(self) -> str:
-        """The model for a notebook: a row a layer with its shape, activation, dropout and parameters."""
+        """The model for a notebook: its repr and parameter count on a line above (a caption would wrap at the
+        table's width), then a row a layer with its shape, activation, dropout and parameters."""
         rows = [(str(i), str(fan_in), str(fan_out), layer.activation or "(logits)", f"{layer.dropout:g}",
                  f"{fan_out * fan_in + fan_out * layer.has_bias:,}")
                 for i, layer in enumerate(self.layers) for fan_out, fan_in in [layer.shape]]
         table = Table(("layer", "inputs", "outputs", "activation", "dropout", "parameters"), rows).html()
-        return f"<p>{html.escape(repr(self))}: {len(self.parameters()):,} parameters</p>{table}"  # a caption would wrap at the table's width
+        return f"<p>{html.escape(repr(self))}: {len(self.parameters()):,} parameters</p>{table}"
 
 
 def _dropout_per_layer(dropout, hidden: int) -> list[float]:
