@@ -345,7 +345,7 @@ class Run:
             correct += result.correct
             done = first + len(rows)
             if bar.due(done):
-                bar.update(done, f"loss {_short(total_loss / done)}  accuracy {100 * correct / done:.1f}%  "
+                bar.update(done, f"loss {_short(total_loss / done)}  accuracy {100 * (correct / done):.1f}%  "
                                  f"{done / self.clock.seconds():,.0f} samples/s")
         return total_loss / n, correct / n, self.clock.seconds()
 
