@@ -63,7 +63,7 @@ def save(path: str | os.PathLike, checkpoint: Checkpoint) -> None:
 
 
 def load(path: str | os.PathLike) -> Checkpoint:
-    """Read a checkpoint written by `save`; the model is rebuilt on the current tape. Anything
+    """Read a checkpoint written by `save`; the model is rebuilt on a tape of its own. Anything
     else (an empty or truncated file, a directory, weights that are not finite) raises
     `CheckpointError` naming the file."""
     path = Path(path)

@@ -8,6 +8,8 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tape import Table
+
 from . import plots
 from .data import Dataset
 from .nn import MLP
@@ -70,15 +72,74 @@ class History:
                              f"{lacking} was made, {len(self.rows)} epochs)")
         return self.model, self.dataset
 
-    def _repr_html_(self) -> str:
-        columns = list(self.rows[0]) if self.rows else []
-        head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-        body = "".join("<tr>" + "".join(f"<td>{_cell(row[c])}</td>" for c in columns) + "</tr>" for row in self.rows)
+    def summary(self) -> str:
+        """One line: how many epochs, where, the learning rate if it never changed, the kept epoch
+        and its test accuracy (or, if interrupted, the last finished epoch's)."""
+        n, rate = len(self.rows), self._constant_rate()
+        epochs = f"{n} epoch{'s' * (n != 1)}{f' at learning rate {rate:g}' if rate is not None else ''} in {self.out}"
+        if self.interrupted:
+            if not n:
+                return f"interrupted during epoch 1 in {self.out}, before any epoch was saved"
+            return f"{epochs}, then interrupted: test accuracy {_percent(self.rows[-1].get('test_accuracy'))} at epoch {n}"
         kept = f", kept epoch {self.best_epoch}" if self.best_epoch else ""
-        stopped = ", interrupted" if self.interrupted else ""
-        return (f"<p>{len(self.rows)} epochs in {html.escape(str(self.out))}{kept}{stopped}: test accuracy "
-                f"{100 * self.test_accuracy:.2f}%</p><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+        return f"{epochs}{kept}: test accuracy {_percent(self.test_accuracy)}"
+
+    def _columns(self) -> list[tuple[str, str, list[str]]]:
+        """(group, heading, cells) of each column shown: the epoch, the loss and the accuracy of each part the
+        run measured (train, val, test), seconds, samples/s, and the learning rate if it changed."""
+        def column(key: str, form) -> list[str]:
+            return ["-" if row.get(key) is None else form(row[key]) for row in self.rows]
+
+        def measured(key: str) -> bool:
+            return any(row.get(key) is not None for row in self.rows)
+
+        parts = [part for part in ("train", "val", "test") if measured(f"{part}_loss")]
+        columns = [("", "epoch", column("epoch", str))] * measured("epoch")
+        columns += [("loss", part, column(f"{part}_loss", "{:.4g}".format)) for part in parts]
+        columns += [("accuracy", part, column(f"{part}_accuracy", _percent)) for part in parts if measured(f"{part}_accuracy")]
+        columns += [("", heading, column(key, form)) for key, heading, form in
+                    (("seconds", "seconds", "{:.3g}".format), ("samples_per_s", "samples/s", "{:,.0f}".format))
+                    if measured(key)]
+        if measured("lr") and self._constant_rate() is None:
+            columns.append(("", "learning rate", column("lr", "{:g}".format)))
+        return columns
+
+    def _constant_rate(self) -> float | None:
+        """The learning rate of every epoch, if it is one number, else None."""
+        rates = {row.get("lr") for row in self.rows}
+        return rates.pop() if len(rates) == 1 and None not in rates else None
+
+    def __str__(self) -> str:
+        """The summary line and the table, as plain text (a terminal, a text export of a notebook)."""
+        columns = self._columns()
+        headings = tuple(f"{heading} {'acc' if group == 'accuracy' else group}".rstrip() for group, heading, _ in columns)
+        table = Table(headings, list(zip(*(cells for _, _, cells in columns))), right=tuple(range(len(columns))))
+        return self.summary() + ("\n" + table.text() if self.rows else "")
+
+    def _repr_pretty_(self, printer, cycle: bool) -> None:
+        printer.text(str(self))
+
+    def _repr_html_(self) -> str:
+        """The summary line, then the table, the loss and accuracy columns each under one heading."""
+        columns = self._columns()
+        grouped = any(group for group, _, _ in columns)
+        top, below, seen = [], [], set()
+        for group, heading, _ in columns:
+            if not group:
+                top.append(f'<th rowspan="2">{heading}</th>' if grouped else f"<th>{heading}</th>")
+                continue
+            if group not in seen:
+                seen.add(group)
+                top.append(f'<th colspan="{sum(g == group for g, _, _ in columns)}" '
+                           f'style="text-align: center; border-bottom: 1px solid">{group}</th>')
+            below.append(f"<th>{heading}</th>")
+        head = "".join(f"<tr>{''.join(cells)}</tr>" for cells in (top, below) if cells)
+        body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>"
+                       for cells in zip(*(cells for _, _, cells in columns)))
+        table = f"<table><thead>{head}</thead><tbody>{body}</tbody></table>" if self.rows else ""
+        return f"<p>{html.escape(self.summary())}</p>{table}"
 
 
-def _cell(value) -> str:
-    return "" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
+def _percent(fraction: float | None) -> str:
+    """A fraction as a percentage, 0.92345 as 92.35%; a missing one as a dash."""
+    return "-" if fraction is None or math.isnan(fraction) else f"{100 * fraction:.2f}%"

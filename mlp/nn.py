@@ -1,8 +1,11 @@
 """The multilayer perceptron of the course, built on tape leaves.
 
 All weights and biases live in one flat vector (`Parameters`) whose entries are leaves of a
-tape, recorded once, before any sample: they sit below every mark, so rewinding after a sample
-never touches them. A model runs three ways on the same weights:
+tape of the model's own (`model.tape`, as a PyTorch module owns its parameters): whatever is
+computed from the weights is recorded there, and the tape of the user's own expressions
+(`tape.current_tape()`) never fills with models. The leaves are recorded once, before any
+sample: they sit below every mark, so rewinding after a sample never touches them. A model
+runs three ways on the same weights:
 
 * one sample (a list of floats or Vars): `Neuron`s of scalar `Var`s and `tape.dot`, readable
   like the course's equations (3)-(5); returns a list of Var logits;
@@ -13,6 +16,7 @@ never touches them. A model runs three ways on the same weights:
 """
 from __future__ import annotations
 
+import html
 import os
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -28,14 +32,19 @@ ACTIVATIONS = {"sigmoid": tape.sigmoid, "relu": tape.relu, "tanh": tape.tanh}
 
 
 class Parameters:
-    """A model's weights and biases as one flat vector of tape leaves.
+    """A model's weights and biases as one flat vector of leaves of a tape of their own.
 
     `values` is the storage optimizers update in place, `grad` Algorithm 3's gradient
     accumulator; iterating gives each entry as a scalar `Var` (as PyTorch's `parameters()`)."""
 
     def __init__(self, values: np.ndarray) -> None:
-        self.leaves = VarArray(values)  # on the current tape
         self.grad = np.zeros(len(values))
+        self._record(values)
+
+    def _record(self, values: np.ndarray) -> None:
+        """`values` as the first nodes of a new tape (not the current one: that stays the user's)."""
+        with Tape():
+            self.leaves = VarArray(values)
         self._tensors: dict = {}  # (start, shape, dtype) -> matrix leaf
         self._vars: list[Var] = []
 
@@ -50,8 +59,8 @@ class Parameters:
             return self.leaves.tape
         except StaleVarError:
             raise StaleVarError(
-                "the model's parameters were dropped from their tape (by reset() or a rewind below "
-                "them); call model.attach() to record them on a tape again"
+                "the model's parameters were dropped from their tape (by model.tape.reset() or a rewind "
+                "below them); call model.attach() to record them on a new tape of their own"
             ) from None
 
     @property
@@ -79,10 +88,8 @@ class Parameters:
         self.grad[:] = 0.0
 
     def attach(self) -> None:
-        """Record the parameters as leaves on the current tape again (after a reset)."""
-        self.leaves = VarArray(self.values)
-        self._vars = []
-        self._tensors = {}
+        """Record the parameters on a new tape of their own (after a reset dropped them)."""
+        self._record(self.values)
 
     def tensor(self, start: int, shape: tuple, dtype) -> Tensor:
         """Entries start.. of the parameters as a matrix leaf of `shape` and `dtype` on their
@@ -273,11 +280,12 @@ class MLP:
         self.params.zero_grad()
 
     def attach(self) -> None:
-        """Record the parameters on the current tape again, after `tape.reset()` dropped them."""
+        """Record the parameters on a new tape of their own, after `model.tape.reset()` dropped them."""
         self.params.attach()
 
     @property
     def tape(self) -> Tape:
+        """The model's own tape: its weights' leaves, then whatever is computed from them."""
         return self.params.tape
 
     def logits(self, X: np.ndarray) -> np.ndarray:
@@ -320,8 +328,8 @@ class MLP:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> MLP:
-        """The model a checkpoint keeps (a run's best validation epoch's, else its last), on the
-        current tape; CheckpointError for a file that is not one."""
+        """The model a checkpoint keeps (a run's best validation epoch's, else its last), on a tape
+        of its own; CheckpointError for a file that is not one."""
         from .archive import read, unreadable
 
         meta, parts = read(Path(path))
@@ -371,12 +379,13 @@ class MLP:
         return f"MLP({self.sizes}, activation={self.activation!r}, bias={self.bias}, init={self.init_name!r}{dropout})"
 
     def _repr_html_(self) -> str:
-        """The model for a notebook: a row a layer with its shape, activation, dropout and parameters."""
+        """The model for a notebook: its repr and parameter count on a line above (a caption would wrap at the
+        table's width), then a row a layer with its shape, activation, dropout and parameters."""
         rows = [(str(i), str(fan_in), str(fan_out), layer.activation or "(logits)", f"{layer.dropout:g}",
                  f"{fan_out * fan_in + fan_out * layer.has_bias:,}")
                 for i, layer in enumerate(self.layers) for fan_out, fan_in in [layer.shape]]
-        return Table(("layer", "inputs", "outputs", "activation", "dropout", "parameters"), rows,
-                     caption=f"{self!r}: {len(self.parameters()):,} parameters").html()
+        table = Table(("layer", "inputs", "outputs", "activation", "dropout", "parameters"), rows).html()
+        return f"<p>{html.escape(repr(self))}: {len(self.parameters()):,} parameters</p>{table}"
 
 
 def _dropout_per_layer(dropout, hidden: int) -> list[float]:

@@ -42,27 +42,31 @@ def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, classes: int) ->
 
 
 def curves(rows: Sequence[dict], best: int | None = None) -> Picture:
-    """Loss and accuracy per epoch (training, validation where there is one, test) and the
-    learning rate, from metrics.csv's rows; `best` marks the epoch whose model was kept."""
-    fig = _figure(figsize=(14, 4))
+    """Loss and accuracy per epoch (training, validation where there is one, test), and the
+    learning rate where it changes (a constant one is named in the loss's title), from
+    metrics.csv's rows; `best` marks the epoch whose model was kept."""
     epochs = [int(r["epoch"]) for r in rows]
-    loss, accuracy, rate = fig.subplots(1, 3)
+    rates = [(e, float(r["lr"])) for e, r in zip(epochs, rows) if r.get("lr")]
+    changing = len({rate for _, rate in rates}) > 1
+    fig = _figure(figsize=(14, 4) if changing else (10, 4))
+    loss, accuracy, *rate = fig.subplots(1, 3 if changing else 2)
     for part, style in (("train", "-o"), ("val", "-^"), ("test", "-s")):
         if any(r.get(f"{part}_loss") for r in rows):
             shown = [(e, r) for e, r in zip(epochs, rows) if r.get(f"{part}_loss")]
             loss.plot([e for e, _ in shown], [float(r[f"{part}_loss"]) for _, r in shown], style, label=part, markersize=3)
             accuracy.plot([e for e, _ in shown], [100 * float(r[f"{part}_accuracy"]) for _, r in shown], style, label=part,
                           markersize=3)
-    if any(r.get("lr") for r in rows):
-        rate.plot([e for e, r in zip(epochs, rows) if r.get("lr")], [float(r["lr"]) for r in rows if r.get("lr")], "-o", markersize=3)
-    loss.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
+    constant = f" (learning rate {rates[0][1]:g} throughout)" if rates and not changing else ""
+    loss.set(xlabel="epoch", ylabel="cross-entropy", title=f"loss{constant}")
     accuracy.set(xlabel="epoch", ylabel="%", title="accuracy")
-    rate.set(xlabel="epoch", ylabel="learning rate", title="learning rate (at the epoch's last step)")
-    for ax in (loss, accuracy, rate):
+    for ax in rate:
+        ax.plot([e for e, _ in rates], [r for _, r in rates], "-o", markersize=3)
+        ax.set(xlabel="epoch", ylabel="learning rate", title="learning rate (at the epoch's last step)")
+    for ax in (loss, accuracy, *rate):
         ax.grid(alpha=0.3)
         if best is not None:
             ax.axvline(best, color="grey", linestyle=":", label=f"kept: epoch {best}")
-        if ax is not rate or best is not None:
+        if ax not in rate or best is not None:
             ax.legend()
         ax.xaxis.get_major_locator().set_params(integer=True)  # whole epochs
     fig.tight_layout()

@@ -8,7 +8,8 @@ DIR/metrics.csv and writes the checkpoint DIR/model.npz (atomically). With val t
 the best validation epoch is kept beside the last, and patience stops the run when it has not
 improved for that many epochs. A loss or a weight that stops being a finite number ends the run
 (`Diverged`) and keeps the last good checkpoint. How progress is shown, and how to resume, the
-caller gives: this module imports neither a progress bar nor figures nor any program.
+caller gives: this module imports no progress bar, no figures and no program (only `say`, a run's narration,
+and `Stopwatch`, an epoch's clock, from mlp.progress).
 """
 from __future__ import annotations
 
@@ -17,7 +18,6 @@ import csv
 import io
 import math
 import sys
-import time
 from pathlib import Path
 from typing import Callable, Protocol, Sequence
 
@@ -33,6 +33,7 @@ from .history import History
 from .losses import log_softmax
 from .nn import MLP
 from .optim import OPTIMIZERS
+from .progress import Stopwatch, say
 from .recipe import Recipe, UsageError
 from .schedule import Schedule
 
@@ -100,8 +101,8 @@ class Run:
                                                  f"or RNG state): it cannot be resumed")
             _check_resumable(saved.args, self.record, self.checkpoint_path)
             if changed := _computing_changes(saved.args, self.record):
-                print(f"resuming {self.checkpoint_path} with {changed}: the same model and run, computed another way "
-                      f"(its numbers differ from those of the run continued as it was)", file=sys.stderr)
+                say(f"resuming {self.checkpoint_path} with {changed}: the same model and run, computed another way "
+                    f"(its numbers differ from those of the run continued as it was)")
             self._keep_metrics_through(saved.epoch)
         self.data = dataset or data.load(recipe.dataset, data_dir=recipe.data_dir)
         x_train, y_train = self.data.x_train[: recipe.limit], self.data.y_train[: recipe.limit]
@@ -146,7 +147,7 @@ class Run:
         n, size, clip = len(self.x_train), self.recipe.batch_size, self.recipe.clip
         order = self.rng.permutation(n)
         weights, gradient = self.model.parameters().values, self.model.parameters().grad
-        start, total_loss, correct = time.perf_counter(), 0.0, 0
+        total_loss, correct = 0.0, 0
         for batch, first in enumerate(range(0, n, size), 1):
             rows = order[first : first + size]
             inputs, labels = self.inputs, self.y_train
@@ -167,9 +168,9 @@ class Run:
             correct += result.correct
             done = first + len(rows)
             if bar.due(done):
-                bar.update(done, f"loss {_short(total_loss / done)}  accuracy {100 * correct / done:5.1f}%  "
-                                 f"{done / (time.perf_counter() - start):,.0f} samples/s")
-        return total_loss / n, correct / n, time.perf_counter() - start
+                bar.update(done, f"loss {_short(total_loss / done)}  accuracy {100 * (correct / done):.1f}%  "
+                                 f"{done / self.clock.seconds():,.0f} samples/s")
+        return total_loss / n, correct / n, self.clock.seconds()
 
     def measure(self, inputs: SparseRows, y: np.ndarray) -> tuple[float, float, np.ndarray]:
         """Mean cross-entropy, accuracy and predictions of the model on `inputs`, by the
@@ -219,7 +220,8 @@ class Run:
         while self.epoch < self.recipe.epochs and not self.patience_ran_out() and not stop:
             bar = self.progress(f"epoch {self.epoch + 1}/{self.recipe.epochs}", len(self.x_train))
             try:
-                train_loss, train_accuracy, seconds = self.train_epoch(bar)
+                with Stopwatch() as self.clock:
+                    train_loss, train_accuracy, seconds = self.train_epoch(bar)
             except BaseException:
                 bar.finish()  # end a drawn line before the message
                 raise
@@ -243,15 +245,17 @@ class Run:
                 csv.writer(f).writerow([f"{v:.6g}" if isinstance(v, float) else v for v in row])
             self.save(epoch)
             self.epoch = epoch
-            val = f"val accuracy {100 * val_accuracy:5.1f}%{' (best)' if best else ''}  " if len(self.x_val) else ""
-            bar.finish(f"loss {_short(train_loss)}  accuracy {100 * train_accuracy:5.1f}%  {val}"
-                       f"test loss {_short(test_loss)}  test accuracy {100 * test_accuracy:5.1f}%  "
+            val = f", val {100 * val_accuracy:.1f}%{' (best)' if best else ''}" if len(self.x_val) else ""
+            bar.finish(f"loss {_short(train_loss)}  accuracy {100 * train_accuracy:.1f}%{val}, test {100 * test_accuracy:.1f}%  "
                        f"{len(self.x_train) / seconds:,.0f} samples/s")
+            if self.clock.compiling() >= 1:
+                say(f"(epoch {epoch} also spent {self.clock.compiling():.1f} s compiling numba's kernels, now cached; not in "
+                    f"its time)")
             numbers = {k: None if v == "" else v for k, v in zip(METRICS, row)}  # as a History's rows
             stop = any([bool(callback(numbers)) for callback in callbacks])
         if self.patience_ran_out() and self.epoch < self.recipe.epochs:
-            print(f"stopped early after epoch {self.epoch}: {self.recipe.monitor} has not improved for "
-                  f"{self.recipe.patience} epochs", file=sys.stderr)
+            say(f"stopped early after epoch {self.epoch}: {self.recipe.monitor} has not improved for "
+                f"{self.recipe.patience} epochs")
         return self._metrics()
 
     def _metrics(self) -> list[dict]:
@@ -296,8 +300,8 @@ class Run:
         """The test accuracy of the model the run keeps (the best validation epoch's, said so)."""
         if self.best:
             row = next(r for r in rows if int(r["epoch"]) == self.best.epoch)
-            print(f"kept the model of epoch {self.best.epoch}, the best {self.best.metric} "
-                  f"({self.best.value:.4g}) of {len(rows)} epochs", file=sys.stderr)
+            say(f"kept the model of epoch {self.best.epoch}, the best {self.best.metric} "
+                f"({self.best.value:.4g}) of {len(rows)} epoch{'s' * (len(rows) != 1)}")
             return float(row["test_accuracy"])
         return float(rows[-1]["test_accuracy"]) if rows else float("nan")
 
@@ -361,13 +365,13 @@ def run_training(recipe: Recipe, model: MLP | None = None, dataset: data.Dataset
     else:
         claim, note = rundir.claim_new(wanted, explicit=recipe.out is not None, fresh=recipe.fresh)
     if note:
-        print(note, file=sys.stderr)
+        say(note)
     run = None
     try:
         with tape.Tape() if model is None else contextlib.nullcontext(), thread_plan(recipe):
             run = Run(recipe, claim.directory, model, dataset, progress)
-            print(f"training {run.model} on {run.data.name} ({len(run.x_train):,} samples, "
-                  f"{len(run.data.x_test):,} test) with {recipe.optimizer}; writing {claim.directory}", file=sys.stderr)
+            say(f"training a {'-'.join(map(str, run.model.sizes))} {run.model.activation} MLP with {recipe.optimizer} on "
+                f"{len(run.x_train):,} {run.data.name} samples ({len(run.data.x_test):,} test)\nwriting {claim.directory}")
             rows = run.fit(callbacks)
             accuracy = run.report(rows)
             run.keep()

@@ -180,7 +180,13 @@ def test_a_model_shows_its_layers_and_parameter_counts():
                               ["1", "32", "16", "tanh", "0.3", f"{32 * 16 + 16:,}"],
                               ["2", "16", "10", "(logits)", "0", f"{16 * 10 + 10:,}"]]
     total = 784 * 32 + 32 + 32 * 16 + 16 + 16 * 10 + 10
-    assert shown.caption.endswith(f": {total:,} parameters")
+    assert shown.text[0] == f"{model!r}: {total:,} parameters" and not shown.caption  # above the table, not wrapped to its width
+
+
+def test_a_models_line_above_its_table_is_escaped():
+    model = MLP([3, 2], init=lambda fan_in, fan_out, rng: rng.random((fan_out, fan_in)))
+    shown = Parsed(model._repr_html_())
+    assert shown.text[0] == "MLP([3, 2], activation='sigmoid', bias=True, init='<lambda>'): 8 parameters"
 
 
 needs_graphviz = pytest.mark.skipif(importlib.util.find_spec("graphviz") is None,

@@ -88,8 +88,9 @@ def edges_of(t, nodes):
 def test_a_dropped_unit_gets_nodes_without_edges_and_the_tape_shrinks():
     rng = np.random.default_rng(5)
     x = rng.random(12)
-    with Tape() as t:
+    with Tape():
         model = MLP([12, 8, 4], activation="sigmoid", dropout=0.5, seed=1)  # sigmoid: no unit is dead by itself
+        t = model.tape  # its own tape
         fused = FusedAccumulator(model)
         keep = np.array([2.0, 0.0, 2.0, 0.0, 0.0, 2.0, 2.0, 2.0])
         sizes = {}
@@ -110,8 +111,9 @@ def test_a_dropped_unit_gets_nodes_without_edges_and_the_tape_shrinks():
 def test_relu_units_that_pass_nothing_on_get_no_edges_and_the_gradient_is_unchanged():
     rng = np.random.default_rng(6)
     X, y = sparse_batch(rng, 9, 10)
-    with Tape() as t:
+    with Tape():
         model = MLP([10, 30, 4], activation="relu", seed=4)
+        t = model.tape  # its own tape
         fused = FusedAccumulator(model)
         edges = t.num_edges
         fused.record(X[0], int(y[0]))
@@ -217,8 +219,9 @@ def test_a_checkpoint_keeps_dropout_and_the_best_model(tmp_path):
 
 
 def test_the_fused_record_names_each_node_by_its_operation():
-    with Tape() as t:
+    with Tape():
         model = MLP([10, 3, 4], activation="sigmoid", dropout=0.5, seed=0)
+        t = model.tape  # its own tape
         first = len(t)
         loss = FusedAccumulator(model).record(np.linspace(0.0, 1.0, 10), 2, np.full(3, 2.0))
         ops = [t.node(i)[0] for i in range(first, loss + 1)]

@@ -81,8 +81,9 @@ def test_hidden_units_whose_output_is_exactly_0_pass_their_gradient_back(activat
 def test_a_dense_sample_records_exactly_the_nodes_and_edges_each_thread_reserves(bias, dropout):
     """Each thread's window of the scratch arrays holds one sample: a sample with no zero input and no zero
     partial (tanh) fills it exactly, so a window one edge short would overlap the next thread's."""
-    with Tape() as t:
+    with Tape():
         model = MLP([5, 4, 3, 2], activation="tanh", bias=bias, dropout=dropout, seed=1)
+        t = model.tape  # its own tape
         fused = FusedAccumulator(model, 1)
         nodes, edges = len(t), t.num_edges
         fused.record(np.linspace(0.1, 0.9, 5), 1)

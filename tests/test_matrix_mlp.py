@@ -81,8 +81,9 @@ def test_float32_matrix_nodes_agree_with_float64_to_float32s_precision():
 
 
 def test_matrix_leaves_follow_the_values_changed_in_place_and_survive_rewinds():
-    with tape.Tape() as t:
+    with tape.Tape():
         model = MLP([3, 2], seed=0)
+        t = model.tape  # its own tape
         W32, _ = model.layers[0].tensors(np.float32)
         np.testing.assert_allclose(W32.value, model.layers[0].weights.values.astype(np.float32))
         model.parameters().values[:] += 1.0  # as an optimizer does, nothing else told

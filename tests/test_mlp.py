@@ -83,8 +83,9 @@ def test_scalar_and_vector_paths_record_the_same_nodes(activation):
     """The issue's invariant, for a whole net: nodes, parents and partials, up to order."""
     rng = np.random.default_rng(7)
     x = np.where(rng.random(12) < 0.5, 0.0, rng.random(12))
-    with Tape() as t:
+    with Tape():
         model = MLP([12, 5, 4, 3], activation=activation, seed=1)
+        t = model.tape  # its own tape
         recordings = {}
         for path in ("scalar", "vector"):
             mark = t.mark()
@@ -174,8 +175,9 @@ def test_squared_error_on_the_slower_paths():
 
 
 def test_parameters_are_leaves_below_every_mark():
-    with Tape() as t:
+    with Tape():
         model = MLP([3, 2, 2])
+        t = model.tape  # its own tape
         params = model.parameters()
         assert len(params) == 3 * 2 + 2 + 2 * 2 + 2
         assert list(params.nodes) == list(range(len(params)))
@@ -198,18 +200,37 @@ def test_parameter_vars_follow_optimizer_steps():
 
 
 def test_reset_makes_the_model_stale_until_attached_again():
-    with Tape() as t:
+    with Tape():
         model = MLP([4, 3, 2])
+        t = model.tape  # its own tape
         x = np.ones(4)
         before = model.predict(x)
         t.reset()
-        with pytest.raises(tape.StaleVarError, match=r"model.attach\(\)"):
+        with pytest.raises(tape.StaleVarError, match=r"model.tape.reset\(\).*model.attach\(\)"):
             model(x)
         with pytest.raises(tape.StaleVarError):
             accumulate(model, x[None], np.array([1]))
         model.attach()
-        assert model.predict(x) == before
+        assert model.predict(x) == before and model.tape is not t and len(model.tape) == len(model.parameters())
         accumulate(model, x[None], np.array([1]), path="scalar")
+
+
+def test_a_model_keeps_its_weights_on_a_tape_of_its_own_and_the_users_tape_stays_empty():
+    """Building, running and training a model records nothing on the tape the user computes on;
+    resetting the user's tape leaves the model working."""
+    user = tape.Tape()
+    with user:
+        model = MLP([4, 3, 2], seed=1)
+        other = MLP([4, 3, 2], seed=1)
+        assert len(user) == 0 and model.tape is not user and model.tape is not other.tape
+        assert len(model.tape) == len(model.parameters()) == 4 * 3 + 3 + 3 * 2 + 2
+        z = model([1.0, 0.0, -1.0, 2.0])
+        losses.softmax_cross_entropy(z, 1).backward()
+        accumulate(model, np.ones((3, 4)), np.array([0, 1, 1]))
+        model.predict(np.ones((2, 4)))
+        assert len(user) == 0 and z[0].tape is model.tape
+        user.reset()
+        np.testing.assert_array_equal(model.predict(np.eye(4)), other.predict(np.eye(4)))
 
 
 def test_state_dict_round_trip_and_shape_errors():

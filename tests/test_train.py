@@ -511,7 +511,7 @@ def test_the_validation_part_is_held_out_of_training(tmp_path, capsys):
     digits = data.load("mnist-5k")
     held = sum(round(0.25 * n) for n in np.bincount(digits.y_train[:400]))  # 100 of the digits
     assert train.main([*SMALL, "--val", "0.25", "--epochs", "1", "--out", str(tmp_path)]) == 0
-    assert f"({400 - held} samples, {len(digits.y_test):,} test)" in capsys.readouterr().err
+    assert f"on {400 - held} mnist-5k samples ({len(digits.y_test):,} test)" in capsys.readouterr().err
     row = metrics(tmp_path)[0]
     assert 0 < float(row["val_loss"]) and 0 <= float(row["val_accuracy"]) <= 1
 
