@@ -24,8 +24,6 @@ from typing import Callable, Protocol, Sequence
 import numba
 import numpy as np
 
-import tape
-
 from . import _updates, checkpoint, data, rundir
 from .accumulate import FusedAccumulator, MatrixAccumulator, SparseRows
 from .augment import Augment
@@ -94,8 +92,7 @@ class Run:
         self.record = {**recipe.record(), "dataset": dataset.name if dataset else recipe.dataset}  # as checkpoints keep it
         self.checkpoint_path, self.metrics_path = out / "model.npz", out / "metrics.csv"
         if recipe.resume:
-            with tape.Tape() if model else contextlib.nullcontext():  # a given model takes the weights alone
-                saved = checkpoint.load(self.checkpoint_path)
+            saved = checkpoint.load(self.checkpoint_path)  # its models on tapes of their own, as every model's
             if saved.rng_state is None or not saved.optimizer_options:
                 raise checkpoint.CheckpointError(f"{self.checkpoint_path} holds a model without its run (no optimizer "
                                                  f"or RNG state): it cannot be resumed")
@@ -199,9 +196,8 @@ class Run:
         if self.best and not (value < self.best.value if metric == "val_loss" else value > self.best.value):
             return False
         if self.best is None:
-            with tape.Tape():  # a copy of its own, not on the tape of the user's model
-                copy = MLP(self.model.sizes, self.model.activation, self.model.bias, self.model.init_name,
-                           dropout=self.model.dropout)
+            copy = MLP(self.model.sizes, self.model.activation, self.model.bias, self.model.init_name,
+                       dropout=self.model.dropout)
             self.best = checkpoint.Best(copy, epoch, metric, value)
         self.best.model.parameters().values[:] = self.model.parameters().values
         self.best.epoch, self.best.value = epoch, value
@@ -368,7 +364,7 @@ def run_training(recipe: Recipe, model: MLP | None = None, dataset: data.Dataset
         say(note)
     run = None
     try:
-        with tape.Tape() if model is None else contextlib.nullcontext(), thread_plan(recipe):
+        with thread_plan(recipe):
             run = Run(recipe, claim.directory, model, dataset, progress)
             say(f"training a {'-'.join(map(str, run.model.sizes))} {run.model.activation} MLP with {recipe.optimizer} on "
                 f"{len(run.x_train):,} {run.data.name} samples ({len(run.data.x_test):,} test)\nwriting {claim.directory}")
