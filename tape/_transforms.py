@@ -21,7 +21,7 @@ from . import _forward
 from ._forward import Dual, forward_gradient, scalar_output
 from ._ops import Var
 from ._tape import Tape, TraceError, current_tape
-from ._tensor import DualTensor, Tensor, array_of, dtype_of, stack
+from ._tensor import DualTensor, Tensor, array_of, constants_checked_once, dtype_of, stack
 from ._tree import flat_arguments, flat_outputs, is_structure, leaf_structure, restore, same_structure
 from ._var import CONSTANTS, leaf_on
 
@@ -550,7 +550,8 @@ def hessian(fn: Callable) -> Callable:
     @functools.wraps(fn)
     def wrapped(x):
         if isinstance(x, Tensor):  # a row per entry of x: an hvp along it
-            rows = [hvp(fn, x, np.eye(1, x.size, j, x.dtype).reshape(x.shape)) for j in range(x.size)]
+            with constants_checked_once():  # the same constants each row: checked at the first
+                rows = [hvp(fn, x, np.eye(1, x.size, j, x.dtype).reshape(x.shape)) for j in range(x.size)]
             return np.array(rows, x.dtype).reshape(x.shape + x.shape)
         return jacobian_of_grad(x)
 

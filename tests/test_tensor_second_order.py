@@ -226,3 +226,21 @@ def test_a_direction_of_another_shape_or_a_function_that_is_no_scalar_is_refused
         tape.jvp(cube, (x,), (np.ones(2),))
     with pytest.raises(TypeError, match=r"must return a scalar"):
         tape.hessian(lambda x: x * 2.0)(x)
+
+
+def test_hessian_checks_each_constant_array_of_its_rows_and_again_at_each_call():
+    """tape.hessian checks a constant array once for all its rows (constants_checked_once): an
+    integer constant still promoted, a non-finite one refused by name, and a call after one (or
+    a grad) sees the array's entries as they are then."""
+    counts = np.array([1, 2, 3])  # integers: taken as float64
+    hessian = tape.hessian(lambda w: (counts * w * w * w).sum())
+    w = np.array([0.5, -1.0, 2.0])
+    np.testing.assert_allclose(hessian(tape.Tensor(w)), np.diag(6.0 * np.array([1, 2, 3]) * w), rtol=1e-12)
+    scales = np.array([1.0, 2.0, 3.0])
+    hessian = tape.hessian(lambda w: (scales * w * w).sum())
+    np.testing.assert_allclose(hessian(tape.Tensor(w)), np.diag([2.0, 4.0, 6.0]), rtol=1e-12)
+    scales[1] = np.inf  # the same array, changed between calls
+    with pytest.raises(ValueError, match=r"mul: an operand: entry \(1,\) is inf"):
+        tape.grad(lambda w: (scales * w).sum())(tape.Tensor(w))
+    with pytest.raises(ValueError, match=r"mul: an operand: entry \(1,\) is inf; a Tensor holds finite numbers"):
+        hessian(tape.Tensor(w))
