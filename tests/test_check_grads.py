@@ -141,3 +141,8 @@ def test_directions_below_one_or_not_an_integer_are_refused(directions):
 def test_a_step_that_is_not_positive_is_refused(eps):
     with pytest.raises(ValueError, match="eps must be a positive step"):
         tape.check_grads(lambda x: x * 2.0, 1.0, eps=eps)
+
+
+def test_a_function_of_tensors_is_checked_in_both_modes():
+    x = np.array([[0.3, -1.2], [0.8, 2.0]])
+    tape.check_grads(lambda t: (tape.sin(t) * t).sum(), tape.Tensor(x), order=2)

@@ -240,3 +240,23 @@ def test_a_table_is_cut_only_when_cutting_leaves_out_rows(nodes, rows):
             x = tape.sin(x)
     shown = Parsed(t._repr_html_())
     assert len(shown.rows) - 1 == rows and (nodes == rows or shown.rows[21] == [f"{nodes - 40} rows left out"])
+
+
+def test_a_tables_text_aligns_its_columns_says_where_rows_were_left_out_and_ends_with_its_notes():
+    short = tape.Table(("name", "count"), [("a", "1"), ("bbb", "22")], notes=["total: 23"], right=(1,))
+    assert short.text() == "name  count\na         1\nbbb      22\ntotal: 23"
+    rows = [(f"r{i}", str(i)) for i in range(45)]
+    long = tape.Table(("row", "n"), rows, notes=["end"], caption="45 rows")
+    lines = repr(long).splitlines()
+    assert lines[0] == "45 rows" and lines[1].split() == ["row", "n"]
+    assert [line.split()[0] for line in lines[2:22]] == [f"r{i}" for i in range(20)]
+    assert lines[22] == "... 5 rows left out"  # after the header and the first 20 rows
+    assert [line.split()[0] for line in lines[23:43]] == [f"r{i}" for i in range(25, 45)]
+    assert lines[43:] == ["end"]
+
+
+def test_a_traced_functions_text_ends_with_its_outputs_and_guards():
+    traced = tape.trace(lambda w: (1.0 - w if w < 1.0 else 0.0 * w) ** 2, 0.5)
+    lines = traced.table().text().splitlines()
+    assert lines[-2] == "outputs: v2"
+    assert lines[-1].startswith("guard: argument 0 < 1.0 was True")

@@ -223,3 +223,10 @@ def test_training_records_nothing_on_the_users_tape(tmp_path):
     mlp.fit(model, epochs=1, val=0.25, out=tmp_path / "outside", **SMALL)
     assert len(user) == 0 and len(default) == before
     assert history.best_epoch and len(history.model.tape) == len(model.tape) == len(model.parameters())
+
+
+def test_a_run_with_plots_writes_its_three_figures_into_its_directory(tmp_path):
+    history = mlp.fit(None, "mnist-5k", hidden=[8], epochs=1, out=tmp_path / "run", **{**SMALL, "plots": True})
+    assert history.out == tmp_path / "run"
+    for name in ("curves.png", "confusion.png", "mistakes.png"):
+        assert (tmp_path / "run" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name

@@ -305,3 +305,22 @@ def test_an_infinite_partial_times_a_zero_tangent_adds_nothing_as_in_reverse_mod
         assert tape.trace(g, x).jacobian(mode=mode)(x).tolist() == expected, mode
     # in a reduction too: d dot([a], [b]) / da is b = inf, but a's tangent is 0
     assert tape.jvp(lambda a, b: tape.dot([a], [b]), (2.0, math.inf), (0.0, 1.0)) == (math.inf, 2.0)
+
+
+def test_the_scalar_reductions_over_entries_of_a_tensor_in_forward_mode():
+    a, v = np.array([0.3, -0.7, 1.1]), np.array([0.5, 2.0, -1.0])
+    value, tangent = tape.jvp(lambda t: tape.dot([t[0], t[1]], [t[1], t[2]]), (tape.Tensor(a),), (v,))
+    assert value == pytest.approx(a[0] * a[1] + a[1] * a[2])
+    assert tangent == pytest.approx(v[0] * a[1] + a[0] * v[1] + v[1] * a[2] + a[1] * v[2])
+    value, tangent = tape.jvp(lambda t: tape.sum([t[0], t[1], t[2]]), (tape.Tensor(a),), (v,))
+    assert value == pytest.approx(a.sum()) and tangent == pytest.approx(v.sum())
+    value, tangent = tape.jvp(lambda t: tape.logsumexp([t[0], t[1], t[2]]), (tape.Tensor(a),), (v,))
+    softmax = np.exp(a) / np.exp(a).sum()
+    assert value == pytest.approx(math.log(np.exp(a).sum())) and tangent == pytest.approx(softmax @ v)
+
+
+@pytest.mark.parametrize("reduce, name", [(tape.sum, "sum"), (tape.logsumexp, "logsumexp"),
+                                          (lambda xs: tape.dot(xs, [1.0, 1.0]), "dot")])
+def test_the_scalar_reductions_name_what_is_not_a_number(reduce, name):
+    with pytest.raises(TypeError, match=rf"^{name}\(\) takes Vars and numbers, got a str$"):
+        reduce([1.0, "x"])

@@ -492,3 +492,11 @@ def test_a_jacobian_has_the_leafs_dtype_and_a_jvp_the_outputs(dtype):
     _, tangent = tape.jvp(mixed, [Tensor(x)], [t])
     assert tangent.dtype == np.float64
     np.testing.assert_allclose(tangent, [np.dot(2 * x.astype(np.float64) / 3, t), 0.0], rtol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("a_shape, b_shape", [((2, 3, 4), (4, 5)), ((3, 4), (2, 4, 5))])
+def test_matmul_refuses_three_axes_even_where_numpy_would_stack(a_shape, b_shape, dtype):
+    a, b = Tensor(np.ones(a_shape, dtype)), Tensor(np.ones(b_shape, dtype))
+    with Tape(), pytest.raises(ValueError, match="matmul: operands must have 1 or 2 axes"):
+        a @ b

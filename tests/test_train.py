@@ -12,6 +12,7 @@ import pytest
 
 from conftest import stand_in_digits
 from mlp import checkpoint, data, evaluate, predict, rundir, train, training
+from mlp.recipe import Recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("digit_source")  # each test on the digits and on stand-ins
@@ -552,3 +553,27 @@ def test_the_warm_up_lasts_its_epochs_in_steps_rounded(tmp_path):
     at lr * 20 / 31, and epoch 2 past the warm-up, at lr."""
     assert train.main([*SMALL, "--epochs", "2", "--warmup", "1.53", "--lr", "0.01", "--out", str(tmp_path)]) == 0
     assert [float(r["lr"]) for r in metrics(tmp_path)] == pytest.approx([0.01 * 20 / 31, 0.01], rel=1e-5)
+
+
+def test_the_live_bar_shows_the_epochs_running_accuracy_in_percent(tmp_path):
+    texts = []
+
+    class Recording:
+        shown = False
+
+        def __init__(self, label, n):
+            pass
+
+        def due(self, done):
+            return True
+
+        def update(self, done, text=""):
+            texts.append((done, text))
+
+        def finish(self, text=""):
+            pass
+
+    recipe = Recipe(limit=400, hidden=[8], batch_size=20, plots=False, epochs=1, out=tmp_path / "run")
+    history = training.run_training(recipe, progress=Recording)
+    done, text = texts[-1]
+    assert done == 400 and f"accuracy {100 * history['train_accuracy'][0]:.1f}%" in text
