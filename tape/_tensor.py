@@ -1114,7 +1114,7 @@ def _forward_elementwise(name: str, operands: Sequence) -> DualTensor:
             _in_partials.reset(token)
     else:
         y, partials = _evaluate(name, arrays)
-        y = _constant_tensor(y)
+        y = _constant(y)  # a result without axes a number, as recording makes it a Var: float64 from here on
     terms = [_scaled(t, d) for t, d in zip(tangents, partials) if t is not None and not (d.__class__ is float and d == 0.0)]
     return DualTensor(y, _tangent_of(functools.reduce(operator.add, terms, 0.0), y), tag)
 
@@ -1129,7 +1129,7 @@ def _forward_structural(name: str, operands: Sequence, params: dict) -> DualTens
     else:
         y = _structural_value(name, arrays, params)
         tangent = STRUCTURAL[name].jvp(tangents, y, *arrays, **params)
-        y = _constant_tensor(y)
+        y = _constant(y)
     return DualTensor(y, _tangent_of(tangent, y), tag)
 
 

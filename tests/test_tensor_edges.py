@@ -2,6 +2,7 @@
 read by `tape.gradient`, 0-d and empty Tensors, memory a gradient or a value must not share,
 non-finite and non-integer arguments, dtypes, and the transforms on Tensor functions. The
 oracles are closed forms and numpy written here, and central differences."""
+import math
 import re
 
 import numpy as np
@@ -500,3 +501,19 @@ def test_matmul_refuses_three_axes_even_where_numpy_would_stack(a_shape, b_shape
     a, b = Tensor(np.ones(a_shape, dtype)), Tensor(np.ones(b_shape, dtype))
     with Tape(), pytest.raises(ValueError, match="matmul: operands must have 1 or 2 axes"):
         a @ b
+
+
+def test_jvp_keeps_the_dtypes_recording_gives_a_float32_programs_results_without_axes():
+    """A result without axes is a Var (float64 from there on) when recorded; forward mode's too, so a
+    jvp's value and tangent have the dtypes a recording's value has (the fuzz's seed 0 program 37)."""
+    def f(b):
+        v = tape.cos(-1.8 - b)  # sub of a 0-d float32 leaf, then a scalar function of the Var it gives
+        return tape.stack([v, v * v])
+
+    b = np.array(-1.5, np.float32)
+    recorded = f(tape.Tensor(b))
+    value, tangent = tape.jvp(f, (tape.Tensor(b),), (np.array(2.0, np.float32),))
+    c, s = math.cos(-1.8 - float(b)), math.sin(-1.8 - float(b))  # d/db cos(-1.8 - b) = sin(-1.8 - b)
+    assert recorded.dtype == value.dtype == tangent.dtype == np.float64
+    np.testing.assert_allclose(value, [c, c * c], rtol=1e-6)
+    np.testing.assert_allclose(tangent, [2 * s, 2 * 2 * c * s], rtol=1e-6)
