@@ -1113,8 +1113,10 @@ def _forward_elementwise(name: str, operands: Sequence) -> DualTensor:
         finally:
             _in_partials.reset(token)
     else:
+        if not any(a.__class__ is np.ndarray for a in arrays):  # only results without axes (Vars, when recorded):
+            arrays = [float(a) for a in arrays]  # a scalar node's arithmetic, float64
         y, partials = _evaluate(name, arrays)
-        y = _constant(y)  # a result without axes a number, as recording makes it a Var: float64 from here on
+        y = _forward_result(y)
     terms = [_scaled(t, d) for t, d in zip(tangents, partials) if t is not None and not (d.__class__ is float and d == 0.0)]
     return DualTensor(y, _tangent_of(functools.reduce(operator.add, terms, 0.0), y), tag)
 
@@ -1129,8 +1131,15 @@ def _forward_structural(name: str, operands: Sequence, params: dict) -> DualTens
     else:
         y = _structural_value(name, arrays, params)
         tangent = STRUCTURAL[name].jvp(tangents, y, *arrays, **params)
-        y = _constant(y)
+        y = _forward_result(y)
     return DualTensor(y, _tangent_of(tangent, y), tag)
+
+
+def _forward_result(y):
+    """A forward-mode value as recording would make it: a constant Tensor, or without axes a number
+    of its dtype (a Var, when recorded: float64 in scalar arithmetic, its dtype beside Tensors)."""
+    y = np.asarray(y)
+    return y[()] if y.ndim == 0 else _constant_tensor(y)
 
 
 def _as_operands(tangents: list) -> list:

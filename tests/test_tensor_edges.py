@@ -517,3 +517,19 @@ def test_jvp_keeps_the_dtypes_recording_gives_a_float32_programs_results_without
     assert recorded.dtype == value.dtype == tangent.dtype == np.float64
     np.testing.assert_allclose(value, [c, c * c], rtol=1e-6)
     np.testing.assert_allclose(tangent, [2 * s, 2 * 2 * c * s], rtol=1e-6)
+
+
+def test_jvp_keeps_float32_where_recording_does_a_loss_stacked_beside_a_0d_leaf():
+    """A float32 loss without axes stacked beside a 0-d float32 leaf stays float32 when recorded,
+    and in forward mode too (the fuzz's seed 0 program 13)."""
+    x, t = np.array([0.5, -1.0], np.float32), np.array([1.0, 2.0], np.float32)
+    c = np.array(-1.25, np.float32)
+
+    def f(x, c):
+        return tape.stack([tape.mse(x, t), c])
+
+    recorded = f(tape.Tensor(x), tape.Tensor(c))
+    value, tangent = tape.jvp(f, (tape.Tensor(x), tape.Tensor(c)), (np.ones(2, np.float32), np.array(3.0, np.float32)))
+    assert recorded.dtype == value.dtype == tangent.dtype == np.float32
+    np.testing.assert_allclose(value, [((x - t) ** 2).mean(), c], rtol=1e-6)
+    np.testing.assert_allclose(tangent, [(2 * (x - t)).mean(), 3.0], rtol=1e-6)  # d mse along ones: mean 2(x - t)
