@@ -1113,8 +1113,8 @@ def _forward_elementwise(name: str, operands: Sequence) -> DualTensor:
         finally:
             _in_partials.reset(token)
     else:
-        if not any(a.__class__ is np.ndarray for a in arrays):  # only results without axes (Vars, when recorded):
-            arrays = [float(a) for a in arrays]  # a scalar node's arithmetic, float64
+        if not any(isinstance(v, Tensor) for v in values) and all(np.ndim(a) == 0 for a in arrays):
+            arrays = [float(a) for a in arrays]  # results without axes (Vars, when recorded) and numbers: float64
         y, partials = _evaluate(name, arrays)
         y = _forward_result(y)
     terms = [_scaled(t, d) for t, d in zip(tangents, partials) if t is not None and not (d.__class__ is float and d == 0.0)]

@@ -533,3 +533,17 @@ def test_jvp_keeps_float32_where_recording_does_a_loss_stacked_beside_a_0d_leaf(
     assert recorded.dtype == value.dtype == tangent.dtype == np.float32
     np.testing.assert_allclose(value, [((x - t) ** 2).mean(), c], rtol=1e-6)
     np.testing.assert_allclose(tangent, [(2 * (x - t)).mean(), 3.0], rtol=1e-6)  # d mse along ones: mean 2(x - t)
+
+
+def test_jvp_of_a_result_without_axes_and_a_0d_array_constant_is_float64_as_recorded():
+    """A float32 result without axes divided by a 0-d array constant is a Var's arithmetic when
+    recorded (float64); in forward mode too (the fuzz's seed 0 program 789)."""
+    a, c = np.array(2.0, np.float32), np.array(1.5, np.float32)
+
+    def f(a):
+        return tape.stack([tape.log1p(a) / c, a])
+
+    recorded = f(tape.Tensor(a))
+    value, tangent = tape.jvp(f, (tape.Tensor(a),), (np.array(1.0, np.float32),))
+    assert recorded.dtype == value.dtype == tangent.dtype == np.float64
+    np.testing.assert_allclose(tangent, [1 / (1 + 2.0) / 1.5, 1.0], rtol=1e-6)  # d/da log1p(a) / c = 1 / ((1 + a) c)
