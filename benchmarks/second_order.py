@@ -16,8 +16,7 @@ against PyTorch's and JAX's, measured in the same run.
 Every engine runs in a fresh process, the rounds interleaved; a process times its measures
 interleaved too (a slow spell hits all of them) and reports each one's median (of fewer runs
 than --repeats once 10 s have gone: a slow engine). A check column
-compares each result with the first engine's (a projection onto a fixed random direction). Where
-wengert refuses (NotImplementedError, before issue 30's core), its row says so.
+compares each result with the first engine's (a projection onto a fixed random direction).
 
     python -m benchmarks.second_order [--rounds 3] [--repeats 7] [--before REV]
 """
@@ -98,16 +97,9 @@ def interleaved_medians(runs: dict[str, Callable], repeats: int, budget: float =
 
 
 def measured(runs: dict[str, Callable], repeats: int) -> dict:
-    """Each run's median seconds and the projection of its result; a run that wengert refuses
-    (NotImplementedError) is reported as refused, the others still timed."""
-    out, working = {}, {}
-    for name, run in runs.items():
-        try:
-            out[f"{name} check"] = projection(run())
-            working[name] = run
-        except NotImplementedError:
-            out[name] = "refused (NotImplementedError)"
-    out.update(interleaved_medians(working, repeats))
+    """Each run's median seconds and the projection of its result."""
+    out = {f"{name} check": projection(run()) for name, run in runs.items()}
+    out.update(interleaved_medians(runs, repeats))
     return out
 
 
