@@ -439,7 +439,10 @@ def _tensor_jvp(fn: Callable, primals: tuple, tangents: tuple, batched: bool = F
 
     def part(o, k: int):
         if o.__class__ is DualTensor and o.tag == tag:
-            return _returned((o.value, o.tangent)[k], keep)
+            out = _returned((o.value, o.tangent)[k], keep)
+            if k and batched and np.ndim(array_of(o)) == 0 and out.__class__ is np.ndarray:  # a number's: k floats
+                return out.astype(np.float64)
+            return out
         value = _returned(o, keep)
         if k == 0:
             return value

@@ -338,3 +338,95 @@ def test_first_derivatives_at_kinks_are_the_scalar_sides():
     assert tangent[0] == 0.0 and tangent[1] == 0.25  # 0 * inf adds nothing, as a sweep adds nothing
     _, tangent = tape.jvp(tape.relu, (x,), (np.array([1.0, 1.0]),))
     np.testing.assert_array_equal(tangent, [tape.jvp(tape.relu, (0.0,), (1.0,))[1], 1.0])
+
+
+# -- batched tangents: k directions at once (vmap of jvp), and hessian by forward over reverse ----------
+
+
+def extra_programs():
+    """name -> a function of a (3, 4) Tensor: what a leading axis of directions must not disturb
+    (axes counted either way, kept axes, indices that move axes, an operand of fewer axes)."""
+    cube = lambda x: x.reshape(3, 2, 2)  # noqa: E731
+    return {
+        "sum along axis -2 and a tuple of axes": lambda x: x.sum(axis=-2) + (x * x).sum(axis=(0, 1)) * x[0],
+        "mean along axis 0, kept, against x": lambda x: x.mean(axis=0, keepdims=True) * x,
+        "logsumexp along axis -1, kept": lambda x: x.logsumexp(axis=-1, keepdims=True) * x,
+        "an index with ...": lambda x: x[..., 1] * x[..., ::2].sum(axis=-1),
+        "index arrays apart (their axis goes first)": lambda x: cube(x)[[0, 2], :, [1, 0]] * cube(x)[None, 1, :, 0],
+        "a boolean mask": lambda x: x[C > 0.0] * 2.0,
+        "transpose with negative axes": lambda x: cube(x).transpose(-1, 0, 1) * cube(x).transpose(2, 0, 1),
+        "concatenate along axis -1, stack along 1": lambda x: tape.concatenate([x, x * x], axis=-1)[:, :4]
+                                                                  + tape.stack([x, C], axis=1).sum(axis=1),
+        "a row, a column and a Var broadcast": lambda x: x[0] * x + x[:, 1:2] * x + x.sum() * x,
+        "matmul with both operands in x": lambda x: x.T @ x + (x[0] @ x.T)[1] + (x @ x[1]).sum() + (x[:, :3] @ x[1, :3])[2],
+        "a vector times a matrix both in x": lambda x: x[0, :3] @ x[:, :2],
+    }
+
+
+BATCHED = {**PROGRAMS, **extra_programs()}
+
+
+@pytest.mark.parametrize("name", BATCHED)
+@DTYPES
+def test_batched_jvp_is_k_jvps_each_against_central_differences(name, dtype):
+    f = BATCHED[name]
+    rng = np.random.default_rng(7)
+    x = rng.uniform(0.5, 2.0, (3, 4)).astype(dtype)
+    directions = rng.uniform(-1.0, 1.0, (3, 3, 4))
+    out, tangents = tape.jvp(f, (Tensor(x),), (directions,), batched=True)
+    x64 = x.astype(np.float64)
+    np.testing.assert_allclose(out, value(f, x64), **TOLERANCE[dtype])
+    assert np.shape(tangents) == (3, *np.shape(out))
+    assert np.asarray(tangents).dtype == (out.dtype if np.ndim(out) else np.float64)
+    for tangent, v in zip(tangents, directions):
+        np.testing.assert_allclose(tangent, central(f, x64, v), **TOLERANCE[dtype])
+
+
+@DTYPES
+def test_batched_jvp_of_two_primals_either_a_constant_direction(dtype):
+    # f(A, B) = sum(sin(A) @ B): along (U, V), sum(cos(A) U @ B + sin(A) @ V)
+    rng = np.random.default_rng(8)
+    a, b = rng.normal(size=(2, 3)).astype(dtype), rng.normal(size=(3,)).astype(dtype)
+    us, vs = rng.normal(size=(4, 2, 3)), rng.normal(size=(4, 3))
+    vs[1] = 0.0
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    _, tangents = tape.jvp(lambda a, b: (tape.sin(a) @ b).sum(), (Tensor(a), Tensor(b)), (us, vs), batched=True)
+    expected = [np.sum((np.cos(a64) * u) @ b64 + np.sin(a64) @ v) for u, v in zip(us, vs)]
+    assert tangents.shape == (4,) and tangents.dtype == np.float64  # a number's, as a jvp's float
+    np.testing.assert_allclose(tangents, expected, **TOLERANCE[dtype])
+    # an output independent of x: zero tangents, one per direction
+    _, tangents = tape.jvp(lambda a, b: (a.sum(), C), (Tensor(a), Tensor(b)), (us, vs), batched=True)
+    assert tangents[1].shape == (4, 3, 4) and not tangents[1].any()
+
+
+@DTYPES
+def test_batched_jvp_of_0d_and_empty_inputs(dtype):
+    _, tangents = tape.jvp(lambda x: tape.sin(x) * x, (Tensor(np.array(0.7, dtype)),), (np.array([1.0, -2.0, 0.5]),),
+                           batched=True)
+    np.testing.assert_allclose(tangents, (np.cos(0.7) * 0.7 + np.sin(0.7)) * np.array([1.0, -2.0, 0.5]), **TOLERANCE[dtype])
+    out, tangents = tape.jvp(lambda x: (x * 2.0).sum(axis=0), (Tensor(np.zeros((0, 3), dtype)),), (np.zeros((2, 0, 3)),),
+                             batched=True)
+    assert tangents.shape == (2, 3) and not tangents.any()
+
+
+def test_batched_tangents_are_checked():
+    x = Tensor(np.ones((2, 2)))
+    with pytest.raises(ValueError, match=r"jvp: primal 0 has shape \(2, 2\) but each direction of its tangent has shape \(4,\)"):
+        tape.jvp(lambda t: t.sum(), (x,), (np.ones((3, 4)),), batched=True)
+    with pytest.raises(ValueError, match=r"primal 1's tangent has shape \(2, 2, 2\), the first had 3 directions"):
+        tape.jvp(lambda s, t: (s + t).sum(), (x, x), (np.ones((3, 2, 2)), np.ones((2, 2, 2))), batched=True)
+    with pytest.raises(ValueError, match=r"leading axis of directions.*shape \(\)"):
+        tape.jvp(lambda t: t * 2.0, (Tensor(np.array(1.0)),), (np.array(1.0),), batched=True)
+    with pytest.raises(TypeError, match=r"batched=True takes Tensor primals"):
+        tape.jvp(lambda t: t * 2.0, (np.ones(2),), (np.ones((3, 2)),), batched=True)
+
+
+def test_batched_nested_jvps_keep_their_levels_apart():
+    # h(x) = sum_i <x, v_i> * sum(x), the inner sum over a batch of directions of y -> sum(x * y):
+    # along u, <u, s> sum(x) + <x, s> sum(u) with s = sum_i v_i (confused: the inner tangents pick up u)
+    rng = np.random.default_rng(9)
+    x, y, vs, us = rng.normal(size=3), rng.normal(size=3), rng.normal(size=(4, 3)), rng.normal(size=(2, 3))
+    inner = lambda x: tape.jvp(lambda y: (x * y).sum(), (Tensor(y),), (vs,), batched=True)[1]  # noqa: E731
+    _, tangents = tape.jvp(lambda x: inner(x).sum() * x.sum(), (Tensor(x),), (us,), batched=True)
+    s = vs.sum(axis=0)
+    np.testing.assert_allclose(tangents, [(u @ s) * x.sum() + (x @ s) * u.sum() for u in us], rtol=1e-12)
