@@ -430,3 +430,85 @@ def test_batched_nested_jvps_keep_their_levels_apart():
     _, tangents = tape.jvp(lambda x: inner(x).sum() * x.sum(), (Tensor(x),), (us,), batched=True)
     s = vs.sum(axis=0)
     np.testing.assert_allclose(tangents, [(u @ s) * x.sum() + (x @ s) * u.sum() for u in us], rtol=1e-12)
+
+
+def second_differences(f, x, h=1e-4) -> np.ndarray:
+    """The Hessian of scalar f at x by central differences of its values, entry pair by pair."""
+    n, e = x.size, np.eye(x.size).reshape((x.size, *x.shape)) * h
+    out = np.zeros((n, n))
+    for i in range(n):
+        for j in range(i, n):
+            out[i, j] = out[j, i] = (f(x + e[i] + e[j]) - f(x + e[i] - e[j]) - f(x - e[i] + e[j])
+                                     + f(x - e[i] - e[j])) / (4 * h * h)
+    return out.reshape(x.shape + x.shape)
+
+
+@pytest.mark.parametrize("name", BATCHED)
+def test_hessian_of_each_program_against_second_differences(name):
+    # each program's output weighed by fixed numbers into a scalar; float32 against float64
+    rng = np.random.default_rng(10)
+    x = rng.uniform(0.5, 2.0, (3, 4))
+    weights = rng.normal(size=np.shape(value(BATCHED[name], x)))
+    scalar = lambda x: (BATCHED[name](x) * weights).sum()  # noqa: E731
+    h = tape.hessian(scalar)(Tensor(x))
+    assert h.shape == (3, 4, 3, 4) and h.dtype == np.float64
+    np.testing.assert_allclose(h, second_differences(lambda x: float(value(scalar, x)), x), rtol=1e-5, atol=1e-5)
+    h32 = tape.hessian(scalar)(Tensor(x.astype(np.float32)))
+    assert h32.dtype == np.float32
+    np.testing.assert_allclose(h32, h, rtol=2e-3, atol=2e-3 * np.abs(h).max())
+
+
+@pytest.mark.parametrize("chunk_size", [1, 2, 3, 5, 7, 6, None])  # 6 entries: a multiple, one more, one fewer, all
+def test_hessian_in_chunks_of_directions(chunk_size, monkeypatch):
+    # f(x) = sum(exp(A x)) for x of 6 entries: H = A^T diag(exp(A x)) A
+    from tape import _transforms
+
+    rng = np.random.default_rng(11)
+    a, x = rng.normal(size=(5, 6)), rng.normal(size=6) * 0.3
+    chunks = []
+    real = _transforms.forward_over_reverse
+    monkeypatch.setattr(_transforms, "forward_over_reverse", lambda fn, x, d, tag: chunks.append(len(d)) or real(fn, x, d, tag))
+    h = tape.hessian(lambda x: tape.exp(a @ x).sum(), chunk_size=chunk_size)(Tensor(x))
+    np.testing.assert_allclose(h, a.T @ (np.exp(a @ x)[:, None] * a), rtol=1e-12, atol=1e-12)
+    size = chunk_size or 6
+    assert chunks == [min(size, 6 - start) for start in range(0, 6, size)]
+
+
+def test_hessian_chunk_size_is_checked():
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match=r"hessian: chunk_size must be a positive integer or None, got"):
+            tape.hessian(lambda x: x.sum(), chunk_size=bad)
+
+
+def test_hessian_of_a_sum_of_sigmoids_of_x_times_w_in_w():
+    # f(W) = sum sigmoid(XW): H[a, j, b, l] = [j == l] sum_n s''(Z[n, j]) X[n, a] X[n, b]
+    rng = np.random.default_rng(12)
+    x, w = rng.normal(size=(5, 3)), rng.normal(size=(3, 2))
+    s = 1.0 / (1.0 + np.exp(-(x @ w)))
+    curvature = s * (1 - s) * (1 - 2 * s)
+    expected = np.einsum("nj,na,nb,jl->ajbl", curvature, x, x, np.eye(2))
+    np.testing.assert_allclose(tape.hessian(lambda w: tape.sigmoid(x @ w).sum())(Tensor(w)), expected, rtol=1e-12, atol=1e-14)
+
+
+def test_hessian_keeps_a_jvp_inside_its_function_apart():
+    # f(x) = d/dy sum(x^2 y) along v = sum(x^2 v): H = 2 diag(v); batched inside, 2 diag(sum of the v's)
+    # (confused, the inner level would take the hessian's directions for its own)
+    rng = np.random.default_rng(13)
+    x, y, vs = rng.normal(size=3), rng.normal(size=3), rng.normal(size=(4, 3))
+    inner = lambda x: tape.jvp(lambda y: (x * x * y).sum(), (Tensor(y),), (vs[0],))[1]  # noqa: E731
+    np.testing.assert_allclose(tape.hessian(inner)(Tensor(x)), 2 * np.diag(vs[0]), rtol=1e-12)
+    batched = lambda x: tape.jvp(lambda y: (x * x * y).sum(), (Tensor(y),), (vs,), batched=True)[1].sum()  # noqa: E731
+    np.testing.assert_allclose(tape.hessian(batched)(Tensor(x)), 2 * np.diag(vs.sum(axis=0)), rtol=1e-12)
+    # a jvp in x itself inside: f(x) = d/dx sum(x^3) along v = 3 sum(x^2 v), H = 6 diag(v)
+    along = lambda x: tape.jvp(lambda t: (t ** 3.0).sum(), (x,), (vs[1],))[1]  # noqa: E731
+    np.testing.assert_allclose(tape.hessian(along)(Tensor(x)), 6 * np.diag(vs[1]), rtol=1e-12)
+
+
+@DTYPES
+def test_hessian_of_empty_and_constant_functions(dtype):
+    h = tape.hessian(lambda x: (x * x).sum())(Tensor(np.zeros((0, 2), dtype)))
+    assert h.shape == (0, 2, 0, 2) and h.dtype == dtype
+    h = tape.hessian(lambda x: float(np.sum(C)))(Tensor(np.ones(3, dtype)))
+    assert h.shape == (3, 3) and h.dtype == dtype and not h.any()
+    with pytest.raises(TypeError, match=r"hessian: the function must return a scalar, got shape \(3,\)"):
+        tape.hessian(lambda x: x * 2.0)(Tensor(np.ones(3, dtype)))
