@@ -786,7 +786,7 @@ def _linear_jvp(name: str) -> Callable:
     """The JVP of a linear operation: the operation of the tangents, a constant's a zero array;
     of batched tangents, the operation with its axes past the leading axis of directions."""
     def jvp(tangents, y, *operands, **params):
-        k = batch_size(tangents, operands)
+        k = _batch_size(tangents, operands)
         lead = () if k is None else (k,)
         tangents = [np.zeros(lead + np.shape(array_of(x)), dtype_of(x)) if t is None else t for t, x in zip(tangents, operands)]
         if k is None:
@@ -798,7 +798,7 @@ def _linear_jvp(name: str) -> Callable:
     return jvp
 
 
-def batch_size(tangents: Sequence, operands: Sequence) -> int | None:
+def _batch_size(tangents: Sequence, operands: Sequence) -> int | None:
     """k if the tangents carry a leading axis of k directions beside their operands (a batch:
     forward mode along k directions at once, as vmap of jvp), None if they are plain tangents."""
     for t, x in zip(tangents, operands):
@@ -860,7 +860,7 @@ def _aligned(t, ndim: int):
 def _matmul_jvp(tangents, y, a, b):
     """dZ = dX W + X dW for Z = XW; of batched tangents, each direction's, as matrix products."""
     ta, tb = tangents
-    if batch_size(tangents, (a, b)) is not None:
+    if _batch_size(tangents, (a, b)) is not None:
         terms = ([] if ta is None else [_batched_left(ta, b, y)]) + ([] if tb is None else [_batched_right(a, tb)])
         return functools.reduce(operator.add, terms)
     if tb is None:
@@ -934,7 +934,7 @@ def _where_jvp(tangents, y, x, z, mask):
 
 def _aligned_to(tangents: Sequence, operands: Sequence, y) -> list:
     """Batched tangents of operands broadcast into y, aligned to y's axes (_aligned); plain ones as they are."""
-    if batch_size(tangents, operands) is None:
+    if _batch_size(tangents, operands) is None:
         return list(tangents)
     return [None if t is None else _aligned(t, np.ndim(array_of(y))) for t in tangents]
 
@@ -1211,7 +1211,7 @@ def _forward_elementwise(name: str, operands: Sequence) -> DualTensor:
     table's on arrays, or recorded (RECORDED_PARTIALS) where a value is a node."""
     tag, values, tangents = _level(operands)
     arrays, parents = _operands(values, name)
-    k = batch_size(tangents, values)
+    k = _batch_size(tangents, values)
     if arrays is None or parents:
         tangents = _as_operands(tangents)
         y = elementwise(name, *values)
@@ -1236,7 +1236,7 @@ def _forward_structural(name: str, operands: Sequence, params: dict) -> DualTens
     """Structural operation `name` on DualTensors: the tangent by its row's JVP."""
     tag, values, tangents = _level(operands)
     arrays, parents = _operands(values, name)
-    k = batch_size(tangents, values)
+    k = _batch_size(tangents, values)
     if arrays is None or parents:
         y = structural(name, *values, **params)
         tangent = STRUCTURAL[name].jvp(_as_operands(tangents), y, *values, **params)

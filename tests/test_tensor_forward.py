@@ -512,3 +512,15 @@ def test_hessian_of_empty_and_constant_functions(dtype):
     assert h.shape == (3, 3) and h.dtype == dtype and not h.any()
     with pytest.raises(TypeError, match=r"hessian: the function must return a scalar, got shape \(3,\)"):
         tape.hessian(lambda x: x * 2.0)(Tensor(np.ones(3, dtype)))
+
+
+def test_grad_of_a_batched_jvp_records_its_tangents():
+    # inside a derivative the k tangents are nodes: d/dw sum_i <grad f(w), v_i> = H sum_i v_i, with
+    # f(w) = sum sigmoid(Xw), H = X^T diag(s'') X
+    rng = np.random.default_rng(14)
+    x, vs, w = rng.normal(size=(5, 3)), rng.normal(size=(4, 3)), rng.normal(size=3)
+    f = lambda w: tape.sigmoid(x @ w).sum()  # noqa: E731
+    s = 1.0 / (1.0 + np.exp(-(x @ w)))
+    hessian = x.T @ ((s * (1 - s) * (1 - 2 * s))[:, None] * x)
+    result = tape.grad(lambda w: tape.jvp(f, (w,), (vs,), batched=True)[1].sum())(Tensor(w))
+    np.testing.assert_allclose(result, hessian @ vs.sum(axis=0), rtol=1e-12, atol=1e-14)
