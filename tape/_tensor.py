@@ -16,7 +16,10 @@ Forward mode: a `DualTensor` carries a value and its tangent (an array of its sh
 same operations, at a level (tag) as the scalar Duals do. A tangent is sum(partial * operand's
 tangent) for an element-wise rule, the row's JVP for a structural one. Its value may be a Tensor
 node: then the operations record, the partials too (`RECORDED_PARTIALS`, a branch a `where` node),
-so a sweep differentiates the tangent again: second derivatives, reverse over forward.
+so a sweep differentiates the tangent again: second derivatives, reverse over forward. A tangent
+may carry a leading axis of k directions (a batch, vmap of jvp); `forward_over_reverse` notes the
+operations of such a pass and goes down them with adjoints that carry the k directions too: the
+Hessian's columns, chunk by chunk (tape.hessian).
 """
 from __future__ import annotations
 
@@ -853,8 +856,8 @@ def _aligned(t, ndim: int):
     """A batched tangent (k, *shape) of an operand broadcast into a result of ndim axes, with
     size-1 axes after the directions so that it broadcasts as its operand did."""
     shape = np.shape(array_of(t))
-    missing = ndim + 1 - len(shape)
-    return t if missing <= 0 else linear("reshape", t, shape=(shape[0], *(1,) * missing, *shape[1:]))
+    missing = ndim + 1 - len(shape)  # never below 0: an operand has no more axes than the result
+    return linear("reshape", t, shape=(shape[0], *(1,) * missing, *shape[1:])) if missing else t
 
 
 def _matmul_jvp(tangents, y, a, b):

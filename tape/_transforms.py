@@ -3,8 +3,10 @@
 
 On scalar nodes forward mode is tape._forward's Dual; on matrix nodes (Tensors) it is
 tape._tensor's DualTensor: `jvp` of a function of Tensors carries a tangent array beside each
-value. Second derivatives are reverse over forward on both: `hvp` is the gradient of a jvp's
-tangent, recorded while the values are nodes of the gradient's tape."""
+value (k of them at once with batched=True). Second derivatives: `hvp` is reverse over forward on
+both, the gradient of a jvp's tangent, recorded while the values are nodes of the gradient's tape;
+`hessian` of a function of a Tensor is forward over reverse, a chunk of directions at a time
+(tape._tensor.forward_over_reverse)."""
 from __future__ import annotations
 
 import contextvars

@@ -524,3 +524,14 @@ def test_grad_of_a_batched_jvp_records_its_tangents():
     hessian = x.T @ ((s * (1 - s) * (1 - 2 * s))[:, None] * x)
     result = tape.grad(lambda w: tape.jvp(f, (w,), (vs,), batched=True)[1].sum())(Tensor(w))
     np.testing.assert_allclose(result, hessian @ vs.sum(axis=0), rtol=1e-12, atol=1e-14)
+
+
+@DTYPES
+def test_an_operand_spread_along_an_empty_axis_has_a_zero_gradient_of_its_shape(dtype):
+    # x (1, 3) broadcast against (0, 3): d sum(x + E) / dx sums over no rows, zeros of x's shape
+    x = Tensor(np.ones((1, 3), dtype))
+    gradient = tape.grad(lambda x: (x + np.zeros((0, 3), dtype)).sum() + x.sum())(x)
+    assert gradient.shape == (1, 3) and gradient.dtype == dtype
+    np.testing.assert_array_equal(gradient, np.ones((1, 3)))
+    h = tape.hessian(lambda x: ((x * x) + np.zeros((0, 3), dtype)).sum() + (x * x).sum())(x)
+    np.testing.assert_array_equal(h.reshape(3, 3), 2 * np.eye(3))
