@@ -7,7 +7,7 @@ against PyTorch's and JAX's, measured in the same run.
     under jit if JAX is installed;
 (b) `tape.hessian` of logistic regression's mean loss in 785 dimensions (784 pixels and a bias,
     1,000 samples) beside `torch.func.hessian` (target: within 2x), jax.hessian under jit, and
-    the closed form XᵀDX/n in numpy (the floor);
+    the closed form XᵀDX/n in numpy (the floor); with `--before REV`, tape.hessian at REV too;
 (c) the first-order step of the MMiDS net on matrix nodes, as the training program takes it
     (MatrixAccumulator: record the batch, one sweep) and as `tape.value_and_grad` of the loss,
     and with `--before REV` the same measured on tape/ and mlp/ as they were at REV (git
@@ -274,7 +274,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--before", metavar="REV", help="also measure (c) on tape/ and mlp/ as at this git revision")
+    parser.add_argument("--before", metavar="REV", help="also measure (b)'s tape.hessian and (c) on tape/ and mlp/ as at this git revision")
     parser.add_argument("--one", nargs=3, help=argparse.SUPPRESS)  # case engine dtype: one process's measures
     args = parser.parse_args()
     if args.one:
@@ -287,7 +287,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as before:
         if args.before:
             export(args.before, Path(before))
-            jobs += [("step", "wengert", dtype, Path(before), f"wengert at {args.before}") for dtype in ("float64", "float32")]
+            jobs += [(case, "wengert", dtype, Path(before), f"wengert at {args.before}")
+                     for case in ("logistic", "step") for dtype in ("float64", "float32")]
         runs: dict[tuple, list] = {(case, label, dtype): [] for case, _, dtype, _, label in jobs}
         for _ in range(args.rounds):
             for case, engine, dtype, where, label in jobs:
@@ -295,7 +296,7 @@ def main() -> None:
     print(f"# Second derivatives on matrix nodes on {machine()}; {args.rounds} rounds of fresh processes, "
           f"medians of {args.repeats} runs each\n")
     print_mmids(runs)
-    print_logistic(runs)
+    print_logistic(runs, args.before)
     print_step(runs, args.before)
 
 
@@ -318,12 +319,12 @@ def print_mmids(runs: dict) -> None:
           "(JAX: jit-compiled, its default threads).\n")
 
 
-def print_logistic(runs: dict) -> None:
+def print_logistic(runs: dict, before: str | None) -> None:
     rows = []
     for dtype in ("float64", "float32"):
         torch_seconds = medians(runs.get(("logistic", "torch", dtype), [{}]), "hessian")
         reference = medians(runs.get(("logistic", "numpy", dtype), [{}]), "hessian check")
-        for label in ("wengert", "torch", "jax", "numpy"):
+        for label in ("wengert", f"wengert at {before}", "torch", "jax", "numpy"):
             if ("logistic", label, dtype) not in runs:
                 continue
             r = runs["logistic", label, dtype]

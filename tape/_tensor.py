@@ -16,7 +16,10 @@ Forward mode: a `DualTensor` carries a value and its tangent (an array of its sh
 same operations, at a level (tag) as the scalar Duals do. A tangent is sum(partial * operand's
 tangent) for an element-wise rule, the row's JVP for a structural one. Its value may be a Tensor
 node: then the operations record, the partials too (`RECORDED_PARTIALS`, a branch a `where` node),
-so a sweep differentiates the tangent again: second derivatives, reverse over forward.
+so a sweep differentiates the tangent again: second derivatives, reverse over forward. A tangent
+may carry a leading axis of k directions (a batch, vmap of jvp); `forward_over_reverse` notes the
+operations of such a pass and goes down them with adjoints that carry the k directions too: the
+Hessian's columns, chunk by chunk (tape.hessian).
 """
 from __future__ import annotations
 
@@ -783,38 +786,134 @@ def linear(name: str, *operands, **params):
 
 
 def _linear_jvp(name: str) -> Callable:
-    """The JVP of a linear operation: the operation of the tangents, a constant's a zero array."""
+    """The JVP of a linear operation: the operation of the tangents, a constant's a zero array;
+    of batched tangents, the operation with its axes past the leading axis of directions."""
     def jvp(tangents, y, *operands, **params):
-        return linear(name, *(np.zeros(np.shape(array_of(x)), dtype_of(x)) if t is None else t
-                              for t, x in zip(tangents, operands)), **params)
+        k = _batch_size(tangents, operands)
+        lead = () if k is None else (k,)
+        tangents = [np.zeros(lead + np.shape(array_of(x)), dtype_of(x)) if t is None else t for t, x in zip(tangents, operands)]
+        if k is None:
+            return linear(name, *tangents, **params)
+        if name == "getitem":  # the directions put last, where an index (even with ... or split arrays) leaves them
+            return _batch_first(linear("getitem", _batch_last(tangents[0]), index=_past_batch(params["index"])))
+        return linear(name, *tangents, **_batched_params(name, params, operands, y, k))
 
     return jvp
 
 
+def _batch_size(tangents: Sequence, operands: Sequence) -> int | None:
+    """k if the tangents carry a leading axis of k directions beside their operands (a batch:
+    forward mode along k directions at once, as vmap of jvp), None if they are plain tangents."""
+    for t, x in zip(tangents, operands):
+        if t is not None:
+            shape = np.shape(array_of(t))
+            return shape[0] if len(shape) > np.ndim(array_of(x)) else None
+    return None
+
+
+def _shifted(axis, ndim: int):
+    """Reduction axes of an operand of ndim axes as axes of its batched tangent: past the leading
+    one (negative axes count from the end, as before; None is every axis but the leading one)."""
+    if axis is None:
+        return tuple(range(1, ndim + 1))
+    if isinstance(axis, tuple):
+        return tuple(a + 1 if a >= 0 else a for a in axis)
+    return axis + 1 if axis >= 0 else axis
+
+
+def _batched_params(name: str, params: dict, operands: Sequence, y, k: int) -> dict:
+    """A linear operation's parameters for operands with a leading axis of k directions."""
+    ndim = np.ndim(array_of(operands[0]))
+    if name in ("sum", "mean", "logsumexp"):
+        return {**params, "axis": _shifted(params["axis"], ndim)}
+    if name == "reshape":
+        return {"shape": (k, *np.shape(array_of(y)))}
+    if name == "transpose":
+        axes = params["axes"]
+        return {"axes": (0, *(range(ndim, 0, -1) if axes is None else (a % ndim + 1 for a in axes)))}
+    return {**params, "axis": _shifted(params["axis"], ndim)}  # concatenate, stack
+
+
+def _batch_last(t):
+    """A batched tangent with its leading axis of directions moved last."""
+    ndim = np.ndim(array_of(t))
+    return linear("transpose", t, axes=(*range(1, ndim), 0))
+
+
+def _batch_first(t):
+    """A tangent with its last axis (the directions) moved first."""
+    ndim = np.ndim(array_of(t))
+    return linear("transpose", t, axes=(ndim - 1, *range(ndim - 1)))
+
+
+def _past_batch(index):
+    """An index that leaves a last axis of directions alone: with an Ellipsis, one more full slice."""
+    parts = index if isinstance(index, tuple) else (index,)
+    return (*parts, slice(None)) if any(p is Ellipsis for p in parts) else parts
+
+
+def _aligned(t, ndim: int):
+    """A batched tangent (k, *shape) of an operand broadcast into a result of ndim axes, with
+    size-1 axes after the directions so that it broadcasts as its operand did."""
+    shape = np.shape(array_of(t))
+    missing = ndim + 1 - len(shape)  # never below 0: an operand has no more axes than the result
+    return linear("reshape", t, shape=(shape[0], *(1,) * missing, *shape[1:])) if missing else t
+
+
 def _matmul_jvp(tangents, y, a, b):
-    """dZ = dX W + X dW for Z = XW."""
+    """dZ = dX W + X dW for Z = XW; of batched tangents, each direction's, as matrix products."""
     ta, tb = tangents
+    if _batch_size(tangents, (a, b)) is not None:
+        terms = ([] if ta is None else [_batched_left(ta, b, y)]) + ([] if tb is None else [_batched_right(a, tb)])
+        return functools.reduce(operator.add, terms)
     if tb is None:
         return ta @ b
     return a @ tb if ta is None else ta @ b + a @ tb
 
 
+def _batched_left(ta, b, y):
+    """ta[i] @ b for each direction i: one product, the directions stacked as rows."""
+    shape = np.shape(array_of(ta))
+    if len(shape) == 2:  # a was a vector: a row per direction
+        return ta @ b
+    return linear("reshape", linear("reshape", ta, shape=(-1, shape[-1])) @ b, shape=(shape[0], *np.shape(array_of(y))))
+
+
+def _batched_right(a, tb):
+    """a @ tb[i] for each direction i: one product, the directions side by side as columns."""
+    shape = np.shape(array_of(tb))
+    if len(shape) == 2:  # b was a vector: a row per direction, times a's transpose
+        return tb @ (a.T if np.ndim(array_of(a)) == 2 else a)
+    k, n, p = shape
+    product = a @ linear("reshape", linear("transpose", tb, axes=(1, 0, 2)), shape=(n, k * p))
+    if np.ndim(array_of(a)) == 1:
+        return linear("reshape", product, shape=(k, p))
+    return linear("transpose", linear("reshape", product, shape=(-1, k, p)), axes=(1, 0, 2))
+
+
+def _dotted(p, t, axis, keepdims: bool = False):
+    """sum(p * t) along axis: of a batched tangent t, for each direction (axes past the first)."""
+    if np.ndim(array_of(t)) > np.ndim(array_of(p)):
+        axis = _shifted(axis, np.ndim(array_of(p)))
+    return linear("sum", p * t, axis=axis, keepdims=keepdims)
+
+
 def _logsumexp_jvp(tangents, y, a, axis, keepdims):
     """The softmax along axis, dotted with the tangent there."""
-    return linear("sum", _softmax_of(a, axis, "logsumexp") * tangents[0], axis=axis, keepdims=keepdims)
+    return _dotted(_softmax_of(a, axis, "logsumexp"), tangents[0], axis, keepdims)
 
 
 def _cross_entropy_jvp(tangents, y, logits, labels):
     """<(softmax - one-hot) / rows, the logits' tangent>."""
     p = _softmax_of(logits, 1, "softmax_cross_entropy") - _one_hot(logits, labels)
-    return linear("sum", p * tangents[0], axis=None, keepdims=False) * (1.0 / len(labels))
+    return _dotted(p, tangents[0], None) * (1.0 / len(labels))
 
 
 def _mse_jvp(tangents, y, a, b):
     """2 <a - b, da - db> / size."""
     ta, tb = tangents
     change = ta if tb is None else -tb if ta is None else ta - tb
-    return linear("sum", (a - b) * change, axis=None, keepdims=False) * (2.0 / np.size(array_of(a)))
+    return _dotted(a - b, change, None) * (2.0 / np.size(array_of(a)))
 
 
 def _no_derivative(t) -> np.ndarray:
@@ -828,7 +927,19 @@ def _kink_vjp(g, y, *xs, constant, i):
 
 
 def _kink_jvp(tangents, y, *xs, constant):
+    tangents = _aligned_to(tangents, xs, y)
     return functools.reduce(operator.add, [_no_derivative(t) for t in tangents if t is not None])
+
+
+def _where_jvp(tangents, y, x, z, mask):
+    return where(mask, *(0.0 if t is None else t for t in _aligned_to(tangents, (x, z), y)))
+
+
+def _aligned_to(tangents: Sequence, operands: Sequence, y) -> list:
+    """Batched tangents of operands broadcast into y, aligned to y's axes (_aligned); plain ones as they are."""
+    if _batch_size(tangents, operands) is None:
+        return list(tangents)
+    return [None if t is None else _aligned(t, np.ndim(array_of(y))) for t in tangents]
 
 
 def _scatter(g, a, index):
@@ -880,7 +991,7 @@ STRUCTURAL = {
     "where": Structure(lambda x, z, mask: np.where(mask, x, z), (
         lambda g, y, x, z, mask: unbroadcast(np.where(mask, g, 0.0), np.shape(x)),
         lambda g, y, x, z, mask: unbroadcast(np.where(mask, 0.0, g), np.shape(z)),
-    ), lambda tangents, y, x, z, mask: where(mask, *(0.0 if t is None else t for t in tangents))),
+    ), _where_jvp),
     "kink": Structure(lambda *xs, constant: np.full(np.broadcast_shapes(*map(np.shape, xs)), constant, np.result_type(*xs)),
                       (_kink_vjp,), _kink_jvp, nary=True),
 }
@@ -1103,6 +1214,7 @@ def _forward_elementwise(name: str, operands: Sequence) -> DualTensor:
     table's on arrays, or recorded (RECORDED_PARTIALS) where a value is a node."""
     tag, values, tangents = _level(operands)
     arrays, parents = _operands(values, name)
+    k = _batch_size(tangents, values)
     if arrays is None or parents:
         tangents = _as_operands(tangents)
         y = elementwise(name, *values)
@@ -1117,14 +1229,17 @@ def _forward_elementwise(name: str, operands: Sequence) -> DualTensor:
             arrays = [float(a) for a in arrays]  # results without axes (Vars, when recorded) and numbers: float64
         y, partials = _evaluate(name, arrays)
         y = _forward_result(y)
+    if k is not None:  # each operand's directions broadcast as the operand did
+        tangents = _aligned_to(tangents, values, y)
     terms = [_scaled(t, d) for t, d in zip(tangents, partials) if t is not None and not (d.__class__ is float and d == 0.0)]
-    return DualTensor(y, _tangent_of(functools.reduce(operator.add, terms, 0.0), y), tag)
+    return _noted(name, operands, arrays, None, DualTensor(y, _tangent_of(functools.reduce(operator.add, terms, 0.0), y, k), tag))
 
 
 def _forward_structural(name: str, operands: Sequence, params: dict) -> DualTensor:
     """Structural operation `name` on DualTensors: the tangent by its row's JVP."""
     tag, values, tangents = _level(operands)
     arrays, parents = _operands(values, name)
+    k = _batch_size(tangents, values)
     if arrays is None or parents:
         y = structural(name, *values, **params)
         tangent = STRUCTURAL[name].jvp(_as_operands(tangents), y, *values, **params)
@@ -1132,14 +1247,16 @@ def _forward_structural(name: str, operands: Sequence, params: dict) -> DualTens
         y = _structural_value(name, arrays, params)
         tangent = STRUCTURAL[name].jvp(tangents, y, *arrays, **params)
         y = _forward_result(y)
-    return DualTensor(y, _tangent_of(tangent, y), tag)
+    return _noted(name, operands, arrays, params, DualTensor(y, _tangent_of(tangent, y, k), tag))
 
 
 def _forward_result(y):
     """A forward-mode value as recording would make it: a constant Tensor, or without axes a number
     of its dtype (a Var, when recorded: float64 in scalar arithmetic, its dtype beside Tensors)."""
     y = np.asarray(y)
-    return y[()] if y.ndim == 0 else _constant_tensor(y)
+    if y.ndim == 0 and not (_in_partials.get() and not np.isfinite(y)):
+        return y[()]
+    return _constant_tensor(y)  # also a partial's kink without axes (inf, nan): no constant number may be one
 
 
 def _as_operands(tangents: list) -> list:
@@ -1148,15 +1265,145 @@ def _as_operands(tangents: list) -> list:
     return [_constant_tensor(t) if t.__class__ is np.ndarray else t for t in tangents]
 
 
-def _tangent_of(t, y):
-    """Tangent t as y's: its shape (a broadcast term spread out) and, if an array, its dtype."""
+def _tangent_of(t, y, k: int | None = None):
+    """Tangent t as y's: its shape (a broadcast term spread out; with k directions, k of them)
+    and, if an array, its dtype."""
     shape, dtype = np.shape(array_of(y)), dtype_of(y)
+    if k is not None:
+        shape = (k, *shape)
     if _is_constant(t):
         t = array_of(t)
         if np.shape(t) != shape:
             t = np.broadcast_to(t, shape)
         return t if getattr(t, "dtype", None) == dtype else np.asarray(t, dtype)
     return t if np.shape(array_of(t)) == shape else t + np.zeros(shape, dtype)
+
+
+# -- forward over reverse: the gradient with its derivatives along a batch of directions --------------------
+
+# While `forward_over_reverse` runs its function, each forward-mode operation at its level is noted here:
+# (rule name, operands, their arrays, parameters (None for an element-wise rule), result), a Wengert list
+# of DualTensors to go down in reverse.
+_notes: contextvars.ContextVar[tuple[int, list] | None] = contextvars.ContextVar("notes", default=None)
+
+
+def _noted(name: str, operands: Sequence, arrays, params, result: DualTensor) -> DualTensor:
+    notes = _notes.get()
+    if notes is not None and notes[0] == result.tag:
+        notes[1].append((name, operands, arrays, params, result))
+    return result
+
+
+def forward_over_reverse(fn: Callable, x: np.ndarray, directions: np.ndarray, tag: int) -> np.ndarray:
+    """The derivative of fn's gradient at x along each of the k directions (k, *x.shape): the
+    Hessian times each, shaped as the directions, in x's dtype. fn runs once in forward mode on
+    a DualTensor carrying all k tangents (arrays, nothing recorded); then its operations are gone
+    down in reverse, each adjoint a DualTensor with k tangents too, the VJPs' own derivatives
+    coming from forward mode (torch.func.hessian's jacfwd of jacrev, with matrix products)."""
+    leaf = DualTensor(_constant_tensor(x), directions, tag)
+    token = _notes.set((tag, []))
+    try:
+        out = fn(leaf)
+        notes = _notes.get()[1]
+    finally:
+        _notes.reset(token)
+    if np.ndim(array_of(out)) != 0 or isinstance(array_of(out), np.ndarray) and array_of(out).dtype == object:
+        raise TypeError(f"hessian: the function must return a scalar, got shape {np.shape(array_of(out))}")
+    if not (out.__class__ is DualTensor and out.tag == tag):  # independent of x
+        return np.zeros(directions.shape, x.dtype)
+    k = len(directions)
+    adjoints = {id(out): DualTensor(dtype_of(out).type(1.0), np.zeros(k, dtype_of(out)), tag)}
+    for name, operands, arrays, params, y in reversed(notes):
+        g = adjoints.pop(id(y), None)
+        if g is None:
+            continue
+        arrays = [array_of(v) for v in operands] if arrays is None else arrays
+        for i, adjoint in _dual_vjps(name, operands, arrays, params, y, g):
+            key = id(operands[i])
+            adjoints[key] = adjoint if key not in adjoints else adjoints[key] + adjoint
+    g = adjoints.get(id(leaf))
+    return np.zeros(directions.shape, x.dtype) if g is None else np.asarray(np.broadcast_to(g.tangent, directions.shape), x.dtype)
+
+
+def _dual_vjps(name: str, operands: Sequence, arrays: list, params, y: DualTensor, g: DualTensor) -> list:
+    """(i, the adjoint of operand i) for each operand at g's level, from y's adjoint g: DualTensors,
+    whose tangents are the adjoints' derivatives along the directions."""
+    own = [i for i, x in enumerate(operands) if x.__class__ is DualTensor and x.tag == g.tag]
+    at = [x if i in own else arrays[i] for i, x in enumerate(operands)]  # constants as the operation took them
+    if params is None:  # element-wise: the partials on DualTensors, their tangents the second derivatives
+        token = _in_partials.set(True)
+        try:
+            with np.errstate(all="ignore"):
+                partials = RECORDED_PARTIALS[name](FUNCTIONS_ON_TENSORS, *at, y)
+        finally:
+            _in_partials.reset(token)
+        return [(i, _summed_to(_scaled(g, partials[i]), np.shape(arrays[i]))) for i in own]
+    return [(i, _dual_vjp(name, i, at, arrays, params, y, g)) for i in own]
+
+
+LINEAR = {"sum", "mean", "reshape", "transpose", "getitem", "concatenate", "stack"}
+
+
+def _dual_vjp(name: str, i: int, at: list, arrays: list, params: dict, y: DualTensor, g: DualTensor) -> DualTensor:
+    """Structural operation `name`'s adjoint of operand i as a DualTensor: a linear operation's
+    VJP of g's value and of its tangents (batched); the others' VJPs as operations on DualTensors."""
+    rule = STRUCTURAL[name]
+    if name in LINEAR:
+        vjp = functools.partial(rule.vjps[0], i=i) if rule.nary else rule.vjps[i]
+        value = vjp(np.asarray(g.value), None, *arrays, **params)
+        return DualTensor(_forward_result(value), _batched_vjp(name, vjp, g.tangent, arrays, params, y), g.tag)
+    if name == "matmul":
+        return _dual_matmul_vjp(i, *at, g)
+    if name == "logsumexp":
+        a, axis = at[0], params["axis"]
+        kept = np.shape(_logsumexp(np.asarray(arrays[0]), axis, True))
+        return g.reshape(kept) * _softmax_of(a, axis, "logsumexp")
+    if name == "softmax_cross_entropy":
+        logits, labels = at[0], params["labels"]
+        return (_softmax_of(logits, 1, "softmax_cross_entropy") - _one_hot(logits, labels)) * (g * (1.0 / len(labels)))
+    if name == "mse":
+        a, b = at
+        return ((a - b) if i == 0 else (b - a)) * (g * (2.0 / np.size(arrays[0])))
+    if name == "where":
+        mask = params["mask"]
+        return _summed_to(where(mask, g, 0.0) if i == 0 else where(mask, 0.0, g), np.shape(arrays[i]))
+    value = _kink_vjp(np.asarray(g.value), None, *arrays, i=i, **params)  # kink: no derivative, and none of it
+    return DualTensor(_forward_result(value), np.broadcast_to(value, (len(g.tangent), *value.shape)), g.tag)
+
+
+def _dual_matmul_vjp(i: int, a, b, g):
+    """X̄ = Z̄Wᵀ (i = 0) or W̄ = XᵀZ̄ (i = 1) for Z = XW, of operands with 1 or 2 axes, as
+    products of what the operands are (a vector's outer product element-wise)."""
+    vector_a, vector_b = np.ndim(array_of(a)) == 1, np.ndim(array_of(b)) == 1
+    if i == 0:
+        if vector_b:
+            return g * b if vector_a else g.reshape((-1, 1)) * b  # a dot product; an outer product
+        return b @ g if vector_a else g @ b.T
+    if vector_a:
+        return a * g if vector_b else a.reshape((-1, 1)) * g
+    return a.T @ g
+
+
+def _batched_vjp(name: str, vjp: Callable, tangent: np.ndarray, arrays: list, params: dict, y) -> np.ndarray:
+    """A linear operation's VJP of a batched adjoint tangent (k, *y.shape): the VJP of the same
+    operation on operands with a leading axis of k directions (stand-ins of that shape)."""
+    k = len(tangent)
+    batched = [np.broadcast_to(np.zeros((), dtype_of(a)), (k, *np.shape(a))) for a in arrays]
+    if name == "getitem":  # the directions last, as the JVP puts them
+        last = np.broadcast_to(np.zeros((), dtype_of(arrays[0])), (*np.shape(arrays[0]), k))
+        return _batch_first(_scatter(_batch_last(tangent), last, _past_batch(params["index"])))
+    return vjp(tangent, None, *batched, **_batched_params(name, params, arrays, y, k))
+
+
+def _summed_to(g, shape: tuple):
+    """unbroadcast of a DualTensor: g summed over the axes an operand of `shape` was repeated along."""
+    if g.shape == shape:
+        return g
+    lead = g.ndim - len(shape)
+    if lead:
+        g = g.sum(axis=tuple(range(lead)))
+    repeated = tuple(i for i, n in enumerate(shape) if n == 1 and g.shape[i] != 1)
+    return g.sum(axis=repeated, keepdims=True) if repeated else g
 
 
 RULES_BY_CODE = {op_code(name): name for name in FUNCTIONS}

@@ -3,8 +3,10 @@
 
 On scalar nodes forward mode is tape._forward's Dual; on matrix nodes (Tensors) it is
 tape._tensor's DualTensor: `jvp` of a function of Tensors carries a tangent array beside each
-value. Second derivatives are reverse over forward on both: `hvp` is the gradient of a jvp's
-tangent, recorded while the values are nodes of the gradient's tape."""
+value (k of them at once with batched=True). Second derivatives: `hvp` is reverse over forward on
+both, the gradient of a jvp's tangent, recorded while the values are nodes of the gradient's tape;
+`hessian` of a function of a Tensor is forward over reverse, a chunk of directions at a time
+(tape._tensor.forward_over_reverse)."""
 from __future__ import annotations
 
 import contextvars
@@ -21,7 +23,7 @@ from . import _forward
 from ._forward import Dual, forward_gradient, scalar_output
 from ._ops import Var
 from ._tape import Tape, TraceError, current_tape
-from ._tensor import DualTensor, Tensor, array_of, constants_checked_once, dtype_of, stack
+from ._tensor import DualTensor, Tensor, array_of, constants_checked_once, dtype_of, forward_over_reverse, stack
 from ._tree import flat_arguments, flat_outputs, is_structure, leaf_structure, restore, same_structure
 from ._var import CONSTANTS, leaf_on
 
@@ -358,19 +360,23 @@ def _is_node_of(out, t: Tape) -> bool:
     return (isinstance(out, Tensor) and out.requires_grad or out.__class__ is Var) and out.tape is t
 
 
-def jvp(fn: Callable, primals: Sequence, tangents: Sequence):
+def jvp(fn: Callable, primals: Sequence, tangents: Sequence, batched: bool = False):
     """(fn(*primals), the derivative of fn at primals along tangents), in one forward pass.
 
     primals and tangents are sequences of the same structure: numbers, arrays of numbers, or
     structures of them (Vars too: then the derivative is recorded on their tape). The output
     may be a scalar, an array or a structure; the derivative has the output's structure. With a
     Tensor among the primals, forward mode runs on matrix nodes (`_tensor_jvp`): one pass, the
-    tangent of a Tensor output an array in its dtype, of a Var or number output a float."""
+    tangent of a Tensor output an array in its dtype, of a Var or number output a float.
+    `batched=True` (Tensor primals): each tangent has a leading axis of k directions, and so has
+    each output's tangent: k jvps in one pass, as JAX's vmap of jvp, its products of matrices."""
     primals, tangents = tuple(primals), tuple(tangents)
     if len(primals) != len(tangents):
         raise ValueError(f"jvp: {len(primals)} primals but {len(tangents)} tangents")
     if any(_holds_tensor(p) for p in primals):  # matrix nodes: a tangent array beside each value
-        return _tensor_jvp(fn, primals, tangents)
+        return _tensor_jvp(fn, primals, tangents, batched)
+    if batched:
+        raise TypeError("jvp: batched=True takes Tensor primals (matrix nodes); give the arrays as tape.Tensor(x)")
     nums = tuple(range(len(primals)))
     flat_fn, flat_primals, structures = flat_arguments(fn, primals, nums, "jvp")
     tangents = tuple(same_structure(structures[i], t, f"jvp: tangent {i}") if i in structures else t
@@ -396,20 +402,29 @@ def _leaves(x) -> list:
     return out
 
 
-def _tensor_jvp(fn: Callable, primals: tuple, tangents: tuple):
+def _tensor_jvp(fn: Callable, primals: tuple, tangents: tuple, batched: bool = False):
     """jvp of a function of Tensors (arrays, numbers, structures of them beside them): each
     primal a DualTensor of a new level, its tangent in the primal's dtype. Outside a derivative a
     Tensor primal is taken as a constant (no recording: one forward pass on arrays); inside one
     it is kept, and so is what the outputs are made of, to be differentiated again."""
     tag = next(_forward._levels)
     keep = _inside_a_derivative.get()
+    directions: list = []  # with batched tangents, how many (the first one's)
 
     def kept(x) -> bool:  # a DualTensor of an outer level, or inside a derivative a node of its tape
         return isinstance(x, (DualTensor, Dual)) or keep and _is_node_of(x, current_tape())
 
     def seeded(p, v, where: str):
-        if np.shape(v) != np.shape(array_of(p)):
-            raise ValueError(f"jvp: {where} has shape {np.shape(array_of(p))} but its tangent has shape {np.shape(v)}")
+        shape = np.shape(array_of(v))
+        if batched:
+            if not shape or directions and shape[0] != directions[0]:
+                raise ValueError(f"jvp: batched tangents have a leading axis of directions, the same for all: {where}'s "
+                                 f"tangent has shape {shape}" + (f", the first had {directions[0]} directions" if directions else ""))
+            directions.append(shape[0])
+            shape = shape[1:]
+        if shape != np.shape(array_of(p)):
+            what = "each direction of its tangent" if batched else "its tangent"
+            raise ValueError(f"jvp: {where} has shape {np.shape(array_of(p))} but {what} has shape {shape}")
         value = p if kept(p) else Tensor(array_of(p), requires_grad=False)
         return DualTensor(value, v if kept(v) else np.asarray(array_of(v), dtype_of(value)), tag)
 
@@ -426,9 +441,16 @@ def _tensor_jvp(fn: Callable, primals: tuple, tangents: tuple):
 
     def part(o, k: int):
         if o.__class__ is DualTensor and o.tag == tag:
-            return _returned((o.value, o.tangent)[k], keep)
+            out = _returned((o.value, o.tangent)[k], keep)
+            if k and batched and np.ndim(array_of(o)) == 0 and out.__class__ is np.ndarray:  # a number's: k floats
+                return out.astype(np.float64)
+            return out
         value = _returned(o, keep)
-        return value if k == 0 else np.zeros(np.shape(value), dtype_of(value)) if np.ndim(value) else 0.0
+        if k == 0:
+            return value
+        if batched:
+            return np.zeros((directions[0], *np.shape(value)), dtype_of(value))
+        return np.zeros(np.shape(value), dtype_of(value)) if np.ndim(value) else 0.0
 
     return _map_leaves(lambda o: part(o, 0), out), _map_leaves(lambda o: part(o, 1), out)
 
@@ -516,13 +538,20 @@ def jacobian(fn: Callable, mode: str = "auto") -> Callable:
 
 
 def _tensor_jacobian_forward(fn: Callable, x: Tensor):
-    """The Jacobian of a function of a Tensor column by column: a jvp along each entry of x; in
-    x's dtype, as the reverse mode's rows (gradients) are."""
+    """The Jacobian of a function of a Tensor column by column: jvps along the entries of x, a
+    chunk of them at once (batched, as hessian's chunks) outside a derivative, one at a time
+    inside one (the columns are nodes there); in x's dtype, as the reverse mode's rows are."""
     if not x.size:  # no columns: one jvp, for the outputs' shapes
         zero = _tensor_jvp(fn, (x,), (np.zeros(x.shape, x.dtype),))[1]
         return _map_leaves(lambda c: np.zeros(np.shape(c) + x.shape, x.dtype), zero)
-    columns = [_tensor_jvp(fn, (x,), (np.eye(1, x.size, j, x.dtype).reshape(x.shape),))[1] for j in range(x.size)]
-    return _map_leaves(lambda *cs: np.stack(cs, axis=-1).astype(x.dtype).reshape(np.shape(cs[0]) + x.shape), *columns)
+    if _inside_a_derivative.get():
+        columns = [_tensor_jvp(fn, (x,), (np.eye(1, x.size, j, x.dtype).reshape(x.shape),))[1] for j in range(x.size)]
+        return _map_leaves(lambda *cs: np.stack(cs, axis=-1).astype(x.dtype).reshape(np.shape(cs[0]) + x.shape), *columns)
+    chunk = max(1, CHUNK_ENTRIES // x.size)
+    chunks = [_tensor_jvp(fn, (x,), (np.eye(min(chunk, x.size - start), x.size, start, x.dtype).reshape((-1, *x.shape)),),
+                          batched=True)[1] for start in range(0, x.size, chunk)]
+    return _map_leaves(lambda *cs: np.moveaxis(np.concatenate(cs).astype(x.dtype), 0, -1).reshape(np.shape(cs[0])[1:] + x.shape),
+                       *chunks)
 
 
 def _point(x):
@@ -541,14 +570,27 @@ def _jacobian_forward(fn: Callable, x, x_shape: tuple) -> np.ndarray:
     return np.stack(columns, axis=-1).reshape(np.shape(columns[0]) + x_shape)
 
 
-def hessian(fn: Callable) -> Callable:
+CHUNK_ENTRIES = 2**22  # hessian's default chunk: this many entries in a tangent of x's size (32 MB in float64)
+
+
+def hessian(fn: Callable, chunk_size: int | None = None) -> Callable:
     """`fn` transformed to return its Hessian at x: the reverse-mode Jacobian of its gradient,
-    which `grad` computes in forward mode on the recorded Vars (reverse over forward). For a
-    Tensor x, a row per entry of x, each an `hvp`: shaped x.shape + x.shape, in x's dtype."""
+    which `grad` computes in forward mode on the recorded Vars (reverse over forward).
+
+    For a Tensor x, shaped x.shape + x.shape in x's dtype, forward over reverse (torch.func's
+    jacfwd of jacrev): fn runs once per chunk of `chunk_size` directions (entries of x), each
+    intermediate array carrying that many tangents, and its gradient's derivatives along all of
+    them come from one reverse pass, as matrix products. chunk_size bounds the memory: about
+    chunk_size times fn's own arrays; by default 2**22 entries / x.size (all of x's entries when
+    x has at most 2,048). Inside a derivative, a row per entry of x, each an `hvp`."""
     jacobian_of_grad = jacobian(grad(fn), mode="reverse")
+    if chunk_size is not None and (not _is_index(chunk_size) or chunk_size < 1):
+        raise ValueError(f"hessian: chunk_size must be a positive integer or None, got {chunk_size!r}")
 
     @functools.wraps(fn)
     def wrapped(x):
+        if x.__class__ is Tensor and not _inside_a_derivative.get():
+            return _tensor_hessian(fn, x, chunk_size or max(1, CHUNK_ENTRIES // max(1, x.size)))
         if isinstance(x, Tensor):  # a row per entry of x: an hvp along it
             with constants_checked_once():  # the same constants each row: checked at the first
                 rows = [hvp(fn, x, np.eye(1, x.size, j, x.dtype).reshape(x.shape)) for j in range(x.size)]
@@ -556,6 +598,19 @@ def hessian(fn: Callable) -> Callable:
         return jacobian_of_grad(x)
 
     return wrapped
+
+
+def _tensor_hessian(fn: Callable, x: Tensor, chunk: int) -> np.ndarray:
+    """The Hessian of fn at Tensor x, `chunk` of its columns at a time: the derivatives of the
+    gradient along that many entries of x (forward_over_reverse)."""
+    n = x.size
+    columns = np.empty((n, n), x.dtype)
+    with constants_checked_once():  # the same constants each chunk: checked at the first
+        for start in range(0, n, chunk):
+            directions = np.eye(min(chunk, n - start), n, start, x.dtype)
+            along = forward_over_reverse(fn, x.value, directions.reshape((len(directions), *x.shape)), next(_forward._levels))
+            columns[start:start + len(directions)] = along.reshape(len(directions), n)
+    return columns.T.copy().reshape(x.shape + x.shape)
 
 
 def hvp(fn: Callable, x, v):

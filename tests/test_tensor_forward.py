@@ -338,3 +338,200 @@ def test_first_derivatives_at_kinks_are_the_scalar_sides():
     assert tangent[0] == 0.0 and tangent[1] == 0.25  # 0 * inf adds nothing, as a sweep adds nothing
     _, tangent = tape.jvp(tape.relu, (x,), (np.array([1.0, 1.0]),))
     np.testing.assert_array_equal(tangent, [tape.jvp(tape.relu, (0.0,), (1.0,))[1], 1.0])
+
+
+# -- batched tangents: k directions at once (vmap of jvp), and hessian by forward over reverse ----------
+
+
+def extra_programs():
+    """name -> a function of a (3, 4) Tensor: what a leading axis of directions must not disturb
+    (axes counted either way, kept axes, indices that move axes, an operand of fewer axes)."""
+    cube = lambda x: x.reshape(3, 2, 2)  # noqa: E731
+    return {
+        "sum along axis -2 and a tuple of axes": lambda x: x.sum(axis=-2) + (x * x).sum(axis=(0, 1)) * x[0],
+        "mean along axis 0, kept, against x": lambda x: x.mean(axis=0, keepdims=True) * x,
+        "logsumexp along axis -1, kept": lambda x: x.logsumexp(axis=-1, keepdims=True) * x,
+        "an index with ...": lambda x: x[..., 1] * x[..., ::2].sum(axis=-1),
+        "index arrays apart (their axis goes first)": lambda x: cube(x)[[0, 2], :, [1, 0]] * cube(x)[None, 1, :, 0],
+        "a boolean mask": lambda x: x[C > 0.0] * 2.0,
+        "transpose with negative axes": lambda x: cube(x).transpose(-1, 0, 1) * cube(x).transpose(2, 0, 1),
+        "concatenate along axis -1, stack along 1": lambda x: tape.concatenate([x, x * x], axis=-1)[:, :4]
+                                                                  + tape.stack([x, C], axis=1).sum(axis=1),
+        "a row, a column and a Var broadcast": lambda x: x[0] * x + x[:, 1:2] * x + x.sum() * x,
+        "matmul with both operands in x": lambda x: x.T @ x + (x[0] @ x.T)[1] + (x @ x[1]).sum() + (x[:, :3] @ x[1, :3])[2],
+        "a vector times a matrix both in x": lambda x: x[0, :3] @ x[:, :2],
+    }
+
+
+BATCHED = {**PROGRAMS, **extra_programs()}
+
+
+@pytest.mark.parametrize("name", BATCHED)
+@DTYPES
+def test_batched_jvp_is_k_jvps_each_against_central_differences(name, dtype):
+    f = BATCHED[name]
+    rng = np.random.default_rng(7)
+    x = rng.uniform(0.5, 2.0, (3, 4)).astype(dtype)
+    directions = rng.uniform(-1.0, 1.0, (3, 3, 4))
+    out, tangents = tape.jvp(f, (Tensor(x),), (directions,), batched=True)
+    x64 = x.astype(np.float64)
+    np.testing.assert_allclose(out, value(f, x64), **TOLERANCE[dtype])
+    assert np.shape(tangents) == (3, *np.shape(out))
+    assert np.asarray(tangents).dtype == (out.dtype if np.ndim(out) else np.float64)
+    for tangent, v in zip(tangents, directions):
+        np.testing.assert_allclose(tangent, central(f, x64, v), **TOLERANCE[dtype])
+
+
+@DTYPES
+def test_batched_jvp_of_two_primals_either_a_constant_direction(dtype):
+    # f(A, B) = sum(sin(A) @ B): along (U, V), sum(cos(A) U @ B + sin(A) @ V)
+    rng = np.random.default_rng(8)
+    a, b = rng.normal(size=(2, 3)).astype(dtype), rng.normal(size=(3,)).astype(dtype)
+    us, vs = rng.normal(size=(4, 2, 3)), rng.normal(size=(4, 3))
+    vs[1] = 0.0
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    _, tangents = tape.jvp(lambda a, b: (tape.sin(a) @ b).sum(), (Tensor(a), Tensor(b)), (us, vs), batched=True)
+    expected = [np.sum((np.cos(a64) * u) @ b64 + np.sin(a64) @ v) for u, v in zip(us, vs)]
+    assert tangents.shape == (4,) and tangents.dtype == np.float64  # a number's, as a jvp's float
+    np.testing.assert_allclose(tangents, expected, **TOLERANCE[dtype])
+    # an output independent of x: zero tangents, one per direction
+    _, tangents = tape.jvp(lambda a, b: (a.sum(), C), (Tensor(a), Tensor(b)), (us, vs), batched=True)
+    assert tangents[1].shape == (4, 3, 4) and not tangents[1].any()
+
+
+@DTYPES
+def test_batched_jvp_of_0d_and_empty_inputs(dtype):
+    _, tangents = tape.jvp(lambda x: tape.sin(x) * x, (Tensor(np.array(0.7, dtype)),), (np.array([1.0, -2.0, 0.5]),),
+                           batched=True)
+    np.testing.assert_allclose(tangents, (np.cos(0.7) * 0.7 + np.sin(0.7)) * np.array([1.0, -2.0, 0.5]), **TOLERANCE[dtype])
+    out, tangents = tape.jvp(lambda x: (x * 2.0).sum(axis=0), (Tensor(np.zeros((0, 3), dtype)),), (np.zeros((2, 0, 3)),),
+                             batched=True)
+    assert tangents.shape == (2, 3) and not tangents.any()
+
+
+def test_batched_tangents_are_checked():
+    x = Tensor(np.ones((2, 2)))
+    with pytest.raises(ValueError, match=r"jvp: primal 0 has shape \(2, 2\) but each direction of its tangent has shape \(4,\)"):
+        tape.jvp(lambda t: t.sum(), (x,), (np.ones((3, 4)),), batched=True)
+    with pytest.raises(ValueError, match=r"primal 1's tangent has shape \(2, 2, 2\), the first had 3 directions"):
+        tape.jvp(lambda s, t: (s + t).sum(), (x, x), (np.ones((3, 2, 2)), np.ones((2, 2, 2))), batched=True)
+    with pytest.raises(ValueError, match=r"leading axis of directions.*shape \(\)"):
+        tape.jvp(lambda t: t * 2.0, (Tensor(np.array(1.0)),), (np.array(1.0),), batched=True)
+    with pytest.raises(TypeError, match=r"batched=True takes Tensor primals"):
+        tape.jvp(lambda t: t * 2.0, (np.ones(2),), (np.ones((3, 2)),), batched=True)
+
+
+def test_batched_nested_jvps_keep_their_levels_apart():
+    # h(x) = sum_i <x, v_i> * sum(x), the inner sum over a batch of directions of y -> sum(x * y):
+    # along u, <u, s> sum(x) + <x, s> sum(u) with s = sum_i v_i (confused: the inner tangents pick up u)
+    rng = np.random.default_rng(9)
+    x, y, vs, us = rng.normal(size=3), rng.normal(size=3), rng.normal(size=(4, 3)), rng.normal(size=(2, 3))
+    inner = lambda x: tape.jvp(lambda y: (x * y).sum(), (Tensor(y),), (vs,), batched=True)[1]  # noqa: E731
+    _, tangents = tape.jvp(lambda x: inner(x).sum() * x.sum(), (Tensor(x),), (us,), batched=True)
+    s = vs.sum(axis=0)
+    np.testing.assert_allclose(tangents, [(u @ s) * x.sum() + (x @ s) * u.sum() for u in us], rtol=1e-12)
+
+
+def second_differences(f, x, h=1e-4) -> np.ndarray:
+    """The Hessian of scalar f at x by central differences of its values, entry pair by pair."""
+    n, e = x.size, np.eye(x.size).reshape((x.size, *x.shape)) * h
+    out = np.zeros((n, n))
+    for i in range(n):
+        for j in range(i, n):
+            out[i, j] = out[j, i] = (f(x + e[i] + e[j]) - f(x + e[i] - e[j]) - f(x - e[i] + e[j])
+                                     + f(x - e[i] - e[j])) / (4 * h * h)
+    return out.reshape(x.shape + x.shape)
+
+
+@pytest.mark.parametrize("name", BATCHED)
+def test_hessian_of_each_program_against_second_differences(name):
+    # each program's output weighed by fixed numbers into a scalar; float32 against float64
+    rng = np.random.default_rng(10)
+    x = rng.uniform(0.5, 2.0, (3, 4))
+    weights = rng.normal(size=np.shape(value(BATCHED[name], x)))
+    scalar = lambda x: (BATCHED[name](x) * weights).sum()  # noqa: E731
+    h = tape.hessian(scalar)(Tensor(x))
+    assert h.shape == (3, 4, 3, 4) and h.dtype == np.float64
+    np.testing.assert_allclose(h, second_differences(lambda x: float(value(scalar, x)), x), rtol=1e-5, atol=1e-5)
+    h32 = tape.hessian(scalar)(Tensor(x.astype(np.float32)))
+    assert h32.dtype == np.float32
+    np.testing.assert_allclose(h32, h, rtol=2e-3, atol=2e-3 * np.abs(h).max())
+
+
+@pytest.mark.parametrize("chunk_size", [1, 2, 3, 5, 7, 6, None])  # 6 entries: a multiple, one more, one fewer, all
+def test_hessian_in_chunks_of_directions(chunk_size, monkeypatch):
+    # f(x) = sum(exp(A x)) for x of 6 entries: H = A^T diag(exp(A x)) A
+    from tape import _transforms
+
+    rng = np.random.default_rng(11)
+    a, x = rng.normal(size=(5, 6)), rng.normal(size=6) * 0.3
+    chunks = []
+    real = _transforms.forward_over_reverse
+    monkeypatch.setattr(_transforms, "forward_over_reverse", lambda fn, x, d, tag: chunks.append(len(d)) or real(fn, x, d, tag))
+    h = tape.hessian(lambda x: tape.exp(a @ x).sum(), chunk_size=chunk_size)(Tensor(x))
+    np.testing.assert_allclose(h, a.T @ (np.exp(a @ x)[:, None] * a), rtol=1e-12, atol=1e-12)
+    size = chunk_size or 6
+    assert chunks == [min(size, 6 - start) for start in range(0, 6, size)]
+
+
+def test_hessian_chunk_size_is_checked():
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match=r"hessian: chunk_size must be a positive integer or None, got"):
+            tape.hessian(lambda x: x.sum(), chunk_size=bad)
+
+
+def test_hessian_of_a_sum_of_sigmoids_of_x_times_w_in_w():
+    # f(W) = sum sigmoid(XW): H[a, j, b, l] = [j == l] sum_n s''(Z[n, j]) X[n, a] X[n, b]
+    rng = np.random.default_rng(12)
+    x, w = rng.normal(size=(5, 3)), rng.normal(size=(3, 2))
+    s = 1.0 / (1.0 + np.exp(-(x @ w)))
+    curvature = s * (1 - s) * (1 - 2 * s)
+    expected = np.einsum("nj,na,nb,jl->ajbl", curvature, x, x, np.eye(2))
+    np.testing.assert_allclose(tape.hessian(lambda w: tape.sigmoid(x @ w).sum())(Tensor(w)), expected, rtol=1e-12, atol=1e-14)
+
+
+def test_hessian_keeps_a_jvp_inside_its_function_apart():
+    # f(x) = d/dy sum(x^2 y) along v = sum(x^2 v): H = 2 diag(v); batched inside, 2 diag(sum of the v's)
+    # (confused, the inner level would take the hessian's directions for its own)
+    rng = np.random.default_rng(13)
+    x, y, vs = rng.normal(size=3), rng.normal(size=3), rng.normal(size=(4, 3))
+    inner = lambda x: tape.jvp(lambda y: (x * x * y).sum(), (Tensor(y),), (vs[0],))[1]  # noqa: E731
+    np.testing.assert_allclose(tape.hessian(inner)(Tensor(x)), 2 * np.diag(vs[0]), rtol=1e-12)
+    batched = lambda x: tape.jvp(lambda y: (x * x * y).sum(), (Tensor(y),), (vs,), batched=True)[1].sum()  # noqa: E731
+    np.testing.assert_allclose(tape.hessian(batched)(Tensor(x)), 2 * np.diag(vs.sum(axis=0)), rtol=1e-12)
+    # a jvp in x itself inside: f(x) = d/dx sum(x^3) along v = 3 sum(x^2 v), H = 6 diag(v)
+    along = lambda x: tape.jvp(lambda t: (t ** 3.0).sum(), (x,), (vs[1],))[1]  # noqa: E731
+    np.testing.assert_allclose(tape.hessian(along)(Tensor(x)), 6 * np.diag(vs[1]), rtol=1e-12)
+
+
+@DTYPES
+def test_hessian_of_empty_and_constant_functions(dtype):
+    h = tape.hessian(lambda x: (x * x).sum())(Tensor(np.zeros((0, 2), dtype)))
+    assert h.shape == (0, 2, 0, 2) and h.dtype == dtype
+    h = tape.hessian(lambda x: float(np.sum(C)))(Tensor(np.ones(3, dtype)))
+    assert h.shape == (3, 3) and h.dtype == dtype and not h.any()
+    with pytest.raises(TypeError, match=r"hessian: the function must return a scalar, got shape \(3,\)"):
+        tape.hessian(lambda x: x * 2.0)(Tensor(np.ones(3, dtype)))
+
+
+def test_grad_of_a_batched_jvp_records_its_tangents():
+    # inside a derivative the k tangents are nodes: d/dw sum_i <grad f(w), v_i> = H sum_i v_i, with
+    # f(w) = sum sigmoid(Xw), H = X^T diag(s'') X
+    rng = np.random.default_rng(14)
+    x, vs, w = rng.normal(size=(5, 3)), rng.normal(size=(4, 3)), rng.normal(size=3)
+    f = lambda w: tape.sigmoid(x @ w).sum()  # noqa: E731
+    s = 1.0 / (1.0 + np.exp(-(x @ w)))
+    hessian = x.T @ ((s * (1 - s) * (1 - 2 * s))[:, None] * x)
+    result = tape.grad(lambda w: tape.jvp(f, (w,), (vs,), batched=True)[1].sum())(Tensor(w))
+    np.testing.assert_allclose(result, hessian @ vs.sum(axis=0), rtol=1e-12, atol=1e-14)
+
+
+@DTYPES
+def test_an_operand_spread_along_an_empty_axis_has_a_zero_gradient_of_its_shape(dtype):
+    # x (1, 3) broadcast against (0, 3): d sum(x + E) / dx sums over no rows, zeros of x's shape
+    x = Tensor(np.ones((1, 3), dtype))
+    gradient = tape.grad(lambda x: (x + np.zeros((0, 3), dtype)).sum() + x.sum())(x)
+    assert gradient.shape == (1, 3) and gradient.dtype == dtype
+    np.testing.assert_array_equal(gradient, np.ones((1, 3)))
+    h = tape.hessian(lambda x: ((x * x) + np.zeros((0, 3), dtype)).sum() + (x * x).sum())(x)
+    np.testing.assert_array_equal(h.reshape(3, 3), 2 * np.eye(3))
