@@ -18,6 +18,7 @@ if installed. Reports samples/s (median of rounds) and wengert's bytes of tape p
 from __future__ import annotations
 
 import argparse
+import functools
 import subprocess
 import sys
 import time
@@ -128,26 +129,78 @@ def wengert_path(X, y, path):
     return epoch
 
 
-def numpy_backprop(X, y):
+def numpy_backprop(X, y, dtype="float64"):
+    """The step written by hand in numpy, every intermediate in a buffer reused batch after batch
+    (out=): the arithmetic alone, the limit a traced step can approach."""
+    dtype = np.dtype(dtype)
     rng = np.random.default_rng(0)
-    W1, b1 = rng.uniform(-0.08, 0.08, (32, 784)), np.zeros(32)
-    W2, b2 = rng.uniform(-0.3, 0.3, (10, 32)), np.zeros(10)
-    eye = np.eye(10)
+    W1, b1 = rng.uniform(-0.08, 0.08, (32, 784)).astype(dtype), np.zeros(32, dtype)
+    W2, b2 = rng.uniform(-0.3, 0.3, (10, 32)).astype(dtype), np.zeros(10, dtype)
+    X, eye = X.astype(dtype), np.eye(10, dtype=dtype)
+    buffers = [np.empty(shape, dtype) for shape in [(BATCH, 784), (BATCH, 10), (BATCH, 32), (BATCH, 32), (BATCH, 10),
+                                                    (BATCH, 1), (BATCH, 1), W1.shape, b1.shape, W2.shape, b2.shape]]
+    lr, scale = dtype.type(LR), dtype.type(1 / BATCH)
 
     def epoch():
-        nonlocal W1, b1, W2, b2
+        x, t, h, q, z, zmax, total, gW1, gb1, gW2, gb2 = buffers
         for b in batches(len(X)):
-            x, t = X[b], eye[y[b]]
-            h = 1 / (1 + np.exp(-(x @ W1.T + b1)))
-            z = h @ W2.T + b2
-            p = np.exp(z - z.max(1, keepdims=True))
-            p /= p.sum(1, keepdims=True)
-            dz = (p - t) / len(x)
-            dh = dz @ W2 * h * (1 - h)
-            W2 -= LR * dz.T @ h
-            b2 -= LR * dz.sum(0)
-            W1 -= LR * dh.T @ x
-            b1 -= LR * dh.sum(0)
+            np.take(X, np.arange(b.start, b.stop), axis=0, out=x, mode="clip")
+            np.take(eye, y[b], axis=0, out=t, mode="clip")
+            np.matmul(x, W1.T, out=h)  # h = sigmoid(x W1^T + b1)
+            h += b1
+            np.negative(h, out=h)
+            np.exp(h, out=h)
+            h += 1
+            np.reciprocal(h, out=h)
+            np.matmul(h, W2.T, out=z)  # z = h W2^T + b2, then dz = (softmax(z) - t) / batch
+            z += b2
+            np.max(z, axis=1, keepdims=True, out=zmax)
+            z -= zmax
+            np.exp(z, out=z)
+            np.sum(z, axis=1, keepdims=True, out=total)
+            z /= total
+            z -= t
+            z *= scale
+            np.matmul(z.T, h, out=gW2)
+            np.sum(z, axis=0, out=gb2)
+            np.subtract(1, h, out=q)  # dh = dz W2 * h (1 - h)
+            q *= h
+            np.matmul(z, W2, out=h)
+            h *= q
+            np.matmul(h.T, x, out=gW1)
+            np.sum(h, axis=0, out=gb1)
+            for p, g in ((W1, gW1), (b1, gb1), (W2, gW2), (b2, gb2)):
+                g *= lr
+                p -= g
+
+    return epoch
+
+
+def jax_step(X, y):
+    """The whole step (forward, loss, gradient, SGD update) under one `jax.jit`, float32, the
+    batch sliced inside the jitted step from the training set held as JAX arrays."""
+    import jax
+    import jax.numpy as jnp
+
+    rng = np.random.default_rng(0)
+    params = tuple(jnp.asarray(a, jnp.float32) for a in (rng.uniform(-0.08, 0.08, (32, 784)), np.zeros(32),
+                                                          rng.uniform(-0.3, 0.3, (10, 32)), np.zeros(10)))
+    xs, ys = jnp.asarray(X, jnp.float32), jnp.asarray(y)
+
+    def loss(p, x, labels):
+        z = jax.nn.sigmoid(x @ p[0].T + p[1]) @ p[2].T + p[3]
+        return (jax.nn.logsumexp(z, axis=1) - jnp.take_along_axis(z, labels[:, None], axis=1)[:, 0]).mean()
+
+    @functools.partial(jax.jit, donate_argnums=0)
+    def step(p, first):
+        x, labels = jax.lax.dynamic_slice_in_dim(xs, first, BATCH), jax.lax.dynamic_slice_in_dim(ys, first, BATCH)
+        return tuple(w - LR * g for w, g in zip(p, jax.grad(loss)(p, x, labels)))
+
+    def epoch():
+        nonlocal params
+        for b in batches(len(X)):
+            params = step(params, b.start)
+        jax.block_until_ready(params)
 
     return epoch
 
@@ -231,8 +284,13 @@ def engines_for(X, y) -> dict:
         "wengert fused, 1 thread": (lambda: wengert_fused(X, y, 1), len(X)),
         "wengert batch path (VarArray, one sweep)": (lambda: wengert_path(X, y, "batch"), len(X)),
         "wengert scalar path (Var, tape.dot)": (lambda: wengert_path(X[small], y[small], "scalar"), 4 * BATCH),
-        "numpy backprop by hand (float64)": (lambda: numpy_backprop(X, y), len(X)),
+        "numpy backprop by hand, buffers reused (float64)": (lambda: numpy_backprop(X, y), len(X)),
+        "numpy backprop by hand, buffers reused (float32)": (lambda: numpy_backprop(X, y, "float32"), len(X)),
     }
+    if have("jax"):
+        import jax
+
+        engines[f"JAX {jax.__version__} jit of the whole step (float32)"] = (lambda: jax_step(X, y), len(X))
     if have("autograd"):
         engines["HIPS autograd 1.x (float64)"] = (lambda: hips_autograd(X, y), len(X))
     if have("torch"):

@@ -294,6 +294,12 @@ class FusedAccumulator:
         return keep
 
 
+def _matrix(arrays: list[np.ndarray]) -> list:
+    """Arrays as the example arguments of a trace on matrix nodes (constant Tensors: tape.trace
+    traces matrix nodes when an argument is a Tensor)."""
+    return [tape.as_tensor(a, requires_grad=False) for a in arrays]
+
+
 def _check_batch(model: MLP, X, y) -> tuple[np.ndarray, np.ndarray]:
     X, y = np.asarray(X, dtype=np.float64), np.asarray(y)
     if X.ndim != 2 or X.shape[1] != model.sizes[0]:
@@ -393,7 +399,7 @@ class MatrixStep:
             x = np.zeros((n, self.model.sizes[0]), self.dtype)
             labels = np.zeros(n, np.int64)
             scales = [np.ones((n, b - a), self.dtype) for units in self.units if units for a, b in [units]]
-            traced = tape.trace(self.loss, *self.weights, x, labels, *scales)
+            traced = tape.trace(self.loss, *_matrix(self.weights), x, labels, *scales)
             entry = self.steps[n] = (traced.value_and_grad(tuple(range(len(self.weights))), has_aux=True), x, labels, scales)
         return entry
 
@@ -401,14 +407,14 @@ class MatrixStep:
                  lr: float) -> BatchResult:
         """One step on `rows` of `inputs` (`labels` indexed like inputs, `keep` the rows' dropout
         scales or None); the result counts the parameters left not finite."""
+        if self.mirror is not None:
+            np.copyto(self.mirror, self.params.values, casting="same_kind")
         step, x, y, scales = self._step_for(len(rows))
         np.take(self._dense(inputs), rows, axis=0, out=x, mode="clip")  # rows are in range: no checking copy
         np.take(labels, rows, out=y, mode="clip")
         if scales:
             for buffer, (a, b) in zip(scales, [u for u in self.units if u]):
                 np.copyto(buffer, keep[:, a:b], casting="same_kind")
-        if self.mirror is not None:
-            np.copyto(self.mirror, self.params.values, casting="same_kind")
         (loss, logits), _ = step(*self.weights, x, y, *scales, out=self.grads)
         if self.mirror is not None:
             np.copyto(self.params.grad, self.grad)
@@ -429,6 +435,6 @@ class MatrixStep:
             forward = self.forwards.get(len(rows))
             if forward is None:
                 forward = self.forwards[len(rows)] = tape.trace(lambda *a: self.model.forward(a[:-1], a[-1]),
-                                                                *self.weights, rows)
+                                                                *_matrix(self.weights), rows)
             out[first : first + len(rows)] = forward(*self.weights, rows)
         return out
