@@ -5,12 +5,13 @@ for each round, the rounds interleaved; in a round, the median of its timed epoc
 
 Engines, in one run: wengert's training program as a user runs it (its metrics.csv's
 samples/s, the same net, batch and optimizer), on scalar nodes and on matrix nodes
-(--nodes matrix), wengert's matrix nodes alone (tape.Tensor, float64 and float32), its traced path (the per-sample loss
+(--nodes matrix: its step traced, float64 and --dtype float32, and float32 --no-trace), wengert's matrix nodes alone (tape.Tensor, float64 and float32), its traced path (the per-sample loss
 written with scalar Vars, traced once, replayed compiled over each batch: Algorithm 3, on 1
 and 2 threads), its fused path (the same loop hand-written in numba, on 1 and 2 threads), its
 batch path (the batch recorded as VarArrays and swept once), its scalar path (Vars and
 tape.dot, on a few batches), micrograd (a handful of samples), HIPS autograd, numpy backprop
-written by hand, and PyTorch on the CPU (float32 and float64 on 2 threads, float32 on 1), each
+written by hand with buffers reused (float64 and float32: the arithmetic alone, the limit), JAX
+with the whole step (the batch's slice, gradient and update) under one jit, and PyTorch on the CPU (float32 and float64 on 2 threads, float32 on 1), each
 if installed. Reports samples/s (median of rounds) and wengert's bytes of tape per sample.
 
     python -m benchmarks.mlp [--rounds 5] [--samples 3200] [--only WORDS ...]
@@ -34,6 +35,12 @@ from mlp.optim import SGD
 SIZES, BATCH, LR = [784, 32, 10], 32, 0.01
 PROGRAM = "wengert training program (python -m mlp.train, metrics.csv), 2 threads"
 PROGRAM_MATRIX = "wengert training program --nodes matrix (metrics.csv), 1 BLAS thread"
+PROGRAMS = {  # engine -> the training program's flags
+    PROGRAM: ["--nodes", "scalar"],
+    PROGRAM_MATRIX: ["--nodes", "matrix"],
+    f"{PROGRAM_MATRIX}, --dtype float32": ["--nodes", "matrix", "--dtype", "float32"],
+    f"{PROGRAM_MATRIX}, --dtype float32 --no-trace": ["--nodes", "matrix", "--dtype", "float32", "--no-trace"],
+}
 
 
 def digits(n: int) -> tuple[np.ndarray, np.ndarray, str]:
@@ -82,7 +89,7 @@ def wengert_matrix(X, y, dtype="float64"):
     return accumulator_epoch(X, y, lambda model: MatrixAccumulator(model, dtype=dtype))
 
 
-def wengert_program(samples: int, nodes: str = "scalar") -> float:
+def wengert_program(samples: int, flags: list[str]) -> float:
     """The training program as a user runs it (python -m mlp.train, the MMiDS net's flags):
     the median samples/s its metrics.csv reports for epochs 2-10 (the first includes start-up;
     an epoch of 3,200 samples is a few tens of ms, so one alone is at the machine's mercy)."""
@@ -93,7 +100,7 @@ def wengert_program(samples: int, nodes: str = "scalar") -> float:
 
     with tempfile.TemporaryDirectory() as out:
         flags = ["--hidden", "32", "--activation", "sigmoid", "--optimizer", "sgd", "--lr", str(LR), "--batch-size",
-                 str(BATCH), "--epochs", "10", "--limit", str(samples), "--no-plots", "--out", f"{out}/run", "--nodes", nodes]
+                 str(BATCH), "--epochs", "10", "--limit", str(samples), "--no-plots", "--out", f"{out}/run", *flags]
         if train.main(flags) != 0:
             raise SystemExit("the training program failed")
         with open(f"{out}/run/metrics.csv", newline="") as f:
@@ -274,8 +281,7 @@ def engines_for(X, y) -> dict:
     """Each engine's name -> (a function making its epoch, the samples an epoch trains on)."""
     small = slice(0, 4 * BATCH)
     engines = {
-        PROGRAM: (None, len(X)),
-        PROGRAM_MATRIX: (None, len(X)),
+        **{name: (None, len(X)) for name in PROGRAMS},
         "wengert matrix nodes (Tensor), float64": (lambda: wengert_matrix(X, y), len(X)),
         "wengert matrix nodes (Tensor), float32": (lambda: wengert_matrix(X, y, "float32"), len(X)),
         "wengert traced, 2 threads": (lambda: wengert_traced(X, y, 2), len(X)),
@@ -307,8 +313,8 @@ def engines_for(X, y) -> dict:
 def one_engine(name: str, samples: int) -> float:
     """samples/s of engine `name`: the median of its timed epochs after a warm-up epoch, as many
     as fit in half a second (at most 9; one for the slow engines)."""
-    if name in (PROGRAM, PROGRAM_MATRIX):
-        return wengert_program(samples, "matrix" if name == PROGRAM_MATRIX else "scalar")
+    if name in PROGRAMS:
+        return wengert_program(samples, PROGRAMS[name])
     X, y, _ = digits(samples)
     make, n = engines_for(X, y)[name]
     with tape.Tape():
@@ -374,10 +380,12 @@ def main() -> None:
         program, fused = speeds[PROGRAM], speeds["wengert fused, 2 threads"]
         print(f"\nthe training program / its bare kernel (fused, 2 threads): {np.median([p / f for p, f in zip(program, fused)]):.2f} "
               "(median of rounds).", end="")
-    if anchor and PROGRAM_MATRIX in speeds:
-        matrix = speeds[PROGRAM_MATRIX]
-        print(f"\nthe training program --nodes matrix / PyTorch float32, 2 threads: "
-              f"{np.median([m / a for m, a in zip(matrix, speeds[anchor])]):.2f} (median of rounds; issue 19's target: 1.5).", end="")
+    jax_anchor = next((k for k in speeds if k.startswith("JAX")), None)
+    for name in (n for n in PROGRAMS if n != PROGRAM and n in speeds):
+        for other, target in ((anchor, "3.0"), (jax_anchor, "2.0")):
+            if other:
+                ratio = np.median([m / a for m, a in zip(speeds[name], speeds[other])])
+                print(f"\n{name} / {other}: {ratio:.2f} (median of rounds; issue 29's target: {target}).", end="")
     for threads in ("2 threads", "1 thread"):
         if f"wengert traced, {threads}" not in speeds or f"wengert fused, {threads}" not in speeds:
             continue

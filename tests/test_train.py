@@ -66,7 +66,8 @@ def test_a_short_run_learns_and_writes_its_outputs(trained, capsys):
 @pytest.mark.parametrize("options", [
     [],
     ["--dropout", "0.3", "--augment", "--val", "0.2", "--schedule", "cosine", "--warmup", "0.5", "--clip", "1"],
-], ids=["plain", "dropout-augment-val-cosine-clip"])
+    ["--nodes", "matrix", "--dtype", "float32", "--dropout", "0.3", "--val", "0.2", "--clip", "1", "--weight-decay", "0.01"],
+], ids=["plain", "dropout-augment-val-cosine-clip", "matrix-traced-float32-dropout-val-clip-decay"])
 def test_resume_ends_with_the_weights_of_an_uninterrupted_run_on_any_number_of_threads(tmp_path, monkeypatch, options):
     whole, halves = tmp_path / "whole", tmp_path / "halves"
     small = [*SMALL, "--batch-size", "40", "--optimizer", "momentum", *options]  # 40: chunks for two threads
