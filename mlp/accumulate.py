@@ -354,17 +354,30 @@ class MatrixStep:
 
     def __init__(self, model: MLP, optimizer, dtype="float64", clip: float | None = None) -> None:
         self.model, self.optimizer, self.clip, self.dtype = model, optimizer, clip, np.dtype(dtype)
-        params = model.parameters()
-        self.params = params
-        same = self.dtype == params.values.dtype
-        self.mirror = None if same else np.empty(len(params), self.dtype)  # the weights in dtype
-        self.grad = params.grad if same else np.empty(len(params), self.dtype)  # where the trace writes the gradient
-        self.weights = self._views(params.values if same else self.mirror)
-        self.grads = self._views(self.grad)
+        self.params = model.parameters()
+        self._bind()
         self.units = [(l.keep_offset, l.keep_offset + l.shape[0]) if l.dropout else None for l in model.layers]
         self._converted: tuple = (None, None)
         self.steps: dict[int, tuple] = {}  # batch rows -> (traced step, its input buffers)
         self.forwards: dict[int, object] = {}  # rows -> traced forward pass
+
+    def _bind(self) -> None:
+        """The weights and gradients the trace takes: views of the parameters' storage (float64),
+        or of arrays in dtype beside it; again if the parameters were recorded anew (model.attach())."""
+        params = self.params
+        same = self.dtype == params.values.dtype
+        self.values = params.values
+        self.mirror = None if same else np.empty(len(params), self.dtype)  # the weights in dtype
+        self.grad = params.grad if same else np.empty(len(params), self.dtype)  # where the trace writes the gradient
+        self.weights = self._views(params.values if same else self.mirror)
+        self.grads = self._views(self.grad)
+
+    def _refresh(self) -> None:
+        """The weights in dtype as the parameters hold them now."""
+        if self.values is not self.params.values:
+            self._bind()
+        if self.mirror is not None:
+            np.copyto(self.mirror, self.values, casting="same_kind")
 
     def _views(self, flat: np.ndarray) -> list[np.ndarray]:
         """Each layer's W, then b (with biases), as views of a flat vector laid out as the parameters."""
@@ -407,11 +420,10 @@ class MatrixStep:
                  lr: float) -> BatchResult:
         """One step on `rows` of `inputs` (`labels` indexed like inputs, `keep` the rows' dropout
         scales or None); the result counts the parameters left not finite."""
-        if self.mirror is not None:
-            np.copyto(self.mirror, self.params.values, casting="same_kind")
+        self._refresh()
         step, x, y, scales = self._step_for(len(rows))
         np.take(self._dense(inputs), rows, axis=0, out=x, mode="clip")  # rows are in range: no checking copy
-        np.take(labels, rows, out=y, mode="clip")
+        np.take(labels if labels.dtype == np.int64 else labels.astype(np.int64), rows, out=y, mode="clip")
         if scales:
             for buffer, (a, b) in zip(scales, [u for u in self.units if u]):
                 np.copyto(buffer, keep[:, a:b], casting="same_kind")
@@ -428,8 +440,7 @@ class MatrixStep:
         """The model's logits for every row of `inputs` (no dropout), in float64, by traced forward passes."""
         dense = self._dense(inputs)
         out = np.empty((len(dense), self.model.sizes[-1]))
-        if self.mirror is not None:
-            np.copyto(self.mirror, self.params.values, casting="same_kind")
+        self._refresh()
         for first in range(0, len(out), self.EVALUATION_ROWS):
             rows = dense[first : first + self.EVALUATION_ROWS]
             forward = self.forwards.get(len(rows))

@@ -335,3 +335,22 @@ def test_evaluation_runs_traced_per_number_of_rows():
         expected = h @ model.layers[1].weights.values.T + model.layers[1].bias.values
         np.testing.assert_allclose(logits, expected, **TOLERANCE[dtype])
         assert logits.dtype == np.float64 and sorted(step.forwards) == [1, 3]
+
+
+def test_the_traced_step_follows_parameters_recorded_anew_and_labels_of_any_integer_dtype():
+    """model.attach() gives the parameters new storage: the step takes it (else it would train a
+    stale copy); uint8 labels give the numbers int64 ones do."""
+    rng = np.random.default_rng(1)
+    X, y = rng.normal(size=(8, 6)), rng.integers(0, 3, 8)
+    results = []
+    for labels, attach in ((y, False), (y.astype(np.uint8), True)):
+        with tape.Tape():
+            model = MLP([6, 4, 3], activation="tanh", seed=0)
+        step = MatrixStep(model, OPTIMIZERS["sgd"](model.parameters(), lr=0.5), "float64")
+        step(SparseRows(X), np.arange(8), labels, None, 0.5)
+        if attach:
+            model.attach()
+        model.parameters().values[...] *= 0.5  # in the storage the parameters have now
+        step(SparseRows(X), np.arange(8), labels, None, 0.5)
+        results.append(model.parameters().values.copy())
+    np.testing.assert_array_equal(results[0], results[1])
