@@ -30,7 +30,7 @@ import numpy as np
 from . import _ops
 from ._forward import APPLY, reduction_partials
 from ._program import GuardError, compiled
-from ._rules import CODE_BITS, CODES, CONSTANT_BITS, REDUCTIONS
+from ._rules import CODE_BITS, CODES, CONSTANT_BITS, REDUCTIONS, code_of
 from ._tape import LEAF_HEADER, Tape, TraceError
 from ._tensor import (STRUCTURAL, Tensor, _refuse, _scaled, check_labels, unbroadcast)
 from ._ops import Var
@@ -109,6 +109,10 @@ class Leaf:
 # -- the plan ----------------------------------------------------------------------------------------
 
 
+class Src(str):
+    """A piece of source (a node's or an input's name), as opposed to a constant string."""
+
+
 class Step:
     """One node of the plan: `kind` ("input", "constant", "elementwise", "structural" or
     "scalar"), its op, shape and dtype (None for a scalar node), its operands as source
@@ -178,7 +182,7 @@ class MatrixProgram:
         self.guards = [self._guard(g) for g in guards] + [self._mask(m, t) for m in masks]
         for k, leaf in enumerate(self.leaves):
             if leaf.kind == "index" and not leaf.read:  # its numbers went in as constants: they must come again
-                self.guards.append(("equal", k, self.n - 1))
+                self.guards.append(("equal", k, None, None, None, None, -1))
 
     def _steps(self, t: Tape, stream: np.ndarray) -> list[Step]:
         """A Step per node of the tape, the scalar nodes decoded by the scalar trace's builder."""
@@ -207,7 +211,7 @@ class MatrixProgram:
                 step = Step(i, "constant", "leaf", (), None, extra=float(val[i]))
             elif m is None:
                 r = refs[start[i] : start[i + 1]]
-                operands = [f"v{x}" if x < self.n else repr(float(val[x])) for x in r]
+                operands = [Src(f"v{x}" if x < self.n else repr(float(val[x]))) for x in r]
                 step = Step(i, "scalar", CODES[int(code[i])][0], (), None,
                             parents=[int(x) for x in r if x < self.n], operands=operands,
                             extra=(int(code[i]), [int(x) for x in r], float(val[i])))
@@ -226,12 +230,12 @@ class MatrixProgram:
         """A matrix node's operand as source: a node (cast as recording cast it) or a constant."""
         if parent is not None:
             if isinstance(value, np.floating) and not isinstance(value, np.ndarray):
-                return f"{type(value).__name__}(v{parent})"
-            return f"v{parent}"
+                return Src(f"{type(value).__name__}(v{parent})")
+            return Src(f"v{parent}")
         if isinstance(value, np.ndarray) and id(value) in self._index_ids:
             k = self._index_ids[id(value)]
             self.leaves[k].read = True
-            return f"x{k}"
+            return Src(f"x{k}")
         return value  # a constant object, named by the generator
 
     def _elementwise(self, i: int, m, steps: list) -> Step:
@@ -285,11 +289,10 @@ class MatrixProgram:
         return ("compare", ("node", g.lhs), g.op, rhs, g.outcome, g.where, at)
 
     def _mask(self, m, t: Tape) -> tuple:
-        op, x, other, outcome = m
+        op, x, other, outcome, where = m
         lhs, rhs = self._ref(x, t), self._ref(other, t)
         at = max([r[1] for r in (lhs, rhs) if r[0] == "node"] + [0])
-        from ._var import _caller
-        return ("mask", lhs, op, rhs, np.array(outcome), "?", at)
+        return ("mask", lhs, op, rhs, np.array(outcome), where, at)
 
     # -- checking arguments -------------------------------------------------------------------------
 
@@ -403,8 +406,10 @@ class Generator:
         self.lines: list[str] = []
 
     def const(self, obj) -> str:
-        if isinstance(obj, str):
+        if isinstance(obj, Src):
             return obj
+        if isinstance(obj, str):
+            return repr(obj)
         if obj.__class__ is float or obj.__class__ is int:
             return repr(obj) if np.isfinite(obj) else self.name(obj)
         return self.name(obj)
@@ -475,19 +480,19 @@ class Generator:
 
     def _labels_checks(self, k: int) -> None:
         for s in self.p.steps:
-            if s.kind == "structural" and s.op == "softmax_cross_entropy" and s.extra[1].get("labels") == f"x{k}":
+            if s.kind == "structural" and s.op == "softmax_cross_entropy" and s.extra[1].get("labels") == Src(f"x{k}"):
                 parent = self.p.steps[s.parents[0]]
                 self.emit(f"_check_labels(x{k}, {parent.shape[-1]})")
                 return
 
     def guard(self, g: tuple) -> None:
         kind, lhs, op, rhs, outcome, where, _ = g
-        a = f"v{lhs[1]}" if lhs[0] == "node" else self.const(lhs[1])
         if kind == "equal":
             k = lhs
             self.emit(f"_check_equal({self.const(self.p.name)}, {self.const(self.p.leaves[k].path)}, "
                       f"{self.const(self.p.leaves[k].example)}, x{k})")
             return
+        a = f"v{lhs[1]}" if lhs[0] == "node" else self.const(lhs[1])
         b = f"v{rhs[1]}" if rhs[0] == "node" else self.const(rhs[1])
         la, lb = self._describe(lhs), self._describe(rhs)
         if kind == "compare":
@@ -537,9 +542,9 @@ class Generator:
                 self.emit(f"v{i} = y{i}")
 
     def _param(self, v) -> str:
-        if isinstance(v, str):
+        if isinstance(v, Src):
             return v
-        if isinstance(v, tuple) and any(isinstance(x, str) for x in v):
+        if isinstance(v, tuple) and any(isinstance(x, Src) for x in v):
             return "(" + "".join(f"{self._param(x)}, " for x in v) + ")"
         return self.const(v)
 
@@ -547,7 +552,7 @@ class Generator:
         code, refs, value = s.extra
         name, rule, _ = CODES[code]
         ops = s.operands
-        fn = self.name(APPLY.get(code)) if code in APPLY else None
+        fn = self.name(APPLY[code_of(name)]) if name not in ("leaf", "kink") else None
         if name == "dot":
             self.emit(f"v{s.i} = {fn}([{', '.join(ops[0::2])}], [{', '.join(ops[1::2])}])")
         elif rule in REDUCTIONS:
