@@ -586,13 +586,10 @@ class Generator:
         if node in self.assigned:
             self.emit(f"{var} = {var} + {expr}", self.depth)
         else:
-            self.emit(f"{var} = {expr}", self.depth) if self.depth == 1 else self._assign_in_branch(var, expr)
+            self.emit(f"{var} = {expr}", self.depth)
             self.assigned.add(node)
 
-    depth = 1
-
-    def _assign_in_branch(self, var: str, expr: str) -> None:
-        raise AssertionError("first contributions are made at depth 1")
+    depth = 1  # the indentation of the adjoints' lines: 2 within a 0-d node's `if` on its adjoint
 
     def scalar_backward(self, s: Step, active: set) -> None:
         code, refs, _ = s.extra
@@ -637,33 +634,46 @@ class Generator:
             which, casts, shapes, _, _ = s.extra
             for k, parent in enumerate(s.parents):
                 if parent in active:
-                    contributions.append((k, parent, f"_unbroadcast(_scaled({g}, p{i}_{k}), {shapes[k]!r})"))
+                    expr = f"_scaled({g}, p{i}_{k})"
+                    if shapes[k] != s.shape:  # numpy broadcast the operand: summed back
+                        expr = f"_unbroadcast({expr}, {shapes[k]!r})"
+                    contributions.append((k, parent, expr, p.steps[parent].dtype != s.dtype))
         else:
             which, params = s.extra
             rule = STRUCTURAL[s.op]
             ops = [self.const(o) for o in s.operands]
             kwargs = [f"{key}={self._param(v)}" for key, v in params.items()]
+            dtypes = {s.dtype} | {o.dtype for o in s.operands if isinstance(o, np.ndarray)} | \
+                {p.steps[q].dtype for q in s.parents if p.steps[q].dtype is not None}
             for k, parent in enumerate(s.parents):
                 if parent in active:
                     vjp = self.name(rule.vjps[0] if rule.nary else rule.vjps[which[k]])
                     extra = [f"i={which[k]}"] if rule.nary else []
-                    contributions.append((k, parent, f"{vjp}({g}, y{i}, {', '.join(ops + kwargs + extra)})"))
+                    contributions.append((k, parent, f"{vjp}({g}, y{i}, {', '.join(ops + kwargs + extra)})",
+                                          dtypes != {p.steps[parent].dtype}))
+        zeros = []
         if s.shape == ():  # a zero adjoint passes nothing (the engine's `or None`)
-            for _, parent, _ in contributions:
-                number = p.steps[parent].shape == ()
-                if parent not in self.assigned:
-                    self.emit(f"a{parent} = 0.0" if number else f"g{parent} = np.zeros({p.steps[parent].shape!r}, "
-                              f"{self.const(p.steps[parent].dtype)})")
+            for _, parent, _, _ in contributions:
+                if p.steps[parent].shape == () and parent not in self.assigned:
+                    self.emit(f"a{parent} = 0.0")
                     self.assigned.add(parent)
+                elif parent not in self.assigned and parent not in zeros:
+                    zeros.append(parent)
             self.emit(f"if G{i}:")
             self.depth = 2
-        for k, parent, expr in contributions:
-            ps = p.steps[parent]
+        for k, parent, expr, cast in contributions:
             if s.scalar[k]:
                 self.add(parent, f"float({expr})", True)
-            else:
-                self.emit(f"t = _cast({expr}, {self.const(ps.dtype)})", self.depth)
+            elif cast:
+                self.emit(f"t = _cast({expr}, {self.const(p.steps[parent].dtype)})", self.depth)
                 self.add(parent, "t", False)
+            else:
+                self.add(parent, expr, False)
+        if zeros:
+            self.emit("else:")
+            for parent in zeros:
+                ps = p.steps[parent]
+                self.emit(f"g{parent} = np.zeros({ps.shape!r}, {self.const(ps.dtype)})", 2)
         self.depth = 1
 
     def compile(self) -> Callable:
