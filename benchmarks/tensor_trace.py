@@ -92,17 +92,17 @@ def engine(name: str, dtype):
         return recorded
     if name == "numpy by hand":
         return by_hand
-    if name == "torch fp32, 2 threads":
+    if name.startswith("torch"):
         import torch
 
-        torch.set_num_threads(2)
+        torch.set_num_threads(2 if "2 threads" in name else 1)
 
         def torch_step(params, X, labels):
             ps = [torch.from_numpy(p).requires_grad_() for p in params]
             z = torch.sigmoid(torch.from_numpy(X) @ ps[0].T + ps[1]) @ ps[2].T + ps[3]
             loss = torch.nn.functional.cross_entropy(z, torch.from_numpy(labels))
             grads = torch.autograd.grad(loss, ps)
-            return (float(loss), z.detach().numpy()), [g.numpy() for g in grads]
+            return (float(loss.detach()), z.detach().numpy()), [g.numpy() for g in grads]
         return torch_step
     if name == "jax jit":
         import jax
@@ -188,7 +188,7 @@ def main() -> None:
         print(json.dumps(worker(args)))
         return
     engines = ["traced", "traced out=", "recorded", "numpy by hand"]
-    engines += ["torch fp32, 2 threads"] * have("torch") + ["jax jit"] * have("jax")
+    engines += ["torch fp32, 2 threads", "torch fp32, 1 thread"] * have("torch") + ["jax jit"] * have("jax")
     jobs = [("trace", "float32"), ("4x4", "float64")]
     jobs += [(e, d) for e in engines for d in ("float32", "float64") if not (e.startswith("torch") and d == "float64")]
     results: dict = {job: [] for job in jobs}
