@@ -69,6 +69,17 @@ def flatten(x, path: str = "") -> tuple[list, list, Callable]:
     return leaves, paths, rebuild
 
 
+def leaves_of(x, out: list):
+    """Append x's leaves to out (as `flatten` orders them) and return its structure's signature."""
+    cls = x.__class__
+    if cls is tuple or cls is list or isinstance(x, (tuple, list)) and not hasattr(x, "_fields"):
+        return cls, tuple([leaves_of(v, out) for v in x])
+    if isinstance(x, dict):
+        return dict, tuple(x), tuple([leaves_of(v, out) for v in x.values()])
+    out.append(x)
+    return None
+
+
 def has_tensor(args: tuple) -> bool:
     """Whether some argument (or a leaf of one) is a Tensor: then tape.trace traces matrix nodes."""
     return any(isinstance(leaf, Tensor) for a in args for leaf in flatten(a)[0])
@@ -142,6 +153,7 @@ class MatrixProgram:
             self.arg_leaves.append(list(range(len(self.leaves), len(self.leaves) + len(leaves))))
             self.rebuilders.append(rebuild)
             self.leaves.extend(Leaf(x, p, self.name) for x, p in zip(leaves, paths))
+        self.signatures = [leaves_of(a, []) for a in args]
         self._functions: dict = {}
         self._lock = threading.Lock()
         self._record(fn)
@@ -301,12 +313,11 @@ class MatrixProgram:
         a kind that differs."""
         if len(args) != len(self.rebuilders):
             raise TypeError(f"{self.name} was traced with {len(self.rebuilders)} arguments, called with {len(args)}")
-        flat = []
-        for i, (a, ks) in enumerate(zip(args, self.arg_leaves)):
-            leaves = flatten(a)[0] if len(ks) != 1 or isinstance(a, (tuple, list, dict)) else [a]
-            if len(leaves) != len(ks):
-                raise GuardError(f"{self.name}: argument {i} has {len(leaves)} leaves, the trace {len(ks)}")
-            flat.extend(leaves)
+        flat: list = []
+        for i, (a, signature) in enumerate(zip(args, self.signatures)):
+            if leaves_of(a, flat) != signature:
+                raise GuardError(f"{self.name}: argument {i} is not of the traced structure ({_structure(signature)}); "
+                                 "trace again for it, or use tape.trace(..., retrace=True)")
         out = []
         for x, leaf in zip(flat, self.leaves):
             if leaf.kind == "number":
@@ -340,6 +351,16 @@ class MatrixProgram:
 
     def source(self, argnums: tuple | None = None, seeded: tuple = ()) -> str:
         return Generator(self, argnums, seeded).source()
+
+
+def _structure(signature) -> str:
+    """A signature in words: `(leaf, [leaf, leaf])`, `{'w': leaf}`."""
+    if signature is None:
+        return "leaf"
+    if signature[0] is dict:
+        return "{" + ", ".join(f"{k!r}: {_structure(v)}" for k, v in zip(signature[1], signature[2])) + "}"
+    inner = ", ".join(map(_structure, signature[1]))
+    return f"[{inner}]" if signature[0] is list else f"({inner})"
 
 
 def _what(x) -> str:

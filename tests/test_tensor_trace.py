@@ -395,3 +395,10 @@ def test_a_checked_rule_refuses_as_recording_does():
     traced = tape.trace(lambda x: tape.log(x).sum(), Tensor(np.ones(2)))
     with pytest.raises(ValueError, match="entry \\(1,\\) of log"):
         traced(np.array([1.0, -1.0]))
+
+
+def test_an_argument_of_another_structure_is_refused_naming_it():
+    traced = tape.trace(lambda p: (p["w"] * p["b"]).sum(), {"w": Tensor(np.ones(2)), "b": Tensor(np.ones(2))})
+    assert traced({"w": np.ones(2), "b": np.full(2, 3.0)}) == 6.0
+    with pytest.raises(GuardError, match=r"argument 0 is not of the traced structure \({'w': leaf, 'b': leaf}\)"):
+        traced({"w": np.ones(2), "c": np.ones(2)})
