@@ -337,16 +337,17 @@ class MatrixProgram:
 
     # -- generating ---------------------------------------------------------------------------------
 
-    def function(self, argnums: tuple | None, seeded: tuple = ()) -> Callable:
+    def function(self, argnums: tuple | None, seeded: tuple = (), fresh: bool = True) -> Callable:
         """The generated function of the leaves: the outputs' values (argnums None), or with the
-        gradient in the leaves `argnums`, the outputs `seeded` seeded with given cotangents."""
-        key = (argnums, seeded)
+        gradient in the leaves `argnums`, the outputs `seeded` seeded with given cotangents;
+        `fresh`: each gradient an array of its own (else it may share memory, to be copied out)."""
+        key = (argnums, seeded, fresh)
         f = self._functions.get(key)
         if f is None:
             with self._lock:
                 f = self._functions.get(key)
                 if f is None:
-                    f = self._functions[key] = Generator(self, argnums, seeded).compile()
+                    f = self._functions[key] = Generator(self, argnums, seeded, fresh).compile()
         return f
 
     def source(self, argnums: tuple | None = None, seeded: tuple = ()) -> str:
@@ -405,6 +406,17 @@ def _checked(name, y, operands, divides):
         _refuse(name, np.asarray(y), list(operands), divides)
 
 
+def _own(g: np.ndarray, dtype, taken: list) -> np.ndarray:
+    """g as a gradient to return: itself where its memory is its own (or a view of an array no
+    other gradient nor seed uses), else a copy; `taken` gathers the memory given out so far. A VJP
+    may pass one array to several operands (an add's), never an operand's value."""
+    owner = g if g.base is None else g.base
+    if g.dtype != dtype or not g.flags.writeable or owner.base is not None or any(owner is t for t in taken):
+        g = owner = np.array(g, dtype)
+    taken.append(owner)
+    return g
+
+
 def _cast(g, dtype):
     return g if g.dtype == dtype else g.astype(dtype)
 
@@ -416,13 +428,13 @@ def _scalar_partials(code: int, operands: list, y):
 class Generator:
     """The source of one function of a plan: a line or a few per node, forward then backward."""
 
-    def __init__(self, program: MatrixProgram, argnums: tuple | None, seeded: tuple) -> None:
-        self.p, self.argnums, self.seeded = program, argnums, seeded
+    def __init__(self, program: MatrixProgram, argnums: tuple | None, seeded: tuple, fresh: bool = True) -> None:
+        self.p, self.argnums, self.seeded, self.fresh = program, argnums, seeded, fresh
         self.ns = {"np": np, "float32": np.float32, "float64": np.float64, "GuardError": GuardError,
                    "_scaled": _scaled, "_unbroadcast": unbroadcast, "_cast": _cast, "_checked": _checked,
                    "_fail_compare": _fail_compare, "_check_mask": _check_mask, "_check_equal": _check_equal,
                    "_check_labels": check_labels, "_kink": kink, "_reduction_partials": reduction_partials,
-                   "_scalar_partials": _scalar_partials}
+                   "_scalar_partials": _scalar_partials, "_own": _own}
         self._names = itertools.count()
         self.lines: list[str] = []
 
@@ -485,6 +497,8 @@ class Generator:
             return "\n".join(self.lines) + "\n"
         self.backward(active)
         grads = []
+        if self.fresh:
+            self.emit(f"taken = [{''.join(f's{o}, ' for o in self.seeded)}]")
         for k in self.argnums:
             leaf, node = p.leaves[k], next((s.i for s in p.steps if s.kind == "input" and s.leaf == k), None)
             if leaf.kind == "index":
@@ -494,7 +508,8 @@ class Generator:
             elif leaf.shape == ():
                 grads.append(f"np.asarray({f'a{node}' if node in self.assigned else '0.0'}, {self.const(leaf.dtype)})")
             else:
-                grads.append(f"np.array(g{node}, {self.const(leaf.dtype)})" if node in self.assigned
+                fresh = f"_own(g{node}, {self.const(leaf.dtype)}, taken)" if self.fresh else f"g{node}"
+                grads.append(fresh if node in self.assigned
                              else f"np.zeros({leaf.shape!r}, {self.const(leaf.dtype)})")
         self.emit(f"return ({', '.join(outs)}{',' if len(outs) == 1 else ''}), ({', '.join(grads)}{',' if len(grads) == 1 else ''})")
         return "\n".join(self.lines) + "\n"
@@ -768,7 +783,7 @@ class TracedTensors:
                 if kind == "node" and np.size(seed) != 1:
                     raise TypeError(f"{program.name} must return a scalar to be differentiated (it returns an array "
                                     f"of shape {program.steps[ref].shape})")
-                outs, grads = program.function(wanted, (0,))(*leaves, seed)
+                outs, grads = program.function(wanted, (0,), out is None)(*leaves, seed)
                 if out is not None:
                     grads = _into(program, wanted, grads, out)
                 results = _results(program, outs)
