@@ -190,6 +190,7 @@ class MatrixProgram:
         self._masks = masks
         self.steps = self._steps(t, np.concatenate(records) if records else np.zeros(0))
         self.out_leaves, _, self.out_rebuild = flatten(out)
+        self.out_signature = leaves_of(out, [])
         self.outputs = [self._output(x, t) for x in self.out_leaves]
         self.guards = [self._guard(g) for g in guards] + [self._mask(m, t) for m in masks]
         for k, leaf in enumerate(self.leaves):
@@ -776,8 +777,10 @@ class TracedTensors:
             def run(program, leaves):
                 wanted = tuple(k for i in nums for k in program.arg_leaves[_arg(program, i)])
                 kind, ref = program.outputs[0]
-                if has_aux and len(program.outputs) < 1:
-                    raise TypeError(f"{program.name}: with has_aux it must return (value, aux)")
+                if has_aux and (program.out_signature is None or program.out_signature[0] is dict
+                                or len(program.out_signature[1]) != 2):
+                    raise TypeError(f"{program.name}: with has_aux it must return (value, aux), it returns "
+                                    f"{_structure(program.out_signature)}")
                 seed = 1.0 if kind != "node" or program.steps[ref].shape == () else \
                     np.ones(program.steps[ref].shape, program.steps[ref].dtype)
                 if kind == "node" and np.size(seed) != 1:

@@ -417,3 +417,10 @@ def test_gradients_given_out_share_memory_with_no_other_nor_with_a_cotangent():
     cotangent = np.ones(3)
     (g,) = identity.vjp(x)[1](cotangent)
     assert not np.shares_memory(g, cotangent)
+
+
+def test_has_aux_needs_a_pair():
+    traced = tape.trace(lambda a: a.sum(), Tensor(np.ones(2)))
+    with pytest.raises(TypeError, match=r"with has_aux it must return \(value, aux\), it returns leaf"):
+        traced.value_and_grad(0, has_aux=True)(np.ones(2))
+    assert traced.grad(0)(np.ones(2)).tolist() == [1.0, 1.0]
