@@ -35,7 +35,7 @@ from . import _ops
 from ._ops import Var
 from ._rules import FUNCTIONS, refusal, refused
 from ._tape import TraceError, current_tape, op_code
-from ._var import CONSTANTS, check_operand, exact, new
+from ._var import CONSTANTS, _caller, check_operand, exact, new
 from ._vectorized import ELEMENTWISE, RECORDED_PARTIALS
 
 DTYPES = (np.float32, np.float64)
@@ -565,7 +565,7 @@ def _compared(op: str, x, other, outcome):
     for operand in (x, other):
         seg = getattr(operand, "_seg", None)
         if seg is not None and getattr(seg.tape, "matrix_trace", False):
-            seg.tape.masks.append((op, x, other, outcome))
+            seg.tape.masks.append((op, x, other, outcome, _caller()))
             break
     return outcome
 

@@ -30,7 +30,7 @@ import numpy as np
 from . import _ops
 from ._forward import APPLY, reduction_partials
 from ._program import GuardError, compiled
-from ._rules import CODE_BITS, CODES, CONSTANT_BITS, REDUCTIONS
+from ._rules import CODE_BITS, CODES, CONSTANT_BITS, REDUCTIONS, code_of
 from ._tape import LEAF_HEADER, Tape, TraceError
 from ._tensor import (STRUCTURAL, Tensor, _refuse, _scaled, check_labels, unbroadcast)
 from ._ops import Var
@@ -67,6 +67,17 @@ def flatten(x, path: str = "") -> tuple[list, list, Callable]:
         return dict(zip(keys, out)) if kind is None else kind(out)
 
     return leaves, paths, rebuild
+
+
+def leaves_of(x, out: list):
+    """Append x's leaves to out (as `flatten` orders them) and return its structure's signature."""
+    cls = x.__class__
+    if cls is tuple or cls is list or isinstance(x, (tuple, list)) and not hasattr(x, "_fields"):
+        return cls, tuple([leaves_of(v, out) for v in x])
+    if isinstance(x, dict):
+        return dict, tuple(x), tuple([leaves_of(v, out) for v in x.values()])
+    out.append(x)
+    return None
 
 
 def has_tensor(args: tuple) -> bool:
@@ -109,6 +120,10 @@ class Leaf:
 # -- the plan ----------------------------------------------------------------------------------------
 
 
+class Src(str):
+    """A piece of source (a node's or an input's name), as opposed to a constant string."""
+
+
 class Step:
     """One node of the plan: `kind` ("input", "constant", "elementwise", "structural" or
     "scalar"), its op, shape and dtype (None for a scalar node), its operands as source
@@ -138,6 +153,7 @@ class MatrixProgram:
             self.arg_leaves.append(list(range(len(self.leaves), len(self.leaves) + len(leaves))))
             self.rebuilders.append(rebuild)
             self.leaves.extend(Leaf(x, p, self.name) for x, p in zip(leaves, paths))
+        self.signatures = [leaves_of(a, []) for a in args]
         self._functions: dict = {}
         self._lock = threading.Lock()
         self._record(fn)
@@ -174,11 +190,12 @@ class MatrixProgram:
         self._masks = masks
         self.steps = self._steps(t, np.concatenate(records) if records else np.zeros(0))
         self.out_leaves, _, self.out_rebuild = flatten(out)
+        self.out_signature = leaves_of(out, [])
         self.outputs = [self._output(x, t) for x in self.out_leaves]
         self.guards = [self._guard(g) for g in guards] + [self._mask(m, t) for m in masks]
         for k, leaf in enumerate(self.leaves):
             if leaf.kind == "index" and not leaf.read:  # its numbers went in as constants: they must come again
-                self.guards.append(("equal", k, self.n - 1))
+                self.guards.append(("equal", k, None, None, None, None, -1))
 
     def _steps(self, t: Tape, stream: np.ndarray) -> list[Step]:
         """A Step per node of the tape, the scalar nodes decoded by the scalar trace's builder."""
@@ -207,7 +224,7 @@ class MatrixProgram:
                 step = Step(i, "constant", "leaf", (), None, extra=float(val[i]))
             elif m is None:
                 r = refs[start[i] : start[i + 1]]
-                operands = [f"v{x}" if x < self.n else repr(float(val[x])) for x in r]
+                operands = [Src(f"v{x}" if x < self.n else repr(float(val[x]))) for x in r]
                 step = Step(i, "scalar", CODES[int(code[i])][0], (), None,
                             parents=[int(x) for x in r if x < self.n], operands=operands,
                             extra=(int(code[i]), [int(x) for x in r], float(val[i])))
@@ -226,12 +243,12 @@ class MatrixProgram:
         """A matrix node's operand as source: a node (cast as recording cast it) or a constant."""
         if parent is not None:
             if isinstance(value, np.floating) and not isinstance(value, np.ndarray):
-                return f"{type(value).__name__}(v{parent})"
-            return f"v{parent}"
+                return Src(f"{type(value).__name__}(v{parent})")
+            return Src(f"v{parent}")
         if isinstance(value, np.ndarray) and id(value) in self._index_ids:
             k = self._index_ids[id(value)]
             self.leaves[k].read = True
-            return f"x{k}"
+            return Src(f"x{k}")
         return value  # a constant object, named by the generator
 
     def _elementwise(self, i: int, m, steps: list) -> Step:
@@ -285,11 +302,10 @@ class MatrixProgram:
         return ("compare", ("node", g.lhs), g.op, rhs, g.outcome, g.where, at)
 
     def _mask(self, m, t: Tape) -> tuple:
-        op, x, other, outcome = m
+        op, x, other, outcome, where = m
         lhs, rhs = self._ref(x, t), self._ref(other, t)
         at = max([r[1] for r in (lhs, rhs) if r[0] == "node"] + [0])
-        from ._var import _caller
-        return ("mask", lhs, op, rhs, np.array(outcome), "?", at)
+        return ("mask", lhs, op, rhs, np.array(outcome), where, at)
 
     # -- checking arguments -------------------------------------------------------------------------
 
@@ -298,12 +314,11 @@ class MatrixProgram:
         a kind that differs."""
         if len(args) != len(self.rebuilders):
             raise TypeError(f"{self.name} was traced with {len(self.rebuilders)} arguments, called with {len(args)}")
-        flat = []
-        for i, (a, ks) in enumerate(zip(args, self.arg_leaves)):
-            leaves = flatten(a)[0] if len(ks) != 1 or isinstance(a, (tuple, list, dict)) else [a]
-            if len(leaves) != len(ks):
-                raise GuardError(f"{self.name}: argument {i} has {len(leaves)} leaves, the trace {len(ks)}")
-            flat.extend(leaves)
+        flat: list = []
+        for i, (a, signature) in enumerate(zip(args, self.signatures)):
+            if leaves_of(a, flat) != signature:
+                raise GuardError(f"{self.name}: argument {i} is not of the traced structure ({_structure(signature)}); "
+                                 "trace again for it, or use tape.trace(..., retrace=True)")
         out = []
         for x, leaf in zip(flat, self.leaves):
             if leaf.kind == "number":
@@ -323,20 +338,31 @@ class MatrixProgram:
 
     # -- generating ---------------------------------------------------------------------------------
 
-    def function(self, argnums: tuple | None, seeded: tuple = ()) -> Callable:
+    def function(self, argnums: tuple | None, seeded: tuple = (), fresh: bool = True) -> Callable:
         """The generated function of the leaves: the outputs' values (argnums None), or with the
-        gradient in the leaves `argnums`, the outputs `seeded` seeded with given cotangents."""
-        key = (argnums, seeded)
+        gradient in the leaves `argnums`, the outputs `seeded` seeded with given cotangents;
+        `fresh`: each gradient an array of its own (else it may share memory, to be copied out)."""
+        key = (argnums, seeded, fresh)
         f = self._functions.get(key)
         if f is None:
             with self._lock:
                 f = self._functions.get(key)
                 if f is None:
-                    f = self._functions[key] = Generator(self, argnums, seeded).compile()
+                    f = self._functions[key] = Generator(self, argnums, seeded, fresh).compile()
         return f
 
     def source(self, argnums: tuple | None = None, seeded: tuple = ()) -> str:
         return Generator(self, argnums, seeded).source()
+
+
+def _structure(signature) -> str:
+    """A signature in words: `(leaf, [leaf, leaf])`, `{'w': leaf}`."""
+    if signature is None:
+        return "leaf"
+    if signature[0] is dict:
+        return "{" + ", ".join(f"{k!r}: {_structure(v)}" for k, v in zip(signature[1], signature[2])) + "}"
+    inner = ", ".join(map(_structure, signature[1]))
+    return f"[{inner}]" if signature[0] is list else f"({inner})"
 
 
 def _what(x) -> str:
@@ -381,6 +407,17 @@ def _checked(name, y, operands, divides):
         _refuse(name, np.asarray(y), list(operands), divides)
 
 
+def _own(g: np.ndarray, dtype, taken: list) -> np.ndarray:
+    """g as a gradient to return: itself where its memory is its own (or a view of an array no
+    other gradient nor seed uses), else a copy; `taken` gathers the memory given out so far. A VJP
+    may pass one array to several operands (an add's), never an operand's value."""
+    owner = g if g.base is None else g.base
+    if g.dtype != dtype or not g.flags.writeable or owner.base is not None or any(owner is t for t in taken):
+        g = owner = np.array(g, dtype)
+    taken.append(owner)
+    return g
+
+
 def _cast(g, dtype):
     return g if g.dtype == dtype else g.astype(dtype)
 
@@ -392,19 +429,21 @@ def _scalar_partials(code: int, operands: list, y):
 class Generator:
     """The source of one function of a plan: a line or a few per node, forward then backward."""
 
-    def __init__(self, program: MatrixProgram, argnums: tuple | None, seeded: tuple) -> None:
-        self.p, self.argnums, self.seeded = program, argnums, seeded
+    def __init__(self, program: MatrixProgram, argnums: tuple | None, seeded: tuple, fresh: bool = True) -> None:
+        self.p, self.argnums, self.seeded, self.fresh = program, argnums, seeded, fresh
         self.ns = {"np": np, "float32": np.float32, "float64": np.float64, "GuardError": GuardError,
                    "_scaled": _scaled, "_unbroadcast": unbroadcast, "_cast": _cast, "_checked": _checked,
                    "_fail_compare": _fail_compare, "_check_mask": _check_mask, "_check_equal": _check_equal,
                    "_check_labels": check_labels, "_kink": kink, "_reduction_partials": reduction_partials,
-                   "_scalar_partials": _scalar_partials}
+                   "_scalar_partials": _scalar_partials, "_own": _own}
         self._names = itertools.count()
         self.lines: list[str] = []
 
     def const(self, obj) -> str:
-        if isinstance(obj, str):
+        if isinstance(obj, Src):
             return obj
+        if isinstance(obj, str):
+            return repr(obj)
         if obj.__class__ is float or obj.__class__ is int:
             return repr(obj) if np.isfinite(obj) else self.name(obj)
         return self.name(obj)
@@ -459,6 +498,8 @@ class Generator:
             return "\n".join(self.lines) + "\n"
         self.backward(active)
         grads = []
+        if self.fresh:
+            self.emit(f"taken = [{''.join(f's{o}, ' for o in self.seeded)}]")
         for k in self.argnums:
             leaf, node = p.leaves[k], next((s.i for s in p.steps if s.kind == "input" and s.leaf == k), None)
             if leaf.kind == "index":
@@ -468,26 +509,27 @@ class Generator:
             elif leaf.shape == ():
                 grads.append(f"np.asarray({f'a{node}' if node in self.assigned else '0.0'}, {self.const(leaf.dtype)})")
             else:
-                grads.append(f"np.array(g{node}, {self.const(leaf.dtype)})" if node in self.assigned
+                fresh = f"_own(g{node}, {self.const(leaf.dtype)}, taken)" if self.fresh else f"g{node}"
+                grads.append(fresh if node in self.assigned
                              else f"np.zeros({leaf.shape!r}, {self.const(leaf.dtype)})")
         self.emit(f"return ({', '.join(outs)}{',' if len(outs) == 1 else ''}), ({', '.join(grads)}{',' if len(grads) == 1 else ''})")
         return "\n".join(self.lines) + "\n"
 
     def _labels_checks(self, k: int) -> None:
         for s in self.p.steps:
-            if s.kind == "structural" and s.op == "softmax_cross_entropy" and s.extra[1].get("labels") == f"x{k}":
+            if s.kind == "structural" and s.op == "softmax_cross_entropy" and s.extra[1].get("labels") == Src(f"x{k}"):
                 parent = self.p.steps[s.parents[0]]
                 self.emit(f"_check_labels(x{k}, {parent.shape[-1]})")
                 return
 
     def guard(self, g: tuple) -> None:
         kind, lhs, op, rhs, outcome, where, _ = g
-        a = f"v{lhs[1]}" if lhs[0] == "node" else self.const(lhs[1])
         if kind == "equal":
             k = lhs
             self.emit(f"_check_equal({self.const(self.p.name)}, {self.const(self.p.leaves[k].path)}, "
                       f"{self.const(self.p.leaves[k].example)}, x{k})")
             return
+        a = f"v{lhs[1]}" if lhs[0] == "node" else self.const(lhs[1])
         b = f"v{rhs[1]}" if rhs[0] == "node" else self.const(rhs[1])
         la, lb = self._describe(lhs), self._describe(rhs)
         if kind == "compare":
@@ -537,9 +579,9 @@ class Generator:
                 self.emit(f"v{i} = y{i}")
 
     def _param(self, v) -> str:
-        if isinstance(v, str):
+        if isinstance(v, Src):
             return v
-        if isinstance(v, tuple) and any(isinstance(x, str) for x in v):
+        if isinstance(v, tuple) and any(isinstance(x, Src) for x in v):
             return "(" + "".join(f"{self._param(x)}, " for x in v) + ")"
         return self.const(v)
 
@@ -547,7 +589,7 @@ class Generator:
         code, refs, value = s.extra
         name, rule, _ = CODES[code]
         ops = s.operands
-        fn = self.name(APPLY.get(code)) if code in APPLY else None
+        fn = self.name(APPLY[code_of(name)]) if name not in ("leaf", "kink") else None
         if name == "dot":
             self.emit(f"v{s.i} = {fn}([{', '.join(ops[0::2])}], [{', '.join(ops[1::2])}])")
         elif rule in REDUCTIONS:
@@ -581,13 +623,10 @@ class Generator:
         if node in self.assigned:
             self.emit(f"{var} = {var} + {expr}", self.depth)
         else:
-            self.emit(f"{var} = {expr}", self.depth) if self.depth == 1 else self._assign_in_branch(var, expr)
+            self.emit(f"{var} = {expr}", self.depth)
             self.assigned.add(node)
 
-    depth = 1
-
-    def _assign_in_branch(self, var: str, expr: str) -> None:
-        raise AssertionError("first contributions are made at depth 1")
+    depth = 1  # the indentation of the adjoints' lines: 2 within a 0-d node's `if` on its adjoint
 
     def scalar_backward(self, s: Step, active: set) -> None:
         code, refs, _ = s.extra
@@ -632,33 +671,46 @@ class Generator:
             which, casts, shapes, _, _ = s.extra
             for k, parent in enumerate(s.parents):
                 if parent in active:
-                    contributions.append((k, parent, f"_unbroadcast(_scaled({g}, p{i}_{k}), {shapes[k]!r})"))
+                    expr = f"_scaled({g}, p{i}_{k})"
+                    if shapes[k] != s.shape:  # numpy broadcast the operand: summed back
+                        expr = f"_unbroadcast({expr}, {shapes[k]!r})"
+                    contributions.append((k, parent, expr, p.steps[parent].dtype != s.dtype))
         else:
             which, params = s.extra
             rule = STRUCTURAL[s.op]
             ops = [self.const(o) for o in s.operands]
             kwargs = [f"{key}={self._param(v)}" for key, v in params.items()]
+            dtypes = {s.dtype} | {o.dtype for o in s.operands if isinstance(o, np.ndarray)} | \
+                {p.steps[q].dtype for q in s.parents if p.steps[q].dtype is not None}
             for k, parent in enumerate(s.parents):
                 if parent in active:
                     vjp = self.name(rule.vjps[0] if rule.nary else rule.vjps[which[k]])
                     extra = [f"i={which[k]}"] if rule.nary else []
-                    contributions.append((k, parent, f"{vjp}({g}, y{i}, {', '.join(ops + kwargs + extra)})"))
+                    contributions.append((k, parent, f"{vjp}({g}, y{i}, {', '.join(ops + kwargs + extra)})",
+                                          dtypes != {p.steps[parent].dtype}))
+        zeros = []
         if s.shape == ():  # a zero adjoint passes nothing (the engine's `or None`)
-            for _, parent, _ in contributions:
-                number = p.steps[parent].shape == ()
-                if parent not in self.assigned:
-                    self.emit(f"a{parent} = 0.0" if number else f"g{parent} = np.zeros({p.steps[parent].shape!r}, "
-                              f"{self.const(p.steps[parent].dtype)})")
+            for _, parent, _, _ in contributions:
+                if p.steps[parent].shape == () and parent not in self.assigned:
+                    self.emit(f"a{parent} = 0.0")
                     self.assigned.add(parent)
+                elif parent not in self.assigned and parent not in zeros:
+                    zeros.append(parent)
             self.emit(f"if G{i}:")
             self.depth = 2
-        for k, parent, expr in contributions:
-            ps = p.steps[parent]
+        for k, parent, expr, cast in contributions:
             if s.scalar[k]:
                 self.add(parent, f"float({expr})", True)
-            else:
-                self.emit(f"t = _cast({expr}, {self.const(ps.dtype)})", self.depth)
+            elif cast:
+                self.emit(f"t = _cast({expr}, {self.const(p.steps[parent].dtype)})", self.depth)
                 self.add(parent, "t", False)
+            else:
+                self.add(parent, expr, False)
+        if zeros:
+            self.emit("else:")
+            for parent in zeros:
+                ps = p.steps[parent]
+                self.emit(f"g{parent} = np.zeros({ps.shape!r}, {self.const(ps.dtype)})", 2)
         self.depth = 1
 
     def compile(self) -> Callable:
@@ -725,14 +777,16 @@ class TracedTensors:
             def run(program, leaves):
                 wanted = tuple(k for i in nums for k in program.arg_leaves[_arg(program, i)])
                 kind, ref = program.outputs[0]
-                if has_aux and len(program.outputs) < 1:
-                    raise TypeError(f"{program.name}: with has_aux it must return (value, aux)")
+                if has_aux and (program.out_signature is None or program.out_signature[0] is dict
+                                or len(program.out_signature[1]) != 2):
+                    raise TypeError(f"{program.name}: with has_aux it must return (value, aux), it returns "
+                                    f"{_structure(program.out_signature)}")
                 seed = 1.0 if kind != "node" or program.steps[ref].shape == () else \
                     np.ones(program.steps[ref].shape, program.steps[ref].dtype)
                 if kind == "node" and np.size(seed) != 1:
                     raise TypeError(f"{program.name} must return a scalar to be differentiated (it returns an array "
                                     f"of shape {program.steps[ref].shape})")
-                outs, grads = program.function(wanted, (0,))(*leaves, seed)
+                outs, grads = program.function(wanted, (0,), out is None)(*leaves, seed)
                 if out is not None:
                     grads = _into(program, wanted, grads, out)
                 results = _results(program, outs)

@@ -112,6 +112,8 @@ AREAS = {
     "tensor": Area({"tape/_tensor.py": EVERY, "tape/_tape.py": ["Tape._sweep_matrix_nodes"], "tape/_small.py": ["sweep"]},
                    ["tests/test_tensor.py", "tests/test_tensor_edges.py", "tests/test_tensor_vjp.py", "tests/test_small_tape.py",
                     "tests/test_tensor_forward.py"]),
+    "tensor_trace": Area({"tape/_tensor_trace.py": EVERY, "tape/_tensor.py": ["_compared", "check_labels"]},
+                         ["tests/test_tensor_trace.py"]),
     "matrix": Area({"mlp/nn.py": ["Parameters.tensor", "Parameters.add_tensor_grads", "Layer.tensors", "Layer.__call__"],
                     "mlp/training.py": ["thread_plan"]}, ["tests/test_matrix_mlp.py"]),
     "display": Area({"tape/_display.py": ["Table.text", "Table.html"], "tape/_draw.py": ["Drawing._repr_mimebundle_"]},
