@@ -4,9 +4,10 @@ second semester's recipes against their PyTorch twins come last (about 15 minute
 import sys
 
 from benchmarks import (jacobian, matrix_threads, mlp, scalar, second_order, second_semester, second_semester_speed,
-                        sweep, tensor, traced)
+                        step_memory, sweep, tensor, tensor_trace, traced)
 
-for module in (scalar, tensor, mlp, matrix_threads, jacobian, second_order, traced, sweep, second_semester_speed,
+for module in (scalar, tensor, mlp, step_memory, matrix_threads, jacobian, second_order, traced, tensor_trace, sweep,
+               second_semester_speed,
                second_semester):
     print(f"\n## python -m {module.__name__}\n", flush=True)
     sys.argv = [module.__name__]

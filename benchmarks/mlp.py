@@ -5,12 +5,13 @@ for each round, the rounds interleaved; in a round, the median of its timed epoc
 
 Engines, in one run: wengert's training program as a user runs it (its metrics.csv's
 samples/s, the same net, batch and optimizer), on scalar nodes and on matrix nodes
-(--nodes matrix), wengert's matrix nodes alone (tape.Tensor, float64 and float32), its traced path (the per-sample loss
+(--nodes matrix: its step traced, float64 and --dtype float32, and float32 --no-trace), wengert's matrix nodes alone (tape.Tensor, float64 and float32), its traced path (the per-sample loss
 written with scalar Vars, traced once, replayed compiled over each batch: Algorithm 3, on 1
 and 2 threads), its fused path (the same loop hand-written in numba, on 1 and 2 threads), its
 batch path (the batch recorded as VarArrays and swept once), its scalar path (Vars and
 tape.dot, on a few batches), micrograd (a handful of samples), HIPS autograd, numpy backprop
-written by hand, and PyTorch on the CPU (float32 and float64 on 2 threads, float32 on 1), each
+written by hand with buffers reused (float64 and float32: the arithmetic alone, the limit), JAX
+with the whole step (the batch's slice, gradient and update) under one jit, and PyTorch on the CPU (float32 and float64 on 2 threads, float32 on 1), each
 if installed. Reports samples/s (median of rounds) and wengert's bytes of tape per sample.
 
     python -m benchmarks.mlp [--rounds 5] [--samples 3200] [--only WORDS ...]
@@ -18,6 +19,7 @@ if installed. Reports samples/s (median of rounds) and wengert's bytes of tape p
 from __future__ import annotations
 
 import argparse
+import functools
 import subprocess
 import sys
 import time
@@ -33,6 +35,12 @@ from mlp.optim import SGD
 SIZES, BATCH, LR = [784, 32, 10], 32, 0.01
 PROGRAM = "wengert training program (python -m mlp.train, metrics.csv), 2 threads"
 PROGRAM_MATRIX = "wengert training program --nodes matrix (metrics.csv), 1 BLAS thread"
+PROGRAMS = {  # engine -> the training program's flags
+    PROGRAM: ["--nodes", "scalar"],
+    PROGRAM_MATRIX: ["--nodes", "matrix"],
+    f"{PROGRAM_MATRIX}, --dtype float32": ["--nodes", "matrix", "--dtype", "float32"],
+    f"{PROGRAM_MATRIX}, --dtype float32 --no-trace": ["--nodes", "matrix", "--dtype", "float32", "--no-trace"],
+}
 
 
 def digits(n: int) -> tuple[np.ndarray, np.ndarray, str]:
@@ -81,7 +89,7 @@ def wengert_matrix(X, y, dtype="float64"):
     return accumulator_epoch(X, y, lambda model: MatrixAccumulator(model, dtype=dtype))
 
 
-def wengert_program(samples: int, nodes: str = "scalar") -> float:
+def wengert_program(samples: int, flags: list[str]) -> float:
     """The training program as a user runs it (python -m mlp.train, the MMiDS net's flags):
     the median samples/s its metrics.csv reports for epochs 2-10 (the first includes start-up;
     an epoch of 3,200 samples is a few tens of ms, so one alone is at the machine's mercy)."""
@@ -92,7 +100,7 @@ def wengert_program(samples: int, nodes: str = "scalar") -> float:
 
     with tempfile.TemporaryDirectory() as out:
         flags = ["--hidden", "32", "--activation", "sigmoid", "--optimizer", "sgd", "--lr", str(LR), "--batch-size",
-                 str(BATCH), "--epochs", "10", "--limit", str(samples), "--no-plots", "--out", f"{out}/run", "--nodes", nodes]
+                 str(BATCH), "--epochs", "10", "--limit", str(samples), "--no-plots", "--out", f"{out}/run", *flags]
         if train.main(flags) != 0:
             raise SystemExit("the training program failed")
         with open(f"{out}/run/metrics.csv", newline="") as f:
@@ -128,26 +136,78 @@ def wengert_path(X, y, path):
     return epoch
 
 
-def numpy_backprop(X, y):
+def numpy_backprop(X, y, dtype="float64"):
+    """The step written by hand in numpy, every intermediate in a buffer reused batch after batch
+    (out=): the arithmetic alone, the limit a traced step can approach."""
+    dtype = np.dtype(dtype)
     rng = np.random.default_rng(0)
-    W1, b1 = rng.uniform(-0.08, 0.08, (32, 784)), np.zeros(32)
-    W2, b2 = rng.uniform(-0.3, 0.3, (10, 32)), np.zeros(10)
-    eye = np.eye(10)
+    W1, b1 = rng.uniform(-0.08, 0.08, (32, 784)).astype(dtype), np.zeros(32, dtype)
+    W2, b2 = rng.uniform(-0.3, 0.3, (10, 32)).astype(dtype), np.zeros(10, dtype)
+    X, eye = X.astype(dtype), np.eye(10, dtype=dtype)
+    buffers = [np.empty(shape, dtype) for shape in [(BATCH, 784), (BATCH, 10), (BATCH, 32), (BATCH, 32), (BATCH, 10),
+                                                    (BATCH, 1), (BATCH, 1), W1.shape, b1.shape, W2.shape, b2.shape]]
+    lr, scale = dtype.type(LR), dtype.type(1 / BATCH)
 
     def epoch():
-        nonlocal W1, b1, W2, b2
+        x, t, h, q, z, zmax, total, gW1, gb1, gW2, gb2 = buffers
         for b in batches(len(X)):
-            x, t = X[b], eye[y[b]]
-            h = 1 / (1 + np.exp(-(x @ W1.T + b1)))
-            z = h @ W2.T + b2
-            p = np.exp(z - z.max(1, keepdims=True))
-            p /= p.sum(1, keepdims=True)
-            dz = (p - t) / len(x)
-            dh = dz @ W2 * h * (1 - h)
-            W2 -= LR * dz.T @ h
-            b2 -= LR * dz.sum(0)
-            W1 -= LR * dh.T @ x
-            b1 -= LR * dh.sum(0)
+            np.take(X, np.arange(b.start, b.stop), axis=0, out=x, mode="clip")
+            np.take(eye, y[b], axis=0, out=t, mode="clip")
+            np.matmul(x, W1.T, out=h)  # h = sigmoid(x W1^T + b1)
+            h += b1
+            np.negative(h, out=h)
+            np.exp(h, out=h)
+            h += 1
+            np.reciprocal(h, out=h)
+            np.matmul(h, W2.T, out=z)  # z = h W2^T + b2, then dz = (softmax(z) - t) / batch
+            z += b2
+            np.max(z, axis=1, keepdims=True, out=zmax)
+            z -= zmax
+            np.exp(z, out=z)
+            np.sum(z, axis=1, keepdims=True, out=total)
+            z /= total
+            z -= t
+            z *= scale
+            np.matmul(z.T, h, out=gW2)
+            np.sum(z, axis=0, out=gb2)
+            np.subtract(1, h, out=q)  # dh = dz W2 * h (1 - h)
+            q *= h
+            np.matmul(z, W2, out=h)
+            h *= q
+            np.matmul(h.T, x, out=gW1)
+            np.sum(h, axis=0, out=gb1)
+            for p, g in ((W1, gW1), (b1, gb1), (W2, gW2), (b2, gb2)):
+                g *= lr
+                p -= g
+
+    return epoch
+
+
+def jax_step(X, y):
+    """The whole step (forward, loss, gradient, SGD update) under one `jax.jit`, float32, the
+    batch sliced inside the jitted step from the training set held as JAX arrays."""
+    import jax
+    import jax.numpy as jnp
+
+    rng = np.random.default_rng(0)
+    params = tuple(jnp.asarray(a, jnp.float32) for a in (rng.uniform(-0.08, 0.08, (32, 784)), np.zeros(32),
+                                                          rng.uniform(-0.3, 0.3, (10, 32)), np.zeros(10)))
+    xs, ys = jnp.asarray(X, jnp.float32), jnp.asarray(y)
+
+    def loss(p, x, labels):
+        z = jax.nn.sigmoid(x @ p[0].T + p[1]) @ p[2].T + p[3]
+        return (jax.nn.logsumexp(z, axis=1) - jnp.take_along_axis(z, labels[:, None], axis=1)[:, 0]).mean()
+
+    @functools.partial(jax.jit, donate_argnums=0)
+    def step(p, first):
+        x, labels = jax.lax.dynamic_slice_in_dim(xs, first, BATCH), jax.lax.dynamic_slice_in_dim(ys, first, BATCH)
+        return tuple(w - LR * g for w, g in zip(p, jax.grad(loss)(p, x, labels)))
+
+    def epoch():
+        nonlocal params
+        for b in batches(len(X)):
+            params = step(params, b.start)
+        jax.block_until_ready(params)
 
     return epoch
 
@@ -221,8 +281,7 @@ def engines_for(X, y) -> dict:
     """Each engine's name -> (a function making its epoch, the samples an epoch trains on)."""
     small = slice(0, 4 * BATCH)
     engines = {
-        PROGRAM: (None, len(X)),
-        PROGRAM_MATRIX: (None, len(X)),
+        **{name: (None, len(X)) for name in PROGRAMS},
         "wengert matrix nodes (Tensor), float64": (lambda: wengert_matrix(X, y), len(X)),
         "wengert matrix nodes (Tensor), float32": (lambda: wengert_matrix(X, y, "float32"), len(X)),
         "wengert traced, 2 threads": (lambda: wengert_traced(X, y, 2), len(X)),
@@ -231,8 +290,13 @@ def engines_for(X, y) -> dict:
         "wengert fused, 1 thread": (lambda: wengert_fused(X, y, 1), len(X)),
         "wengert batch path (VarArray, one sweep)": (lambda: wengert_path(X, y, "batch"), len(X)),
         "wengert scalar path (Var, tape.dot)": (lambda: wengert_path(X[small], y[small], "scalar"), 4 * BATCH),
-        "numpy backprop by hand (float64)": (lambda: numpy_backprop(X, y), len(X)),
+        "numpy backprop by hand, buffers reused (float64)": (lambda: numpy_backprop(X, y), len(X)),
+        "numpy backprop by hand, buffers reused (float32)": (lambda: numpy_backprop(X, y, "float32"), len(X)),
     }
+    if have("jax"):
+        import jax
+
+        engines[f"JAX {jax.__version__} jit of the whole step (float32)"] = (lambda: jax_step(X, y), len(X))
     if have("autograd"):
         engines["HIPS autograd 1.x (float64)"] = (lambda: hips_autograd(X, y), len(X))
     if have("torch"):
@@ -249,8 +313,8 @@ def engines_for(X, y) -> dict:
 def one_engine(name: str, samples: int) -> float:
     """samples/s of engine `name`: the median of its timed epochs after a warm-up epoch, as many
     as fit in half a second (at most 9; one for the slow engines)."""
-    if name in (PROGRAM, PROGRAM_MATRIX):
-        return wengert_program(samples, "matrix" if name == PROGRAM_MATRIX else "scalar")
+    if name in PROGRAMS:
+        return wengert_program(samples, PROGRAMS[name])
     X, y, _ = digits(samples)
     make, n = engines_for(X, y)[name]
     with tape.Tape():
@@ -316,10 +380,12 @@ def main() -> None:
         program, fused = speeds[PROGRAM], speeds["wengert fused, 2 threads"]
         print(f"\nthe training program / its bare kernel (fused, 2 threads): {np.median([p / f for p, f in zip(program, fused)]):.2f} "
               "(median of rounds).", end="")
-    if anchor and PROGRAM_MATRIX in speeds:
-        matrix = speeds[PROGRAM_MATRIX]
-        print(f"\nthe training program --nodes matrix / PyTorch float32, 2 threads: "
-              f"{np.median([m / a for m, a in zip(matrix, speeds[anchor])]):.2f} (median of rounds; issue 19's target: 1.5).", end="")
+    jax_anchor = next((k for k in speeds if k.startswith("JAX")), None)
+    for name in (n for n in PROGRAMS if n != PROGRAM and n in speeds):
+        for other, target in ((anchor, "3.0"), (jax_anchor, "2.0")):
+            if other:
+                ratio = np.median([m / a for m, a in zip(speeds[name], speeds[other])])
+                print(f"\n{name} / {other}: {ratio:.2f} (median of rounds; issue 29's target: {target}).", end="")
     for threads in ("2 threads", "1 thread"):
         if f"wengert traced, {threads}" not in speeds or f"wengert fused, {threads}" not in speeds:
             continue

@@ -2,6 +2,10 @@
 between the cores (each entry's update is independent of the others, so the result does not
 depend on the number of threads).
 
+Each pass also adds weight decay to the gradient (g + wd theta, as PyTorch's L2 decay; none
+where wd is 0) and counts the new parameters that are not finite numbers, which it returns: the
+training loop's divergence check without a pass of its own, and no array for g + wd theta.
+
 Compiled with numpy's error model: Python's would test every division for a zero divisor (none
 can be: eps > 0 and the bias corrections are positive) and that test keeps the loops from being
 vectorized (Adam's step on 25,450 parameters: 193 us against 50 us)."""
@@ -14,48 +18,77 @@ from tape import announce_compiling
 announce_compiling(__name__, "mlp's training kernels")
 
 
+@njit(cache=True, error_model="numpy", inline="always")
+def _decayed(g, theta, wd):
+    """The gradient entry with weight decay added (g itself without: -0.0 stays -0.0)."""
+    return g + wd * theta if wd != 0.0 else g
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _not_finite(x):
+    """1 for an inf or a nan, else 0 (x - x is 0 for every finite x), without a branch."""
+    return int(not (x - x == 0.0))
+
+
 @njit(cache=True, error_model="numpy", parallel=True)
-def sgd(theta, g, lr):
+def sgd(theta, g, lr, wd):
     """theta = theta - lr g."""
+    bad = 0
     for i in prange(theta.shape[0]):
-        theta[i] -= lr * g[i]
+        theta[i] -= lr * _decayed(g[i], theta[i], wd)
+        bad += _not_finite(theta[i])
+    return bad
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
-def momentum(theta, g, v, lr, beta, unbias):
+def momentum(theta, g, v, lr, beta, unbias, wd):
     """v = beta v + (1 - beta) g;  theta = theta - lr v / unbias (1, or 1 - beta^t unbiased)."""
+    bad = 0
     for i in prange(theta.shape[0]):
-        v[i] = beta * v[i] + (1 - beta) * g[i]
+        v[i] = beta * v[i] + (1 - beta) * _decayed(g[i], theta[i], wd)
         theta[i] -= lr * v[i] / unbias
+        bad += _not_finite(theta[i])
+    return bad
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
-def nesterov(phi, g, v, lr, beta):
+def nesterov(phi, g, v, lr, beta, wd):
     """v' = beta v + (1 - beta) g, g taken at the look-ahead phi = theta - lr v; then
     theta' = theta - lr v', and phi' = theta' - lr v' = phi + lr v - 2 lr v'."""
+    bad = 0
     for i in prange(phi.shape[0]):
         previous = v[i]
-        v[i] = beta * v[i] + (1 - beta) * g[i]
+        v[i] = beta * v[i] + (1 - beta) * _decayed(g[i], phi[i], wd)
         phi[i] += lr * previous - 2 * lr * v[i]
+        bad += _not_finite(phi[i])
+    return bad
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
-def rmsprop(theta, g, s, lr, beta, eps):
+def rmsprop(theta, g, s, lr, beta, eps, wd):
     """s = beta s + (1 - beta) g^2;  theta = theta - lr g / (sqrt(s) + eps)."""
+    bad = 0
     for i in prange(theta.shape[0]):
-        s[i] = beta * s[i] + (1 - beta) * g[i] * g[i]
-        theta[i] -= lr * g[i] / (math.sqrt(s[i]) + eps)
+        gi = _decayed(g[i], theta[i], wd)
+        s[i] = beta * s[i] + (1 - beta) * gi * gi
+        theta[i] -= lr * gi / (math.sqrt(s[i]) + eps)
+        bad += _not_finite(theta[i])
+    return bad
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
-def adam(theta, g, m, v, lr, beta1, beta2, eps, t):
+def adam(theta, g, m, v, lr, beta1, beta2, eps, t, wd):
     """m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;  theta = theta - lr m^ / (sqrt(v^) + eps)
     with m^ = m / (1 - b1^t) and v^ = v / (1 - b2^t)."""
     unbias1, unbias2 = 1 - beta1**t, 1 - beta2**t
+    bad = 0
     for i in prange(theta.shape[0]):
-        m[i] = beta1 * m[i] + (1 - beta1) * g[i]
-        v[i] = beta2 * v[i] + (1 - beta2) * g[i] * g[i]
+        gi = _decayed(g[i], theta[i], wd)
+        m[i] = beta1 * m[i] + (1 - beta1) * gi
+        v[i] = beta2 * v[i] + (1 - beta2) * gi * gi
         theta[i] -= lr * (m[i] / unbias1) / (math.sqrt(v[i] / unbias2) + eps)
+        bad += _not_finite(theta[i])
+    return bad
 
 
 @njit(cache=True)

@@ -27,6 +27,7 @@ import numpy as np
 import tape
 from tape import VarArray
 
+from . import _updates
 from .losses import LOSSES, softmax_cross_entropy
 from .nn import MLP
 
@@ -37,6 +38,7 @@ PATHS = ("traced", "fused", "vector", "scalar", "batch", "matrix")
 class BatchResult:
     loss: float  # the mean loss over the batch
     correct: int  # samples whose largest logit is their label
+    nonfinite: int = 0  # parameters not finite numbers after the step (a training step's)
 
 
 def accumulate(model: MLP, X: np.ndarray, y: np.ndarray, loss: str = "cross_entropy",
@@ -292,6 +294,12 @@ class FusedAccumulator:
         return keep
 
 
+def _matrix(arrays: list[np.ndarray]) -> list:
+    """Arrays as the example arguments of a trace on matrix nodes (constant Tensors: tape.trace
+    traces matrix nodes when an argument is a Tensor)."""
+    return [tape.as_tensor(a, requires_grad=False) for a in arrays]
+
+
 def _check_batch(model: MLP, X, y) -> tuple[np.ndarray, np.ndarray]:
     X, y = np.asarray(X, dtype=np.float64), np.asarray(y)
     if X.ndim != 2 or X.shape[1] != model.sizes[0]:
@@ -303,3 +311,141 @@ def _check_batch(model: MLP, X, y) -> tuple[np.ndarray, np.ndarray]:
         bad = int(np.flatnonzero((y < 0) | (y >= classes))[0])
         raise ValueError(f"label {y[bad]} at position {bad} is outside [0, {classes})")
     return X, y.astype(np.int64)
+
+
+class AccumulatorStep:
+    """A training step as Algorithm 3 and the notes' update write it: empty the accumulator, add
+    the batch's mean gradient (`accumulator`: FusedAccumulator or MatrixAccumulator), clip it,
+    update the parameters (`optimizer`) at rate lr. The scalar nodes' step, and the matrix
+    path's untraced one."""
+
+    def __init__(self, accumulator: FusedAccumulator | MatrixAccumulator, optimizer, clip: float | None = None) -> None:
+        self.accumulator, self.optimizer, self.clip = accumulator, optimizer, clip
+
+    def __call__(self, inputs: SparseRows, rows: np.ndarray, labels: np.ndarray, keep: np.ndarray | None,
+                 lr: float) -> BatchResult:
+        """One step on `rows` of `inputs` (`labels` indexed like inputs, `keep` the rows' dropout
+        scales or None); the result counts the parameters left not finite."""
+        optimizer = self.optimizer
+        optimizer.lr = lr
+        optimizer.zero_grad()
+        result = self.accumulator.accumulate(inputs, rows, labels, 1.0 / len(rows), keep)
+        if self.clip:
+            _updates.clip_norm(optimizer.params.grad, self.clip)
+        result.nonfinite = optimizer.step()
+        return result
+
+    def logits(self, inputs: SparseRows) -> np.ndarray:
+        return self.accumulator.logits(inputs)
+
+
+class MatrixStep:
+    """The matrix path's training step traced (see `tape.trace`): the batch's forward pass, mean
+    softmax cross-entropy and sweep recorded once per batch size (a short last batch is a second
+    trace), then run at each batch's inputs by the trace's compiled code, the gradient written
+    into the parameters' accumulator (float64) or a buffer in `dtype` (float32), converted into it;
+    then clipping and the optimizer's update, one compiled pass over the flat parameters (the
+    same kernels as every path: weight decay, schedules and checkpoints are the optimizer's).
+    Inputs (the batch's rows, labels, dropout scales) go into buffers allocated with the trace;
+    the weights are views of the parameters (float64) or a copy in dtype refreshed per step.
+    Evaluation (`logits`) runs a trace of the forward pass per number of rows."""
+
+    EVALUATION_ROWS = MatrixAccumulator.EVALUATION_ROWS
+
+    def __init__(self, model: MLP, optimizer, dtype="float64", clip: float | None = None) -> None:
+        self.model, self.optimizer, self.clip, self.dtype = model, optimizer, clip, np.dtype(dtype)
+        self.params = model.parameters()
+        self._bind()
+        self.units = [(l.keep_offset, l.keep_offset + l.shape[0]) if l.dropout else None for l in model.layers]
+        self._converted: tuple = (None, None)
+        self.steps: dict[int, tuple] = {}  # batch rows -> (traced step, its input buffers)
+        self.forwards: dict[int, object] = {}  # rows -> traced forward pass
+
+    def _bind(self) -> None:
+        """The weights and gradients the trace takes: views of the parameters' storage (float64),
+        or of arrays in dtype beside it; again if the parameters were recorded anew (model.attach())."""
+        params = self.params
+        same = self.dtype == params.values.dtype
+        self.values = params.values
+        self.mirror = None if same else np.empty(len(params), self.dtype)  # the weights in dtype
+        self.grad = params.grad if same else np.empty(len(params), self.dtype)  # where the trace writes the gradient
+        self.weights = self._views(params.values if same else self.mirror)
+        self.grads = self._views(self.grad)
+
+    def _refresh(self) -> None:
+        """The weights in dtype as the parameters hold them now."""
+        if self.values is not self.params.values:
+            self._bind()
+        if self.mirror is not None:
+            np.copyto(self.mirror, self.values, casting="same_kind")
+
+    def _views(self, flat: np.ndarray) -> list[np.ndarray]:
+        """Each layer's W, then b (with biases), as views of a flat vector laid out as the parameters."""
+        views = []
+        for layer in self.model.layers:
+            out, n_in = layer.shape
+            start = layer.offset + out * n_in
+            views.append(flat[layer.offset : start].reshape(out, n_in))
+            if layer.has_bias:
+                views.append(flat[start : start + out])
+        return views
+
+    def _dense(self, inputs: SparseRows) -> np.ndarray:
+        """The rows of `inputs` in dtype, converted once per inputs (a training set serves many batches)."""
+        if self._converted[0] is not inputs:
+            self._converted = (inputs, np.ascontiguousarray(inputs.dense, dtype=self.dtype))
+        return self._converted[1]
+
+    def loss(self, *args):
+        """(the batch's mean softmax cross-entropy, its logits) from (W, b per layer, x, labels,
+        each dropout layer's scales): the function traced."""
+        weights, x, labels, scales = args[: len(self.weights)], args[len(self.weights)], args[len(self.weights) + 1], \
+            iter(args[len(self.weights) + 2 :])
+        keeps = [next(scales) if units else None for units in self.units]
+        logits = self.model.forward(weights, x, keeps)
+        return tape.softmax_cross_entropy(logits, labels), logits
+
+    def _step_for(self, n: int) -> tuple:
+        """The traced step for batches of n rows and its input buffers (x, labels, scales), made at the first such batch."""
+        entry = self.steps.get(n)
+        if entry is None:
+            x = np.zeros((n, self.model.sizes[0]), self.dtype)
+            labels = np.zeros(n, np.int64)
+            scales = [np.ones((n, b - a), self.dtype) for units in self.units if units for a, b in [units]]
+            traced = tape.trace(self.loss, *_matrix(self.weights), x, labels, *scales)
+            entry = self.steps[n] = (traced.value_and_grad(tuple(range(len(self.weights))), has_aux=True), x, labels, scales)
+        return entry
+
+    def __call__(self, inputs: SparseRows, rows: np.ndarray, labels: np.ndarray, keep: np.ndarray | None,
+                 lr: float) -> BatchResult:
+        """One step on `rows` of `inputs` (`labels` indexed like inputs, `keep` the rows' dropout
+        scales or None); the result counts the parameters left not finite."""
+        self._refresh()
+        step, x, y, scales = self._step_for(len(rows))
+        np.take(self._dense(inputs), rows, axis=0, out=x, mode="clip")  # rows are in range: no checking copy
+        np.take(labels if labels.dtype == np.int64 else labels.astype(np.int64), rows, out=y, mode="clip")
+        if scales:
+            for buffer, (a, b) in zip(scales, [u for u in self.units if u]):
+                np.copyto(buffer, keep[:, a:b], casting="same_kind")
+        (loss, logits), _ = step(*self.weights, x, y, *scales, out=self.grads)
+        if self.mirror is not None:
+            np.copyto(self.params.grad, self.grad)
+        if self.clip:
+            _updates.clip_norm(self.params.grad, self.clip)
+        self.optimizer.lr = lr
+        nonfinite = self.optimizer.step()
+        return BatchResult(loss, int(np.count_nonzero(logits.argmax(1) == y)), nonfinite)
+
+    def logits(self, inputs: SparseRows) -> np.ndarray:
+        """The model's logits for every row of `inputs` (no dropout), in float64, by traced forward passes."""
+        dense = self._dense(inputs)
+        out = np.empty((len(dense), self.model.sizes[-1]))
+        self._refresh()
+        for first in range(0, len(out), self.EVALUATION_ROWS):
+            rows = dense[first : first + self.EVALUATION_ROWS]
+            forward = self.forwards.get(len(rows))
+            if forward is None:
+                forward = self.forwards[len(rows)] = tape.trace(lambda *a: self.model.forward(a[:-1], a[-1]),
+                                                                *_matrix(self.weights), rows)
+            out[first : first + len(rows)] = forward(*self.weights, rows)
+        return out

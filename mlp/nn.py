@@ -180,14 +180,19 @@ class Layer:
         keep = self.keep(scales)
         if isinstance(x, (VarArray, Tensor)) or np.ndim(x) == 2:  # a batch, in the course's matrix form
             W, b = self.tensors(x.dtype) if isinstance(x, Tensor) else (self.weights, self.bias)
-            z = x @ W.T
-            if self.has_bias:
-                z = z + b
-            h = ACTIVATIONS[self.activation](z) if self.activation else z
-            if keep is not None and isinstance(h, Tensor):
-                keep = np.asarray(keep, dtype=h.dtype)  # a float64 operand would make a float32 Tensor float64
-            return h if keep is None else h * keep
+            if keep is not None and isinstance(x, Tensor):
+                keep = np.asarray(keep, dtype=x.dtype)  # a float64 operand would make a float32 Tensor float64
+            return self.forward(W, b, x, keep)
         return dropped([neuron(x) for neuron in self.neurons()], keep)
+
+    def forward(self, W, b, x, keep=None):
+        """The course's matrix form with the weights W and bias b given (None without one):
+        activation(x @ W.T + b), times the dropout scales `keep` if given."""
+        z = x @ W.T
+        if b is not None:
+            z = z + b
+        h = ACTIVATIONS[self.activation](z) if self.activation else z
+        return h if keep is None else h * keep
 
 
 class MLP:
@@ -264,6 +269,18 @@ class MLP:
         for layer in self.layers:
             h = dropped([neuron(h) for neuron in layer.neurons(theta)], layer.keep(scales))
         return h
+
+    def forward(self, weights: Sequence, x, keeps: Sequence | None = None):
+        """The logits of a batch x with the layers' weights given: `weights` holds each layer's
+        W, then its b if the model has biases (Tensors, or a trace's inputs), `keeps` each layer's
+        dropout scales (None, or one entry a layer, None for a layer without dropout). The
+        model as a function of its weights, which the matrix path traces once (see
+        mlp.accumulate.MatrixStep)."""
+        per = 1 + self.bias
+        for i, layer in enumerate(self.layers):
+            b = weights[per * i + 1] if self.bias else None
+            x = layer.forward(weights[per * i], b, x, keeps[i] if keeps else None)
+        return x
 
     def parameters(self) -> Parameters:
         return self.params

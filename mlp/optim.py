@@ -1,12 +1,13 @@
 """Optimizers, written as the course notes (004) give them, on a model's flat `Parameters`.
 
 `step()` updates `params.values` in place from `params.grad` (Algorithm 3's accumulator, the
-batch's mean gradient by default); `zero_grad()` empties the accumulator. With `weight_decay`
-the gradient gets `weight_decay * theta` added first (L2 regularisation, as in PyTorch).
+batch's mean gradient by default) and returns how many parameters stopped being finite numbers;
+`zero_grad()` empties the accumulator. With `weight_decay` the gradient gets `weight_decay * theta`
+added first (L2 regularisation, as in PyTorch).
 
-Each rule is one compiled pass over the parameters (`mlp/_updates.py`): numpy would make a
-pass per operation, and the pause between two batches would be long enough for the compiled
-accumulator's idle threads to fall asleep.
+Each rule is one compiled pass over the parameters (`mlp/_updates.py`), weight decay and the
+finiteness count included: numpy would make a pass per operation, and the pause between two
+batches would be long enough for the compiled accumulator's idle threads to fall asleep.
 """
 from __future__ import annotations
 
@@ -35,16 +36,16 @@ class Optimizer(ABC):
     def zero_grad(self) -> None:
         self.params.zero_grad()
 
-    def step(self) -> None:
-        g = self.params.grad
-        if self.weight_decay:
-            g = g + self.weight_decay * self.params.values
+    def step(self) -> int:
+        """One update of the parameters from their gradient; returns how many of them are not
+        finite numbers after it (0 unless the run diverged)."""
         self.steps += 1
-        self.update(self.params.values, g)
+        return self.update(self.params.values, self.params.grad)
 
     @abstractmethod
-    def update(self, theta: np.ndarray, g: np.ndarray) -> None:
-        """Change `theta` in place, given the gradient `g`: the optimizer's rule."""
+    def update(self, theta: np.ndarray, g: np.ndarray) -> int:
+        """Change `theta` in place, given the gradient `g` (weight decay not yet added): the
+        optimizer's rule; returns the count of entries of theta then not finite."""
 
     def state_dict(self) -> dict[str, np.ndarray]:
         state = {name: getattr(self, name).copy() for name in self.state_names}
@@ -63,7 +64,7 @@ class SGD(Optimizer):
     """theta = theta - lr * g."""
 
     def update(self, theta, g):
-        _updates.sgd(theta, g, self.lr)
+        return _updates.sgd(theta, g, self.lr, self.weight_decay)
 
 
 class Momentum(Optimizer):
@@ -77,7 +78,7 @@ class Momentum(Optimizer):
         self.beta = beta
 
     def update(self, theta, g):
-        _updates.momentum(theta, g, self.v, self.lr, self.beta, 1.0)
+        return _updates.momentum(theta, g, self.v, self.lr, self.beta, 1.0, self.weight_decay)
 
 
 class UnbiasedMomentum(Momentum):
@@ -85,7 +86,7 @@ class UnbiasedMomentum(Momentum):
     after the t-th step (the notes count from 0 and write beta^(t+1): the same number)."""
 
     def update(self, theta, g):
-        _updates.momentum(theta, g, self.v, self.lr, self.beta, 1 - self.beta**self.steps)
+        return _updates.momentum(theta, g, self.v, self.lr, self.beta, 1 - self.beta**self.steps, self.weight_decay)
 
 
 class Nesterov(Momentum):
@@ -96,7 +97,7 @@ class Nesterov(Momentum):
     look-ahead as theta - v; their source lecture, like the rule's dimensions, has lr * v.)"""
 
     def update(self, phi, g):
-        _updates.nesterov(phi, g, self.v, self.lr, self.beta)
+        return _updates.nesterov(phi, g, self.v, self.lr, self.beta, self.weight_decay)
 
 
 class RMSProp(Optimizer):
@@ -111,7 +112,7 @@ class RMSProp(Optimizer):
         self.beta, self.eps = beta, eps
 
     def update(self, theta, g):
-        _updates.rmsprop(theta, g, self.s, self.lr, self.beta, self.eps)
+        return _updates.rmsprop(theta, g, self.s, self.lr, self.beta, self.eps, self.weight_decay)
 
 
 class Adam(Optimizer):
@@ -128,7 +129,8 @@ class Adam(Optimizer):
         self.beta1, self.beta2, self.eps = beta1, beta2, eps
 
     def update(self, theta, g):
-        _updates.adam(theta, g, self.m, self.v, self.lr, self.beta1, self.beta2, self.eps, self.steps)
+        return _updates.adam(theta, g, self.m, self.v, self.lr, self.beta1, self.beta2, self.eps, self.steps,
+                             self.weight_decay)
 
 
 OPTIMIZERS = {

@@ -202,6 +202,8 @@ class Recipe:
                         "%(default)s)")
     dtype: str = option("float64", Choice("float64", "float32"), "what matrix nodes compute in; weights, their "
                         "gradients and checkpoints stay float64 (default: %(default)s)")
+    trace: bool = option(True, Switch(), "with --nodes matrix, record every batch's step anew instead of running "
+                         "its trace (to compare: the same numbers to rounding)")
     threads: int | None = option(None, positive_int, "compiled threads (default: all cores); matrix nodes compute on "
                                  "one BLAS thread: the results are the same on any number")
     out: Path | None = option(None, Directory(), "output directory, new or empty (default: runs/<dataset>, or the "

@@ -24,8 +24,8 @@ from typing import Callable, Protocol, Sequence
 import numba
 import numpy as np
 
-from . import _updates, checkpoint, data, rundir
-from .accumulate import FusedAccumulator, MatrixAccumulator, SparseRows
+from . import checkpoint, data, rundir
+from .accumulate import AccumulatorStep, FusedAccumulator, MatrixAccumulator, MatrixStep, SparseRows
 from .augment import Augment
 from .history import History
 from .losses import log_softmax
@@ -45,7 +45,7 @@ RUN_DEFINING = ["dataset", "limit", "hidden", "activation", "init", "bias", "opt
                 "step_size", "gamma", "min_lr", "val", "monitor", "augment", "shift", "rotate", "elastic",
                 "elastic_sigma", "clip"]
 # Those it may change: how the numbers are computed, said on the resumed run's first line
-COMPUTING = ["nodes", "dtype"]
+COMPUTING = ["nodes", "dtype", "trace"]
 RUNS = Path("runs")
 
 
@@ -128,10 +128,12 @@ class Run:
             self.optimizer = OPTIMIZERS[recipe.optimizer](self.model.parameters(), **recipe.optimizer_options())
             self.rng, self.epoch, self.best = np.random.default_rng(recipe.seed), 0, None
         self.saved = self.model.parameters().values.copy()  # the weights of the last epoch saved
-        if recipe.nodes == "matrix":
-            self.accumulator = MatrixAccumulator(self.model, dtype=recipe.dtype)
+        if recipe.nodes == "matrix" and recipe.trace:
+            self.step = MatrixStep(self.model, self.optimizer, recipe.dtype, recipe.clip)
         else:
-            self.accumulator = FusedAccumulator(self.model, recipe.threads)
+            accumulator = MatrixAccumulator(self.model, dtype=recipe.dtype) if recipe.nodes == "matrix" else \
+                FusedAccumulator(self.model, recipe.threads)
+            self.step = AccumulatorStep(accumulator, self.optimizer, recipe.clip)
         self.inputs, self.val_inputs, self.test_inputs = (SparseRows(x) for x in (self.x_train, self.x_val, self.data.x_test))
         self.augment = Augment(recipe.shift, recipe.rotate, recipe.elastic, recipe.elastic_sigma) if recipe.augment else None
         steps = -(-len(self.x_train) // recipe.batch_size)  # an epoch's
@@ -141,9 +143,8 @@ class Run:
     def train_epoch(self, bar: Progress) -> tuple[float, float, float]:
         """One epoch; returns (mean loss, accuracy, seconds). Raises `Diverged` after a batch
         whose loss, or whose step's weights, are not finite."""
-        n, size, clip = len(self.x_train), self.recipe.batch_size, self.recipe.clip
+        n, size = len(self.x_train), self.recipe.batch_size
         order = self.rng.permutation(n)
-        weights, gradient = self.model.parameters().values, self.model.parameters().grad
         total_loss, correct = 0.0, 0
         for batch, first in enumerate(range(0, n, size), 1):
             rows = order[first : first + size]
@@ -152,13 +153,8 @@ class Run:
                 inputs, labels = SparseRows(self.augment(self.x_train, rows, self.rng.integers(2**63))), labels[rows]
                 rows = np.arange(len(rows))
             keep = self.model.dropout_scales(self.rng, len(rows)) if self.model.dropout_units else None
-            self.optimizer.lr = self.schedule(self.optimizer.steps)
-            self.optimizer.zero_grad()
-            result = self.accumulator.accumulate(inputs, rows, labels, 1.0 / len(rows), keep)
-            if clip:
-                _updates.clip_norm(gradient, clip)
-            self.optimizer.step()
-            if not (math.isfinite(result.loss) and math.isfinite(weights.sum())):
+            result = self.step(inputs, rows, labels, keep, self.schedule(self.optimizer.steps))
+            if not math.isfinite(result.loss) or result.nonfinite:
                 what = f"the loss became {result.loss}" if not math.isfinite(result.loss) else "the weights stopped being finite numbers"
                 raise Diverged(f"training diverged in epoch {self.epoch + 1}, batch {batch} of {-(-n // size)}: {what}")
             total_loss += result.loss * len(rows)
@@ -172,7 +168,7 @@ class Run:
     def measure(self, inputs: SparseRows, y: np.ndarray) -> tuple[float, float, np.ndarray]:
         """Mean cross-entropy, accuracy and predictions of the model on `inputs`, by the
         compiled forward pass (no dropout)."""
-        return scores(self.accumulator.logits(inputs), y)
+        return scores(self.step.logits(inputs), y)
 
     def save(self, epoch: int) -> None:
         checkpoint.save(self.checkpoint_path, checkpoint.Checkpoint(
@@ -334,7 +330,9 @@ def thread_plan(recipe: Recipe):
     from threadpoolctl import threadpool_limits
 
     compiled = numba.get_num_threads()
-    if recipe.threads:
+    if recipe.nodes == "matrix":  # the optimizer's update alone: idle OpenMP threads would spin beside BLAS's
+        numba.set_num_threads(1)
+    elif recipe.threads:
         numba.set_num_threads(min(recipe.threads, numba.config.NUMBA_NUM_THREADS))
     try:
         with threadpool_limits(1, user_api="blas"):

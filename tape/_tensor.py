@@ -38,7 +38,7 @@ from . import _ops
 from ._ops import Var
 from ._rules import FUNCTIONS, refusal, refused
 from ._tape import TraceError, current_tape, op_code
-from ._var import CONSTANTS, check_operand, exact, new
+from ._var import CONSTANTS, _caller, check_operand, exact, new
 from ._vectorized import ELEMENTWISE, RECORDED_PARTIALS
 
 DTYPES = (np.float32, np.float64)
@@ -255,16 +255,16 @@ class Tensor:
     # Comparisons compare true values, as Vars do (tape._var.exact): an array of bools, nothing
     # recorded (a mask, as in numpy).
     def __lt__(self, other):
-        return exact(array_of(self)) < exact(value_of(other))
+        return _compared("<", self, other, exact(array_of(self)) < exact(value_of(other)))
 
     def __le__(self, other):
-        return exact(array_of(self)) <= exact(value_of(other))
+        return _compared("<=", self, other, exact(array_of(self)) <= exact(value_of(other)))
 
     def __gt__(self, other):
-        return exact(array_of(self)) > exact(value_of(other))
+        return _compared(">", self, other, exact(array_of(self)) > exact(value_of(other)))
 
     def __ge__(self, other):
-        return exact(array_of(self)) >= exact(value_of(other))
+        return _compared(">=", self, other, exact(array_of(self)) >= exact(value_of(other)))
 
     # -- structural operations ------------------------------------------------------------------
 
@@ -302,9 +302,10 @@ class Node:
 
 
 class ElementwiseNode(Node):
-    """A node of the rule table: its partials, one per parent, entry by entry."""
+    """A node of the rule table: its partials, one per parent, entry by entry; its operands'
+    values, constants included, and which of them are the parents (what a trace replays)."""
 
-    __slots__ = ("partials", "shapes")
+    __slots__ = ("partials", "shapes", "operands", "which")
 
     def vjp(self, g) -> list:
         return [unbroadcast(_scaled(g, d), shape) for d, shape in zip(self.partials, self.shapes)]
@@ -561,8 +562,19 @@ def _positions(operands: Sequence, values: list, parents: list):
     return [i for i, x in enumerate(operands) if x.__class__ is Var or x.__class__ is Tensor and x._node >= 0]
 
 
+def _compared(op: str, x, other, outcome):
+    """A Tensor comparison's outcome (a mask), kept as a guard when a matrix trace records it
+    (tape._tensor_trace): a replay where the mask comes out otherwise is refused."""
+    for operand in (x, other):
+        seg = getattr(operand, "_seg", None)
+        if seg is not None and getattr(seg.tape, "matrix_trace", False):
+            seg.tape.masks.append((op, x, other, outcome, _caller()))
+            break
+    return outcome
+
+
 def _check_recordable(t) -> None:
-    if t.program is not None:
+    if t.program is not None and not getattr(t, "matrix_trace", False):
         raise TraceError("a Tensor operation while tracing: a trace replays only the scalar rule table's operations")
 
 
@@ -620,8 +632,9 @@ def elementwise(name: str, *operands):
         return _constant(y)
     node = new(ElementwiseNode)
     node.op, node.shape, node.dtype = name, y.shape, y.dtype
+    node.operands = values
+    node.which = which = _positions(operands, values, parents)
     if len(parents) < len(values):
-        which = _positions(operands, values, parents)
         partials, values = [partials[i] for i in which], [values[i] for i in which]
     if y.dtype is not FLOAT64:  # a branch's constants would make a float32 node's partials float64
         partials = [d if d.__class__ is float or d.dtype == y.dtype else d.astype(y.dtype) for d in partials]
@@ -1147,11 +1160,15 @@ def softmax_cross_entropy(logits: Tensor, labels) -> Var:
     if not np.issubdtype(labels.dtype, np.integer):
         raise TypeError(f"softmax_cross_entropy: labels must be integers, got dtype {labels.dtype}")
     shape = np.shape(value_of(logits))
-    classes = shape[-1] if shape else 0
+    check_labels(labels, shape[-1] if shape else 0)
+    return structural("softmax_cross_entropy", logits, labels=labels)
+
+
+def check_labels(labels: np.ndarray, classes: int) -> None:
+    """Refuse a label outside [0, classes), naming the first (a negative one would index from the end)."""
     if labels.size and (labels.min() < 0 or labels.max() >= classes):
         bad = int(np.flatnonzero((labels < 0) | (labels >= classes))[0])
         raise ValueError(f"softmax_cross_entropy: label {labels[bad]} at position {bad} is outside [0, {classes})")
-    return structural("softmax_cross_entropy", logits, labels=labels)
 
 
 def mse(outputs, targets) -> Var:

@@ -21,6 +21,7 @@ from . import _ops
 from ._forward import APPLY, Dual, primal, reduction_partials
 from ._program import GuardError, Program, compiled, numbers, size_of, unflatten
 from ._rules import CODES, KINK_PARTIAL, REDUCTIONS, code_of
+from ._tensor_trace import TracedTensors, has_tensor
 from ._transforms import Argnums, check_argnums
 from ._tree import flat_arguments, leaf_structure, restore, same_structure
 from ._var import COMPARISONS, VarBase, kink
@@ -34,7 +35,12 @@ def trace(fn: Callable, *example_args, retrace: bool = False) -> Traced:
     traced function, evaluated at new inputs of the same shapes by compiled code.
 
     With retrace=True, a call where a comparison made while tracing comes out the other way
-    traces fn again there (keeping the last few traces); otherwise it raises GuardError."""
+    traces fn again there (keeping the last few traces); otherwise it raises GuardError.
+
+    If an argument is (or holds) a Tensor, fn is traced on matrix nodes (tape/_tensor_trace.py):
+    then Tensors and float arrays are matrix nodes, numbers Vars, integer arrays indices."""
+    if has_tensor(example_args):
+        return TracedTensors(fn, example_args, retrace)
     return Traced(fn, example_args, retrace)
 
 

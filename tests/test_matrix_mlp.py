@@ -1,5 +1,9 @@
 """The MLP on matrix nodes: its gradient against numpy backprop written here and against the
-scalar-node MLP on the same weights; the training program's --nodes matrix and --dtype."""
+scalar-node MLP on the same weights; the training program's --nodes matrix and --dtype. Its
+traced training step (mlp.accumulate.MatrixStep) against a numpy step written here: forward,
+mean cross-entropy, backprop, clipping and each optimizer's update (weight decay too), over
+batches of two sizes (the short last batch is a trace of its own), with dropout and a learning
+rate that changes each step; and the training program traced against untraced."""
 import csv
 
 import numpy as np
@@ -7,8 +11,9 @@ import pytest
 
 import tape
 from mlp import checkpoint, train
-from mlp.accumulate import MatrixAccumulator, SparseRows, accumulate
+from mlp.accumulate import MatrixAccumulator, MatrixStep, SparseRows, accumulate
 from mlp.nn import MLP
+from mlp.optim import OPTIMIZERS
 
 SMALL = ["--limit", "400", "--hidden", "16", "--batch-size", "20", "--no-plots"]
 on_digits = pytest.mark.usefixtures("digit_source")  # on the digits and on stand-ins (conftest)
@@ -153,3 +158,199 @@ def test_evaluation_in_chunks_gives_every_row_its_logits():
         accumulator = MatrixAccumulator(model)
         accumulator.EVALUATION_ROWS = 3  # 10 rows in four chunks
         np.testing.assert_allclose(accumulator.logits(SparseRows(X)), model.logits(X), rtol=1e-12)
+
+
+# -- the traced step ------------------------------------------------------------------------------
+
+SIZES, ROWS, BATCH = [6, 5, 4, 3], 10, 4  # batches of 4, 4 and 2 rows
+ACT = {"tanh": (np.tanh, lambda h: 1 - h**2), "relu": (lambda z: np.maximum(z, 0), lambda h: (h > 0).astype(float))}
+OPTIONS = {"sgd": {}, "momentum": dict(beta=0.8), "unbiased_momentum": dict(beta=0.8), "nesterov": dict(beta=0.8),
+           "rmsprop": dict(beta=0.9, eps=1e-8), "adam": dict(beta1=0.9, beta2=0.99, eps=1e-8)}
+
+
+def numpy_gradient(Ws, bs, activation, x, labels, keeps):
+    """The batch-mean softmax cross-entropy and its gradient (W and b per layer) by hand."""
+    act, slope = ACT[activation]
+    hs, h = [x], x
+    for i, (W, b) in enumerate(zip(Ws, bs)):
+        h = h @ W.T + b
+        if i < len(Ws) - 1:
+            h = act(h) * keeps[i]
+            hs.append(h)
+    shifted = h - h.max(1, keepdims=True)
+    log_p = shifted - np.log(np.exp(shifted).sum(1, keepdims=True))
+    delta = (np.exp(log_p) - np.eye(h.shape[1])[labels]) / len(x)
+    gWs, gbs = [None] * len(Ws), [None] * len(Ws)
+    for i in range(len(Ws) - 1, -1, -1):
+        gWs[i], gbs[i] = delta.T @ hs[i], delta.sum(0)
+        if i:
+            keep = keeps[i - 1]
+            delta = (delta @ Ws[i]) * keep * slope(hs[i] / np.where(keep == 0, 1, keep))
+    return -log_p[np.arange(len(x)), labels].mean(), gWs, gbs
+
+
+class NumpyOptimizer:
+    """The notes' rules on a list of arrays, written from their formulas (Nesterov as theta and
+    v, its look-ahead phi = theta - lr v being what the model holds)."""
+
+    def __init__(self, name, weight_decay, **options):
+        self.name, self.wd, self.o, self.t, self.state = name, weight_decay, options, 0, None
+
+    def step(self, params, grads, lr):
+        self.t += 1
+        if self.state is None:
+            self.state = [[np.zeros_like(p) for p in params] for _ in range(2)]
+        for p, g, a, b in zip(params, grads, *self.state):
+            g = g + self.wd * p
+            if self.name == "sgd":
+                p -= lr * g
+            elif self.name in ("momentum", "unbiased_momentum"):
+                a[...] = self.o["beta"] * a + (1 - self.o["beta"]) * g
+                p -= lr * a / (1 - self.o["beta"] ** self.t if self.name == "unbiased_momentum" else 1)
+            elif self.name == "nesterov":
+                theta = p + lr * a  # lr of the previous step: constant within this test's Nesterov runs
+                a[...] = self.o["beta"] * a + (1 - self.o["beta"]) * g
+                p[...] = theta - 2 * lr * a
+            elif self.name == "rmsprop":
+                a[...] = self.o["beta"] * a + (1 - self.o["beta"]) * g * g
+                p -= lr * g / (np.sqrt(a) + self.o["eps"])
+            else:
+                a[...] = self.o["beta1"] * a + (1 - self.o["beta1"]) * g
+                b[...] = self.o["beta2"] * b + (1 - self.o["beta2"]) * g * g
+                m_hat, v_hat = a / (1 - self.o["beta1"] ** self.t), b / (1 - self.o["beta2"] ** self.t)
+                p -= lr * m_hat / (np.sqrt(v_hat) + self.o["eps"])
+
+
+def layer_arrays(flat, sizes):
+    """W and b of each layer, copies, from a flat vector laid out as the parameters."""
+    Ws, bs, at = [], [], 0
+    for n_in, n_out in zip(sizes, sizes[1:]):
+        Ws.append(flat[at : at + n_in * n_out].reshape(n_out, n_in).copy())
+        bs.append(flat[at + n_in * n_out : at + n_in * n_out + n_out].copy())
+        at += n_in * n_out + n_out
+    return Ws, bs
+
+
+def steps_both_ways(name, dtype, weight_decay=0.0, clip=None, activation="tanh", dropout=(0.3, 0.0), epochs=2):
+    """Train the same model by MatrixStep and by the numpy step here, batch by batch; returns both
+    final flat weights, the losses of each, and the step."""
+    rng = np.random.default_rng(5)
+    X, y = rng.normal(size=(ROWS, SIZES[0])), rng.integers(0, SIZES[-1], ROWS)
+    with tape.Tape():
+        model = MLP(SIZES, activation=activation, dropout=dropout, seed=2)
+    lr = lambda k: 0.05 if name == "nesterov" else 0.05 * (1 + k % 3)  # noqa: E731 - changes each step
+    optimizer = OPTIMIZERS[name](model.parameters(), lr=lr(0), weight_decay=weight_decay, **OPTIONS[name])
+    step = MatrixStep(model, optimizer, dtype, clip)
+    Ws, bs = layer_arrays(model.parameters().values, SIZES)
+    oracle = NumpyOptimizer(name, weight_decay, **OPTIONS[name])
+    inputs, draws, k, losses = SparseRows(X), np.random.default_rng(9), 0, ([], [])
+    for _ in range(epochs):
+        order = draws.permutation(ROWS)
+        for first in range(0, ROWS, BATCH):
+            rows = order[first : first + BATCH]
+            keep = model.dropout_scales(draws, len(rows))
+            result = step(inputs, rows, y, keep, lr(k))
+            keeps = [keep[:, :5], np.ones((len(rows), 4))]  # the first hidden layer's 5 units drop, the second's none
+            loss, gWs, gbs = numpy_gradient(Ws, bs, activation, X[rows], y[rows], keeps)
+            grads = [g for pair in zip(gWs, gbs) for g in pair]
+            if clip:
+                norm = np.sqrt(sum((g**2).sum() for g in grads))
+                grads = [g * min(1.0, clip / norm) for g in grads]
+            params = [p for pair in zip(Ws, bs) for p in pair]
+            oracle.step(params, grads, lr(k))
+            losses[0].append(float(result.loss))
+            losses[1].append(loss)
+            assert result.nonfinite == 0
+            k += 1
+    flat = np.concatenate([a.ravel() for pair in zip(Ws, bs) for a in pair])
+    return model.parameters().values.copy(), flat, losses, step
+
+
+TOLERANCE = {"float64": dict(rtol=1e-10, atol=1e-12), "float32": dict(rtol=2e-4, atol=2e-5)}
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_a_traced_step_is_the_numpy_step_for_every_optimizer(name, dtype):
+    traced, oracle, losses, step = steps_both_ways(name, dtype)
+    np.testing.assert_allclose(traced, oracle, **TOLERANCE[dtype])
+    np.testing.assert_allclose(losses[0], losses[1], **TOLERANCE[dtype])
+    assert sorted(step.steps) == [2, 4]  # the short last batch: a trace of its own
+    if dtype == "float32":
+        assert traced.tolist() != oracle.tolist()  # it did compute in float32
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("name", ["sgd", "adam", "rmsprop"])
+def test_weight_decay_and_clipping_in_the_traced_step(name, dtype):
+    traced, oracle, _, _ = steps_both_ways(name, dtype, weight_decay=0.05, clip=0.1, activation="relu")
+    np.testing.assert_allclose(traced, oracle, **TOLERANCE[dtype])
+    plain, _, _, _ = steps_both_ways(name, dtype, activation="relu")
+    assert np.abs(plain - traced).max() > 1e-3  # decay and clipping changed the run
+
+
+def test_the_traced_step_writes_the_gradient_into_the_accumulator_in_float64():
+    traced, oracle, _, step = steps_both_ways("sgd", "float32", epochs=1)
+    grad = step.params.grad
+    assert grad.dtype == np.float64 and np.abs(grad).max() > 0
+    np.testing.assert_array_equal(grad, step.grad.astype(np.float64))  # the float32 gradient, converted
+
+
+def traced_run(out, *flags):
+    assert train.main(["--limit", "300", "--hidden", "16", "8", "--batch-size", "32", "--epochs", "3", "--no-plots",
+                       "--nodes", "matrix", "--val", "0.1", "--out", str(out), *flags]) == 0  # 270 rows: a short batch
+    with open(out / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    return rows, checkpoint.load(out / "model.npz").model.parameters().values
+
+
+@pytest.mark.usefixtures("digit_source")
+@pytest.mark.parametrize("flags", [
+    [],
+    ["--dtype", "float32"],
+    ["--dtype", "float32", "--dropout", "0.3", "--optimizer", "nesterov", "--weight-decay", "1e-3", "--clip", "0.5",
+     "--schedule", "cosine", "--activation", "sigmoid"],
+], ids=["float64", "float32", "float32-dropout-nesterov-decay-clip-cosine"])
+def test_the_training_program_traced_is_the_program_untraced(tmp_path, flags):
+    traced, weights = traced_run(tmp_path / "traced", *flags)
+    untraced, reference = traced_run(tmp_path / "untraced", *flags, "--no-trace")
+    tolerance = dict(rtol=1e-4, atol=1e-6) if flags else dict(rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(weights, reference, **tolerance)
+    for column in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss", "test_accuracy", "lr"):
+        np.testing.assert_allclose([float(r[column]) for r in traced], [float(r[column]) for r in untraced],
+                                   rtol=1e-3 if flags else 1e-5, err_msg=column)
+    assert [r["epoch"] for r in traced] == ["1", "2", "3"]
+
+
+def test_evaluation_runs_traced_per_number_of_rows():
+    with tape.Tape():
+        model = MLP([6, 5, 3], activation="relu", seed=1)
+    optimizer = OPTIMIZERS["sgd"](model.parameters(), lr=0.1)
+    X = np.random.default_rng(2).normal(size=(7, 6))
+    for dtype in ("float64", "float32"):
+        step = MatrixStep(model, optimizer, dtype)
+        step.EVALUATION_ROWS = 3  # 3 + 3 + 1 rows: two traces
+        logits = step.logits(SparseRows(X))
+        h = np.maximum(X @ model.layers[0].weights.values.T + model.layers[0].bias.values, 0)
+        expected = h @ model.layers[1].weights.values.T + model.layers[1].bias.values
+        np.testing.assert_allclose(logits, expected, **TOLERANCE[dtype])
+        assert logits.dtype == np.float64 and sorted(step.forwards) == [1, 3]
+
+
+def test_the_traced_step_follows_parameters_recorded_anew_and_labels_of_any_integer_dtype():
+    """model.attach() gives the parameters new storage: the step takes it (else it would train a
+    stale copy); uint8 labels give the numbers int64 ones do."""
+    rng = np.random.default_rng(1)
+    X, y = rng.normal(size=(8, 6)), rng.integers(0, 3, 8)
+    results = []
+    for labels, attach in ((y, False), (y.astype(np.uint8), True)):
+        with tape.Tape():
+            model = MLP([6, 4, 3], activation="tanh", seed=0)
+        step = MatrixStep(model, OPTIMIZERS["sgd"](model.parameters(), lr=0.5), "float64")
+        step(SparseRows(X), np.arange(8), labels, None, 0.5)
+        if attach:
+            model.attach()
+        model.parameters().values[...] *= 0.5  # in the storage the parameters have now
+        step(SparseRows(X), np.arange(8), labels, None, 0.5)
+        results.append(model.parameters().values.copy())
+    np.testing.assert_array_equal(results[0], results[1])

@@ -153,15 +153,19 @@ def test_an_epoch_takes_every_sample_once_in_batches_up_to_the_batch_size(tmp_pa
                                                                            batch_size, nodes):
     """24 samples (limit): batches of 1, of 23 (24 = 23 + 1), exactly 24, and more than the samples."""
     seen = []
-    accumulator = training.MatrixAccumulator if nodes == "matrix" else training.FusedAccumulator
-    real = accumulator.accumulate
+    real_step, real_accumulate = training.MatrixStep.__call__, training.FusedAccumulator.accumulate
 
-    def recording(self, inputs, rows, labels, weight, keep=None):
+    def traced_step(self, inputs, rows, labels, keep, lr):  # the matrix path's (traced) step
+        seen.append(np.asarray(rows).copy())
+        return real_step(self, inputs, rows, labels, keep, lr)
+
+    def accumulate(self, inputs, rows, labels, weight, keep=None):  # the scalar nodes' step's gradient
         seen.append(np.asarray(rows).copy())
         assert weight == 1 / len(rows)
-        return real(self, inputs, rows, labels, weight, keep)
+        return real_accumulate(self, inputs, rows, labels, weight, keep)
 
-    monkeypatch.setattr(accumulator, "accumulate", recording)
+    monkeypatch.setattr(training.MatrixStep, "__call__", traced_step)
+    monkeypatch.setattr(training.FusedAccumulator, "accumulate", accumulate)
     mlp.fit(None, synthetic_digits, hidden=[2], epochs=1, limit=24, batch_size=batch_size, nodes=nodes, plots=False,
             out=tmp_path / "run")
     sizes = [len(rows) for rows in seen]

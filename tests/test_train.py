@@ -66,7 +66,8 @@ def test_a_short_run_learns_and_writes_its_outputs(trained, capsys):
 @pytest.mark.parametrize("options", [
     [],
     ["--dropout", "0.3", "--augment", "--val", "0.2", "--schedule", "cosine", "--warmup", "0.5", "--clip", "1"],
-], ids=["plain", "dropout-augment-val-cosine-clip"])
+    ["--nodes", "matrix", "--dtype", "float32", "--dropout", "0.3", "--val", "0.2", "--clip", "1", "--weight-decay", "0.01"],
+], ids=["plain", "dropout-augment-val-cosine-clip", "matrix-traced-float32-dropout-val-clip-decay"])
 def test_resume_ends_with_the_weights_of_an_uninterrupted_run_on_any_number_of_threads(tmp_path, monkeypatch, options):
     whole, halves = tmp_path / "whole", tmp_path / "halves"
     small = [*SMALL, "--batch-size", "40", "--optimizer", "momentum", *options]  # 40: chunks for two threads
@@ -577,3 +578,18 @@ def test_the_live_bar_shows_the_epochs_running_accuracy_in_percent(tmp_path):
     history = training.run_training(recipe, progress=Recording)
     done, text = texts[-1]
     assert done == 400 and f"accuracy {100 * history['train_accuracy'][0]:.1f}%" in text
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_matrix_nodes_traced_and_untraced_give_the_same_run_to_the_bit(tmp_path, dtype):
+    """The traced step runs the numpy operations recording runs, in the same order: the same
+    metrics.csv (times aside) and weights, in float64 and in float32."""
+    runs = []
+    for name, flags in (("traced", []), ("untraced", ["--no-trace"])):
+        out = tmp_path / name
+        assert train.main([*SMALL, "--epochs", "2", "--nodes", "matrix", "--dtype", dtype, "--dropout", "0.2", "--out",
+                           str(out), *flags]) == 0
+        rows = [{k: v for k, v in r.items() if k not in ("seconds", "samples_per_s")} for r in metrics(out)]
+        runs.append((rows, weights(out).tobytes()))
+    assert runs[0] == runs[1]
+    assert checkpoint.load(tmp_path / "untraced" / "model.npz").args["trace"] is False

@@ -113,6 +113,8 @@ AREAS = {
                     "tape/_transforms.py": ["_tensor_hessian", "_tensor_jacobian_forward"]},
                    ["tests/test_tensor.py", "tests/test_tensor_edges.py", "tests/test_tensor_vjp.py", "tests/test_small_tape.py",
                     "tests/test_tensor_forward.py", "tests/test_tensor_second_order.py"]),
+    "tensor_trace": Area({"tape/_tensor_trace.py": EVERY, "tape/_tensor.py": ["_compared", "check_labels"]},
+                         ["tests/test_tensor_trace.py"]),
     "matrix": Area({"mlp/nn.py": ["Parameters.tensor", "Parameters.add_tensor_grads", "Layer.tensors", "Layer.__call__"],
                     "mlp/training.py": ["thread_plan"]}, ["tests/test_matrix_mlp.py"]),
     "display": Area({"tape/_display.py": ["Table.text", "Table.html"], "tape/_draw.py": ["Drawing._repr_mimebundle_"]},
