@@ -154,16 +154,19 @@ class Tensor:
         t.sweep(np.zeros(self._node + 1), {self._node: np.ones(self.shape, self.dtype)}, output=self._node)
 
     def item(self) -> float:
+        _untraced(self, "item()")
         if self.size != 1:
             raise ValueError(f"item() of a Tensor of shape {self.shape}: only a one-element Tensor is a number")
         return float(self.value.reshape(-1)[0])
 
     def numpy(self) -> np.ndarray:
         """The value (not a copy)."""
+        _untraced(self, "numpy()")
         return self.value
 
     def detach(self) -> Tensor:
         """The same value (the same memory) as a constant: no node, no gradient through it."""
+        _untraced(self, "detach()")
         return _constant_tensor(self.value)
 
     def __repr__(self) -> str:
@@ -560,6 +563,15 @@ def _positions(operands: Sequence, values: list, parents: list):
     if len(parents) == len(values):
         return range(len(values))
     return [i for i, x in enumerate(operands) if x.__class__ is Var or x.__class__ is Tensor and x._node >= 0]
+
+
+def _untraced(t: Tensor, what: str) -> None:
+    """Refuse reading a node's numbers while a matrix trace records it: they would be constants of
+    the trace, wrong at other inputs."""
+    seg = t._seg
+    if seg is not None and getattr(seg.tape, "matrix_trace", False):
+        raise TraceError(f"{what} of a Tensor while tracing: its numbers would be constants of the trace, wrong at "
+                         "other inputs (tape.stop_gradient(t) keeps a value without its gradient)")
 
 
 def _compared(op: str, x, other, outcome):

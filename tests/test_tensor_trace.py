@@ -424,3 +424,16 @@ def test_has_aux_needs_a_pair():
     with pytest.raises(TypeError, match=r"with has_aux it must return \(value, aux\), it returns leaf"):
         traced.value_and_grad(0, has_aux=True)(np.ones(2))
     assert traced.grad(0)(np.ones(2)).tolist() == [1.0, 1.0]
+
+
+@pytest.mark.parametrize("read", [lambda t: t.detach(), lambda t: t.numpy(),
+                                  lambda t: t[:1].item()])
+def test_reading_a_nodes_numbers_while_tracing_is_refused(read):
+    with pytest.raises(tape.TraceError, match="while tracing"):
+        tape.trace(lambda t: (t * read(t)).sum(), Tensor(np.ones(2)))
+
+
+def test_stop_gradient_keeps_a_value_without_its_gradient():
+    traced = tape.trace(lambda t: (t * tape.stop_gradient(t)).sum(), Tensor(np.ones(2)))
+    assert traced(np.array([2.0, 3.0])) == 13.0
+    np.testing.assert_array_equal(traced.grad(0)(np.array([2.0, 3.0])), [2.0, 3.0])
