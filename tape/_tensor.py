@@ -393,7 +393,8 @@ def _scaled(g, d):
         return g if d == 1.0 else -g
     with np.errstate(invalid="ignore"):  # inf * 0, put right below
         product = g * d
-    if np.isfinite(np.sum(array_of(product))):  # the sum: one pass, no array made
+    values = array_of(product)
+    if math.isfinite(values.sum() if values.__class__ is np.ndarray else np.sum(values)):  # one pass, no array made
         return product
     return where((array_of(g) == 0) | (array_of(d) == 0), 0.0, product)
 
@@ -700,6 +701,10 @@ class Structure(NamedTuple):
     vjps: tuple
     jvp: Callable
     nary: bool = False  # any number of operands, one VJP taking i=
+    # a trace's cheaper pair, where the VJP needs what the value computed (JAX's residuals):
+    # saving(*operands, **parameters) -> (value, residual); saved_vjps per operand: (g, residual, **parameters)
+    saving: Callable | None = None
+    saved_vjps: tuple = ()
 
 
 def _matmul(a, b):
@@ -757,7 +762,8 @@ def _shifted_exp(a, axis):
     """exp(a - m) and m, a's max along axis (axes kept): no overflow, and the largest entry
     exactly 1. Where a slice has no finite max (empty, only -inf, or a +inf), m is 0."""
     m = np.max(a, axis=axis, keepdims=True, initial=-np.inf)
-    m = np.where(np.isfinite(m), m, 0)
+    if not math.isfinite(m.sum()):  # the sum: one check where every max is finite, the common case
+        m = np.where(np.isfinite(m), m, 0)
     return np.exp(a - m), m
 
 
@@ -772,8 +778,12 @@ def _softmax(a, axis, op: str):
     """exp(a) / sum(exp(a)) along axis, logsumexp's gradient; refused by `op`'s name where it
     has none: a slice of only -inf (0/0), or one holding +inf (inf/inf)."""
     e, _ = _shifted_exp(a, axis)
-    total = e.sum(axis=axis, keepdims=True)
-    if a.size and ((total == 0) | (total == np.inf)).any():
+    return _normalized(e, e.sum(axis=axis, keepdims=True), op)
+
+
+def _normalized(e, total, op: str):
+    """e / total, refused by `op`'s name where a total is 0 or inf (see `_softmax`)."""
+    if e.size and ((total == 0) | (total == np.inf)).any():
         raise ValueError(f"{op}: no derivative at a slice of only -inf or one holding +inf")
     return e / total
 
@@ -781,8 +791,17 @@ def _softmax(a, axis, op: str):
 def _cross_entropy(logits, labels):
     """The mean over rows of log sum(exp(logits)) - logits[label], both less the row's max, so
     that neither rounds away the other."""
+    return _cross_entropy_saving(logits, labels, None)[0]
+
+
+def _cross_entropy_saving(logits, labels, op: str | None = "softmax_cross_entropy"):
+    """(the loss, the softmax its VJP takes): the softmax from the loss's own exponentials
+    (refused by `op`'s name where it has no derivative; not made with op None)."""
     e, m = _shifted_exp(logits, 1)
-    return np.mean(np.log(e.sum(axis=1)) - (logits - m)[np.arange(len(labels)), labels])
+    total = e.sum(axis=1, keepdims=True)
+    losses = np.log(total[:, 0]) - (logits - m)[np.arange(len(labels)), labels]
+    loss = losses.sum()
+    return loss.dtype.type(loss / len(labels)), None if op is None else _normalized(e, total, op)  # np.mean's steps
 
 
 def _one_hot(logits, labels) -> np.ndarray:
@@ -792,7 +811,14 @@ def _one_hot(logits, labels) -> np.ndarray:
 
 def _cross_entropy_vjp(g, y, logits, labels):
     """(softmax - one-hot) / rows, times g."""
-    return (_softmax(logits, 1, "softmax_cross_entropy") - _one_hot(logits, labels)) * (g / len(labels))
+    return _cross_entropy_saved_vjp(g, _softmax(logits, 1, "softmax_cross_entropy"), labels)
+
+
+def _cross_entropy_saved_vjp(g, softmax, labels):
+    """(softmax - one-hot) / rows, times g: 1 taken from each row's label entry of a copy."""
+    adjoint = np.array(softmax)
+    adjoint[np.arange(len(labels)), labels] -= 1.0
+    return adjoint * (g / len(labels))
 
 
 def _softmax_of(a, axis, op: str):
@@ -1006,7 +1032,8 @@ STRUCTURAL = {
         lambda g, y, *xs, axis, i: np.take(g, i, axis=axis),
     ), _linear_jvp("stack"), nary=True),
     # the mean over rows of -log softmax(logits)[label]: its adjoint is (softmax - one-hot) / rows
-    "softmax_cross_entropy": Structure(_cross_entropy, (_cross_entropy_vjp,), _cross_entropy_jvp),
+    "softmax_cross_entropy": Structure(_cross_entropy, (_cross_entropy_vjp,), _cross_entropy_jvp,
+                                       saving=_cross_entropy_saving, saved_vjps=(_cross_entropy_saved_vjp,)),
     "mse": Structure(lambda a, b: np.mean((a - b) ** 2), (
         lambda g, y, a, b: (a - b) * (2.0 * g / np.size(a)),
         lambda g, y, a, b: (b - a) * (2.0 * g / np.size(a)),

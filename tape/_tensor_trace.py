@@ -418,6 +418,16 @@ def _own(g: np.ndarray, dtype, taken: list) -> np.ndarray:
     return g
 
 
+def _summed_back(expr: str, shape: tuple, operand: tuple) -> str:
+    """The source of `unbroadcast(expr, operand)` for an adjoint of `shape`, its axes resolved
+    at trace time: summed over the leading axes numpy added, then over those it repeated."""
+    lead = tuple(range(len(shape) - len(operand)))
+    if lead:
+        expr = f"{expr}.sum(axis={lead!r})"
+    repeated = tuple(i for i, n in enumerate(operand) if n == 1 and shape[len(lead) + i] != 1)
+    return f"{expr}.sum(axis={repeated!r}, keepdims=True)" if repeated else expr
+
+
 def _cast(g, dtype):
     return g if g.dtype == dtype else g.astype(dtype)
 
@@ -432,7 +442,7 @@ class Generator:
     def __init__(self, program: MatrixProgram, argnums: tuple | None, seeded: tuple, fresh: bool = True) -> None:
         self.p, self.argnums, self.seeded, self.fresh = program, argnums, seeded, fresh
         self.ns = {"np": np, "float32": np.float32, "float64": np.float64, "GuardError": GuardError,
-                   "_scaled": _scaled, "_unbroadcast": unbroadcast, "_cast": _cast, "_checked": _checked,
+                   "_scaled": _scaled, "_cast": _cast, "_checked": _checked,
                    "_fail_compare": _fail_compare, "_check_mask": _check_mask, "_check_equal": _check_equal,
                    "_check_labels": check_labels, "_kink": kink, "_reduction_partials": reduction_partials,
                    "_scalar_partials": _scalar_partials, "_own": _own}
@@ -570,8 +580,11 @@ class Generator:
             which, params = s.extra
             ops = [self.const(o) for o in s.operands]
             kwargs = [f"{key}={self._param(v)}" for key, v in params.items()]
-            fn = self.name(STRUCTURAL[s.op].value)
-            self.emit(f"y{i} = {fn}({', '.join(ops + kwargs)})")
+            rule = STRUCTURAL[s.op]
+            if active and rule.saving is not None:  # the value and what the VJP will take from it
+                self.emit(f"y{i}, R{i} = {self.name(rule.saving)}({', '.join(ops + kwargs)})")
+            else:
+                self.emit(f"y{i} = {self.name(rule.value)}({', '.join(ops + kwargs)})")
             if s.shape == ():
                 self.emit(f"y{i} = np.asarray(y{i})")
                 self.emit(f"v{i} = float(y{i})")
@@ -671,9 +684,7 @@ class Generator:
             which, casts, shapes, _, _ = s.extra
             for k, parent in enumerate(s.parents):
                 if parent in active:
-                    expr = f"_scaled({g}, p{i}_{k})"
-                    if shapes[k] != s.shape:  # numpy broadcast the operand: summed back
-                        expr = f"_unbroadcast({expr}, {shapes[k]!r})"
+                    expr = _summed_back(f"_scaled({g}, p{i}_{k})", s.shape, shapes[k])
                     contributions.append((k, parent, expr, p.steps[parent].dtype != s.dtype))
         else:
             which, params = s.extra
@@ -684,10 +695,13 @@ class Generator:
                 {p.steps[q].dtype for q in s.parents if p.steps[q].dtype is not None}
             for k, parent in enumerate(s.parents):
                 if parent in active:
-                    vjp = self.name(rule.vjps[0] if rule.nary else rule.vjps[which[k]])
-                    extra = [f"i={which[k]}"] if rule.nary else []
-                    contributions.append((k, parent, f"{vjp}({g}, y{i}, {', '.join(ops + kwargs + extra)})",
-                                          dtypes != {p.steps[parent].dtype}))
+                    if rule.saving is not None:
+                        call = f"{self.name(rule.saved_vjps[which[k]])}({g}, R{i}, {', '.join(kwargs)})"
+                    else:
+                        vjp = self.name(rule.vjps[0] if rule.nary else rule.vjps[which[k]])
+                        extra = [f"i={which[k]}"] if rule.nary else []
+                        call = f"{vjp}({g}, y{i}, {', '.join(ops + kwargs + extra)})"
+                    contributions.append((k, parent, call, dtypes != {p.steps[parent].dtype}))
         zeros = []
         if s.shape == ():  # a zero adjoint passes nothing (the engine's `or None`)
             for _, parent, _, _ in contributions:

@@ -16,7 +16,8 @@ import numpy as np
 def _sigmoid(a):
     """1 / (1 + e^-a) as tape._rules.sigmoid computes it, without overflow for large |a|."""
     e = np.exp(-np.abs(a))
-    return np.where(a >= 0.0, 1.0 / (1.0 + e), e / (1.0 + e))
+    d = 1.0 + e
+    return np.where(a >= 0.0, 1.0 / d, e / d)
 
 
 def _power(a, b):
