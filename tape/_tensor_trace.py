@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import math
 import threading
 from typing import Callable
 
@@ -787,33 +788,43 @@ class TracedTensors:
         single = isinstance(argnums, int)
         nums = (argnums,) if single else tuple(argnums)
 
+        prepared: dict = {}  # (program, fresh) -> (its generated function, the leaves differentiated, the seed)
+
+        def prepare(program: MatrixProgram, fresh: bool) -> tuple:
+            wanted = tuple(k for i in nums for k in program.arg_leaves[_arg(program, i)])
+            kind, ref = program.outputs[0]
+            if has_aux and (program.out_signature is None or program.out_signature[0] is dict
+                            or len(program.out_signature[1]) != 2):
+                raise TypeError(f"{program.name}: with has_aux it must return (value, aux), it returns "
+                                f"{_structure(program.out_signature)}")
+            if kind == "node" and math.prod(program.steps[ref].shape) != 1:
+                raise TypeError(f"{program.name} must return a scalar to be differentiated (it returns an array "
+                                f"of shape {program.steps[ref].shape})")
+            seed = 1.0 if kind != "node" or program.steps[ref].shape == () else \
+                np.ones(program.steps[ref].shape, program.steps[ref].dtype)
+            entry = prepared[program, fresh] = (program.function(wanted, (0,), fresh), wanted, seed)
+            return entry
+
         def run_args(*args, out=None):
             def run(program, leaves):
-                wanted = tuple(k for i in nums for k in program.arg_leaves[_arg(program, i)])
-                kind, ref = program.outputs[0]
-                if has_aux and (program.out_signature is None or program.out_signature[0] is dict
-                                or len(program.out_signature[1]) != 2):
-                    raise TypeError(f"{program.name}: with has_aux it must return (value, aux), it returns "
-                                    f"{_structure(program.out_signature)}")
-                seed = 1.0 if kind != "node" or program.steps[ref].shape == () else \
-                    np.ones(program.steps[ref].shape, program.steps[ref].dtype)
-                if kind == "node" and np.size(seed) != 1:
-                    raise TypeError(f"{program.name} must return a scalar to be differentiated (it returns an array "
-                                    f"of shape {program.steps[ref].shape})")
-                outs, grads = program.function(wanted, (0,), out is None)(*leaves, seed)
-                if out is not None:
+                fresh = out is None
+                fn, wanted, seed = prepared.get((program, fresh)) or prepare(program, fresh)
+                outs, grads = fn(*leaves, seed)
+                if not fresh:
                     grads = _into(program, wanted, grads, out)
                 results = _results(program, outs)
                 value = _scalar(results[0] if has_aux else results) if program.out_leaves else None
                 if has_aux:
                     value = (_scalar(results[0]), results[1])
+                if single:
+                    return value, program.rebuilders[nums[0] % len(program.rebuilders)](list(grads))
                 at, parts = 0, []
                 for i in nums:
                     i = _arg(program, i)
                     count = len(program.arg_leaves[i])
                     parts.append(program.rebuilders[i](list(grads[at : at + count])))
                     at += count
-                return value, parts[0] if single else tuple(parts)
+                return value, tuple(parts)
 
             return self._choose(args, run)
 
@@ -861,7 +872,9 @@ class TracedTensors:
 
     def __repr__(self) -> str:
         p = self.program
-        return f"<traced {p.name}: {p.n} nodes ({len(p.leaves)} inputs), {len(p.guards)} guards>"
+        inputs, guards = len(p.leaves), len(p.guards)
+        return (f"<traced {p.name}: {p.n} nodes ({inputs} input{'' if inputs == 1 else 's'}), "
+                f"{guards} guard{'' if guards == 1 else 's'}>")
 
     def show(self, file=None) -> None:
         """Print the newest trace: per node its name (v0, ...), operation, operands, shape and dtype;
@@ -871,7 +884,7 @@ class TracedTensors:
     def _repr_html_(self) -> str:
         from html import escape
 
-        return f"<pre>{escape(format_program(self.program))}</pre>"
+        return f"<p>{escape(repr(self))}</p><pre>{escape(format_program(self.program))}</pre>"
 
 
 def _arg(program: MatrixProgram, i: int) -> int:

@@ -378,7 +378,9 @@ def test_show_lists_nodes_shapes_dtypes_and_guards(capsys):
     text = capsys.readouterr().out
     assert "x0:tensor[3] float32" in text and "v1:f64[3] = mul v0, const[3]" in text and "guard: v0 > 0" in text
     assert "test_tensor_trace.py" in text
-    assert "mul" in traced._repr_html_() and "1 guards" in repr(traced)
+    assert repr(traced) == "<traced masked: 3 nodes (1 input), 1 guard>"
+    html = traced._repr_html_()
+    assert "mul" in html and "3 nodes (1 input), 1 guard" in html
 
 
 def test_scalar_arguments_keep_the_scalar_trace():
@@ -437,3 +439,35 @@ def test_stop_gradient_keeps_a_value_without_its_gradient():
     traced = tape.trace(lambda t: (t * tape.stop_gradient(t)).sum(), Tensor(np.ones(2)))
     assert traced(np.array([2.0, 3.0])) == 13.0
     np.testing.assert_array_equal(traced.grad(0)(np.array([2.0, 3.0])), [2.0, 3.0])
+
+
+# -- the cross-entropy's VJP taking its value's softmax (a residual) -----------------------------------
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_traced_cross_entropy_vjp_of_extreme_logits_and_a_cotangent(dtype):
+    """Rows far beyond exp's range, a row of one class, a cotangent that is not one: against the
+    closed form (softmax - one-hot) / rows, the softmax written here."""
+    logits = np.array([[1e16, 1e16, -1e16], [0.0, 3e4, 3e4], [-5.0, 2.0, 1.0]], dtype)
+    labels = np.array([0, 1, 2])
+    traced = tape.trace(lambda z, y: tape.softmax_cross_entropy(z, y) * 1.0, Tensor(logits), labels)
+    value, vjp_fn = traced.vjp(logits, labels)
+    g = -2.5
+    (adjoint, _) = vjp_fn(g)
+    z = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
+    softmax = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    expected = (softmax - np.eye(3)[labels]) * g / 3
+    assert adjoint.dtype == dtype
+    np.testing.assert_allclose(adjoint, expected, rtol=1e-6, atol=1e-30)
+    np.testing.assert_allclose(value, Numpy.softmax_cross_entropy(z, labels), rtol=1e-6)
+
+
+def test_traced_cross_entropy_refuses_its_gradient_at_infinite_logits_but_gives_its_value():
+    with np.errstate(over="ignore", invalid="ignore"):  # the loss is nan there, as recording gives it
+        traced = tape.trace(lambda z, y: tape.softmax_cross_entropy(z * 1e308 * 10.0, y), Tensor(np.ones((2, 3))),
+                            np.array([0, 1]))
+        x = np.array([[1.0, -2.0, 0.5], [0.0, 0.0, 0.0]])  # row 0 overflows to +inf and -inf
+        with pytest.raises(ValueError, match="softmax_cross_entropy: no derivative at a slice of only -inf or one "
+                                             "holding \\+inf"):
+            traced.grad()(x, np.array([0, 1]))
+        assert np.isnan(traced(x, np.array([0, 1])))
