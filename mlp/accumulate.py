@@ -224,8 +224,8 @@ class FusedAccumulator:
         self.threads = threads or get_num_threads()
         layers = model.layers
         params = model.parameters()
-        self.layout = np.array([[l.shape[1], l.shape[0], l.offset, l.offset + l.shape[0] * l.shape[1],
-                                 l.keep_offset if l.dropout else -1] for l in layers], dtype=np.int64)
+        self.layout = np.array([[l.shape[1], l.shape[0], w.start, w.stop, l.keep_offset if l.dropout else -1]
+                                for l in layers for w, _ in [l.slices()]], dtype=np.int64)
         self.act_rules = np.array(
             [[tape.op_code(l.activation)] * 2 if l.activation else [-1, -1] for l in layers], dtype=np.int64
         )
@@ -381,14 +381,7 @@ class MatrixStep:
 
     def _views(self, flat: np.ndarray) -> list[np.ndarray]:
         """Each layer's W, then b (with biases), as views of a flat vector laid out as the parameters."""
-        views = []
-        for layer in self.model.layers:
-            out, n_in = layer.shape
-            start = layer.offset + out * n_in
-            views.append(flat[layer.offset : start].reshape(out, n_in))
-            if layer.has_bias:
-                views.append(flat[start : start + out])
-        return views
+        return [v for layer in self.model.layers for v in layer.views(flat) if v is not None]
 
     def _dense(self, inputs: SparseRows) -> np.ndarray:
         """The rows of `inputs` in dtype, converted once per inputs (a training set serves many batches)."""
