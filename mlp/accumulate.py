@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -155,6 +156,12 @@ class SparseRows:
         return self._csr[2]
 
 
+def _converted_once(convert: Callable[[np.ndarray], np.ndarray]) -> Callable[[SparseRows], np.ndarray]:
+    """`convert(inputs.dense)`, made once for the latest inputs (a training set serves many
+    batches), not for each batch's rows again."""
+    return functools.lru_cache(maxsize=1)(lambda inputs: convert(inputs.dense))
+
+
 class MatrixAccumulator:
     """Algorithm 3 on matrix nodes: a batch is recorded as one matrix node per operation (the
     layers' `activation(x @ W.T + b)`, the loss), swept once from the weighted sum of the
@@ -167,14 +174,7 @@ class MatrixAccumulator:
         if loss not in LOSSES:
             raise ValueError(f"unknown loss {loss!r}; known: {', '.join(LOSSES)}")
         self.model, self.loss_fn, self.dtype = model, LOSSES[loss], np.dtype(dtype)
-        self._converted: tuple = (None, None)  # the latest inputs, and their rows in dtype
-
-    def _rows(self, inputs: SparseRows, rows) -> np.ndarray:
-        """Rows of `inputs` in dtype: the inputs converted once (a training set is used for many
-        batches), not each batch's rows again."""
-        if self._converted[0] is not inputs:
-            self._converted = (inputs, inputs.dense.astype(self.dtype, copy=False))
-        return self._converted[1][rows]
+        self._dense = _converted_once(lambda dense: dense.astype(self.dtype, copy=False))  # inputs in dtype
 
     def accumulate(self, inputs: SparseRows, rows: np.ndarray, labels: np.ndarray, weight: float,
                    keep: np.ndarray | None = None) -> BatchResult:
@@ -184,7 +184,7 @@ class MatrixAccumulator:
         for layer in self.model.layers:  # the weights' matrix leaves, below the mark
             layer.tensors(self.dtype)
         mark = t.mark()
-        x = tape.as_tensor(self._rows(inputs, rows), requires_grad=False)
+        x = tape.as_tensor(self._dense(inputs)[rows], requires_grad=False)
         labels = np.asarray(labels)[rows]
         logits = self.model(x, keep)
         if self.loss_fn is softmax_cross_entropy:  # the batch's mean as ONE node: its adjoint (softmax - one-hot) / rows
@@ -202,7 +202,7 @@ class MatrixAccumulator:
         out = np.empty((inputs.shape[0], self.model.sizes[-1]))
         with tape.no_grad(self.model.tape):
             for first in range(0, len(out), self.EVALUATION_ROWS):
-                rows = self._rows(inputs, slice(first, first + self.EVALUATION_ROWS))
+                rows = self._dense(inputs)[first : first + self.EVALUATION_ROWS]
                 out[first : first + len(rows)] = self.model(tape.as_tensor(rows, requires_grad=False)).value
         return out
 
@@ -357,7 +357,7 @@ class MatrixStep:
         self.params = model.parameters()
         self._bind()
         self.units = [(l.keep_offset, l.keep_offset + l.shape[0]) if l.dropout else None for l in model.layers]
-        self._converted: tuple = (None, None)
+        self._dense = _converted_once(lambda dense: np.ascontiguousarray(dense, dtype=self.dtype))  # inputs in dtype
         self.steps: dict[int, tuple] = {}  # batch rows -> (traced step, its input buffers)
         self.forwards: dict[int, object] = {}  # rows -> traced forward pass
 
@@ -382,12 +382,6 @@ class MatrixStep:
     def _views(self, flat: np.ndarray) -> list[np.ndarray]:
         """Each layer's W, then b (with biases), as views of a flat vector laid out as the parameters."""
         return [v for layer in self.model.layers for v in layer.views(flat) if v is not None]
-
-    def _dense(self, inputs: SparseRows) -> np.ndarray:
-        """The rows of `inputs` in dtype, converted once per inputs (a training set serves many batches)."""
-        if self._converted[0] is not inputs:
-            self._converted = (inputs, np.ascontiguousarray(inputs.dense, dtype=self.dtype))
-        return self._converted[1]
 
     def loss(self, *args):
         """(the batch's mean softmax cross-entropy, its logits) from (W, b per layer, x, labels,
