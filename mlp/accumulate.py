@@ -313,6 +313,16 @@ def _check_batch(model: MLP, X, y) -> tuple[np.ndarray, np.ndarray]:
     return X, y.astype(np.int64)
 
 
+def _clip_and_step(optimizer, clip: float | None, lr: float) -> int:
+    """The end of a training step: the accumulated gradient scaled down to L2 norm `clip` where
+    longer (None: as it is), then the optimizer's update at rate lr; returns its count of
+    parameters left not finite."""
+    if clip:
+        _updates.clip_norm(optimizer.params.grad, clip)
+    optimizer.lr = lr
+    return optimizer.step()
+
+
 class AccumulatorStep:
     """A training step as Algorithm 3 and the notes' update write it: empty the accumulator, add
     the batch's mean gradient (`accumulator`: FusedAccumulator or MatrixAccumulator), clip it,
@@ -326,13 +336,9 @@ class AccumulatorStep:
                  lr: float) -> BatchResult:
         """One step on `rows` of `inputs` (`labels` indexed like inputs, `keep` the rows' dropout
         scales or None); the result counts the parameters left not finite."""
-        optimizer = self.optimizer
-        optimizer.lr = lr
-        optimizer.zero_grad()
+        self.optimizer.zero_grad()
         result = self.accumulator.accumulate(inputs, rows, labels, 1.0 / len(rows), keep)
-        if self.clip:
-            _updates.clip_norm(optimizer.params.grad, self.clip)
-        result.nonfinite = optimizer.step()
+        result.nonfinite = _clip_and_step(self.optimizer, self.clip, lr)
         return result
 
     def logits(self, inputs: SparseRows) -> np.ndarray:
@@ -417,10 +423,7 @@ class MatrixStep:
         (loss, logits), _ = step(*self.weights, x, y, *scales, out=self.grads)
         if self.mirror is not None:
             np.copyto(self.params.grad, self.grad)
-        if self.clip:
-            _updates.clip_norm(self.params.grad, self.clip)
-        self.optimizer.lr = lr
-        nonfinite = self.optimizer.step()
+        nonfinite = _clip_and_step(self.optimizer, self.clip, lr)
         return BatchResult(loss, int(np.count_nonzero(logits.argmax(1) == y)), nonfinite)
 
     def logits(self, inputs: SparseRows) -> np.ndarray:
