@@ -294,9 +294,10 @@ class FusedAccumulator:
         return keep
 
 
-def _matrix(arrays: list[np.ndarray]) -> list:
-    """Arrays as the example arguments of a trace on matrix nodes (constant Tensors: tape.trace
-    traces matrix nodes when an argument is a Tensor)."""
+def _tensor_examples(arrays: list[np.ndarray]) -> list:
+    """Arrays as constant Tensors, for a trace's example arguments: tape.trace traces matrix nodes
+    only when some argument is a Tensor (plain float arrays alone are traced as a scalar Var per
+    entry); with one, the other float arrays (a batch's rows, dropout scales) are matrix nodes too."""
     return [tape.as_tensor(a, requires_grad=False) for a in arrays]
 
 
@@ -405,7 +406,7 @@ class MatrixStep:
             x = np.zeros((n, self.model.sizes[0]), self.dtype)
             labels = np.zeros(n, np.int64)
             scales = [np.ones((n, b - a), self.dtype) for units in self.units if units for a, b in [units]]
-            traced = tape.trace(self.loss, *_matrix(self.weights), x, labels, *scales)
+            traced = tape.trace(self.loss, *_tensor_examples(self.weights), x, labels, *scales)
             entry = self.steps[n] = (traced.value_and_grad(tuple(range(len(self.weights))), has_aux=True), x, labels, scales)
         return entry
 
@@ -436,6 +437,6 @@ class MatrixStep:
             forward = self.forwards.get(len(rows))
             if forward is None:
                 forward = self.forwards[len(rows)] = tape.trace(lambda *a: self.model.forward(a[:-1], a[-1]),
-                                                                *_matrix(self.weights), rows)
+                                                                *_tensor_examples(self.weights), rows)
             out[first : first + len(rows)] = forward(*self.weights, rows)
         return out
