@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -155,6 +156,12 @@ class SparseRows:
         return self._csr[2]
 
 
+def _converted_once(convert: Callable[[np.ndarray], np.ndarray]) -> Callable[[SparseRows], np.ndarray]:
+    """`convert(inputs.dense)`, made once for the latest inputs (a training set serves many
+    batches), not for each batch's rows again."""
+    return functools.lru_cache(maxsize=1)(lambda inputs: convert(inputs.dense))
+
+
 class MatrixAccumulator:
     """Algorithm 3 on matrix nodes: a batch is recorded as one matrix node per operation (the
     layers' `activation(x @ W.T + b)`, the loss), swept once from the weighted sum of the
@@ -167,14 +174,7 @@ class MatrixAccumulator:
         if loss not in LOSSES:
             raise ValueError(f"unknown loss {loss!r}; known: {', '.join(LOSSES)}")
         self.model, self.loss_fn, self.dtype = model, LOSSES[loss], np.dtype(dtype)
-        self._converted: tuple = (None, None)  # the latest inputs, and their rows in dtype
-
-    def _rows(self, inputs: SparseRows, rows) -> np.ndarray:
-        """Rows of `inputs` in dtype: the inputs converted once (a training set is used for many
-        batches), not each batch's rows again."""
-        if self._converted[0] is not inputs:
-            self._converted = (inputs, inputs.dense.astype(self.dtype, copy=False))
-        return self._converted[1][rows]
+        self._dense = _converted_once(lambda dense: dense.astype(self.dtype, copy=False))  # inputs in dtype
 
     def accumulate(self, inputs: SparseRows, rows: np.ndarray, labels: np.ndarray, weight: float,
                    keep: np.ndarray | None = None) -> BatchResult:
@@ -184,7 +184,7 @@ class MatrixAccumulator:
         for layer in self.model.layers:  # the weights' matrix leaves, below the mark
             layer.tensors(self.dtype)
         mark = t.mark()
-        x = tape.as_tensor(self._rows(inputs, rows), requires_grad=False)
+        x = tape.as_tensor(self._dense(inputs)[rows], requires_grad=False)
         labels = np.asarray(labels)[rows]
         logits = self.model(x, keep)
         if self.loss_fn is softmax_cross_entropy:  # the batch's mean as ONE node: its adjoint (softmax - one-hot) / rows
@@ -202,7 +202,7 @@ class MatrixAccumulator:
         out = np.empty((inputs.shape[0], self.model.sizes[-1]))
         with tape.no_grad(self.model.tape):
             for first in range(0, len(out), self.EVALUATION_ROWS):
-                rows = self._rows(inputs, slice(first, first + self.EVALUATION_ROWS))
+                rows = self._dense(inputs)[first : first + self.EVALUATION_ROWS]
                 out[first : first + len(rows)] = self.model(tape.as_tensor(rows, requires_grad=False)).value
         return out
 
@@ -224,8 +224,8 @@ class FusedAccumulator:
         self.threads = threads or get_num_threads()
         layers = model.layers
         params = model.parameters()
-        self.layout = np.array([[l.shape[1], l.shape[0], l.offset, l.offset + l.shape[0] * l.shape[1],
-                                 l.keep_offset if l.dropout else -1] for l in layers], dtype=np.int64)
+        self.layout = np.array([[l.shape[1], l.shape[0], w.start, w.stop, l.keep_offset if l.dropout else -1]
+                                for l in layers for w, _ in [l.slices()]], dtype=np.int64)
         self.act_rules = np.array(
             [[tape.op_code(l.activation)] * 2 if l.activation else [-1, -1] for l in layers], dtype=np.int64
         )
@@ -294,9 +294,10 @@ class FusedAccumulator:
         return keep
 
 
-def _matrix(arrays: list[np.ndarray]) -> list:
-    """Arrays as the example arguments of a trace on matrix nodes (constant Tensors: tape.trace
-    traces matrix nodes when an argument is a Tensor)."""
+def _tensor_examples(arrays: list[np.ndarray]) -> list:
+    """Arrays as constant Tensors, for a trace's example arguments: tape.trace traces matrix nodes
+    only when some argument is a Tensor (plain float arrays alone are traced as a scalar Var per
+    entry); with one, the other float arrays (a batch's rows, dropout scales) are matrix nodes too."""
     return [tape.as_tensor(a, requires_grad=False) for a in arrays]
 
 
@@ -313,6 +314,16 @@ def _check_batch(model: MLP, X, y) -> tuple[np.ndarray, np.ndarray]:
     return X, y.astype(np.int64)
 
 
+def _clip_and_step(optimizer, clip: float | None, lr: float) -> int:
+    """The end of a training step: the accumulated gradient scaled down to L2 norm `clip` where
+    longer (None: as it is), then the optimizer's update at rate lr; returns its count of
+    parameters left not finite."""
+    if clip:
+        _updates.clip_norm(optimizer.params.grad, clip)
+    optimizer.lr = lr
+    return optimizer.step()
+
+
 class AccumulatorStep:
     """A training step as Algorithm 3 and the notes' update write it: empty the accumulator, add
     the batch's mean gradient (`accumulator`: FusedAccumulator or MatrixAccumulator), clip it,
@@ -326,13 +337,9 @@ class AccumulatorStep:
                  lr: float) -> BatchResult:
         """One step on `rows` of `inputs` (`labels` indexed like inputs, `keep` the rows' dropout
         scales or None); the result counts the parameters left not finite."""
-        optimizer = self.optimizer
-        optimizer.lr = lr
-        optimizer.zero_grad()
+        self.optimizer.zero_grad()
         result = self.accumulator.accumulate(inputs, rows, labels, 1.0 / len(rows), keep)
-        if self.clip:
-            _updates.clip_norm(optimizer.params.grad, self.clip)
-        result.nonfinite = optimizer.step()
+        result.nonfinite = _clip_and_step(self.optimizer, self.clip, lr)
         return result
 
     def logits(self, inputs: SparseRows) -> np.ndarray:
@@ -357,7 +364,7 @@ class MatrixStep:
         self.params = model.parameters()
         self._bind()
         self.units = [(l.keep_offset, l.keep_offset + l.shape[0]) if l.dropout else None for l in model.layers]
-        self._converted: tuple = (None, None)
+        self._dense = _converted_once(lambda dense: np.ascontiguousarray(dense, dtype=self.dtype))  # inputs in dtype
         self.steps: dict[int, tuple] = {}  # batch rows -> (traced step, its input buffers)
         self.forwards: dict[int, object] = {}  # rows -> traced forward pass
 
@@ -381,20 +388,7 @@ class MatrixStep:
 
     def _views(self, flat: np.ndarray) -> list[np.ndarray]:
         """Each layer's W, then b (with biases), as views of a flat vector laid out as the parameters."""
-        views = []
-        for layer in self.model.layers:
-            out, n_in = layer.shape
-            start = layer.offset + out * n_in
-            views.append(flat[layer.offset : start].reshape(out, n_in))
-            if layer.has_bias:
-                views.append(flat[start : start + out])
-        return views
-
-    def _dense(self, inputs: SparseRows) -> np.ndarray:
-        """The rows of `inputs` in dtype, converted once per inputs (a training set serves many batches)."""
-        if self._converted[0] is not inputs:
-            self._converted = (inputs, np.ascontiguousarray(inputs.dense, dtype=self.dtype))
-        return self._converted[1]
+        return [v for layer in self.model.layers for v in layer.views(flat) if v is not None]
 
     def loss(self, *args):
         """(the batch's mean softmax cross-entropy, its logits) from (W, b per layer, x, labels,
@@ -412,7 +406,7 @@ class MatrixStep:
             x = np.zeros((n, self.model.sizes[0]), self.dtype)
             labels = np.zeros(n, np.int64)
             scales = [np.ones((n, b - a), self.dtype) for units in self.units if units for a, b in [units]]
-            traced = tape.trace(self.loss, *_matrix(self.weights), x, labels, *scales)
+            traced = tape.trace(self.loss, *_tensor_examples(self.weights), x, labels, *scales)
             entry = self.steps[n] = (traced.value_and_grad(tuple(range(len(self.weights))), has_aux=True), x, labels, scales)
         return entry
 
@@ -430,10 +424,7 @@ class MatrixStep:
         (loss, logits), _ = step(*self.weights, x, y, *scales, out=self.grads)
         if self.mirror is not None:
             np.copyto(self.params.grad, self.grad)
-        if self.clip:
-            _updates.clip_norm(self.params.grad, self.clip)
-        self.optimizer.lr = lr
-        nonfinite = self.optimizer.step()
+        nonfinite = _clip_and_step(self.optimizer, self.clip, lr)
         return BatchResult(loss, int(np.count_nonzero(logits.argmax(1) == y)), nonfinite)
 
     def logits(self, inputs: SparseRows) -> np.ndarray:
@@ -446,6 +437,6 @@ class MatrixStep:
             forward = self.forwards.get(len(rows))
             if forward is None:
                 forward = self.forwards[len(rows)] = tape.trace(lambda *a: self.model.forward(a[:-1], a[-1]),
-                                                                *_matrix(self.weights), rows)
+                                                                *_tensor_examples(self.weights), rows)
             out[first : first + len(rows)] = forward(*self.weights, rows)
         return out

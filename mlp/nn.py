@@ -140,24 +140,34 @@ class Layer:
         self.has_bias, self.activation = bias, activation
         self.dropout, self.keep_offset = dropout, keep_offset  # its columns of a batch's dropout scales
 
+    def slices(self) -> tuple[slice, slice | None]:
+        """Where W (out, in) and b (out,; None without a bias) lie in the parameters' flat layout."""
+        out, n_in = self.shape
+        stop = self.offset + out * n_in
+        return slice(self.offset, stop), slice(stop, stop + out) if self.has_bias else None
+
+    def views(self, flat) -> tuple:
+        """(W, b or None) as views of `flat`, a vector laid out as the parameters (their values,
+        leaves or gradient)."""
+        w, b = self.slices()
+        return flat[w].reshape(self.shape), None if b is None else flat[b]
+
     @property
     def weights(self) -> VarArray:
-        return self.params.leaves[self.offset : self.offset + self.shape[0] * self.shape[1]].reshape(self.shape)
+        return self.views(self.params.leaves)[0]
 
     @property
     def bias(self) -> VarArray | None:
-        start = self.offset + self.shape[0] * self.shape[1]
-        return self.params.leaves[start : start + self.shape[0]] if self.has_bias else None
+        return self.views(self.params.leaves)[1]
 
     def neurons(self, theta: Sequence | None = None) -> list[Neuron]:
         """The layer as scalar neurons, over the parameters' Vars (or over `theta`, a flat
         sequence laid out as the parameters)."""
-        out, n_in = self.shape
-        weights_end = self.offset + out * n_in
-        vs = self.params.vars(self.offset, weights_end + out * self.has_bias) if theta is None else theta
+        (out, n_in), (w, b) = self.shape, self.slices()
+        vs = self.params.vars(w.start, (w if b is None else b).stop) if theta is None else theta
         return [
-            Neuron(vs[self.offset + i * n_in : self.offset + (i + 1) * n_in],
-                   vs[weights_end + i] if self.has_bias else None, self.activation)
+            Neuron(vs[w.start + i * n_in : w.start + (i + 1) * n_in],
+                   None if b is None else vs[b.start + i], self.activation)
             for i in range(out)
         ]
 
@@ -169,9 +179,9 @@ class Layer:
 
     def tensors(self, dtype) -> tuple[Tensor, Tensor | None]:
         """(weights, bias) as matrix leaves in `dtype` (see `Parameters.tensor`)."""
-        start = self.offset + self.shape[0] * self.shape[1]
-        bias = self.params.tensor(start, (self.shape[0],), dtype) if self.has_bias else None
-        return self.params.tensor(self.offset, self.shape, dtype), bias
+        w, b = self.slices()
+        bias = None if b is None else self.params.tensor(b.start, (self.shape[0],), dtype)
+        return self.params.tensor(w.start, self.shape, dtype), bias
 
     def __call__(self, x, scales=None):
         """The layer's outputs for a batch (a Tensor: matrix nodes; else recorded in bulk on

@@ -337,6 +337,21 @@ def test_evaluation_runs_traced_per_number_of_rows():
         assert logits.dtype == np.float64 and sorted(step.forwards) == [1, 3]
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_evaluation_converts_each_inputs_once_and_new_inputs_anew(dtype):
+    """The inputs in dtype are kept for the next call on the same inputs only: other inputs give their own logits."""
+    with tape.Tape():
+        model = MLP([6, 5, 3], activation="relu", seed=1)
+    W0, b0, W1, b1 = (a.values for layer in model.layers for a in (layer.weights, layer.bias))
+    first, second = (SparseRows(np.random.default_rng(seed).normal(size=(4, 6))) for seed in (2, 3))
+    for evaluator in (MatrixStep(model, OPTIMIZERS["sgd"](model.parameters(), lr=0.1), dtype),
+                      MatrixAccumulator(model, dtype=dtype)):
+        for inputs in (first, first, second, first):
+            expected = np.maximum(inputs.dense @ W0.T + b0, 0) @ W1.T + b1
+            np.testing.assert_allclose(evaluator.logits(inputs), expected, **TOLERANCE[dtype])
+        assert evaluator._dense(first) is evaluator._dense(first)  # converted once while the same inputs come
+
+
 def test_the_traced_step_follows_parameters_recorded_anew_and_labels_of_any_integer_dtype():
     """model.attach() gives the parameters new storage: the step takes it (else it would train a
     stale copy); uint8 labels give the numbers int64 ones do."""

@@ -246,6 +246,24 @@ def test_state_dict_round_trip_and_shape_errors():
             b.load_state_dict({})
 
 
+@pytest.mark.parametrize("bias", [True, False])
+def test_each_layers_views_are_its_block_of_the_flat_layout_written_out_here(bias):
+    """[3, 2, 4]: W0 (2, 3), b0 (2,), W1 (4, 2), b1 (4,) one after the other (without biases: W0, W1)."""
+    with Tape():
+        model = MLP([3, 2, 4], bias=bias)
+    flat = np.arange(len(model.parameters()), dtype=float)
+    blocks = [(0, 6), (6, 8), (8, 16), (16, 20)] if bias else [(0, 6), None, (6, 14), None]
+    shapes = [(2, 3), (2,), (4, 2), (4,)]
+    for i, layer in enumerate(model.layers):
+        for view, block, shape in zip(layer.views(flat), blocks[2 * i : 2 * i + 2], shapes[2 * i : 2 * i + 2]):
+            if block is None:
+                assert view is None
+            else:
+                np.testing.assert_array_equal(view, np.arange(*block, dtype=float).reshape(shape))
+                assert view.base is flat  # a view: writing it writes the flat vector
+        np.testing.assert_array_equal(layer.weights.values, layer.views(model.parameters().values)[0])
+
+
 def test_bad_input_names_what_was_expected_and_what_came():
     with Tape():
         model = MLP([4, 3, 2])
