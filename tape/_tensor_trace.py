@@ -156,6 +156,7 @@ class MatrixProgram:
             self.leaves.extend(Leaf(x, p, self.name) for x, p in zip(leaves, paths))
         self.signatures = [leaves_of(a, []) for a in args]
         self._functions: dict = {}
+        self.prepared: dict = {}  # value_and_grad's (argnums, has_aux, fresh) -> what its calls use
         self._lock = threading.Lock()
         self._record(fn)
 
@@ -788,9 +789,8 @@ class TracedTensors:
         single = isinstance(argnums, int)
         nums = (argnums,) if single else tuple(argnums)
 
-        prepared: dict = {}  # (program, fresh) -> (its generated function, the leaves differentiated, the seed)
-
         def prepare(program: MatrixProgram, fresh: bool) -> tuple:
+            """(its generated function, the leaves differentiated, the seed), kept by the trace."""
             wanted = tuple(k for i in nums for k in program.arg_leaves[_arg(program, i)])
             kind, ref = program.outputs[0]
             if has_aux and (program.out_signature is None or program.out_signature[0] is dict
@@ -802,13 +802,13 @@ class TracedTensors:
                                 f"of shape {program.steps[ref].shape})")
             seed = 1.0 if kind != "node" or program.steps[ref].shape == () else \
                 np.ones(program.steps[ref].shape, program.steps[ref].dtype)
-            entry = prepared[program, fresh] = (program.function(wanted, (0,), fresh), wanted, seed)
+            entry = program.prepared[nums, has_aux, fresh] = (program.function(wanted, (0,), fresh), wanted, seed)
             return entry
 
         def run_args(*args, out=None):
             def run(program, leaves):
                 fresh = out is None
-                fn, wanted, seed = prepared.get((program, fresh)) or prepare(program, fresh)
+                fn, wanted, seed = program.prepared.get((nums, has_aux, fresh)) or prepare(program, fresh)
                 outs, grads = fn(*leaves, seed)
                 if not fresh:
                     grads = _into(program, wanted, grads, out)
@@ -817,7 +817,7 @@ class TracedTensors:
                 if has_aux:
                     value = (_scalar(results[0]), results[1])
                 if single:
-                    return value, program.rebuilders[nums[0] % len(program.rebuilders)](list(grads))
+                    return value, program.rebuilders[_arg(program, nums[0])](list(grads))
                 at, parts = 0, []
                 for i in nums:
                     i = _arg(program, i)
