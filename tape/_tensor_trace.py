@@ -202,19 +202,20 @@ class MatrixProgram:
     def _steps(self, t: Tape, stream: np.ndarray) -> list[Step]:
         """A Step per node of the tape, the scalar nodes decoded by the scalar trace's builder."""
         matrix = t._matrix
-        pieces, i, node = [], 0, 0
-        while node < self.n:  # each matrix node's record (a bare header) as a leaf's, for the builder
-            h = int(stream[i])
-            length = 1 + 2 * (h >> (CODE_BITS + CONSTANT_BITS)) + ((h >> CODE_BITS) & ((1 << CONSTANT_BITS) - 1))
-            pieces.append([LEAF_HEADER, 0.0] if node in matrix else stream[i : i + length])
-            i += length
-            node += 1
-        replay, kinds, constant_partial = compiled()
-        flat = np.concatenate([np.asarray(p, np.float64) for p in pieces]) if pieces else np.zeros(0)
-        code, start, refs, val = replay.build(flat, self.n, kinds, constant_partial)
-        if self.n and start[0] < 0:
-            raise TraceError(f"tracing {self.name}: node {-1 - int(start[0])} is a custom operation (tape.record), "
-                             "which a trace cannot replay")
+        if any(i not in matrix and i not in self.input_node for i in range(self.n)):  # (numba: only for scalar nodes)
+            pieces, i, node = [], 0, 0
+            while node < self.n:  # each matrix node's record (a bare header) as a leaf's, for the builder
+                h = int(stream[i])
+                length = 1 + 2 * (h >> (CODE_BITS + CONSTANT_BITS)) + ((h >> CODE_BITS) & ((1 << CONSTANT_BITS) - 1))
+                pieces.append([LEAF_HEADER, 0.0] if node in matrix else stream[i : i + length])
+                i += length
+                node += 1
+            replay, kinds, constant_partial = compiled()
+            flat = np.concatenate([np.asarray(p, np.float64) for p in pieces])
+            code, start, refs, val = replay.build(flat, self.n, kinds, constant_partial)
+            if start[0] < 0:
+                raise TraceError(f"tracing {self.name}: node {-1 - int(start[0])} is a custom operation (tape.record), "
+                                 "which a trace cannot replay")
         steps = []
         for i in range(self.n):
             m = matrix.get(i)
