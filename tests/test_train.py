@@ -358,7 +358,7 @@ def test_sigint_to_a_running_training_process(tmp_path, digit_source):
     (["--lr", "nan"], ["--lr", "got nan"]),
     (["--epochs", "-1"], ["--epochs", "expected a positive integer, got -1"]),
     (["--hidden", "32", "0"], ["--hidden", "got 0"]),
-    (["--hidden", "100000000"], ["--hidden 100000000", "a [784, 100000000, 10] model", "a tape holds at most"]),
+    (["--hidden", "100000000", "--nodes", "scalar"], ["--hidden 100000000", "a [784, 100000000, 10] model", "a tape holds at most"]),
     (["--hidden", "1000000", "--threads", "1"], ["--hidden 1000000", "GiB of memory; this machine has"]),
     (["--limit", "0"], ["--limit"]),
     (["--threads", "0"], ["--threads"]),
