@@ -142,7 +142,7 @@ class Run:
 
     def train_epoch(self, bar: Progress) -> tuple[float, float, float]:
         """One epoch; returns (mean loss, accuracy, seconds). Raises `Diverged` after a batch
-        whose loss, or whose step's weights, are not finite."""
+        whose logits, loss, or step's weights are not finite."""
         n, size = len(self.x_train), self.recipe.batch_size
         order = self.rng.permutation(n)
         total_loss, correct = 0.0, 0
@@ -153,10 +153,17 @@ class Run:
                 inputs, labels = SparseRows(self.augment(self.x_train, rows, self.rng.integers(2**63))), labels[rows]
                 rows = np.arange(len(rows))
             keep = self.model.dropout_scales(self.rng, len(rows)) if self.model.dropout_units else None
-            result = self.step(inputs, rows, labels, keep, self.schedule(self.optimizer.steps))
+            where = f"training diverged in epoch {self.epoch + 1}, batch {batch} of {-(-n // size)}"
+            with np.errstate(over="ignore", invalid="ignore"):  # numbers no longer finite: said below, once
+                try:
+                    result = self.step(inputs, rows, labels, keep, self.schedule(self.optimizer.steps))
+                except ValueError:  # matrix nodes refuse the loss of logits that overflowed: it has no derivative there
+                    if np.isfinite(self.step.logits(SparseRows(inputs.dense[rows]))).all():
+                        raise
+                    raise Diverged(f"{where}: the logits overflowed") from None
             if not math.isfinite(result.loss) or result.nonfinite:
                 what = f"the loss became {result.loss}" if not math.isfinite(result.loss) else "the weights stopped being finite numbers"
-                raise Diverged(f"training diverged in epoch {self.epoch + 1}, batch {batch} of {-(-n // size)}: {what}")
+                raise Diverged(f"{where}: {what}")
             total_loss += result.loss * len(rows)
             correct += result.correct
             done = first + len(rows)

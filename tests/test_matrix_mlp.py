@@ -137,7 +137,7 @@ def test_float32_training_learns_and_dtype_needs_matrix_nodes(tmp_path, capsys):
     assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
     assert checkpoint.load(tmp_path / "run" / "model.npz").model.parameters().values.dtype == np.float64
     with pytest.raises(SystemExit):
-        train.main([*SMALL, "--dtype", "float32", "--out", str(tmp_path / "refused")])
+        train.main([*SMALL, "--nodes", "scalar", "--dtype", "float32", "--out", str(tmp_path / "refused")])
     assert "--dtype float32 needs --nodes matrix" in capsys.readouterr().err
 
 

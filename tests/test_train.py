@@ -284,10 +284,11 @@ def test_a_run_that_diverges_stops_and_keeps_the_last_good_checkpoint(tmp_path, 
 
 
 def test_a_run_whose_loss_overflows_saves_nothing(tmp_path, capsys):
-    out = tmp_path / "run"
-    assert train.main([*SMALL, "--optimizer", "sgd", "--lr", "1e300", "--out", str(out)]) == 1
-    assert "training diverged in epoch 1" in capsys.readouterr().err
-    assert not out.exists()
+    for nodes in ("matrix", "scalar"):
+        out = tmp_path / nodes
+        assert train.main([*SMALL, "--optimizer", "sgd", "--lr", "1e300", "--nodes", nodes, "--out", str(out)]) == 1
+        assert "training diverged in epoch 1" in capsys.readouterr().err
+        assert not out.exists()
 
 
 def test_an_interrupted_checkpoint_write_keeps_the_previous_checkpoint(trained, tmp_path, monkeypatch):
