@@ -5,14 +5,15 @@ for each round, the rounds interleaved; in a round, the median of its timed epoc
 
 Engines, in one run: wengert's training program as a user runs it (its metrics.csv's
 samples/s, the same net, batch and optimizer), on scalar nodes and on matrix nodes
-(--nodes matrix: its step traced, float64 and --dtype float32, and float32 --no-trace), wengert's matrix nodes alone (tape.Tensor, float64 and float32), its traced path (the per-sample loss
+(--nodes matrix: its step traced, float64 and --dtype float32, and float32 --no-trace), wengert's
+matrix nodes alone (tape.Tensor, float64 and float32), its traced path (the per-sample loss
 written with scalar Vars, traced once, replayed compiled over each batch: Algorithm 3, on 1
-and 2 threads), its fused path (the same loop hand-written in numba, on 1 and 2 threads), its
-batch path (the batch recorded as VarArrays and swept once), its scalar path (Vars and
+and 2 threads; --nodes scalar's), its batch path (the batch recorded as VarArrays and swept once), its scalar path (Vars and
 tape.dot, on a few batches), micrograd (a handful of samples), HIPS autograd, numpy backprop
 written by hand with buffers reused (float64 and float32: the arithmetic alone, the limit), JAX
 with the whole step (the batch's slice, gradient and update) under one jit, and PyTorch on the CPU (float32 and float64 on 2 threads, float32 on 1), each
-if installed. Reports samples/s (median of rounds) and wengert's bytes of tape per sample.
+if installed. Reports samples/s (median of rounds) and the bytes of tape a sample records on the
+course's scalar path.
 
     python -m benchmarks.mlp [--rounds 5] [--samples 3200] [--only WORDS ...]
 """
@@ -28,12 +29,13 @@ import numpy as np
 
 import tape
 from benchmarks.common import have, machine, table
-from mlp.accumulate import FusedAccumulator, MatrixAccumulator, SparseRows, TracedAccumulator, accumulate
+from mlp.accumulate import MatrixAccumulator, SparseRows, TracedAccumulator, accumulate
+from mlp.losses import softmax_cross_entropy
 from mlp.nn import MLP
 from mlp.optim import SGD
 
 SIZES, BATCH, LR = [784, 32, 10], 32, 0.01
-PROGRAM = "wengert training program (python -m mlp.train, metrics.csv), 2 threads"
+PROGRAM = "wengert training program --nodes scalar (metrics.csv), 2 threads"
 PROGRAM_MATRIX = "wengert training program --nodes matrix (metrics.csv), 1 BLAS thread"
 PROGRAMS = {  # engine -> the training program's flags
     PROGRAM: ["--nodes", "scalar"],
@@ -78,8 +80,11 @@ def accumulator_epoch(X, y, make_accumulator):
     return epoch
 
 
-def wengert_fused(X, y, threads):
-    return accumulator_epoch(X, y, lambda model: FusedAccumulator(model, threads))
+def wengert_traced(X, y, threads):
+    import numba
+
+    numba.set_num_threads(threads)
+    return accumulator_epoch(X, y, TracedAccumulator)
 
 
 def wengert_matrix(X, y, dtype="float64"):
@@ -105,22 +110,6 @@ def wengert_program(samples: int, flags: list[str]) -> float:
             raise SystemExit("the training program failed")
         with open(f"{out}/run/metrics.csv", newline="") as f:
             return float(np.median([float(r["samples_per_s"]) for r in list(csv.DictReader(f))[1:]]))
-
-
-def wengert_traced(X, y, threads):
-    import numba
-
-    numba.set_num_threads(threads)
-    model = MLP(SIZES, seed=0)
-    opt, acc = SGD(model.parameters(), lr=LR), TracedAccumulator(model)
-
-    def epoch():
-        for b in batches(len(X)):
-            opt.zero_grad()
-            acc.accumulate(X[b], y[b])
-            opt.step()
-
-    return epoch
 
 
 def wengert_path(X, y, path):
@@ -286,8 +275,6 @@ def engines_for(X, y) -> dict:
         "wengert matrix nodes (Tensor), float32": (lambda: wengert_matrix(X, y, "float32"), len(X)),
         "wengert traced, 2 threads": (lambda: wengert_traced(X, y, 2), len(X)),
         "wengert traced, 1 thread": (lambda: wengert_traced(X, y, 1), len(X)),
-        "wengert fused, 2 threads": (lambda: wengert_fused(X, y, 2), len(X)),
-        "wengert fused, 1 thread": (lambda: wengert_fused(X, y, 1), len(X)),
         "wengert batch path (VarArray, one sweep)": (lambda: wengert_path(X, y, "batch"), len(X)),
         "wengert scalar path (Var, tape.dot)": (lambda: wengert_path(X[small], y[small], "scalar"), 4 * BATCH),
         "numpy backprop by hand, buffers reused (float64)": (lambda: numpy_backprop(X, y), len(X)),
@@ -342,14 +329,13 @@ def interleaved_rounds(names: list[str], samples: int, rounds: int) -> dict[str,
 
 
 def tape_bytes_per_sample(X, y) -> tuple[float, float, float]:
-    """Bytes of tape one sample records on the fused path, its edges, and bytes per edge."""
+    """Bytes of tape one sample records on the course's scalar path (its Vars), its edges, and bytes per edge."""
     model = MLP(SIZES, seed=0)
     t = model.tape
-    acc = FusedAccumulator(model)
     sizes = []
-    for x, label in zip(X[:200], y[:200]):
+    for x, label in zip(X[:20], y[:20]):
         mark, bytes_before, edges_before = t.mark(), t.nbytes, t.num_edges
-        acc.record(x, label)
+        softmax_cross_entropy(model(x), int(label))
         sizes.append((t.nbytes - bytes_before, t.num_edges - edges_before))
         t.rewind(mark)
     nbytes, edges = np.mean(sizes, axis=0)
@@ -376,28 +362,23 @@ def main() -> None:
         ratio = np.median([v / a for v, a in zip(values, speeds[anchor])]) if anchor else None
         rows.append([name, f"{np.median(values):,.0f}", f"{ratio:.2f}" if anchor else "-"])
     print(table(["engine", "samples/s (median)", "vs PyTorch float32 (median of rounds)"], rows))
-    if PROGRAM in speeds and "wengert fused, 2 threads" in speeds:
-        program, fused = speeds[PROGRAM], speeds["wengert fused, 2 threads"]
-        print(f"\nthe training program / its bare kernel (fused, 2 threads): {np.median([p / f for p, f in zip(program, fused)]):.2f} "
-              "(median of rounds).", end="")
+    if PROGRAM in speeds and "wengert traced, 2 threads" in speeds:
+        program, traced = speeds[PROGRAM], speeds["wengert traced, 2 threads"]
+        print(f"\nthe training program --nodes scalar / its bare path (traced, 2 threads): "
+              f"{np.median([p / t for p, t in zip(program, traced)]):.2f} (median of rounds).", end="")
     jax_anchor = next((k for k in speeds if k.startswith("JAX")), None)
     for name in (n for n in PROGRAMS if n != PROGRAM and n in speeds):
         for other, target in ((anchor, "3.0"), (jax_anchor, "2.0")):
             if other:
                 ratio = np.median([m / a for m, a in zip(speeds[name], speeds[other])])
                 print(f"\n{name} / {other}: {ratio:.2f} (median of rounds; issue 29's target: {target}).", end="")
-    for threads in ("2 threads", "1 thread"):
-        if f"wengert traced, {threads}" not in speeds or f"wengert fused, {threads}" not in speeds:
-            continue
-        traced, fused = speeds[f"wengert traced, {threads}"], speeds[f"wengert fused, {threads}"]
-        print(f"\nwengert traced / fused, {threads}: {np.median([t / f for t, f in zip(traced, fused)]):.2f} (median of rounds).", end="")
     print()
     micro = next((np.median(v) for k, v in speeds.items() if k.startswith("micrograd")), None)
     if micro and "wengert scalar path (Var, tape.dot)" in speeds:
         scalar = np.median(speeds["wengert scalar path (Var, tape.dot)"])
         print(f"\nwengert's scalar path is {scalar / micro:,.0f}x micrograd's samples/s (median of rounds).")
     nbytes, edges, per_edge = tape_bytes_per_sample(X, y)
-    print(f"\nTape per sample (fused path): {nbytes / 1024:.1f} KiB, {edges:,.0f} edges, {per_edge:.1f} bytes per edge.")
+    print(f"\nTape per sample (scalar path): {nbytes / 1024:.1f} KiB, {edges:,.0f} edges, {per_edge:.1f} bytes per edge.")
 
 
 if __name__ == "__main__":

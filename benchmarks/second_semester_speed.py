@@ -26,7 +26,7 @@ ENGINES = {
     "wengert training program --nodes matrix --dtype float32 (metrics.csv)": ["--nodes", "matrix", "--dtype", "float32"],
     "wengert training program --nodes matrix --dtype float32 --no-trace (metrics.csv)": ["--nodes", "matrix", "--dtype",
                                                                                        "float32", "--no-trace"],
-    "wengert training program, scalar nodes (metrics.csv)": [],
+    "wengert training program --nodes scalar (metrics.csv)": ["--nodes", "scalar"],
 }
 PYTORCH = "PyTorch 2.13 CPU float32, 2 threads (the same loop)"
 JAX = "JAX, the whole step under jit (float32)"

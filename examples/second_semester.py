@@ -5,11 +5,12 @@ augmented images and a validation part that chooses the epoch whose model is kep
 The recipes were chosen by validation accuracy alone (the test set chooses nothing); the README
 has their test accuracies and times beside a PyTorch twin's (benchmarks/second_semester_torch.py).
 
-The recipes run on matrix nodes in float32 (`--nodes matrix --dtype float32`): for this
-784-256-256-10 net at batch 128 they train at about 2.7x the samples/s of the scalar nodes'
-compiled per-sample kernel on this project's 2-core machine (26,000 against 9,600 without
-augmentation; benchmarks/RESULTS.md), with the same accuracy to float32's precision. Give
-`--nodes scalar --dtype float64` after the arguments to train on scalar nodes instead.
+The recipes run on matrix nodes (the default) in float32 (`--nodes matrix --dtype float32`):
+for this 784-256-256-10 net at batch 128 they trained at about 2.7x the samples/s of the
+per-sample kernel scalar nodes had then on this project's 2-core machine (26,000 against 9,600
+without augmentation; benchmarks/RESULTS.md), with the same accuracy to float32's precision.
+That kernel is deleted; give `--nodes scalar --dtype float64` after the arguments to train on
+scalar nodes instead (their per-sample loss traced and replayed, slower still).
 
 Run: python examples/second_semester.py --dataset {mnist-5k,fashion-mnist} [--seed 0] [--out DIR]
 The last line printed is `test accuracy: NN.NN%`.

@@ -1,6 +1,6 @@
 """Algorithm 3: a batch's gradient, accumulated into `model.parameters().grad`.
 
-Four paths, one result (the tests hold them to it):
+Five paths, one result (the tests hold them to it):
 
 * ``"scalar"``: the course's algorithm literally, with scalar Vars: for each sample mark the
   tape, record the forward pass, sweep, add the parameters' adjoints, rewind;
@@ -9,8 +9,6 @@ Four paths, one result (the tests hold them to it):
 * ``"traced"``: the loop of "scalar", its per-sample loss traced once (tape.trace: the model
   written with scalar Vars, `MLP.apply`) and replayed compiled over each batch, split across
   the cores in fixed chunks;
-* ``"fused"``: the loop of "scalar" in one compiled call per batch, split across threads
-  (see `mlp._fused`). Softmax cross-entropy only;
 * ``"matrix"``: the whole batch on matrix nodes (tape.Tensor), one node per operation of the
   course's matrix form, swept once (see `MatrixAccumulator`).
 
@@ -32,7 +30,7 @@ from . import _updates
 from .losses import LOSSES, softmax_cross_entropy
 from .nn import MLP
 
-PATHS = ("traced", "fused", "vector", "scalar", "batch", "matrix")
+PATHS = ("matrix", "traced", "vector", "scalar", "batch")
 
 
 @dataclass
@@ -43,7 +41,7 @@ class BatchResult:
 
 
 def accumulate(model: MLP, X: np.ndarray, y: np.ndarray, loss: str = "cross_entropy",
-               path: str = "fused", reduction: str = "mean", rng: np.random.Generator | None = None) -> BatchResult:
+               path: str = "matrix", reduction: str = "mean", rng: np.random.Generator | None = None) -> BatchResult:
     """Add the gradient of the batch (X, y) to `model.parameters().grad` (Algorithm 3). A model
     with dropout draws the batch's dropout scales from `rng` (every path the same ones for the
     same generator state); without `rng` no unit is dropped."""
@@ -56,14 +54,9 @@ def accumulate(model: MLP, X: np.ndarray, y: np.ndarray, loss: str = "cross_entr
     if reduction not in ("mean", "sum"):
         raise ValueError(f"reduction: expected 'mean' or 'sum', got {reduction!r}")
     weight = 1.0 / len(X) if reduction == "mean" else 1.0
-    if path == "traced":
-        return TracedAccumulator(model, loss).accumulate(X, y, reduction, scales)
-    if path == "matrix":
-        return MatrixAccumulator(model, loss).accumulate(SparseRows(X), np.arange(len(X)), y, weight, scales)
-    if path == "fused":
-        if loss != "cross_entropy":
-            raise ValueError(f"the fused path computes the softmax cross-entropy only; use path='vector' for {loss!r}")
-        return FusedAccumulator(model).accumulate(SparseRows(X), np.arange(len(X)), y, weight, scales)
+    if path in ("traced", "matrix"):
+        accumulator = TracedAccumulator if path == "traced" else MatrixAccumulator
+        return accumulator(model, loss).accumulate(SparseRows(X), np.arange(len(X)), y, weight, scales)
     loss_fn, t, params = LOSSES[loss], model.tape, model.parameters()
     nodes = params.nodes
     if path == "batch":
@@ -98,62 +91,48 @@ def accumulate(model: MLP, X: np.ndarray, y: np.ndarray, loss: str = "cross_entr
 class TracedAccumulator:
     """Algorithm 3 by a trace of the model's per-sample loss (see `tape.trace`): the loss of
     one sample, written with the model's scalar Vars, is recorded once and replayed by compiled
-    code over the samples of each batch, their gradients summed in fixed chunks (so the result
-    does not depend on the number of threads). Trace once per model, then call per batch."""
+    code over the samples of each batch on numba's threads, their gradients summed in fixed
+    chunks (so the result does not depend on the number of threads). The scalar nodes' path.
+    Trace once per model, then call per batch."""
 
     def __init__(self, model: MLP, loss: str = "cross_entropy") -> None:
         if loss not in LOSSES:
             raise ValueError(f"unknown loss {loss!r}; known: {', '.join(LOSSES)}")
         self.model, self.loss_fn = model, LOSSES[loss]
         n_in, k = model.sizes[0], model.sizes[-1]
-        self.traced = tape.trace(self.sample_loss, model.parameters().values, np.zeros(n_in), np.eye(k)[0],
-                                 np.ones(model.dropout_units))
-        self.steps = {reduction: self.traced.value_and_grad(0, batch_argnums=(1, 2, 3), reduction=reduction, has_aux=True)
-                      for reduction in ("mean", "sum")}
+        traced = tape.trace(self.sample_loss, model.parameters().values, np.zeros(n_in), np.eye(k)[0],
+                            np.ones(model.dropout_units))
+        self.step = traced.value_and_grad(0, batch_argnums=(1, 2, 3), reduction="sum", has_aux=True)
 
     def sample_loss(self, theta, x, target, scales):
         """(the loss of one sample, its logits): the function that is traced."""
         logits = self.model.apply(theta, x, scales if self.model.dropout_units else None)
         return self.loss_fn(logits, target), logits
 
-    def accumulate(self, X: np.ndarray, y: np.ndarray, reduction: str = "mean",
-                   scales: np.ndarray | None = None) -> BatchResult:
-        """Add the batch's gradient (its mean, or its sum) to the parameters' accumulator;
-        `scales` are the batch's dropout scales (None: no unit is dropped)."""
-        params = self.model.parameters()
-        if scales is None:
-            scales = np.ones((len(X), self.model.dropout_units))
-        (loss, logits), gradient = self.steps[reduction](params.values, X, np.eye(self.model.sizes[-1])[y], scales)
-        params.grad += gradient
-        mean = loss if reduction == "mean" else loss / len(X)
-        return BatchResult(mean, int((logits.argmax(axis=1) == y).sum()))
+    def accumulate(self, inputs: SparseRows, rows: np.ndarray, labels: np.ndarray, weight: float,
+                   keep: np.ndarray | None = None) -> BatchResult:
+        """Add `weight` times the gradient of each of `rows` of `inputs` to the accumulator
+        (`labels` indexed like inputs; `keep`: the rows' dropout scales, or None)."""
+        params, labels = self.model.parameters(), np.asarray(labels)[rows]
+        if keep is None:
+            keep = np.ones((len(labels), self.model.dropout_units))
+        (total, logits), gradient = self.step(params.values, inputs.dense[rows], np.eye(self.model.sizes[-1])[labels],
+                                              keep)
+        params.grad += weight * gradient
+        return BatchResult(total / len(labels), int((logits.argmax(axis=1) == labels).sum()))
+
+    def logits(self, inputs: SparseRows) -> np.ndarray:
+        """The model's logits for every row of `inputs` (no dropout, nothing recorded), by its batch forward pass."""
+        return self.model.logits(inputs.dense)
 
 
 class SparseRows:
-    """Input rows in CSR form (indptr, indices, data): each sample's non-zero pixels only, made
-    when the scalar nodes' kernels first ask; matrix nodes take the rows whole (`dense`)."""
+    """Input rows (a training set, its test set), float64, which a step takes with the numbers
+    of its batch's rows: each path converts them once, not batch by batch."""
 
     def __init__(self, X: np.ndarray) -> None:
         self.dense = np.asarray(X, dtype=np.float64)
         self.shape = self.dense.shape
-
-    @functools.cached_property
-    def _csr(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        rows, cols = np.nonzero(self.dense)
-        indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=len(self.dense)))])
-        return indptr, cols.astype(np.int64), self.dense[rows, cols]
-
-    @property
-    def indptr(self) -> np.ndarray:
-        return self._csr[0]
-
-    @property
-    def indices(self) -> np.ndarray:
-        return self._csr[1]
-
-    @property
-    def data(self) -> np.ndarray:
-        return self._csr[2]
 
 
 def _converted_once(convert: Callable[[np.ndarray], np.ndarray]) -> Callable[[SparseRows], np.ndarray]:
@@ -207,93 +186,6 @@ class MatrixAccumulator:
         return out
 
 
-class FusedAccumulator:
-    """Algorithm 3 for one model in one compiled call per batch (see `mlp._fused`): the batch in
-    chunks of about `CHUNK` samples (at most `MAX_CHUNKS` chunks), summed chunk by chunk in a
-    fixed order, so the gradient does not depend on `threads` (default: all cores)."""
-
-    CHUNK = 16  # samples a chunk; each chunk costs one pass over the parameters to add it
-    MAX_CHUNKS = 64  # and holds an accumulator: a bigger batch has bigger chunks
-
-    def __init__(self, model: MLP, threads: int | None = None) -> None:
-        from numba import get_num_threads
-
-        from . import _fused
-
-        self.model, self.kernels = model, _fused
-        self.threads = threads or get_num_threads()
-        layers = model.layers
-        params = model.parameters()
-        self.layout = np.array([[l.shape[1], l.shape[0], w.start, w.stop, l.keep_offset if l.dropout else -1]
-                                for l in layers for w, _ in [l.slices()]], dtype=np.int64)
-        self.act_rules = np.array(
-            [[tape.op_code(l.activation)] * 2 if l.activation else [-1, -1] for l in layers], dtype=np.int64
-        )
-        self.codes = np.array([tape.op_code(name) for name in ("dot", "add", "softmax_ce", "mul")], dtype=np.int64)
-        extra = [model.bias + (l.activation is not None) + (l.dropout > 0) for l in layers]  # nodes after a unit's dot
-        self.nodes_per_sample = sum(l.shape[0] * (1 + e) for l, e in zip(layers, extra)) + 1
-        self.edges_per_sample = sum(l.shape[0] * (l.shape[1] * (1 + (i > 0)) + model.bias + e)
-                                    for i, (l, e) in enumerate(zip(layers, extra))) + layers[-1].shape[0]
-        self.params = params
-        self.columns = np.empty(len(params))  # the weights transposed, layer by layer (see mlp._fused)
-        self._adjoints = np.zeros((0, 0))
-
-    def accumulate(self, inputs: SparseRows, rows: np.ndarray, labels: np.ndarray, weight: float,
-                   keep: np.ndarray | None = None) -> BatchResult:
-        """Add `weight` times each sample's gradient for samples `rows` of `inputs` into the
-        parameters' accumulator; `labels` are indexed by row like `inputs`, `keep` holds the
-        dropout scales of each of `rows` (`model.dropout_scales`; None: no unit is dropped)."""
-        keep = self._scales(keep, len(rows))
-        t, params = self.model.tape, self.params
-        chunks = min(self.MAX_CHUNKS, max(1, -(-len(rows) // self.CHUNK)))
-        threads = min(self.threads, chunks)
-        stretch = self.nodes_per_sample + 1
-        start, parent, partial, op = t.scratch(threads * stretch, threads * self.edges_per_sample)
-        base, end = params.nodes.start, len(t) + threads * stretch
-        held = self._adjoints.shape
-        if held[0] < chunks or held[1] != end - base:  # each chunk's window from the parameters on
-            self._adjoints = np.zeros((max(chunks, held[0]), end - base))
-        adjoints = self._adjoints[:chunks]
-        loss, correct = self.kernels.accumulate_batch(
-            np.asarray(rows, dtype=np.int64), inputs.indptr, inputs.indices, inputs.data,
-            np.asarray(labels, dtype=np.int64), keep, params.values, self.columns, base, self.layout,
-            self.act_rules, self.model.bias, self.codes, weight, threads, len(t), t.num_edges,
-            self.nodes_per_sample, self.edges_per_sample, start, parent, partial, op,
-            adjoints, params.grad,
-        )
-        return BatchResult(loss / len(rows), int(correct))
-
-    def logits(self, inputs: SparseRows) -> np.ndarray:
-        """The model's logits for every row of `inputs`, by compiled code on all cores (no
-        dropout, nothing recorded): evaluation without numpy's BLAS, whose idle threads would
-        compete with the kernels' for the cores."""
-        out = np.empty((inputs.shape[0], self.model.sizes[-1]))
-        self.kernels.logits_batch(inputs.indptr, inputs.indices, inputs.data, self.params.values, self.columns,
-                                  self.layout, self.act_rules, self.model.bias, out)
-        return out
-
-    def record(self, x: np.ndarray, label: int, keep: np.ndarray | None = None) -> int:
-        """Record one sample's nodes on the tape exactly as the fused path does, and keep them
-        (for inspection and tests); returns the loss node."""
-        t, params = self.model.tape, self.params
-        inputs = SparseRows(np.asarray(x, dtype=np.float64)[None])
-        first = t.record_bulk(
-            self.nodes_per_sample, self.edges_per_sample, self.kernels.record_one,
-            inputs.indices, inputs.data, int(label), params.values, params.nodes.start, self.layout,
-            self.act_rules, self.model.bias, self.codes, self._scales(None if keep is None else keep[None], 1)[0],
-            np.empty(self.nodes_per_sample),
-        )
-        return first + self.nodes_per_sample - 1
-
-    def _scales(self, keep: np.ndarray | None, n: int) -> np.ndarray:
-        if keep is None:
-            return np.ones((n, self.model.dropout_units))
-        keep = np.asarray(keep, dtype=np.float64)
-        if keep.shape != (n, self.model.dropout_units):
-            raise ValueError(f"expected dropout scales of shape {(n, self.model.dropout_units)}, got {keep.shape}")
-        return keep
-
-
 def _tensor_examples(arrays: list[np.ndarray]) -> list:
     """Arrays as constant Tensors, for a trace's example arguments: tape.trace traces matrix nodes
     only when some argument is a Tensor (plain float arrays alone are traced as a scalar Var per
@@ -326,11 +218,11 @@ def _clip_and_step(optimizer, clip: float | None, lr: float) -> int:
 
 class AccumulatorStep:
     """A training step as Algorithm 3 and the notes' update write it: empty the accumulator, add
-    the batch's mean gradient (`accumulator`: FusedAccumulator or MatrixAccumulator), clip it,
+    the batch's mean gradient (`accumulator`: TracedAccumulator or MatrixAccumulator), clip it,
     update the parameters (`optimizer`) at rate lr. The scalar nodes' step, and the matrix
     path's untraced one."""
 
-    def __init__(self, accumulator: FusedAccumulator | MatrixAccumulator, optimizer, clip: float | None = None) -> None:
+    def __init__(self, accumulator: TracedAccumulator | MatrixAccumulator, optimizer, clip: float | None = None) -> None:
         self.accumulator, self.optimizer, self.clip = accumulator, optimizer, clip
 
     def __call__(self, inputs: SparseRows, rows: np.ndarray, labels: np.ndarray, keep: np.ndarray | None,

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Callable
 
-from .accumulate import FusedAccumulator
+from tape._trace import CHUNK as TRACE_CHUNK  # samples a chunk of a traced batch: each chunk holds a gradient
+
 from .augment import LIMITS
 from .data import DATASETS
 from .init import INITIALISERS
@@ -197,9 +198,9 @@ class Recipe:
                                   "distortion's smoothness in pixels (default: %(default)s)", metavar="SIGMA",
                                   group=REGULARISATION)
     seed: int = option(0, non_negative_int, "seeds the initial weights and the shuffling (default: %(default)s)")
-    nodes: str = option("scalar", Choice("scalar", "matrix"), "scalar: the course's tape of scalar Vars (fused per "
-                        "sample, compiled); matrix: one matrix node per layer operation, numpy's BLAS (default: "
-                        "%(default)s)")
+    nodes: str = option("matrix", Choice("scalar", "matrix"), "matrix: one matrix node per layer operation, numpy's "
+                        "BLAS; scalar: the course's scalar Vars, a sample's loss traced once and replayed compiled "
+                        "(default: %(default)s)")
     dtype: str = option("float64", Choice("float64", "float32"), "what matrix nodes compute in; weights, their "
                         "gradients and checkpoints stay float64 (default: %(default)s)")
     trace: bool = option(True, Switch(), "with --nodes matrix, record every batch's step anew instead of running "
@@ -243,19 +244,22 @@ class Recipe:
             raise RecipeError("argument --fresh: not allowed with argument --resume")
 
     def _check_size(self) -> None:
-        """Refuse a model too big for the tape or for this machine's memory, before anything is allocated."""
+        """Refuse a model too big for the tape (scalar nodes: a sample's trace) or for this machine's
+        memory, before anything is allocated."""
         sizes = [INPUTS, *self.hidden, CLASSES]
         weights = sum(m * n + n * self.bias for m, n in zip(sizes, sizes[1:]))
-        edges = sum(m * n * (1 + (i > 0)) + 4 * n for i, (m, n) in enumerate(zip(sizes, sizes[1:])))  # a sample's, at most
-        threads = self.threads or os.cpu_count() or 1
-        chunks = min(FusedAccumulator.MAX_CHUNKS, -(-self.batch_size // FusedAccumulator.CHUNK))
         hidden = " ".join(map(str, self.hidden))
-        if max(weights, threads * edges) > TAPE_LIMIT:
-            raise RecipeError(f"--hidden {hidden}: a {sizes} model needs {max(weights, threads * edges):,} tape nodes "
-                              f"or edges; a tape holds at most {TAPE_LIMIT:,}")
-        # values, gradient, optimizer state, tape leaves and copies for the checkpoint; each chunk's
-        # accumulator; each thread's stretch of tape (doubled as it grows); the test set's activations
-        need = 72 * weights + 8 * chunks * weights + 24 * threads * edges + 24 * TEST_ROWS * max(sizes[1:])
+        # values, gradient, optimizer state, weights in dtype and copies for the checkpoint; the test set's activations
+        need = 72 * weights + 24 * TEST_ROWS * max(sizes[1:])
+        if self.nodes == "scalar":  # a sample's trace: its inputs and weights, a product a weight, a node or so a unit
+            nodes = INPUTS + weights + sum(4 * n for n in sizes[1:])
+            edges = sum(2 * m * n + 4 * n for m, n in zip(sizes, sizes[1:]))
+            if max(nodes, edges) > TAPE_LIMIT:
+                raise RecipeError(f"--hidden {hidden}: a {sizes} model's trace needs {max(nodes, edges):,} tape nodes "
+                                  f"or edges; a tape holds at most {TAPE_LIMIT:,}")
+            threads = self.threads or os.cpu_count() or 1
+            # each chunk's gradient; the program and each thread's replay of it (values, adjoints, edges)
+            need += 8 * -(-self.batch_size // TRACE_CHUNK) * weights + (threads + 1) * (24 * nodes + 16 * edges)
         memory = _physical_memory()
         if memory and need > memory:
             raise RecipeError(f"--hidden {hidden} with --batch-size {self.batch_size}: a {sizes} model needs about "

@@ -1,8 +1,8 @@
 """The training loop: `run_training(recipe, model, data, callbacks)` trains a model as a `Recipe` says.
 
-Each epoch shuffles the training set, runs Algorithm 3 on every batch (the fused path: one
-compiled call per batch on all cores; with augment each image moved at random first, with
-dropout units dropped at random), clips the gradient (clip), steps the optimizer at the rate of
+Each epoch shuffles the training set, runs Algorithm 3 on every batch (matrix nodes: the batch's
+traced step, one node per layer operation; scalar nodes: the per-sample trace replayed on all
+cores; with augment each image moved at random first, with dropout units dropped at random), clips the gradient (clip), steps the optimizer at the rate of
 the schedule, then measures the validation part (val) and the test set, appends a row to
 DIR/metrics.csv and writes the checkpoint DIR/model.npz (atomically). With val the model of
 the best validation epoch is kept beside the last, and patience stops the run when it has not
@@ -25,7 +25,7 @@ import numba
 import numpy as np
 
 from . import checkpoint, data, rundir
-from .accumulate import AccumulatorStep, FusedAccumulator, MatrixAccumulator, MatrixStep, SparseRows
+from .accumulate import AccumulatorStep, MatrixAccumulator, MatrixStep, SparseRows, TracedAccumulator
 from .augment import Augment
 from .history import History
 from .losses import log_softmax
@@ -39,7 +39,7 @@ from .schedule import Schedule
 METRICS = ["epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "seconds", "samples_per_s",
            "val_loss", "val_accuracy", "lr"]
 # The options a resumed run must share with the run that wrote the checkpoint (not threads:
-# the fused path's sums, and matrix nodes' on one BLAS thread, are the same on any number of threads).
+# the traced scalar path's sums, and matrix nodes' on one BLAS thread, are the same on any number of threads).
 RUN_DEFINING = ["dataset", "limit", "hidden", "activation", "init", "bias", "optimizer", "lr", "momentum",
                 "beta1", "beta2", "eps", "weight_decay", "batch_size", "seed", "dropout", "schedule", "warmup",
                 "step_size", "gamma", "min_lr", "val", "monitor", "augment", "shift", "rotate", "elastic",
@@ -132,7 +132,7 @@ class Run:
             self.step = MatrixStep(self.model, self.optimizer, recipe.dtype, recipe.clip)
         else:
             accumulator = MatrixAccumulator(self.model, dtype=recipe.dtype) if recipe.nodes == "matrix" else \
-                FusedAccumulator(self.model, recipe.threads)
+                TracedAccumulator(self.model)
             self.step = AccumulatorStep(accumulator, self.optimizer, recipe.clip)
         self.inputs, self.val_inputs, self.test_inputs = (SparseRows(x) for x in (self.x_train, self.x_val, self.data.x_test))
         self.augment = Augment(recipe.shift, recipe.rotate, recipe.elastic, recipe.elastic_sigma) if recipe.augment else None
@@ -142,7 +142,7 @@ class Run:
 
     def train_epoch(self, bar: Progress) -> tuple[float, float, float]:
         """One epoch; returns (mean loss, accuracy, seconds). Raises `Diverged` after a batch
-        whose loss, or whose step's weights, are not finite."""
+        whose logits, loss, or step's weights are not finite."""
         n, size = len(self.x_train), self.recipe.batch_size
         order = self.rng.permutation(n)
         total_loss, correct = 0.0, 0
@@ -153,10 +153,17 @@ class Run:
                 inputs, labels = SparseRows(self.augment(self.x_train, rows, self.rng.integers(2**63))), labels[rows]
                 rows = np.arange(len(rows))
             keep = self.model.dropout_scales(self.rng, len(rows)) if self.model.dropout_units else None
-            result = self.step(inputs, rows, labels, keep, self.schedule(self.optimizer.steps))
+            where = f"training diverged in epoch {self.epoch + 1}, batch {batch} of {-(-n // size)}"
+            with np.errstate(over="ignore", invalid="ignore"):  # numbers no longer finite: said below, once
+                try:
+                    result = self.step(inputs, rows, labels, keep, self.schedule(self.optimizer.steps))
+                except ValueError:  # matrix nodes refuse the loss of logits that overflowed: it has no derivative there
+                    if np.isfinite(self.step.logits(SparseRows(inputs.dense[rows]))).all():
+                        raise
+                    raise Diverged(f"{where}: the logits overflowed") from None
             if not math.isfinite(result.loss) or result.nonfinite:
                 what = f"the loss became {result.loss}" if not math.isfinite(result.loss) else "the weights stopped being finite numbers"
-                raise Diverged(f"training diverged in epoch {self.epoch + 1}, batch {batch} of {-(-n // size)}: {what}")
+                raise Diverged(f"{where}: {what}")
             total_loss += result.loss * len(rows)
             correct += result.correct
             done = first + len(rows)
@@ -166,8 +173,8 @@ class Run:
         return total_loss / n, correct / n, self.clock.seconds()
 
     def measure(self, inputs: SparseRows, y: np.ndarray) -> tuple[float, float, np.ndarray]:
-        """Mean cross-entropy, accuracy and predictions of the model on `inputs`, by the
-        compiled forward pass (no dropout)."""
+        """Mean cross-entropy, accuracy and predictions of the model on `inputs`, by the step's
+        forward pass (no dropout)."""
         return scores(self.step.logits(inputs), y)
 
     def save(self, epoch: int) -> None:

@@ -1,12 +1,12 @@
-"""Dropout on every path of Algorithm 3 against backpropagation written here in numpy; the fused
-path's pruned tape (units that pass no gradient on get no edges); its compiled forward pass."""
+"""Dropout on every path of Algorithm 3 against backpropagation written here in numpy; units whose
+output is exactly 0; the traced path's sums on any number of threads; the evaluation forward pass."""
 import numba
 import numpy as np
 import pytest
 
 import tape
 from mlp import checkpoint
-from mlp.accumulate import PATHS, FusedAccumulator, SparseRows, accumulate
+from mlp.accumulate import PATHS, MatrixAccumulator, SparseRows, TracedAccumulator, accumulate
 from mlp.nn import MLP
 from tape import Tape
 
@@ -81,50 +81,26 @@ def test_dropout_scales_drop_each_unit_with_its_layers_probability():
     assert abs(first.mean() - 1) < 0.01  # inverted dropout keeps the expected activation
 
 
-def edges_of(t, nodes):
-    return {i: len(parents) for i, _, parents, _ in t.nodes() if i in nodes}
-
-
-def test_a_dropped_unit_gets_nodes_without_edges_and_the_tape_shrinks():
-    rng = np.random.default_rng(5)
-    x = rng.random(12)
+def test_hidden_units_whose_output_is_exactly_0_pass_their_gradient_back():
+    """Units 1 and 3 of the first hidden layer and unit 2 of the second have weights and bias 0,
+    so their output is exactly 0 for every sample (tanh(0) = 0 with slope 1): their incoming
+    weights still get the gradient their slope passes, the next layer's weights from them none."""
+    rng = np.random.default_rng(12)
+    X, y = sparse_batch(rng, 9, 8)
     with Tape():
-        model = MLP([12, 8, 4], activation="sigmoid", dropout=0.5, seed=1)  # sigmoid: no unit is dead by itself
-        t = model.tape  # its own tape
-        fused = FusedAccumulator(model)
-        keep = np.array([2.0, 0.0, 2.0, 0.0, 0.0, 2.0, 2.0, 2.0])
-        sizes = {}
-        for name, scales in (("all kept", np.full(8, 2.0)), ("half dropped", keep)):
-            mark, edges = t.mark(), t.num_edges
-            loss = fused.record(x, 1, scales)
-            sizes[name] = t.num_edges - edges
-            first = loss + 1 - fused.nodes_per_sample  # the sample's dot nodes: 8, then add, sigmoid, mul nodes
-            units = {u: [first + u + 8 * k for k in range(4)] for u in range(8)}
-            counts = edges_of(t, {n for nodes in units.values() for n in nodes})
-            for u, nodes in units.items():
-                assert all(counts[n] == 0 for n in nodes) == (scales[u] == 0.0), (name, u)
-            t.rewind(mark)
-    # 3 dropped units: 12 + 2 + 1 + 1 edges each, and 2 edges each from the 4 logits' dot nodes
-    assert sizes["all kept"] - sizes["half dropped"] == 3 * (12 + 4) + 3 * 4 * 2
-
-
-def test_relu_units_that_pass_nothing_on_get_no_edges_and_the_gradient_is_unchanged():
-    rng = np.random.default_rng(6)
-    X, y = sparse_batch(rng, 9, 10)
-    with Tape():
-        model = MLP([10, 30, 4], activation="relu", seed=4)
-        t = model.tape  # its own tape
-        fused = FusedAccumulator(model)
-        edges = t.num_edges
-        fused.record(X[0], int(y[0]))
-        alive = int((X[0] @ model.state_dict()["layers.0.weight"].T > 0).sum())  # the biases start at 0
-        nonzero = int((X[0] != 0).sum())
-        assert 0 < alive < 30
-        assert t.num_edges - edges == alive * (nonzero + 2 + 1) + 4 * (2 * alive + 2) + 4
-        model.zero_grad()
-        fused.accumulate(SparseRows(X), np.arange(len(X)), y, 1 / len(X))
-        np.testing.assert_allclose(model.params.grad, reference_gradient(model, X, y, None), rtol=1e-10, atol=1e-13)
-
+        model = MLP([8, 5, 6, 4], activation="tanh", seed=3)
+        state = model.state_dict()
+        for layer, units in ((0, [1, 3]), (1, [2])):
+            state[f"layers.{layer}.weight"][units] = 0.0
+            state[f"layers.{layer}.bias"] = rng.normal(size=len(state[f"layers.{layer}.bias"]))
+            state[f"layers.{layer}.bias"][units] = 0.0
+        model.load_state_dict(state)
+        expected = reference_gradient(model, X, y, None)
+        assert np.abs(expected[: 5 * 8].reshape(5, 8)[[1, 3]]).max() > 1e-3
+        for path in PATHS:
+            model.zero_grad()
+            accumulate(model, X, y, path=path)
+            np.testing.assert_allclose(model.params.grad, expected, rtol=1e-10, atol=1e-14, err_msg=path)
 
 
 @pytest.mark.parametrize("path", PATHS)
@@ -146,24 +122,32 @@ def test_saturated_sigmoid_units_pass_no_gradient_back_but_their_values_forward(
         accumulate(model, X, y, path=path)
         np.testing.assert_allclose(model.params.grad, expected, rtol=1e-10, atol=1e-13)
 
+
 def test_dropout_sums_are_bit_identical_on_any_number_of_threads():
     rng = np.random.default_rng(7)
     X, y = sparse_batch(rng, 45, 30)
-    grads = []
+    results = []
     with Tape():
         model = MLP([30, 16, 8, 4], activation="relu", dropout=[0.3, 0.2], seed=3)
         keep = model.dropout_scales(rng, len(X))
-        for threads in (1, 2, 3):
-            model.zero_grad()
-            FusedAccumulator(model, threads).accumulate(SparseRows(X), np.arange(len(X)), y, 1 / len(X), keep)
-            grads.append(model.params.grad.copy())
-    assert np.abs(grads[0]).max() > 0
-    assert all(g.tobytes() == grads[0].tobytes() for g in grads[1:])
+        traced = TracedAccumulator(model)
+        before = numba.get_num_threads()
+        try:
+            for threads in range(1, numba.config.NUMBA_NUM_THREADS + 1):
+                numba.set_num_threads(threads)
+                model.zero_grad()
+                result = traced.accumulate(SparseRows(X), np.arange(len(X)), y, 1 / len(X), keep)
+                results.append((model.params.grad.copy(), result.loss, result.correct))
+        finally:
+            numba.set_num_threads(before)
+    (grad, loss, correct), *others = results
+    assert np.abs(grad).max() > 0 and (keep == 0).any()
+    assert all(g.tobytes() == grad.tobytes() and (l, c) == (loss, correct) for g, l, c in others)
 
 
 @pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
 @pytest.mark.parametrize("bias", [True, False])
-def test_the_compiled_forward_pass_gives_the_models_logits_without_dropout(activation, bias):
+def test_each_paths_forward_pass_gives_the_models_logits_without_dropout(activation, bias):
     rng = np.random.default_rng(8)
     X, _ = sparse_batch(rng, 50, 20)
     X[3] = 0.0  # a blank input
@@ -176,13 +160,8 @@ def test_the_compiled_forward_pass_gives_the_models_logits_without_dropout(activ
         for i in range(3):
             h = h @ state[f"layers.{i}.weight"].T + (state[f"layers.{i}.bias"] if bias else 0.0)
             h = act(h) if i < 2 else h
-        before = numba.get_num_threads()
-        try:
-            for threads in (1, 2):
-                numba.set_num_threads(threads)
-                np.testing.assert_allclose(FusedAccumulator(model).logits(SparseRows(X)), h, rtol=1e-12, atol=1e-12)
-        finally:
-            numba.set_num_threads(before)
+        for accumulator in (TracedAccumulator(model), MatrixAccumulator(model)):
+            np.testing.assert_allclose(accumulator.logits(SparseRows(X)), h, rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(model.logits(X), h, rtol=1e-12, atol=1e-12)
 
 
@@ -202,8 +181,9 @@ def test_scales_of_the_wrong_shape_are_refused():
         model = MLP([4, 3, 2], dropout=0.5)
         with pytest.raises(ValueError, match=r"dropout scales of shape \(2, 3\).*got \(2, 4\)"):
             model(np.ones((2, 4)), np.ones((2, 4)))
-        with pytest.raises(ValueError, match=r"dropout scales of shape \(5, 3\), got \(5, 2\)"):
-            FusedAccumulator(model).accumulate(SparseRows(np.ones((5, 4))), np.arange(5), np.zeros(5, int), 0.2, np.ones((5, 2)))
+        for accumulator in (TracedAccumulator(model), MatrixAccumulator(model)):
+            with pytest.raises(ValueError, match=r"got \(5, 2\)|has shape \(5, 2\)"):
+                accumulator.accumulate(SparseRows(np.ones((5, 4))), np.arange(5), np.zeros(5, int), 0.2, np.ones((5, 2)))
 
 
 def test_a_checkpoint_keeps_dropout_and_the_best_model(tmp_path):
@@ -216,13 +196,3 @@ def test_a_checkpoint_keeps_dropout_and_the_best_model(tmp_path):
     assert saved.best.epoch == 4 and saved.best.metric == "val_loss" and saved.best.value == 0.25
     np.testing.assert_array_equal(saved.kept.parameters().values, best.parameters().values)
     np.testing.assert_array_equal(saved.model.parameters().values, model.parameters().values)
-
-
-def test_the_fused_record_names_each_node_by_its_operation():
-    with Tape():
-        model = MLP([10, 3, 4], activation="sigmoid", dropout=0.5, seed=0)
-        t = model.tape  # its own tape
-        first = len(t)
-        loss = FusedAccumulator(model).record(np.linspace(0.0, 1.0, 10), 2, np.full(3, 2.0))
-        ops = [t.node(i)[0] for i in range(first, loss + 1)]
-    assert ops == ["dot"] * 3 + ["add"] * 3 + ["sigmoid"] * 3 + ["mul"] * 3 + ["dot"] * 4 + ["add"] * 4 + ["softmax_ce"]

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 import tape
 from mlp import init, losses
-from mlp.accumulate import PATHS, FusedAccumulator, MatrixAccumulator, SparseRows, TracedAccumulator, accumulate
+from mlp.accumulate import PATHS, MatrixAccumulator, SparseRows, TracedAccumulator, accumulate
 from mlp.nn import MLP
 from mlp.optim import OPTIMIZERS, SGD, Adam, Momentum, Nesterov, RMSProp, UnbiasedMomentum
 from tape import Tape
@@ -111,14 +111,14 @@ def test_the_traced_path_replays_the_scalar_model():
                 loss.backward()
                 expected = np.array([w.grad for w in v])
             model.zero_grad()
-            result = traced.accumulate(x[None], label[None])
+            result = traced.accumulate(SparseRows(x[None]), [0], label[None], 1.0)
             assert result.loss == loss.value
             np.testing.assert_array_equal(model.params.grad, expected)
         model.zero_grad()
         accumulate(model, X, y, path="scalar")
         expected = model.params.grad.copy()
         model.zero_grad()
-        result = traced.accumulate(X, y)
+        result = traced.accumulate(SparseRows(X), np.arange(len(X)), y, 1 / len(X))
         np.testing.assert_allclose(model.params.grad, expected, rtol=1e-12, atol=1e-15)
         assert result.correct == int((model.predict(X) == y).sum())
 
@@ -137,7 +137,7 @@ def test_the_traced_path_is_the_same_on_any_number_of_threads():
             for threads in range(1, numba.config.NUMBA_NUM_THREADS + 1):
                 numba.set_num_threads(threads)
                 model.zero_grad()
-                traced.accumulate(X, y)
+                traced.accumulate(SparseRows(X), np.arange(len(X)), y, 1 / len(X))
                 grads.append(model.params.grad.copy())
         finally:
             numba.set_num_threads(before)
@@ -158,20 +158,18 @@ def test_sum_reduction_is_algorithm_3s_plain_sum():
             np.testing.assert_allclose(model.params.grad, 5 * mean, rtol=1e-12, err_msg=path)
 
 
-def test_squared_error_on_the_slower_paths():
+def test_squared_error_on_every_path():
     rng = np.random.default_rng(4)
     X, y = batch(rng, 4, 5, 3)
     with Tape():
         model = MLP([5, 3, 3], seed=3)
         grads = {}
-        for path in ("scalar", "vector", "batch", "traced"):
+        for path in PATHS:
             model.zero_grad()
             accumulate(model, X, y, loss="squared_error", path=path)
             grads[path] = model.params.grad.copy()
-        for path in ("vector", "batch", "traced"):
+        for path in PATHS:
             np.testing.assert_allclose(grads["scalar"], grads[path], rtol=1e-12, err_msg=path)
-        with pytest.raises(ValueError, match="fused path computes the softmax cross-entropy only"):
-            accumulate(model, X, y, loss="squared_error", path="fused")
 
 
 def test_parameters_are_leaves_below_every_mark():
@@ -593,7 +591,7 @@ def test_each_path_called_twice_without_zeroing_adds_both_gradients(bias):
             accumulate(model, X, y, path=path)
             accumulate(model, X, y, path=path)
             np.testing.assert_allclose(model.params.grad, 2 * expected, rtol=1e-9, atol=1e-14, err_msg=path)
-        for accumulator in (MatrixAccumulator(model), FusedAccumulator(model)):
+        for accumulator in (MatrixAccumulator(model), TracedAccumulator(model)):
             model.zero_grad()
             inputs = SparseRows(X)
             accumulator.accumulate(inputs, np.arange(5), y, 1 / 5)

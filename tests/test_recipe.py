@@ -94,10 +94,10 @@ def test_every_option_has_a_bad_value_above():
     (dict(patience=3), "--patience needs a validation part to watch: give --val FRACTION too"),
     (dict(warmup=10.5), "--warmup 10.5 is longer than the run (--epochs 10): the rate would never reach --lr"),
     (dict(min_lr=0.1), "--min-lr 0.1 is above --lr 0.001"),
-    (dict(dtype="float32"), "--dtype float32 needs --nodes matrix: scalar nodes are float64"),
+    (dict(dtype="float32", nodes="scalar"), "--dtype float32 needs --nodes matrix: scalar nodes are float64"),
     (dict(resume=True, fresh=True), "argument --fresh: not allowed with argument --resume"),
-    (dict(hidden=[10**8]), "--hidden 100000000: a [784, 100000000, 10] model needs 161,600,000,080 tape nodes or "
-                           "edges; a tape holds at most 2,147,483,647"),
+    (dict(hidden=[10**8], nodes="scalar"), "--hidden 100000000: a [784, 100000000, 10] model's trace needs "
+                                           "159,200,000,040 tape nodes or edges; a tape holds at most 2,147,483,647"),
     (dict(hidden=[10**6], threads=1), "GiB of memory; this machine has"),
 ])
 def test_options_that_do_not_fit_together_are_refused(options, words):
@@ -130,31 +130,36 @@ def test_values_at_their_bounds_are_taken_in_their_type(options, kept):
     assert isinstance(recipe.hidden, tuple) and isinstance(recipe.dropout, tuple)
 
 
-@pytest.mark.parametrize("threads, gib", [(1, "306.7"), (2, "324.8")])
-def test_a_model_is_refused_where_its_estimated_memory_is_above_the_machines(monkeypatch, threads, gib):
-    """784-1,000,000-10, batches of 32 (2 chunks): weights 795,000,010, a sample's edges 808,000,040
-    (on two threads still under the tape's 2**31); the estimate 72 w + 8 * 2 w + 24 * threads * e +
-    24 * 10,000 * 10**6 bytes."""
-    need = 72 * 795_000_010 + 8 * 2 * 795_000_010 + 24 * threads * 808_000_040 + 24 * 10_000 * 10**6
+@pytest.mark.parametrize("nodes, threads, gib", [("scalar", 1, "371.8"), ("scalar", 2, "413.4"), ("matrix", 2, "276.8")])
+def test_a_model_is_refused_where_its_estimated_memory_is_above_the_machines(monkeypatch, nodes, threads, gib):
+    """784-1,000,000-10, batches of 32: weights w = 795,000,010; the estimate 72 w + 24 * 10,000 * 10**6
+    bytes, and on scalar nodes 8 * 2 w (2 chunks of 16 samples) + (threads + 1) (24 n + 16 e) for a
+    sample's trace of n = 784 + w + 4 * 1,000,010 nodes and e = 2 * 784 * 10**6 + 4 * 10**6 + 2 * 10**7 + 40
+    edges (under the tape's 2**31)."""
+    need = 72 * 795_000_010 + 24 * 10_000 * 10**6
+    if nodes == "scalar":
+        need += 8 * 2 * 795_000_010 + (threads + 1) * (24 * 799_000_834 + 16 * 1_592_000_040)
     monkeypatch.setattr("mlp.recipe._physical_memory", lambda: need)
-    assert Recipe(hidden=[10**6], threads=threads).hidden == (10**6,)
+    assert Recipe(hidden=[10**6], threads=threads, nodes=nodes).hidden == (10**6,)
     monkeypatch.setattr("mlp.recipe._physical_memory", lambda: need - 1)
     with pytest.raises(RecipeError) as raised:
-        Recipe(hidden=[10**6], threads=threads)
+        Recipe(hidden=[10**6], threads=threads, nodes=nodes)
     assert str(raised.value) == (f"--hidden 1000000 with --batch-size 32: a [784, 1000000, 10] model needs about {gib} "
                                  f"GiB of memory; this machine has {gib} GiB")
 
 
 def test_a_model_is_refused_where_the_tape_would_hold_more_than_it_can(monkeypatch):
-    """784-64-10 on one thread: 50,890 weights, a sample's edges 784 * 64 + 4 * 64 + 2 * 64 * 10 + 4 * 10
-    = 51,752: the most the tape must hold."""
-    monkeypatch.setattr("mlp.recipe.TAPE_LIMIT", 51_752)
-    assert Recipe(hidden=[64], threads=1).hidden == (64,)
-    monkeypatch.setattr("mlp.recipe.TAPE_LIMIT", 51_751)
+    """784-64-10 on scalar nodes: 50,890 weights; a sample's trace has 784 + 50,890 + 4 * 74 = 51,970
+    nodes and 2 * 784 * 64 + 4 * 64 + 2 * 64 * 10 + 4 * 10 = 101,928 edges: the most the tape must
+    hold, on any number of threads. Matrix nodes record no sample's trace."""
+    monkeypatch.setattr("mlp.recipe.TAPE_LIMIT", 101_928)
+    assert Recipe(hidden=[64], threads=2, nodes="scalar").hidden == (64,)
+    monkeypatch.setattr("mlp.recipe.TAPE_LIMIT", 101_927)
+    assert Recipe(hidden=[64]).nodes == "matrix"
     with pytest.raises(RecipeError) as raised:
-        Recipe(hidden=[64], threads=1)
-    assert str(raised.value) == ("--hidden 64: a [784, 64, 10] model needs 51,752 tape nodes or edges; a tape holds at "
-                                 "most 51,751")
+        Recipe(hidden=[64], threads=1, nodes="scalar")
+    assert str(raised.value) == ("--hidden 64: a [784, 64, 10] model's trace needs 101,928 tape nodes or edges; a tape "
+                                 "holds at most 101,927")
 
 
 def test_a_recipe_is_frozen_and_a_changed_one_is_checked_again():

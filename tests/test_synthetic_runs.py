@@ -104,7 +104,7 @@ def test_usage_errors_of_the_library_are_value_errors(tmp_path, synthetic_digits
 def test_resuming_on_other_nodes_says_so_on_its_first_line(tmp_path, idx_dir, capsys):
     run = ["--dataset", "mnist", "--data-dir", str(idx_dir), "--hidden", "4", "--batch-size", "16", "--no-plots",
            "--out", str(tmp_path)]
-    assert train.main([*run, "--epochs", "1"]) == 0
+    assert train.main([*run, "--epochs", "1", "--nodes", "scalar"]) == 0
     capsys.readouterr()
     assert train.main([*run, "--epochs", "2", "--resume", "--nodes", "matrix", "--dtype", "float32"]) == 0
     first = capsys.readouterr().err.splitlines()[0]
@@ -153,7 +153,7 @@ def test_an_epoch_takes_every_sample_once_in_batches_up_to_the_batch_size(tmp_pa
                                                                            batch_size, nodes):
     """24 samples (limit): batches of 1, of 23 (24 = 23 + 1), exactly 24, and more than the samples."""
     seen = []
-    real_step, real_accumulate = training.MatrixStep.__call__, training.FusedAccumulator.accumulate
+    real_step, real_accumulate = training.MatrixStep.__call__, training.TracedAccumulator.accumulate
 
     def traced_step(self, inputs, rows, labels, keep, lr):  # the matrix path's (traced) step
         seen.append(np.asarray(rows).copy())
@@ -165,7 +165,7 @@ def test_an_epoch_takes_every_sample_once_in_batches_up_to_the_batch_size(tmp_pa
         return real_accumulate(self, inputs, rows, labels, weight, keep)
 
     monkeypatch.setattr(training.MatrixStep, "__call__", traced_step)
-    monkeypatch.setattr(training.FusedAccumulator, "accumulate", accumulate)
+    monkeypatch.setattr(training.TracedAccumulator, "accumulate", accumulate)
     mlp.fit(None, synthetic_digits, hidden=[2], epochs=1, limit=24, batch_size=batch_size, nodes=nodes, plots=False,
             out=tmp_path / "run")
     sizes = [len(rows) for rows in seen]

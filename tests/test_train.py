@@ -284,10 +284,11 @@ def test_a_run_that_diverges_stops_and_keeps_the_last_good_checkpoint(tmp_path, 
 
 
 def test_a_run_whose_loss_overflows_saves_nothing(tmp_path, capsys):
-    out = tmp_path / "run"
-    assert train.main([*SMALL, "--optimizer", "sgd", "--lr", "1e300", "--out", str(out)]) == 1
-    assert "training diverged in epoch 1" in capsys.readouterr().err
-    assert not out.exists()
+    for nodes in ("matrix", "scalar"):
+        out = tmp_path / nodes
+        assert train.main([*SMALL, "--optimizer", "sgd", "--lr", "1e300", "--nodes", nodes, "--out", str(out)]) == 1
+        assert "training diverged in epoch 1" in capsys.readouterr().err
+        assert not out.exists()
 
 
 def test_an_interrupted_checkpoint_write_keeps_the_previous_checkpoint(trained, tmp_path, monkeypatch):
@@ -358,7 +359,7 @@ def test_sigint_to_a_running_training_process(tmp_path, digit_source):
     (["--lr", "nan"], ["--lr", "got nan"]),
     (["--epochs", "-1"], ["--epochs", "expected a positive integer, got -1"]),
     (["--hidden", "32", "0"], ["--hidden", "got 0"]),
-    (["--hidden", "100000000"], ["--hidden 100000000", "a [784, 100000000, 10] model", "a tape holds at most"]),
+    (["--hidden", "100000000", "--nodes", "scalar"], ["--hidden 100000000", "a [784, 100000000, 10] model", "a tape holds at most"]),
     (["--hidden", "1000000", "--threads", "1"], ["--hidden 1000000", "GiB of memory; this machine has"]),
     (["--limit", "0"], ["--limit"]),
     (["--threads", "0"], ["--threads"]),
