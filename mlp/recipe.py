@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Callable
 
-from tape._trace import CHUNK as TRACE_CHUNK  # samples a chunk of a traced batch: each chunk holds a gradient
+from tape import Traced
 
 from .augment import LIMITS
 from .data import DATASETS
@@ -259,7 +259,7 @@ class Recipe:
                                   f"or edges; a tape holds at most {TAPE_LIMIT:,}")
             threads = self.threads or os.cpu_count() or 1
             # each chunk's gradient; the program and each thread's replay of it (values, adjoints, edges)
-            need += 8 * -(-self.batch_size // TRACE_CHUNK) * weights + (threads + 1) * (24 * nodes + 16 * edges)
+            need += 8 * -(-self.batch_size // Traced.BATCH_CHUNK) * weights + (threads + 1) * (24 * nodes + 16 * edges)
         memory = _physical_memory()
         if memory and need > memory:
             raise RecipeError(f"--hidden {hidden} with --batch-size {self.batch_size}: a {sizes} model needs about "

@@ -49,6 +49,8 @@ class Traced:
     `jacobian` and `hessian` as in `tape` (JAX's names), each evaluated at new inputs by one
     compiled pass over the program. Safe to call from several threads."""
 
+    BATCH_CHUNK = CHUNK  # a batched call (batch_argnums) sums this many samples in order, then the chunks' sums
+
     def __init__(self, fn: Callable, args: tuple, retrace: bool = False) -> None:
         self.fn, self.retrace = fn, retrace
         name = getattr(fn, "__name__", "fn")

@@ -82,3 +82,39 @@ def test_a_circle_and_an_arrow_into_a_program_are_seen():
             raise AssertionError(f"{check.__name__} missed what was put there")
     finally:
         GRAPH = real
+
+
+def tape_imports(path: Path) -> set[str]:
+    """Every name `path` takes from tape: `tape.x` of `from tape import x`, `tape._m` of `from tape._m import x`
+    or `import tape._m`, and `tape.x` read as an attribute of the module `tape`."""
+    taken = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            taken |= {alias.name for alias in node.names if alias.name.startswith("tape.")}
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module and node.module.split(".")[0] == "tape":
+            taken |= {node.module} if node.module != "tape" else {f"tape.{alias.name}" for alias in node.names}
+        elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "tape":
+            taken.add(f"tape.{node.attr}")
+    return taken
+
+
+def test_mlp_uses_only_tapes_public_api():
+    import tape
+
+    public = {f"tape.{name}" for name in tape.__all__} | {"tape.kernels"}
+    private = {f"{module_name(path)}: {name}" for path in MODULES.values() for name in tape_imports(path) - public}
+    assert private == set()
+
+
+def test_the_reader_of_tapes_names_sees_a_private_one(tmp_path):
+    source = tmp_path / "m.py"
+    source.write_text("import tape\nfrom tape._trace import CHUNK\nfrom tape import Tensor\nx = tape._tensor\n")
+    assert tape_imports(source) == {"tape._trace", "tape.Tensor", "tape._tensor"}
+
+
+def test_tape_imports_nothing_of_mlp():
+    for path in (ROOT / "tape").rglob("*.py"):
+        names = {alias.name for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.Import)
+                 for alias in node.names} | {node.module or "" for node in ast.walk(ast.parse(path.read_text()))
+                                              if isinstance(node, ast.ImportFrom) and not node.level}
+        assert not any(n.split(".")[0] == "mlp" for n in names), path
