@@ -29,7 +29,7 @@ def one(hidden: int, dtype: str, blas: int, samples: int) -> dict:
     from threadpoolctl import threadpool_limits
 
     import tape
-    from mlp.accumulate import MatrixAccumulator, SparseRows
+    from mlp.accumulate import MatrixAccumulator, InputRows
     from mlp.nn import MLP
     from mlp.optim import Adam
 
@@ -37,7 +37,7 @@ def one(hidden: int, dtype: str, blas: int, samples: int) -> dict:
     X, y, _ = digits(samples)
     with tape.Tape(), threadpool_limits(blas, user_api="blas"):
         model = MLP([784, hidden, 10], activation="relu", seed=0)
-        opt, acc, inputs = Adam(model.parameters()), MatrixAccumulator(model, dtype=dtype), SparseRows(X)
+        opt, acc, inputs = Adam(model.parameters()), MatrixAccumulator(model, dtype=dtype), InputRows(X)
         times = []
         for _ in range(3):
             start = time.perf_counter()

@@ -29,7 +29,7 @@ import numpy as np
 
 import tape
 from benchmarks.common import have, machine, table
-from mlp.accumulate import MatrixAccumulator, SparseRows, TracedAccumulator, accumulate
+from mlp.accumulate import MatrixAccumulator, InputRows, TracedAccumulator, accumulate
 from mlp.losses import softmax_cross_entropy
 from mlp.nn import MLP
 from mlp.optim import SGD
@@ -69,7 +69,7 @@ def batches(n: int):
 def accumulator_epoch(X, y, make_accumulator):
     """An epoch of SGD steps whose batch gradients `make_accumulator(model)` adds up."""
     model = MLP(SIZES, seed=0)
-    opt, acc, inputs, rows = SGD(model.parameters(), lr=LR), make_accumulator(model), SparseRows(X), np.arange(len(X))
+    opt, acc, inputs, rows = SGD(model.parameters(), lr=LR), make_accumulator(model), InputRows(X), np.arange(len(X))
 
     def epoch():
         for b in batches(len(X)):

@@ -195,7 +195,7 @@ def wengert_step(dtype, repeats: int) -> dict:
     """The MMiDS step on matrix nodes, first order only: the training program's MatrixAccumulator
     (record the batch, one sweep) and value_and_grad of the loss in one flat Tensor."""
     import tape
-    from mlp.accumulate import MatrixAccumulator, SparseRows
+    from mlp.accumulate import MatrixAccumulator, InputRows
     from mlp.nn import MLP
 
     x, labels, theta, _ = mmids_data(dtype)
@@ -207,7 +207,7 @@ def wengert_step(dtype, repeats: int) -> dict:
     value_and_grad = tape.value_and_grad(loss)
     with tape.Tape():
         model = MLP(list(SIZES), seed=0)
-        accumulator, inputs, rows = MatrixAccumulator(model, dtype=dtype), SparseRows(x), np.arange(BATCH)
+        accumulator, inputs, rows = MatrixAccumulator(model, dtype=dtype), InputRows(x), np.arange(BATCH)
         return measured({"MatrixAccumulator step": lambda: accumulator.accumulate(inputs, rows, labels, 1.0 / BATCH).loss,
                          "value_and_grad": lambda: value_and_grad(tape.Tensor(theta))[1]}, repeats)
 

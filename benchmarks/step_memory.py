@@ -18,7 +18,7 @@ import numpy as np
 
 import tape
 from benchmarks.common import machine, table
-from mlp.accumulate import AccumulatorStep, MatrixAccumulator, MatrixStep, SparseRows
+from mlp.accumulate import AccumulatorStep, MatrixAccumulator, MatrixStep, InputRows
 from mlp.nn import MLP
 from mlp.optim import OPTIMIZERS
 
@@ -39,7 +39,7 @@ def measure(net: dict, dtype: str, traced: bool, batches: int) -> tuple[int, int
         model = MLP(net["sizes"], activation=net["activation"], dropout=net["dropout"], seed=0)
     optimizer = OPTIMIZERS[net["optimizer"]](model.parameters(), lr=net["lr"])
     step = MatrixStep(model, optimizer, dtype) if traced else AccumulatorStep(MatrixAccumulator(model, dtype=dtype), optimizer)
-    inputs, order, draws = SparseRows(X), rng.permutation(n), np.random.default_rng(1)
+    inputs, order, draws = InputRows(X), rng.permutation(n), np.random.default_rng(1)
 
     def steps(count: int) -> None:
         for k in range(count):

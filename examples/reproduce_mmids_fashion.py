@@ -12,7 +12,7 @@ import time
 import numpy as np
 
 import tape
-from mlp.accumulate import MatrixStep, SparseRows
+from mlp.accumulate import MatrixStep, InputRows
 from mlp.data import load
 from mlp.nn import MLP
 from mlp.optim import SGD, Adam
@@ -25,7 +25,7 @@ data = load("fashion-mnist")  # Debian's dataset-fashion-mnist, the cache, or a 
 rng = np.random.default_rng(seed)
 with tape.Tape():
     model = MLP([784, 32, 10], activation="sigmoid", init="lecun_uniform", seed=seed)
-    inputs = SparseRows(data.x_train)
+    inputs = InputRows(data.x_train)
 
     def train(optimizer, epochs: int = 10, batch: int = 32) -> float:
         """Run the epochs on matrix nodes (float64, each step traced); return the seconds they took."""

@@ -56,7 +56,7 @@ def accumulate(model: MLP, X: np.ndarray, y: np.ndarray, loss: str = "cross_entr
     weight = 1.0 / len(X) if reduction == "mean" else 1.0
     if path in ("traced", "matrix"):
         accumulator = TracedAccumulator if path == "traced" else MatrixAccumulator
-        return accumulator(model, loss).accumulate(SparseRows(X), np.arange(len(X)), y, weight, scales)
+        return accumulator(model, loss).accumulate(InputRows(X), np.arange(len(X)), y, weight, scales)
     loss_fn, t, params = LOSSES[loss], model.tape, model.parameters()
     nodes = params.nodes
     if path == "batch":
@@ -109,7 +109,7 @@ class TracedAccumulator:
         logits = self.model.apply(theta, x, scales if self.model.dropout_units else None)
         return self.loss_fn(logits, target), logits
 
-    def accumulate(self, inputs: SparseRows, rows: np.ndarray, labels: np.ndarray, weight: float,
+    def accumulate(self, inputs: InputRows, rows: np.ndarray, labels: np.ndarray, weight: float,
                    keep: np.ndarray | None = None) -> BatchResult:
         """Add `weight` times the gradient of each of `rows` of `inputs` to the accumulator
         (`labels` indexed like inputs; `keep`: the rows' dropout scales, or None)."""
@@ -121,12 +121,12 @@ class TracedAccumulator:
         params.grad += weight * gradient
         return BatchResult(total / len(labels), int((logits.argmax(axis=1) == labels).sum()))
 
-    def logits(self, inputs: SparseRows) -> np.ndarray:
+    def logits(self, inputs: InputRows) -> np.ndarray:
         """The model's logits for every row of `inputs` (no dropout, nothing recorded), by its batch forward pass."""
         return self.model.logits(inputs.dense)
 
 
-class SparseRows:
+class InputRows:
     """Input rows (a training set, its test set), float64, which a step takes with the numbers
     of its batch's rows: each path converts them once, not batch by batch."""
 
@@ -135,7 +135,7 @@ class SparseRows:
         self.shape = self.dense.shape
 
 
-def _converted_once(convert: Callable[[np.ndarray], np.ndarray]) -> Callable[[SparseRows], np.ndarray]:
+def _converted_once(convert: Callable[[np.ndarray], np.ndarray]) -> Callable[[InputRows], np.ndarray]:
     """`convert(inputs.dense)`, made once for the latest inputs (a training set serves many
     batches), not for each batch's rows again."""
     return functools.lru_cache(maxsize=1)(lambda inputs: convert(inputs.dense))
@@ -155,7 +155,7 @@ class MatrixAccumulator:
         self.model, self.loss_fn, self.dtype = model, LOSSES[loss], np.dtype(dtype)
         self._dense = _converted_once(lambda dense: dense.astype(self.dtype, copy=False))  # inputs in dtype
 
-    def accumulate(self, inputs: SparseRows, rows: np.ndarray, labels: np.ndarray, weight: float,
+    def accumulate(self, inputs: InputRows, rows: np.ndarray, labels: np.ndarray, weight: float,
                    keep: np.ndarray | None = None) -> BatchResult:
         """Add `weight` times the gradient of each of `rows` of `inputs` to the accumulator
         (`keep`: the rows' dropout scales, or None)."""
@@ -176,7 +176,7 @@ class MatrixAccumulator:
         t.rewind(mark)
         return result
 
-    def logits(self, inputs: SparseRows) -> np.ndarray:
+    def logits(self, inputs: InputRows) -> np.ndarray:
         """The model's logits for every row of `inputs` (no dropout, nothing recorded), in float64."""
         out = np.empty((inputs.shape[0], self.model.sizes[-1]))
         with tape.no_grad(self.model.tape):
@@ -225,7 +225,7 @@ class AccumulatorStep:
     def __init__(self, accumulator: TracedAccumulator | MatrixAccumulator, optimizer, clip: float | None = None) -> None:
         self.accumulator, self.optimizer, self.clip = accumulator, optimizer, clip
 
-    def __call__(self, inputs: SparseRows, rows: np.ndarray, labels: np.ndarray, keep: np.ndarray | None,
+    def __call__(self, inputs: InputRows, rows: np.ndarray, labels: np.ndarray, keep: np.ndarray | None,
                  lr: float) -> BatchResult:
         """One step on `rows` of `inputs` (`labels` indexed like inputs, `keep` the rows' dropout
         scales or None); the result counts the parameters left not finite."""
@@ -234,7 +234,7 @@ class AccumulatorStep:
         result.nonfinite = _clip_and_step(self.optimizer, self.clip, lr)
         return result
 
-    def logits(self, inputs: SparseRows) -> np.ndarray:
+    def logits(self, inputs: InputRows) -> np.ndarray:
         return self.accumulator.logits(inputs)
 
 
@@ -302,7 +302,7 @@ class MatrixStep:
             entry = self.steps[n] = (traced.value_and_grad(tuple(range(len(self.weights))), has_aux=True), x, labels, scales)
         return entry
 
-    def __call__(self, inputs: SparseRows, rows: np.ndarray, labels: np.ndarray, keep: np.ndarray | None,
+    def __call__(self, inputs: InputRows, rows: np.ndarray, labels: np.ndarray, keep: np.ndarray | None,
                  lr: float) -> BatchResult:
         """One step on `rows` of `inputs` (`labels` indexed like inputs, `keep` the rows' dropout
         scales or None); the result counts the parameters left not finite."""
@@ -319,7 +319,7 @@ class MatrixStep:
         nonfinite = _clip_and_step(self.optimizer, self.clip, lr)
         return BatchResult(loss, int(np.count_nonzero(logits.argmax(1) == y)), nonfinite)
 
-    def logits(self, inputs: SparseRows) -> np.ndarray:
+    def logits(self, inputs: InputRows) -> np.ndarray:
         """The model's logits for every row of `inputs` (no dropout), in float64, by traced forward passes."""
         dense = self._dense(inputs)
         out = np.empty((len(dense), self.model.sizes[-1]))

@@ -25,7 +25,7 @@ import numba
 import numpy as np
 
 from . import checkpoint, data, rundir
-from .accumulate import AccumulatorStep, MatrixAccumulator, MatrixStep, SparseRows, TracedAccumulator
+from .accumulate import AccumulatorStep, MatrixAccumulator, MatrixStep, InputRows, TracedAccumulator
 from .augment import Augment
 from .history import History
 from .losses import log_softmax
@@ -134,7 +134,7 @@ class Run:
             accumulator = MatrixAccumulator(self.model, dtype=recipe.dtype) if recipe.nodes == "matrix" else \
                 TracedAccumulator(self.model)
             self.step = AccumulatorStep(accumulator, self.optimizer, recipe.clip)
-        self.inputs, self.val_inputs, self.test_inputs = (SparseRows(x) for x in (self.x_train, self.x_val, self.data.x_test))
+        self.inputs, self.val_inputs, self.test_inputs = (InputRows(x) for x in (self.x_train, self.x_val, self.data.x_test))
         self.augment = Augment(recipe.shift, recipe.rotate, recipe.elastic, recipe.elastic_sigma) if recipe.augment else None
         steps = -(-len(self.x_train) // recipe.batch_size)  # an epoch's
         self.schedule = Schedule(recipe.lr, recipe.schedule, steps * recipe.epochs, round(recipe.warmup * steps),
@@ -150,7 +150,7 @@ class Run:
             rows = order[first : first + size]
             inputs, labels = self.inputs, self.y_train
             if self.augment:  # the batch's images, moved: rows 0, 1, ... of their own
-                inputs, labels = SparseRows(self.augment(self.x_train, rows, self.rng.integers(2**63))), labels[rows]
+                inputs, labels = InputRows(self.augment(self.x_train, rows, self.rng.integers(2**63))), labels[rows]
                 rows = np.arange(len(rows))
             keep = self.model.dropout_scales(self.rng, len(rows)) if self.model.dropout_units else None
             where = f"training diverged in epoch {self.epoch + 1}, batch {batch} of {-(-n // size)}"
@@ -158,7 +158,7 @@ class Run:
                 try:
                     result = self.step(inputs, rows, labels, keep, self.schedule(self.optimizer.steps))
                 except ValueError:  # matrix nodes refuse the loss of logits that overflowed: it has no derivative there
-                    if np.isfinite(self.step.logits(SparseRows(inputs.dense[rows]))).all():
+                    if np.isfinite(self.step.logits(InputRows(inputs.dense[rows]))).all():
                         raise
                     raise Diverged(f"{where}: the logits overflowed") from None
             if not math.isfinite(result.loss) or result.nonfinite:
@@ -172,7 +172,7 @@ class Run:
                                  f"{done / self.clock.seconds():,.0f} samples/s")
         return total_loss / n, correct / n, self.clock.seconds()
 
-    def measure(self, inputs: SparseRows, y: np.ndarray) -> tuple[float, float, np.ndarray]:
+    def measure(self, inputs: InputRows, y: np.ndarray) -> tuple[float, float, np.ndarray]:
         """Mean cross-entropy, accuracy and predictions of the model on `inputs`, by the step's
         forward pass (no dropout)."""
         return scores(self.step.logits(inputs), y)

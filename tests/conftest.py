@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from mlp import serve
-from mlp.accumulate import MatrixAccumulator, SparseRows
+from mlp.accumulate import MatrixAccumulator, InputRows
 from mlp.nn import MLP
 from mlp.optim import Adam
 
@@ -73,7 +73,7 @@ def model():
     """A model trained for a few epochs (about 90% right on the digits)."""
     X, y = training_images()
     m = MLP([784, 32, 10], activation="relu", seed=0)
-    opt, acc, inputs = Adam(m.parameters()), MatrixAccumulator(m), SparseRows(X)
+    opt, acc, inputs = Adam(m.parameters()), MatrixAccumulator(m), InputRows(X)
     rng = np.random.default_rng(0)
     for _ in range(4):
         order = rng.permutation(len(X))

@@ -6,7 +6,7 @@ import pytest
 
 import tape
 from mlp import checkpoint
-from mlp.accumulate import PATHS, MatrixAccumulator, SparseRows, TracedAccumulator, accumulate
+from mlp.accumulate import PATHS, MatrixAccumulator, InputRows, TracedAccumulator, accumulate
 from mlp.nn import MLP
 from tape import Tape
 
@@ -136,7 +136,7 @@ def test_dropout_sums_are_bit_identical_on_any_number_of_threads():
             for threads in range(1, numba.config.NUMBA_NUM_THREADS + 1):
                 numba.set_num_threads(threads)
                 model.zero_grad()
-                result = traced.accumulate(SparseRows(X), np.arange(len(X)), y, 1 / len(X), keep)
+                result = traced.accumulate(InputRows(X), np.arange(len(X)), y, 1 / len(X), keep)
                 results.append((model.params.grad.copy(), result.loss, result.correct))
         finally:
             numba.set_num_threads(before)
@@ -161,7 +161,7 @@ def test_each_paths_forward_pass_gives_the_models_logits_without_dropout(activat
             h = h @ state[f"layers.{i}.weight"].T + (state[f"layers.{i}.bias"] if bias else 0.0)
             h = act(h) if i < 2 else h
         for accumulator in (TracedAccumulator(model), MatrixAccumulator(model)):
-            np.testing.assert_allclose(accumulator.logits(SparseRows(X)), h, rtol=1e-12, atol=1e-12)
+            np.testing.assert_allclose(accumulator.logits(InputRows(X)), h, rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(model.logits(X), h, rtol=1e-12, atol=1e-12)
 
 
@@ -183,7 +183,7 @@ def test_scales_of_the_wrong_shape_are_refused():
             model(np.ones((2, 4)), np.ones((2, 4)))
         for accumulator in (TracedAccumulator(model), MatrixAccumulator(model)):
             with pytest.raises(ValueError, match=r"got \(5, 2\)|has shape \(5, 2\)"):
-                accumulator.accumulate(SparseRows(np.ones((5, 4))), np.arange(5), np.zeros(5, int), 0.2, np.ones((5, 2)))
+                accumulator.accumulate(InputRows(np.ones((5, 4))), np.arange(5), np.zeros(5, int), 0.2, np.ones((5, 2)))
 
 
 def test_a_checkpoint_keeps_dropout_and_the_best_model(tmp_path):

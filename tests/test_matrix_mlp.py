@@ -11,7 +11,7 @@ import pytest
 
 import tape
 from mlp import checkpoint, train
-from mlp.accumulate import MatrixAccumulator, MatrixStep, SparseRows, accumulate
+from mlp.accumulate import MatrixAccumulator, MatrixStep, InputRows, accumulate
 from mlp.nn import MLP
 from mlp.optim import OPTIMIZERS
 
@@ -77,7 +77,7 @@ def test_float32_matrix_nodes_agree_with_float64_to_float32s_precision():
     for dtype in ("float32", "float64"):
         with tape.Tape():
             model = MLP([20, 8, 3], activation="relu", seed=0)
-            result = MatrixAccumulator(model, dtype=dtype).accumulate(SparseRows(X), np.arange(16), y, 1 / 16)
+            result = MatrixAccumulator(model, dtype=dtype).accumulate(InputRows(X), np.arange(16), y, 1 / 16)
             grads[dtype], losses[dtype] = model.parameters().grad.copy(), result.loss
             assert model.parameters().grad.dtype == np.float64  # the accumulator stays float64
     np.testing.assert_allclose(grads["float32"], grads["float64"], rtol=1e-4, atol=1e-6)
@@ -157,7 +157,7 @@ def test_evaluation_in_chunks_gives_every_row_its_logits():
         model = MLP([6, 4, 3], seed=2)
         accumulator = MatrixAccumulator(model)
         accumulator.EVALUATION_ROWS = 3  # 10 rows in four chunks
-        np.testing.assert_allclose(accumulator.logits(SparseRows(X)), model.logits(X), rtol=1e-12)
+        np.testing.assert_allclose(accumulator.logits(InputRows(X)), model.logits(X), rtol=1e-12)
 
 
 # -- the traced step ------------------------------------------------------------------------------
@@ -243,7 +243,7 @@ def steps_both_ways(name, dtype, weight_decay=0.0, clip=None, activation="tanh",
     step = MatrixStep(model, optimizer, dtype, clip)
     Ws, bs = layer_arrays(model.parameters().values, SIZES)
     oracle = NumpyOptimizer(name, weight_decay, **OPTIONS[name])
-    inputs, draws, k, losses = SparseRows(X), np.random.default_rng(9), 0, ([], [])
+    inputs, draws, k, losses = InputRows(X), np.random.default_rng(9), 0, ([], [])
     for _ in range(epochs):
         order = draws.permutation(ROWS)
         for first in range(0, ROWS, BATCH):
@@ -330,7 +330,7 @@ def test_evaluation_runs_traced_per_number_of_rows():
     for dtype in ("float64", "float32"):
         step = MatrixStep(model, optimizer, dtype)
         step.EVALUATION_ROWS = 3  # 3 + 3 + 1 rows: two traces
-        logits = step.logits(SparseRows(X))
+        logits = step.logits(InputRows(X))
         h = np.maximum(X @ model.layers[0].weights.values.T + model.layers[0].bias.values, 0)
         expected = h @ model.layers[1].weights.values.T + model.layers[1].bias.values
         np.testing.assert_allclose(logits, expected, **TOLERANCE[dtype])
@@ -343,7 +343,7 @@ def test_evaluation_converts_each_inputs_once_and_new_inputs_anew(dtype):
     with tape.Tape():
         model = MLP([6, 5, 3], activation="relu", seed=1)
     W0, b0, W1, b1 = (a.values for layer in model.layers for a in (layer.weights, layer.bias))
-    first, second = (SparseRows(np.random.default_rng(seed).normal(size=(4, 6))) for seed in (2, 3))
+    first, second = (InputRows(np.random.default_rng(seed).normal(size=(4, 6))) for seed in (2, 3))
     for evaluator in (MatrixStep(model, OPTIMIZERS["sgd"](model.parameters(), lr=0.1), dtype),
                       MatrixAccumulator(model, dtype=dtype)):
         for inputs in (first, first, second, first):
@@ -362,10 +362,10 @@ def test_the_traced_step_follows_parameters_recorded_anew_and_labels_of_any_inte
         with tape.Tape():
             model = MLP([6, 4, 3], activation="tanh", seed=0)
         step = MatrixStep(model, OPTIMIZERS["sgd"](model.parameters(), lr=0.5), "float64")
-        step(SparseRows(X), np.arange(8), labels, None, 0.5)
+        step(InputRows(X), np.arange(8), labels, None, 0.5)
         if attach:
             model.attach()
         model.parameters().values[...] *= 0.5  # in the storage the parameters have now
-        step(SparseRows(X), np.arange(8), labels, None, 0.5)
+        step(InputRows(X), np.arange(8), labels, None, 0.5)
         results.append(model.parameters().values.copy())
     np.testing.assert_array_equal(results[0], results[1])

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 import tape
 from mlp import init, losses
-from mlp.accumulate import PATHS, MatrixAccumulator, SparseRows, TracedAccumulator, accumulate
+from mlp.accumulate import PATHS, MatrixAccumulator, InputRows, TracedAccumulator, accumulate
 from mlp.nn import MLP
 from mlp.optim import OPTIMIZERS, SGD, Adam, Momentum, Nesterov, RMSProp, UnbiasedMomentum
 from tape import Tape
@@ -111,14 +111,14 @@ def test_the_traced_path_replays_the_scalar_model():
                 loss.backward()
                 expected = np.array([w.grad for w in v])
             model.zero_grad()
-            result = traced.accumulate(SparseRows(x[None]), [0], label[None], 1.0)
+            result = traced.accumulate(InputRows(x[None]), [0], label[None], 1.0)
             assert result.loss == loss.value
             np.testing.assert_array_equal(model.params.grad, expected)
         model.zero_grad()
         accumulate(model, X, y, path="scalar")
         expected = model.params.grad.copy()
         model.zero_grad()
-        result = traced.accumulate(SparseRows(X), np.arange(len(X)), y, 1 / len(X))
+        result = traced.accumulate(InputRows(X), np.arange(len(X)), y, 1 / len(X))
         np.testing.assert_allclose(model.params.grad, expected, rtol=1e-12, atol=1e-15)
         assert result.correct == int((model.predict(X) == y).sum())
 
@@ -137,7 +137,7 @@ def test_the_traced_path_is_the_same_on_any_number_of_threads():
             for threads in range(1, numba.config.NUMBA_NUM_THREADS + 1):
                 numba.set_num_threads(threads)
                 model.zero_grad()
-                traced.accumulate(SparseRows(X), np.arange(len(X)), y, 1 / len(X))
+                traced.accumulate(InputRows(X), np.arange(len(X)), y, 1 / len(X))
                 grads.append(model.params.grad.copy())
         finally:
             numba.set_num_threads(before)
@@ -593,7 +593,7 @@ def test_each_path_called_twice_without_zeroing_adds_both_gradients(bias):
             np.testing.assert_allclose(model.params.grad, 2 * expected, rtol=1e-9, atol=1e-14, err_msg=path)
         for accumulator in (MatrixAccumulator(model), TracedAccumulator(model)):
             model.zero_grad()
-            inputs = SparseRows(X)
+            inputs = InputRows(X)
             accumulator.accumulate(inputs, np.arange(5), y, 1 / 5)
             accumulator.accumulate(inputs, np.arange(5), y, 1 / 5)
             np.testing.assert_allclose(model.params.grad, 2 * expected, rtol=1e-9, atol=1e-14, err_msg=type(accumulator).__name__)
