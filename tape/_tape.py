@@ -195,32 +195,6 @@ class Tape:
         self._nodes = self._n = nodes
         self._flush_at = nodes + FLUSH_NODES
 
-    def record_bulk(self, nodes: int, max_edges: int, kernel, *args) -> int:
-        """Let a compiled `kernel(*args, start, parent, partial, op, node, edge)` append `nodes`
-        nodes with at most `max_edges` edges straight into the arrays and return the first
-        one's index. A kernel refuses by returning a negative number: then nothing is recorded
-        and that number is returned. Such nodes cannot be traced."""
-        if self.program is not None:
-            raise TraceError("a compiled kernel recorded nodes on a tape being traced; a trace replays only the rule table's operations")
-        self.flush()
-        self._reserve(self._n + nodes, self._edges + max_edges)
-        first = self._n
-        edges = kernel(*args, self._start, self._parent, self._partial, self._op, first, self._edges)
-        if edges < 0:
-            return edges
-        self._n = self._nodes = first + nodes
-        self._edges = edges
-        self._flush_at = self._n + FLUSH_NODES
-        return first
-
-    def scratch(self, nodes: int, edges: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """The CSR arrays (start, parent, partial, op) with room for `nodes` nodes and `edges`
-        edges after the end, for a kernel that records, sweeps and rewinds by itself (Algorithm 3
-        per sample). Nothing is recorded."""
-        self.flush()
-        self._reserve(self._n + nodes, self._edges + edges)
-        return self._start, self._parent, self._partial, self._op
-
     def _reserve(self, nodes: int, edges: int) -> None:
         """Grow the arrays (doubling) to hold `nodes` nodes and `edges` edges."""
         if nodes > INDEX_LIMIT or edges > INDEX_LIMIT:

@@ -21,7 +21,7 @@ SOURCES = [HERE / f for f in COMPILED_INTO["kernels"]]  # what a module compilin
 
 __all__ = [
     "SOURCES", "evaluate", "forget_stale_caches", "parse", "record_binary", "record_dot", "record_matmul", "record_reduction",
-    "record_rows", "record_unary", "refused", "sweep", "sweep_window", "value_and_partial",
+    "record_rows", "record_unary", "refused", "sweep", "sweep_window",
 ]
 
 
@@ -35,13 +35,6 @@ def refused(code, y, a, b):
     """Whether operation `code` refuses its operands (tape._rules.refused: the scalar path's
     rule); one comparison when y is finite and b is no divisor."""
     return CHECKED[code] and (not np.isfinite(y) or DIVIDES[code] and b == 0.0) and refused_value(y, a, b, DIVIDES[code])
-
-
-@njit(cache=True)
-def value_and_partial(code, a):
-    """y = f(a) and dy/da for the unary operation `code` (an op code of tape._rules)."""
-    y, d, _ = evaluate(code, a, 0.0)
-    return y, d
 
 
 @njit(cache=True, error_model="numpy")
