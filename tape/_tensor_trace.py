@@ -136,11 +136,6 @@ class Step:
         self.i, self.kind, self.op, self.shape, self.dtype = i, kind, op, shape, dtype
         self.parents, self.scalar, self.operands, self.extra, self.leaf = tuple(parents), tuple(scalar), operands, extra, -1
 
-    @property
-    def is_number(self) -> bool:
-        """Whether its value is a Python float (a Var's): a scalar node, or a matrix node's 0-d result."""
-        return self.kind == "scalar" or self.kind in ("elementwise", "structural") and self.shape == ()
-
 
 class MatrixProgram:
     """One trace of fn at example arguments: its plan (a Step per node), outputs and guards, and

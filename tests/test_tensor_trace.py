@@ -473,3 +473,67 @@ def test_traced_cross_entropy_refuses_its_gradient_at_infinite_logits_but_gives_
             traced.grad()(x, np.array([0, 1]))
         assert not np.isfinite(traced(x, np.array([0, 1])))
         assert traced.grad()(np.array([[1.0, -2.0, 0.5], [0.0, 0.0, 0.0]]) * 1e-308, np.array([0, 1])).shape == (2, 3)
+
+
+# -- operations of many operands, negative argnums, scalar nodes among matrix nodes ------------------------
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_traced_vjp_of_concatenate_and_stack_in_each_operand(dtype):
+    """Each operand's adjoint is its own block of the cotangent (numpy slicing written here)."""
+    rng = np.random.default_rng(5)
+    a, b = rng.normal(size=(3, 2)).astype(dtype), rng.normal(size=(3, 4)).astype(dtype)
+    traced = tape.trace(lambda a, b: (tape.concatenate([a, b], axis=1), tape.stack([a, a * 2.0], axis=-1)),
+                        Tensor(a), Tensor(b))
+    (joined, stacked), vjp_fn = traced.vjp(a, b)
+    np.testing.assert_array_equal(joined, np.concatenate([a, b], axis=1))
+    np.testing.assert_array_equal(stacked, np.stack([a, a * 2], axis=-1))
+    c1, c2 = rng.normal(size=(3, 6)).astype(dtype), rng.normal(size=(3, 2, 2)).astype(dtype)
+    da, db = vjp_fn((c1, c2))
+    np.testing.assert_allclose(da, c1[:, :2] + c2[..., 0] + 2 * c2[..., 1], rtol=1e-6)
+    np.testing.assert_allclose(db, c1[:, 2:], rtol=1e-6)
+    assert da.dtype == dtype and db.dtype == dtype
+
+
+def test_negative_argnums_count_from_the_last_argument_and_one_too_far_is_refused():
+    a, b = np.array([1.0, 2.0]), np.array([3.0, -1.0])
+    traced = tape.trace(lambda a, b: (a * b).sum(), Tensor(a), Tensor(b))
+    _, first = traced.value_and_grad(-2)(a, b)
+    _, last = traced.value_and_grad(-1)(a, b)
+    assert first.tolist() == b.tolist() and last.tolist() == a.tolist()
+    with pytest.raises(TypeError, match="takes 2 arguments; argnums names argument -3"):
+        traced.value_and_grad(-3)(a, b)
+
+
+def test_scalar_nodes_and_a_constant_made_inside_among_matrix_nodes():
+    """A Var made inside fn is a constant of the trace; a number argument is a Var; the sum a
+    0-d node that scalar code goes on from: values and gradients in both arguments."""
+    def f(x, s):
+        return (x * s).sum() * s + tape.Var(2.0) * s
+
+    x = np.array([1.0, -2.0, 4.0])
+    traced = tape.trace(f, Tensor(x), 3.0)
+    for s in (3.0, -0.5):
+        value, (dx, ds) = traced.value_and_grad((0, 1))(x, s)
+        assert value == pytest.approx(x.sum() * s * s + 2 * s, rel=1e-14)
+        np.testing.assert_allclose(dx, np.full(3, s * s), rtol=1e-14)
+        assert ds == pytest.approx(2 * s * x.sum() + 2.0, rel=1e-14)
+    text = format_of(traced)
+    assert "= mul v" in text and "= add v" in text
+
+
+def format_of(traced) -> str:
+    import io
+
+    out = io.StringIO()
+    traced.show(file=out)
+    return out.getvalue()
+
+
+def test_a_custom_operation_inside_is_refused_naming_its_node():
+    def f(x):
+        total = x.sum()
+        return tape.record(6.0, [total], [2.0])  # its value of the example: a replay could not know it
+
+    with pytest.raises(tape.TraceError, match="node 2 is a custom operation"):
+        tape.trace(f, Tensor(np.ones(3)))
