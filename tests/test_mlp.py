@@ -123,28 +123,6 @@ def test_the_traced_path_replays_the_scalar_model():
         assert result.correct == int((model.predict(X) == y).sum())
 
 
-def test_the_traced_path_is_the_same_on_any_number_of_threads():
-    import numba
-
-    rng = np.random.default_rng(11)
-    X, y = batch(rng, 37, 20, 4)
-    grads = []
-    with Tape():
-        model = MLP([20, 8, 4], seed=5)
-        traced = TracedAccumulator(model)
-        before = numba.get_num_threads()
-        try:
-            for threads in range(1, numba.config.NUMBA_NUM_THREADS + 1):
-                numba.set_num_threads(threads)
-                model.zero_grad()
-                traced.accumulate(InputRows(X), np.arange(len(X)), y, 1 / len(X))
-                grads.append(model.params.grad.copy())
-        finally:
-            numba.set_num_threads(before)
-    for g in grads[1:]:
-        np.testing.assert_array_equal(g, grads[0])  # bit for bit: fixed chunks, summed in order
-
-
 def test_sum_reduction_is_algorithm_3s_plain_sum():
     rng = np.random.default_rng(2)
     X, y = batch(rng, 5, 6, 3)
