@@ -537,3 +537,45 @@ def test_a_custom_operation_inside_is_refused_naming_its_node():
 
     with pytest.raises(tape.TraceError, match="node 2 is a custom operation"):
         tape.trace(f, Tensor(np.ones(3)))
+
+
+def test_a_broadcast_operand_with_a_kept_axis_of_one_behind_a_leading_one():
+    """b (3, 1) against a (1, 3, 4): its adjoint is the cotangent summed over the added leading
+    axis and over the last, kept (numpy in the test)."""
+    rng = np.random.default_rng(9)
+    a, b = rng.normal(size=(1, 3, 4)), rng.normal(size=(3, 1))
+    traced = tape.trace(lambda a, b: tape.tanh(a) * b, Tensor(a), Tensor(b))
+    value, vjp_fn = traced.vjp(a, b)
+    c = rng.normal(size=(1, 3, 4))
+    da, db = vjp_fn(c)
+    np.testing.assert_allclose(db, (c * np.tanh(a)).sum(axis=0).sum(axis=1, keepdims=True), rtol=1e-13)
+    np.testing.assert_allclose(da, c * b * (1 - np.tanh(a) ** 2), rtol=1e-13)
+
+
+def test_an_output_of_shape_one_is_differentiated_with_the_arguments_shapes():
+    x = np.array([1.5, -2.0, 0.5])
+    traced = tape.trace(lambda x: (x * x).sum(axis=0, keepdims=True), Tensor(x))
+    value, dx = traced.value_and_grad()(x)
+    assert value == pytest.approx(6.5) and dx.shape == (3,)
+    np.testing.assert_allclose(dx, 2 * x, rtol=1e-15)
+
+
+def test_a_constant_output_of_many_entries_is_refused_as_not_a_scalar():
+    traced = tape.trace(lambda x: np.ones(3), Tensor(np.ones(2)))
+    with pytest.raises(TypeError, match="must be a scalar, got shape \\(3,\\)"):
+        traced.value_and_grad()(np.ones(2))
+
+
+def test_a_dot_of_number_arguments_beside_matrix_nodes():
+    """tape.dot of Vars (a scalar reduction node) times a Tensor's sum: gradients in closed form."""
+    def f(x, a, b):
+        return x.sum() * tape.dot([a, b], [b, 3.0])
+
+    x = np.array([1.0, 2.0, -4.0])
+    traced = tape.trace(f, Tensor(x), 2.0, 5.0)
+    for a, b in ((2.0, 5.0), (-1.5, 0.25)):
+        value, (dx, da, db) = traced.value_and_grad((0, 1, 2))(x, a, b)
+        inner, total = a * b + 3.0 * b, x.sum()
+        assert value == pytest.approx(total * inner, rel=1e-14)
+        np.testing.assert_allclose(dx, np.full(3, inner), rtol=1e-14)
+        assert (da, db) == (pytest.approx(total * b, rel=1e-14), pytest.approx(total * (a + 3.0), rel=1e-14))
