@@ -17,9 +17,7 @@ losses average by default; `reduction="sum"` gives Algorithm 3's plain sum.
 """
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -128,17 +126,20 @@ class TracedAccumulator:
 
 class InputRows:
     """Input rows (a training set, its test set), float64, which a step takes with the numbers
-    of its batch's rows: each path converts them once, not batch by batch."""
+    of its batch's rows: each path converts them once (`astype`), not batch by batch."""
 
     def __init__(self, X: np.ndarray) -> None:
         self.dense = np.asarray(X, dtype=np.float64)
         self.shape = self.dense.shape
+        self._converted: dict[np.dtype, np.ndarray] = {}
 
-
-def _converted_once(convert: Callable[[np.ndarray], np.ndarray]) -> Callable[[InputRows], np.ndarray]:
-    """`convert(inputs.dense)`, made once for the latest inputs (a training set serves many
-    batches), not for each batch's rows again."""
-    return functools.lru_cache(maxsize=1)(lambda inputs: convert(inputs.dense))
+    def astype(self, dtype) -> np.ndarray:
+        """The rows in `dtype`, C-contiguous, converted at the first call: kept with the rows, so
+        that a run's training, validation and test sets are each converted once."""
+        dtype = np.dtype(dtype)
+        if dtype not in self._converted:
+            self._converted[dtype] = np.ascontiguousarray(self.dense, dtype=dtype)
+        return self._converted[dtype]
 
 
 class MatrixAccumulator:
@@ -153,7 +154,6 @@ class MatrixAccumulator:
         if loss not in LOSSES:
             raise ValueError(f"unknown loss {loss!r}; known: {', '.join(LOSSES)}")
         self.model, self.loss_fn, self.dtype = model, LOSSES[loss], np.dtype(dtype)
-        self._dense = _converted_once(lambda dense: dense.astype(self.dtype, copy=False))  # inputs in dtype
 
     def accumulate(self, inputs: InputRows, rows: np.ndarray, labels: np.ndarray, weight: float,
                    keep: np.ndarray | None = None) -> BatchResult:
@@ -163,7 +163,7 @@ class MatrixAccumulator:
         for layer in self.model.layers:  # the weights' matrix leaves, below the mark
             layer.tensors(self.dtype)
         mark = t.mark()
-        x = tape.as_tensor(self._dense(inputs)[rows], requires_grad=False)
+        x = tape.as_tensor(inputs.astype(self.dtype)[rows], requires_grad=False)
         labels = np.asarray(labels)[rows]
         logits = self.model(x, keep)
         if self.loss_fn is softmax_cross_entropy:  # the batch's mean as ONE node: its adjoint (softmax - one-hot) / rows
@@ -181,7 +181,7 @@ class MatrixAccumulator:
         out = np.empty((inputs.shape[0], self.model.sizes[-1]))
         with tape.no_grad(self.model.tape):
             for first in range(0, len(out), self.EVALUATION_ROWS):
-                rows = self._dense(inputs)[first : first + self.EVALUATION_ROWS]
+                rows = inputs.astype(self.dtype)[first : first + self.EVALUATION_ROWS]
                 out[first : first + len(rows)] = self.model(tape.as_tensor(rows, requires_grad=False)).value
         return out
 
@@ -256,7 +256,6 @@ class MatrixStep:
         self.params = model.parameters()
         self._bind()
         self.units = [(l.keep_offset, l.keep_offset + l.shape[0]) if l.dropout else None for l in model.layers]
-        self._dense = _converted_once(lambda dense: np.ascontiguousarray(dense, dtype=self.dtype))  # inputs in dtype
         self.steps: dict[int, tuple] = {}  # batch rows -> (traced step, its input buffers)
         self.forwards: dict[int, object] = {}  # rows -> traced forward pass
 
@@ -308,7 +307,7 @@ class MatrixStep:
         scales or None); the result counts the parameters left not finite."""
         self._refresh()
         step, x, y, scales = self._step_for(len(rows))
-        np.take(self._dense(inputs), rows, axis=0, out=x, mode="clip")  # rows are in range: no checking copy
+        np.take(inputs.astype(self.dtype), rows, axis=0, out=x, mode="clip")  # rows are in range: no checking copy
         np.take(labels if labels.dtype == np.int64 else labels.astype(np.int64), rows, out=y, mode="clip")
         if scales:
             for buffer, (a, b) in zip(scales, [u for u in self.units if u]):
@@ -321,7 +320,7 @@ class MatrixStep:
 
     def logits(self, inputs: InputRows) -> np.ndarray:
         """The model's logits for every row of `inputs` (no dropout), in float64, by traced forward passes."""
-        dense = self._dense(inputs)
+        dense = inputs.astype(self.dtype)
         out = np.empty((len(dense), self.model.sizes[-1]))
         self._refresh()
         for first in range(0, len(out), self.EVALUATION_ROWS):

@@ -329,20 +329,20 @@ class RunError(RuntimeError):
 
 @contextlib.contextmanager
 def thread_plan(recipe: Recipe):
-    """Who has the cores during the run: numba's compiled kernels (the scalar nodes' and the
-    optimizers'), --threads of them; numpy's BLAS one thread, with matrix nodes too: OpenBLAS's
-    threaded products sum in an order that depends on the number of threads (the weights would
-    differ in their last bits), and on this project's small products a second BLAS thread gains
-    nothing (benchmarks/RESULTS.md, "One BLAS thread"). So the numbers are the same on any --threads."""
+    """Who has the cores during the run (--threads of them, default all). Scalar nodes: numba's
+    compiled replays, numpy's BLAS on one thread; their numbers are the same on any --threads.
+    Matrix nodes: numpy's BLAS, whose products a second thread makes up to 1.4x faster on the
+    second semester's net (benchmarks/RESULTS.md, "Two BLAS threads"); the optimizer's compiled
+    pass on one thread, as idle OpenMP threads would spin beside BLAS's. OpenBLAS's threaded
+    products sum in an order that depends on the number of threads, so a matrix run's numbers
+    are the same on the same --threads, and to rounding on another."""
     from threadpoolctl import threadpool_limits
 
     compiled = numba.get_num_threads()
-    if recipe.nodes == "matrix":  # the optimizer's update alone: idle OpenMP threads would spin beside BLAS's
-        numba.set_num_threads(1)
-    elif recipe.threads:
-        numba.set_num_threads(min(recipe.threads, numba.config.NUMBA_NUM_THREADS))
+    threads = min(recipe.threads or numba.config.NUMBA_NUM_THREADS, numba.config.NUMBA_NUM_THREADS)
+    numba.set_num_threads(1 if recipe.nodes == "matrix" else threads)
     try:
-        with threadpool_limits(1, user_api="blas"):
+        with threadpool_limits(threads if recipe.nodes == "matrix" else 1, user_api="blas"):
             yield
     finally:
         numba.set_num_threads(compiled)

