@@ -759,16 +759,18 @@ def _mean(a, axis, keepdims):
 
 
 def _shifted_exp(a, axis):
-    """exp(a - m) and m, a's max along axis (axes kept): no overflow, and the largest entry
-    exactly 1. Where a slice has no finite max (empty, only -inf, or a +inf), m is 0."""
-    m = np.max(a, axis=axis, keepdims=True, initial=-np.inf)
-    if not math.isfinite(m.sum()):  # the sum: one check where every max is finite, the common case
+    """exp(a - m), m, a's max along axis (axes kept), and whether every slice's max was finite:
+    no overflow, the largest entry exactly 1, and then each slice's sum of e in [1, entries].
+    Where a slice has no finite max (empty, only -inf, or a +inf), m is 0."""
+    m = np.max(a, axis=axis, keepdims=True, initial=-np.inf) if a.size == 0 else a.max(axis=axis, keepdims=True)
+    finite = math.isfinite(m.sum())  # the sum: one check where every max is finite, the common case
+    if not finite:
         m = np.where(np.isfinite(m), m, 0)
-    return np.exp(a - m), m
+    return np.exp(a - m), m, finite
 
 
 def _logsumexp(a, axis, keepdims):
-    e, m = _shifted_exp(a, axis)
+    e, m, _ = _shifted_exp(a, axis)
     with np.errstate(divide="ignore"):  # an empty slice or one of -inf: log 0 = -inf, as scipy's
         y = m + np.log(e.sum(axis=axis, keepdims=True))
     return y if keepdims else np.squeeze(y, axis=axis) if axis is not None else y.reshape(())
@@ -777,13 +779,14 @@ def _logsumexp(a, axis, keepdims):
 def _softmax(a, axis, op: str):
     """exp(a) / sum(exp(a)) along axis, logsumexp's gradient; refused by `op`'s name where it
     has none: a slice of only -inf (0/0), or one holding +inf (inf/inf)."""
-    e, _ = _shifted_exp(a, axis)
-    return _normalized(e, e.sum(axis=axis, keepdims=True), op)
+    e, _, finite = _shifted_exp(a, axis)
+    return _normalized(e, e.sum(axis=axis, keepdims=True), finite, op)
 
 
-def _normalized(e, total, op: str):
-    """e / total, refused by `op`'s name where a total is 0 or inf (see `_softmax`)."""
-    if e.size and ((total == 0) | (total == np.inf)).any():
+def _normalized(e, total, finite: bool, op: str):
+    """e / total, refused by `op`'s name where a total is 0 or inf (see `_softmax`): never where
+    every slice's max was `finite`."""
+    if not finite and e.size and ((total == 0) | (total == np.inf)).any():
         raise ValueError(f"{op}: no derivative at a slice of only -inf or one holding +inf")
     return e / total
 
@@ -797,11 +800,11 @@ def _cross_entropy(logits, labels):
 def _cross_entropy_saving(logits, labels, op: str | None = "softmax_cross_entropy"):
     """(the loss, the softmax its VJP takes): the softmax from the loss's own exponentials
     (refused by `op`'s name where it has no derivative; not made with op None)."""
-    e, m = _shifted_exp(logits, 1)
+    e, m, finite = _shifted_exp(logits, 1)
     total = e.sum(axis=1, keepdims=True)
-    losses = np.log(total[:, 0]) - (logits - m)[np.arange(len(labels)), labels]
+    losses = np.log(total[:, 0]) - (logits[np.arange(len(labels)), labels] - m[:, 0])
     loss = losses.sum()
-    return loss.dtype.type(loss / len(labels)), None if op is None else _normalized(e, total, op)  # np.mean's steps
+    return loss.dtype.type(loss / len(labels)), None if op is None else _normalized(e, total, finite, op)  # np.mean's steps
 
 
 def _one_hot(logits, labels) -> np.ndarray:
