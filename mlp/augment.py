@@ -4,17 +4,20 @@ A random shift, a small rotation and an elastic distortion (Simard, Steinkraus a
 "Best practices for convolutional neural networks applied to visual document analysis", 2003:
 a field of uniform random displacements smoothed by a Gaussian of width `sigma` and scaled by
 `alpha`), applied together as one warp of the 28x28 image with bilinear interpolation. It runs
-in compiled code, a batch at a time on all cores, and nothing is stored: the random numbers come
-from a counter-based generator keyed by the batch's key, the sample and the draw, so a batch's
-images depend on the key alone, never on the number of threads.
+in compiled code, a batch at a time on all cores (a share of its images on each), and nothing
+is stored: the random numbers come from a counter-based generator keyed by the batch's key, the
+sample and the draw, so a batch's images depend on the key alone, never on the number of threads.
 """
 from __future__ import annotations
 
+import functools
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit, prange, uint64
+from numba import njit, uint64
 
 SIDE = 28  # the images are SIDE x SIDE
 # The largest values that still leave a digit to learn from, and bound the work: a shift of half
@@ -41,16 +44,34 @@ class Augment:
         if self.alpha and not self.sigma:
             raise ValueError("Augment: an elastic distortion (alpha > 0) needs a smoothing width sigma > 0")
 
-    def __call__(self, images: np.ndarray, rows: np.ndarray, key: int) -> np.ndarray:
+    def __call__(self, images: np.ndarray, rows: np.ndarray, key: int, threads: int | None = None) -> np.ndarray:
         """The images `rows` of `images` (n, 784), each warped at random: a new (len(rows), 784)
-        array, the same for the same key."""
+        array, the same for the same key on any number of `threads` (default: all cores), which
+        take a share of the rows each."""
         images = np.ascontiguousarray(images, dtype=np.float64)
         if images.ndim != 2 or images.shape[1] != SIDE * SIDE:
             raise ValueError(f"augment: expected images of shape (n, {SIDE * SIDE}), got {images.shape}")
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1):
+            raise ValueError(f"augment: threads: expected a positive integer or None, got {threads!r}")
         out = np.empty((len(rows), SIDE * SIDE))
-        warp_batch(images, np.asarray(rows, dtype=np.int64), np.uint64(key), self.shift, math.radians(self.rotate),
-                   self.alpha, _gaussian(self.sigma), out)
+        arguments = (images, np.asarray(rows, dtype=np.int64), np.uint64(key), self.shift, math.radians(self.rotate),
+                     self.alpha, _gaussian(self.sigma), out)
+        bounds = np.linspace(0, len(rows), max(min(threads or _CORES, len(rows)), 1) + 1).astype(int)
+        others = [_pool(os.getpid()).submit(warp_samples, first, last, *arguments) for first, last in zip(bounds[1:-1], bounds[2:])]
+        warp_samples(bounds[0], bounds[1], *arguments)
+        for other in others:
+            other.result()
         return out
+
+
+_CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+@functools.cache
+def _pool(process: int) -> ThreadPoolExecutor:
+    """The threads that warp a batch's other shares (the kernel runs without the GIL); a forked
+    process (a sweep's worker) makes its own, as it has none of its parent's threads."""
+    return ThreadPoolExecutor(max(_CORES - 1, 1), thread_name_prefix="augment")
 
 
 def _gaussian(sigma: float) -> np.ndarray:
@@ -126,11 +147,11 @@ def warp(image, dr, dc, angle, field_r, field_c, out):
             out[i * SIDE + j] = bilinear(image, r, c)
 
 
-@njit(cache=True, parallel=True)
-def warp_batch(images, rows, key, shift, angle, alpha, kernel, out):
-    """out[s] = images[rows[s]] warped by amounts drawn for sample s: (dr, dc) in
-    [-shift, shift], an angle in [-angle, angle], an elastic field of strength alpha."""
-    for s in prange(rows.shape[0]):
+@njit(cache=True, nogil=True)
+def warp_samples(first, last, images, rows, key, shift, angle, alpha, kernel, out):
+    """out[s] = images[rows[s]] warped by amounts drawn for sample s, for s in [first, last):
+    (dr, dc) in [-shift, shift], an angle in [-angle, angle], an elastic field of strength alpha."""
+    for s in range(first, last):
         field_r, field_c = np.zeros((SIDE, SIDE)), np.zeros((SIDE, SIDE))
         if alpha > 0.0:
             smoothed_field(key, s, 3, kernel, alpha, field_r)

@@ -205,9 +205,9 @@ class Recipe:
                         "gradients and checkpoints stay float64 (default: %(default)s)")
     trace: bool = option(True, Switch(), "with --nodes matrix, record every batch's step anew instead of running "
                          "its trace (to compare: the same numbers to rounding)")
-    threads: int | None = option(None, positive_int, "the cores a run computes on (default: all): scalar nodes' "
-                                 "compiled replays, matrix nodes' BLAS products; scalar runs give the same numbers "
-                                 "on any number, matrix runs on the same number (to rounding on another)")
+    threads: int | None = option(None, positive_int, "the cores a run computes on (default: all): the augmented "
+                                 "images, scalar nodes' compiled replays, matrix nodes' BLAS products; scalar runs give "
+                                 "the same numbers on any number, matrix runs on the same number (to rounding on another)")
     out: Path | None = option(None, Directory(), "output directory, new or empty (default: runs/<dataset>, or the "
                               "first free runs/<dataset>-2, -3, ... when it holds a run)")
     resume: bool = option(False, Switch(), "continue the run in OUT from OUT/model.npz")

@@ -150,7 +150,8 @@ class Run:
             rows = order[first : first + size]
             inputs, labels = self.inputs, self.y_train
             if self.augment:  # the batch's images, moved: rows 0, 1, ... of their own
-                inputs, labels = InputRows(self.augment(self.x_train, rows, self.rng.integers(2**63))), labels[rows]
+                inputs = InputRows(self.augment(self.x_train, rows, self.rng.integers(2**63), self.recipe.threads))
+                labels = labels[rows]
                 rows = np.arange(len(rows))
             keep = self.model.dropout_scales(self.rng, len(rows)) if self.model.dropout_units else None
             where = f"training diverged in epoch {self.epoch + 1}, batch {batch} of {-(-n // size)}"

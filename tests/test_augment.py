@@ -4,7 +4,6 @@ the number of threads)."""
 import math
 import re
 
-import numba
 import numpy as np
 import pytest
 
@@ -79,14 +78,7 @@ def test_a_batch_depends_on_its_key_alone_whatever_the_number_of_threads():
     images = np.stack([picture(seed).ravel() for seed in range(6)])
     rows = np.array([5, 0, 3, 3])
     augment = Augment()
-    before = numba.get_num_threads()
-    try:
-        results = []
-        for threads in range(1, numba.config.NUMBA_NUM_THREADS + 1):
-            numba.set_num_threads(threads)
-            results.append(augment(images, rows, key=99))
-    finally:
-        numba.set_num_threads(before)
+    results = [augment(images, rows, key=99, threads=threads) for threads in (None, 1, 2, 3, 4, 5)]  # 5: more than rows
     for result in results[1:]:
         assert result.tobytes() == results[0].tobytes()
     first = results[0]
@@ -156,3 +148,13 @@ def test_the_elastic_fields_two_components_are_independent_noises():
     r, c = field_r[inside].ravel(), field_c[inside].ravel()
     assert 0.2 < r.std() < 2 and 0.2 < c.std() < 2
     assert abs(np.corrcoef(r, c)[0, 1]) < 0.12
+
+
+@pytest.mark.parametrize("threads", [0, -1, 1.5, "2", True])
+def test_threads_other_than_a_positive_integer_are_refused_by_name(threads):
+    with pytest.raises(ValueError, match=f"threads: expected a positive integer or None, got {re.escape(repr(threads))}"):
+        Augment()(np.zeros((2, 784)), np.arange(2), key=1, threads=threads)
+
+
+def test_no_rows_give_no_images():
+    assert Augment()(np.zeros((3, 784)), np.arange(0), key=1, threads=2).shape == (0, 784)
