@@ -36,7 +36,7 @@ from mlp.optim import SGD
 
 SIZES, BATCH, LR = [784, 32, 10], 32, 0.01
 PROGRAM = "wengert training program --nodes scalar (metrics.csv), 2 threads"
-PROGRAM_MATRIX = "wengert training program --nodes matrix (metrics.csv), 1 BLAS thread"
+PROGRAM_MATRIX = "wengert training program --nodes matrix (metrics.csv), 2 BLAS threads"
 PROGRAMS = {  # engine -> the training program's flags
     PROGRAM: ["--nodes", "scalar"],
     PROGRAM_MATRIX: ["--nodes", "matrix"],

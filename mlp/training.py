@@ -38,8 +38,8 @@ from .schedule import Schedule
 # metrics.csv's columns: the first seven as they always were, then those of later options
 METRICS = ["epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "seconds", "samples_per_s",
            "val_loss", "val_accuracy", "lr"]
-# The options a resumed run must share with the run that wrote the checkpoint (not threads:
-# the traced scalar path's sums, and matrix nodes' on one BLAS thread, are the same on any number of threads).
+# The options a resumed run must share with the run that wrote the checkpoint (not threads: the
+# traced scalar path's sums are the same on any number; matrix nodes' products, to rounding).
 RUN_DEFINING = ["dataset", "limit", "hidden", "activation", "init", "bias", "optimizer", "lr", "momentum",
                 "beta1", "beta2", "eps", "weight_decay", "batch_size", "seed", "dropout", "schedule", "warmup",
                 "step_size", "gamma", "min_lr", "val", "monitor", "augment", "shift", "rotate", "elastic",
