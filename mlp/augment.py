@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit, uint64
+from numba import njit, prange, uint64
 
 SIDE = 28  # the images are SIDE x SIDE
 # The largest values that still leave a digit to learn from, and bound the work: a shift of half
@@ -46,8 +46,9 @@ class Augment:
 
     def __call__(self, images: np.ndarray, rows: np.ndarray, key: int, threads: int | None = None) -> np.ndarray:
         """The images `rows` of `images` (n, 784), each warped at random: a new (len(rows), 784)
-        array, the same for the same key on any number of `threads` (default: all cores), which
-        take a share of the rows each."""
+        array, the same for the same key however computed: on numba's threads (threads None), or
+        a share of the rows on each of `threads` Python threads (where numba's OpenMP threads are
+        kept at one: the training program's matrix runs, beside BLAS's threads)."""
         images = np.ascontiguousarray(images, dtype=np.float64)
         if images.ndim != 2 or images.shape[1] != SIDE * SIDE:
             raise ValueError(f"augment: expected images of shape (n, {SIDE * SIDE}), got {images.shape}")
@@ -56,22 +57,23 @@ class Augment:
         out = np.empty((len(rows), SIDE * SIDE))
         arguments = (images, np.asarray(rows, dtype=np.int64), np.uint64(key), self.shift, math.radians(self.rotate),
                      self.alpha, _gaussian(self.sigma), out)
-        bounds = np.linspace(0, len(rows), max(min(threads or _CORES, len(rows)), 1) + 1).astype(int)
-        others = [_pool(os.getpid()).submit(warp_samples, first, last, *arguments) for first, last in zip(bounds[1:-1], bounds[2:])]
+        if threads is None:
+            warp_batch(*arguments)
+            return out
+        bounds = np.linspace(0, len(rows), max(min(threads, len(rows)), 1) + 1).astype(int)
+        others = [_pool(os.getpid(), threads).submit(warp_samples, first, last, *arguments)
+                  for first, last in zip(bounds[1:-1], bounds[2:])]
         warp_samples(bounds[0], bounds[1], *arguments)
         for other in others:
             other.result()
         return out
 
 
-_CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 @functools.cache
-def _pool(process: int) -> ThreadPoolExecutor:
-    """The threads that warp a batch's other shares (the kernel runs without the GIL); a forked
-    process (a sweep's worker) makes its own, as it has none of its parent's threads."""
-    return ThreadPoolExecutor(max(_CORES - 1, 1), thread_name_prefix="augment")
+def _pool(process: int, threads: int) -> ThreadPoolExecutor:
+    """The threads that warp a batch's other shares; a forked process (a sweep's worker) makes
+    its own, as it has none of its parent's threads."""
+    return ThreadPoolExecutor(max(threads - 1, 1), thread_name_prefix="augment")
 
 
 def _gaussian(sigma: float) -> np.ndarray:
@@ -147,14 +149,27 @@ def warp(image, dr, dc, angle, field_r, field_c, out):
             out[i * SIDE + j] = bilinear(image, r, c)
 
 
+@njit(cache=True)
+def warp_sample(s, images, rows, key, shift, angle, alpha, kernel, out):
+    """out[s] = images[rows[s]] warped by amounts drawn for sample s: (dr, dc) in
+    [-shift, shift], an angle in [-angle, angle], an elastic field of strength alpha."""
+    field_r, field_c = np.zeros((SIDE, SIDE)), np.zeros((SIDE, SIDE))
+    if alpha > 0.0:
+        smoothed_field(key, s, 3, kernel, alpha, field_r)
+        smoothed_field(key, s, 3 + SIDE * SIDE, kernel, alpha, field_c)
+    warp(images[rows[s]], shift * uniform(key, s, 0), shift * uniform(key, s, 1), angle * uniform(key, s, 2),
+         field_r, field_c, out[s])
+
+
+@njit(cache=True, parallel=True)
+def warp_batch(images, rows, key, shift, angle, alpha, kernel, out):
+    """Every sample's `warp_sample`, on numba's threads."""
+    for s in prange(rows.shape[0]):
+        warp_sample(s, images, rows, key, shift, angle, alpha, kernel, out)
+
+
 @njit(cache=True, nogil=True)
 def warp_samples(first, last, images, rows, key, shift, angle, alpha, kernel, out):
-    """out[s] = images[rows[s]] warped by amounts drawn for sample s, for s in [first, last):
-    (dr, dc) in [-shift, shift], an angle in [-angle, angle], an elastic field of strength alpha."""
+    """`warp_sample` of samples first..last-1, without the GIL (a Python thread's share)."""
     for s in range(first, last):
-        field_r, field_c = np.zeros((SIDE, SIDE)), np.zeros((SIDE, SIDE))
-        if alpha > 0.0:
-            smoothed_field(key, s, 3, kernel, alpha, field_r)
-            smoothed_field(key, s, 3 + SIDE * SIDE, kernel, alpha, field_c)
-        warp(images[rows[s]], shift * uniform(key, s, 0), shift * uniform(key, s, 1), angle * uniform(key, s, 2),
-             field_r, field_c, out[s])
+        warp_sample(s, images, rows, key, shift, angle, alpha, kernel, out)

@@ -136,6 +136,7 @@ class Run:
             self.step = AccumulatorStep(accumulator, self.optimizer, recipe.clip)
         self.inputs, self.val_inputs, self.test_inputs = (InputRows(x) for x in (self.x_train, self.x_val, self.data.x_test))
         self.augment = Augment(recipe.shift, recipe.rotate, recipe.elastic, recipe.elastic_sigma) if recipe.augment else None
+        self.augment_threads = cores(recipe) if recipe.nodes == "matrix" else None  # None: numba's (see thread_plan)
         steps = -(-len(self.x_train) // recipe.batch_size)  # an epoch's
         self.schedule = Schedule(recipe.lr, recipe.schedule, steps * recipe.epochs, round(recipe.warmup * steps),
                                  steps * recipe.step_size, recipe.gamma, recipe.min_lr)
@@ -150,7 +151,7 @@ class Run:
             rows = order[first : first + size]
             inputs, labels = self.inputs, self.y_train
             if self.augment:  # the batch's images, moved: rows 0, 1, ... of their own
-                inputs = InputRows(self.augment(self.x_train, rows, self.rng.integers(2**63), self.recipe.threads))
+                inputs = InputRows(self.augment(self.x_train, rows, self.rng.integers(2**63), self.augment_threads))
                 labels = labels[rows]
                 rows = np.arange(len(rows))
             keep = self.model.dropout_scales(self.rng, len(rows)) if self.model.dropout_units else None
@@ -328,19 +329,24 @@ class RunError(RuntimeError):
     """A run that could not go on (a full disk, ...); the message says what is saved."""
 
 
+def cores(recipe: Recipe) -> int:
+    """The threads a run computes on: --threads, at most (and by default) all cores."""
+    return min(recipe.threads or numba.config.NUMBA_NUM_THREADS, numba.config.NUMBA_NUM_THREADS)
+
+
 @contextlib.contextmanager
 def thread_plan(recipe: Recipe):
     """Who has the cores during the run (--threads of them, default all). Scalar nodes: numba's
     compiled replays, numpy's BLAS on one thread; their numbers are the same on any --threads.
     Matrix nodes: numpy's BLAS, whose products a second thread makes up to 1.4x faster on the
-    second semester's net (benchmarks/RESULTS.md, "Two BLAS threads"); the optimizer's compiled
-    pass on one thread, as idle OpenMP threads would spin beside BLAS's. OpenBLAS's threaded
-    products sum in an order that depends on the number of threads, so a matrix run's numbers
-    are the same on the same --threads, and to rounding on another."""
+    second semester's net (benchmarks/RESULTS.md, "What --threads gives matrix runs"); the optimizer's compiled
+    pass on one thread, as idle OpenMP threads would spin beside BLAS's (--augment's images are
+    warped on Python threads instead). OpenBLAS's threaded products sum in an order that depends
+    on the number of threads, so a matrix run's numbers are the same on the same --threads, and
+    to rounding on another."""
     from threadpoolctl import threadpool_limits
 
-    compiled = numba.get_num_threads()
-    threads = min(recipe.threads or numba.config.NUMBA_NUM_THREADS, numba.config.NUMBA_NUM_THREADS)
+    compiled, threads = numba.get_num_threads(), cores(recipe)
     numba.set_num_threads(1 if recipe.nodes == "matrix" else threads)
     try:
         with threadpool_limits(threads if recipe.nodes == "matrix" else 1, user_api="blas"):

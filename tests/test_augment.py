@@ -4,6 +4,7 @@ the number of threads)."""
 import math
 import re
 
+import numba
 import numpy as np
 import pytest
 
@@ -78,7 +79,15 @@ def test_a_batch_depends_on_its_key_alone_whatever_the_number_of_threads():
     images = np.stack([picture(seed).ravel() for seed in range(6)])
     rows = np.array([5, 0, 3, 3])
     augment = Augment()
-    results = [augment(images, rows, key=99, threads=threads) for threads in (None, 1, 2, 3, 4, 5)]  # 5: more than rows
+    before = numba.get_num_threads()
+    try:
+        results = []
+        for threads in range(1, numba.config.NUMBA_NUM_THREADS + 1):  # threads None: numba's
+            numba.set_num_threads(threads)
+            results.append(augment(images, rows, key=99))
+    finally:
+        numba.set_num_threads(before)
+    results += [augment(images, rows, key=99, threads=threads) for threads in (1, 2, 3, 4, 5)]  # 5: more than rows
     for result in results[1:]:
         assert result.tobytes() == results[0].tobytes()
     first = results[0]

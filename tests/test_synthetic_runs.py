@@ -203,3 +203,18 @@ def test_a_validation_part_of_each_class_at_its_bounds(fraction, held):
     for beyond in (0.12, 0.88):  # none of the smallest class held out; all of it
         with pytest.raises(ValueError, match="give a fraction from 0.25 to 0.75"):
             data.validation_split(labels, beyond, seed=0)
+
+
+@pytest.mark.parametrize("nodes, threads, expected", [("matrix", 2, 2), ("matrix", 1, 1),
+                                                      ("matrix", None, training.cores(recipe.Recipe())), ("scalar", 2, None)])
+def test_augmented_images_are_warped_on_the_runs_threads(monkeypatch, tmp_path, synthetic_digits, nodes, threads, expected):
+    """Matrix runs keep numba's OpenMP threads at one: their images are warped on `threads`
+    Python threads; scalar runs warp on numba's (threads None)."""
+    from mlp.augment import Augment
+
+    seen, warp = [], Augment.__call__
+    monkeypatch.setattr(Augment, "__call__", lambda self, images, rows, key, threads=None:
+                        seen.append(threads) or warp(self, images, rows, key, threads))
+    mlp.fit(None, synthetic_digits, hidden=[8], epochs=1, nodes=nodes, threads=threads, augment=True, out=tmp_path,
+            **SMALL)
+    assert seen and set(seen) == {expected}

@@ -80,7 +80,7 @@ AREAS = {
     "dropout": Area({"mlp/nn.py": ["dropped", "Layer.keep", "MLP.dropout_scales"]}, ["tests/test_dropout.py"]),
     "schedule": Area({"mlp/schedule.py": ["Schedule.__call__"]}, ["tests/test_schedule.py"]),
     "augment": Area({"mlp/augment.py": ["Augment.__call__", "_gaussian", "uniform", "smoothed_field", "bilinear", "warp",
-                                        "warp_samples"]},
+                                        "warp_sample", "warp_batch", "warp_samples"]},
                     ["tests/test_augment.py"]),
     "optim": Area({"mlp/optim.py": ["Optimizer.step", "UnbiasedMomentum.update", "Optimizer.load_state_dict"],
                    "mlp/_updates.py": ["sgd", "momentum", "nesterov", "rmsprop", "adam", "clip_norm"]}, ["tests/test_mlp.py"]),
