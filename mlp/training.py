@@ -16,10 +16,13 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import functools
 import math
+import os
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Protocol, Sequence
+from typing import Callable, Iterator, Protocol, Sequence
 
 import numba
 import numpy as np
@@ -136,7 +139,7 @@ class Run:
             self.step = AccumulatorStep(accumulator, self.optimizer, recipe.clip)
         self.inputs, self.val_inputs, self.test_inputs = (InputRows(x) for x in (self.x_train, self.x_val, self.data.x_test))
         self.augment = Augment(recipe.shift, recipe.rotate, recipe.elastic, recipe.elastic_sigma) if recipe.augment else None
-        self.augment_threads = cores(recipe) if recipe.nodes == "matrix" else None  # None: numba's (see thread_plan)
+        self.ahead = recipe.augment and recipe.nodes == "matrix"  # warp the next batch's images during a step
         steps = -(-len(self.x_train) // recipe.batch_size)  # an epoch's
         self.schedule = Schedule(recipe.lr, recipe.schedule, steps * recipe.epochs, round(recipe.warmup * steps),
                                  steps * recipe.step_size, recipe.gamma, recipe.min_lr)
@@ -145,16 +148,8 @@ class Run:
         """One epoch; returns (mean loss, accuracy, seconds). Raises `Diverged` after a batch
         whose logits, loss, or step's weights are not finite."""
         n, size = len(self.x_train), self.recipe.batch_size
-        order = self.rng.permutation(n)
         total_loss, correct = 0.0, 0
-        for batch, first in enumerate(range(0, n, size), 1):
-            rows = order[first : first + size]
-            inputs, labels = self.inputs, self.y_train
-            if self.augment:  # the batch's images, moved: rows 0, 1, ... of their own
-                inputs = InputRows(self.augment(self.x_train, rows, self.rng.integers(2**63), self.augment_threads))
-                labels = labels[rows]
-                rows = np.arange(len(rows))
-            keep = self.model.dropout_scales(self.rng, len(rows)) if self.model.dropout_units else None
+        for batch, (inputs, rows, labels, keep) in enumerate(self.batches(), 1):
             where = f"training diverged in epoch {self.epoch + 1}, batch {batch} of {-(-n // size)}"
             with np.errstate(over="ignore", invalid="ignore"):  # numbers no longer finite: said below, once
                 try:
@@ -168,11 +163,32 @@ class Run:
                 raise Diverged(f"{where}: {what}")
             total_loss += result.loss * len(rows)
             correct += result.correct
-            done = first + len(rows)
+            done = min(batch * size, n)
             if bar.due(done):
                 bar.update(done, f"loss {_short(total_loss / done)}  accuracy {100 * (correct / done):.1f}%  "
                                  f"{done / self.clock.seconds():,.0f} samples/s")
         return total_loss / n, correct / n, self.clock.seconds()
+
+    def batches(self) -> Iterator[tuple[InputRows, np.ndarray, np.ndarray, np.ndarray | None]]:
+        """An epoch's batches as a step takes them: (inputs, rows of them, labels indexed like
+        the inputs, dropout scales or None), from the run's generator in one order (the epoch's
+        shuffle, then each batch's augmentation key and dropout scales). With --augment each
+        batch's images are its rows warped: on matrix nodes the next batch's on a thread of its
+        own while this batch's step runs (the key drawn at the same place in the order)."""
+        n, size = len(self.x_train), self.recipe.batch_size
+        order = self.rng.permutation(n)
+        warped = None  # the next batch's images, being warped
+        for first in range(0, n, size):
+            rows, inputs, labels = order[first : first + size], self.inputs, self.y_train
+            if self.augment:  # the batch's images, moved: rows 0, 1, ... of their own
+                images = warped.result() if warped else \
+                    self.augment(self.x_train, rows, self.rng.integers(2**63), 1 if self.ahead else None)
+                inputs, labels, rows = InputRows(images), labels[rows], np.arange(len(rows))
+            keep = self.model.dropout_scales(self.rng, len(rows)) if self.model.dropout_units else None
+            if self.ahead and first + size < n:
+                warped = _warper(os.getpid()).submit(self.augment, self.x_train, order[first + size : first + 2 * size],
+                                                     self.rng.integers(2**63), 1)
+            yield inputs, rows, labels, keep
 
     def measure(self, inputs: InputRows, y: np.ndarray) -> tuple[float, float, np.ndarray]:
         """Mean cross-entropy, accuracy and predictions of the model on `inputs`, by the step's
@@ -329,6 +345,12 @@ class RunError(RuntimeError):
     """A run that could not go on (a full disk, ...); the message says what is saved."""
 
 
+@functools.cache
+def _warper(process: int) -> ThreadPoolExecutor:
+    """The thread that warps a matrix run's next batch (a forked process makes its own)."""
+    return ThreadPoolExecutor(1, thread_name_prefix="warp")
+
+
 def cores(recipe: Recipe) -> int:
     """The threads a run computes on: --threads, at most (and by default) all cores."""
     return min(recipe.threads or numba.config.NUMBA_NUM_THREADS, numba.config.NUMBA_NUM_THREADS)
@@ -340,16 +362,16 @@ def thread_plan(recipe: Recipe):
     compiled replays, numpy's BLAS on one thread; their numbers are the same on any --threads.
     Matrix nodes: numpy's BLAS, whose products a second thread makes up to 1.4x faster on the
     second semester's net (benchmarks/RESULTS.md, "What --threads gives matrix runs"); the optimizer's compiled
-    pass on one thread, as idle OpenMP threads would spin beside BLAS's (--augment's images are
-    warped on Python threads instead). OpenBLAS's threaded products sum in an order that depends
-    on the number of threads, so a matrix run's numbers are the same on the same --threads, and
-    to rounding on another."""
+    pass on one thread, as idle OpenMP threads would spin beside BLAS's; with --augment one
+    thread fewer for BLAS, as the next batch's images are warped beside it (`Run.batches`).
+    OpenBLAS's threaded products sum in an order that depends on the number of threads, so a
+    matrix run's numbers are the same on the same --threads, and to rounding on another."""
     from threadpoolctl import threadpool_limits
 
     compiled, threads = numba.get_num_threads(), cores(recipe)
     numba.set_num_threads(1 if recipe.nodes == "matrix" else threads)
     try:
-        with threadpool_limits(threads if recipe.nodes == "matrix" else 1, user_api="blas"):
+        with threadpool_limits(max(threads - recipe.augment, 1) if recipe.nodes == "matrix" else 1, user_api="blas"):
             yield
     finally:
         numba.set_num_threads(compiled)

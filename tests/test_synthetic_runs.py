@@ -3,7 +3,9 @@ and refuses, a History without a model, resuming with other nodes, the numbers o
 on two, and the switches of fit given as False. Twins of the digits tests of test_fit and
 test_train, so the suite kills the same slips where mnist-5k is missing."""
 import argparse
+import threading
 
+import numba
 import numpy as np
 import pytest
 
@@ -205,16 +207,30 @@ def test_a_validation_part_of_each_class_at_its_bounds(fraction, held):
             data.validation_split(labels, beyond, seed=0)
 
 
-@pytest.mark.parametrize("nodes, threads, expected", [("matrix", 2, 2), ("matrix", 1, 1),
-                                                      ("matrix", None, training.cores(recipe.Recipe())), ("scalar", 2, None)])
-def test_augmented_images_are_warped_on_the_runs_threads(monkeypatch, tmp_path, synthetic_digits, nodes, threads, expected):
-    """Matrix runs keep numba's OpenMP threads at one: their images are warped on `threads`
-    Python threads; scalar runs warp on numba's (threads None)."""
+@pytest.mark.parametrize("nodes, threads, warps, blas", [("matrix", 2, {1}, 1), ("matrix", 1, {1}, 1),
+                                                        ("matrix", 3, {1}, 2), ("scalar", 2, {None}, 1)])
+def test_augmented_images_are_warped_beside_the_step_on_matrix_nodes(monkeypatch, tmp_path, synthetic_digits, nodes,
+                                                                     threads, warps, blas):
+    """Matrix runs warp the next batch's images on a thread of its own (threads=1), BLAS taking
+    one thread fewer; scalar runs warp on numba's threads (threads None), BLAS on one."""
     from mlp.augment import Augment
 
-    seen, warp = [], Augment.__call__
+    seen, warp, blas_seen = [], Augment.__call__, []
     monkeypatch.setattr(Augment, "__call__", lambda self, images, rows, key, threads=None:
-                        seen.append(threads) or warp(self, images, rows, key, threads))
-    mlp.fit(None, synthetic_digits, hidden=[8], epochs=1, nodes=nodes, threads=threads, augment=True, out=tmp_path,
-            **SMALL)
-    assert seen and set(seen) == {expected}
+                        seen.append((threads, threading.current_thread().name)) or warp(self, images, rows, key, threads))
+    monkeypatch.setattr(numba.config, "NUMBA_NUM_THREADS", 3)  # as on a machine of 3 cores
+    mlp.fit(None, synthetic_digits, hidden=[8], epochs=2, nodes=nodes, threads=threads, augment=True, out=tmp_path,
+            callbacks=lambda row: blas_seen.append(_blas_threads()), **SMALL)
+    assert len(seen) == 2 * 6 and {t for t, _ in seen} == warps  # 96 samples: 6 batches of 16 an epoch
+    beside = [name.startswith("warp") for _, name in seen]
+    assert beside == ([False, *[True] * 5] * 2 if nodes == "matrix" else [False] * 12)  # each epoch's first in the run's thread
+    assert blas_seen == [blas, blas]
+
+
+def test_an_augmented_run_on_matrix_nodes_draws_what_a_scalar_run_draws(tmp_path, synthetic_digits):
+    """Warping the next batch ahead keeps the generator's order (shuffle, then each batch's key and
+    dropout scales): the same images and scales as the scalar nodes' run, so weights equal to rounding."""
+    options = dict(hidden=[8], epochs=2, augment=True, dropout=0.3, threads=2, **SMALL)
+    scalar = mlp.fit(None, synthetic_digits, nodes="scalar", out=tmp_path / "scalar", **options)
+    matrix = mlp.fit(None, synthetic_digits, nodes="matrix", out=tmp_path / "matrix", **options)
+    np.testing.assert_allclose(matrix.model.parameters().values, scalar.model.parameters().values, rtol=1e-9, atol=1e-12)
