@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import io
 import functools
+import io
 import math
 import os
 import sys
@@ -358,14 +358,14 @@ def cores(recipe: Recipe) -> int:
 
 @contextlib.contextmanager
 def thread_plan(recipe: Recipe):
-    """Who has the cores during the run (--threads of them, default all). Scalar nodes: numba's
-    compiled replays, numpy's BLAS on one thread; their numbers are the same on any --threads.
-    Matrix nodes: numpy's BLAS, whose products a second thread makes up to 1.4x faster on the
-    second semester's net (benchmarks/RESULTS.md, "What --threads gives matrix runs"); the optimizer's compiled
-    pass on one thread, as idle OpenMP threads would spin beside BLAS's; with --augment one
-    thread fewer for BLAS, as the next batch's images are warped beside it (`Run.batches`).
-    OpenBLAS's threaded products sum in an order that depends on the number of threads, so a
-    matrix run's numbers are the same on the same --threads, and to rounding on another."""
+    """Who has the cores during the run (--threads of them, default all). Scalar nodes: numba's compiled
+    replays, numpy's BLAS on one thread; their numbers are the same on any --threads. Matrix nodes:
+    numpy's BLAS, whose products a second thread makes up to 1.4x faster on the second semester's net
+    (benchmarks/RESULTS.md, "What --threads gives matrix runs"); the optimizer's compiled pass on one
+    thread, as idle OpenMP threads would spin beside BLAS's; with --augment one thread fewer for BLAS,
+    as the next batch's images are warped beside it (`Run.batches`). OpenBLAS's threaded products sum in
+    an order that depends on the number of threads, so a matrix run's numbers are the same on the same
+    --threads, and to rounding on another."""
     from threadpoolctl import threadpool_limits
 
     compiled, threads = numba.get_num_threads(), cores(recipe)

@@ -182,11 +182,16 @@ class Tape:
     def _parse(self, stream: np.ndarray, nodes: int) -> None:
         self._check_thread()
         self._reserve(nodes, self._edges + len(stream) // 2)
-        kernels = _kernels(len(stream))
-        edges = kernels.parse(
-            stream.tolist() if kernels is _small else stream,
-            self._start, self._parent, self._partial, self._op, self._nodes, self._edges,
-        )
+        if 2 * (nodes - self._nodes) == len(stream) and (stream[0::2] == LEAF_HEADER).all():
+            # leaves only (a VarArray of numbers, a model's parameters): no edges, nothing to parse
+            self._op[self._nodes : nodes] = LEAF
+            self._start[self._nodes + 1 : nodes + 1] = edges = self._edges
+        else:
+            kernels = _kernels(len(stream))
+            edges = kernels.parse(
+                stream.tolist() if kernels is _small else stream,
+                self._start, self._parent, self._partial, self._op, self._nodes, self._edges,
+            )
         if edges < 0:
             raise RuntimeError(f"the staged records of {self!r} are inconsistent; the tape is unusable")
         if self.program is not None:

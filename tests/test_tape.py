@@ -702,3 +702,19 @@ def test_parse_refuses_a_record_cut_short_or_a_parent_that_is_not_before_its_nod
     for cut in range(3, len(whole)):
         assert parsed(whole[:cut])[0] == -1, cut
     assert parsed(np.array([header(0, 0), header(tape.op_code("mul"), 2), 0.0, 1.0, 3.0, 2.0]))[0] == -1  # node 1 its own parent
+
+
+def test_leaves_recorded_in_bulk_after_other_nodes_are_leaves_without_edges():
+    """A VarArray of numbers is leaves only: recorded without parsing, each node without parents,
+    between nodes that have them; the sweep across them is Algorithm 1's."""
+    with Tape() as t:
+        x = Var(2.0)
+        y = x * 3.0  # one edge, to x
+        leaves = tape.VarArray([1.0, 2.0, 3.0])
+        z = y * leaves[1] + leaves[2]
+        z.backward()
+    first = int(leaves.nodes[0])
+    assert [t._op[first + k] for k in range(3)] == [0, 0, 0]  # LEAF
+    assert [int(t._start[first + k]) for k in range(4)] == [1] * 4  # y's edge before them, none of theirs
+    assert (z.value, x.grad, y.grad) == (15.0, 6.0, 2.0)
+    assert leaves.grad.tolist() == [0.0, 6.0, 1.0]
