@@ -68,7 +68,7 @@ AREAS = {
                                         "record_reduction"]}, ["tests/test_array.py"]),
     "reductions": Area({"tape/_nary.py": ["_folded", "dot", "sum", "logsumexp"]}, ["tests/test_tape.py", "tests/test_rules.py"]),
     "tape_sweep": Area({"tape/_kernels.py": ["parse", "sweep"], "tape/kernels.py": ["sweep_window"],
-                        "tape/_tape.py": ["Tape.sweep", "Tape.backward", "Tape.mark", "Tape.rewind"], "tape/_var.py": ["VarBase.grad"]},
+                        "tape/_tape.py": ["Tape.sweep", "Tape.backward", "Tape.mark", "Tape.rewind", "Tape._parse"], "tape/_var.py": ["VarBase.grad"]},
                        ["tests/test_tape.py"]),
     "replay": Area({"tape/_replay.py": ["build", "runs", "_within_one", "activity", "forward", "_reduce", "_dense_dot",
                                         "_sparse_dot", "sweep", "tangents", "failed_guard", "batch"],
