@@ -6,11 +6,11 @@ The recipes were chosen by validation accuracy alone (the test set chooses nothi
 has their test accuracies and times beside a PyTorch twin's (benchmarks/second_semester_torch.py).
 
 The recipes run on matrix nodes (the default) in float32 (`--nodes matrix --dtype float32`):
-for this 784-256-256-10 net at batch 128 they trained at about 2.7x the samples/s of the
-per-sample kernel scalar nodes had then on this project's 2-core machine (26,000 against 9,600
-without augmentation; benchmarks/RESULTS.md), with the same accuracy to float32's precision.
-That kernel is deleted; give `--nodes scalar --dtype float64` after the arguments to train on
-scalar nodes instead (their per-sample loss traced and replayed, slower still).
+for this 784-256-256-10 net at batch 128 they train at about 1.2x PyTorch's samples/s and 10x
+scalar nodes' on this project's 2-core machine (45,000 against 37,000 and 4,700, without
+augmentation; benchmarks/RESULTS.md), with the same accuracy to float32's precision. Give
+`--nodes scalar --dtype float64` after the arguments to train on scalar nodes instead (their
+per-sample loss traced and replayed).
 
 Run: python examples/second_semester.py --dataset {mnist-5k,fashion-mnist} [--seed 0] [--out DIR]
 The last line printed is `test accuracy: NN.NN%`.

@@ -4,9 +4,9 @@ A random shift, a small rotation and an elastic distortion (Simard, Steinkraus a
 "Best practices for convolutional neural networks applied to visual document analysis", 2003:
 a field of uniform random displacements smoothed by a Gaussian of width `sigma` and scaled by
 `alpha`), applied together as one warp of the 28x28 image with bilinear interpolation. It runs
-in compiled code, a batch at a time on all cores (a share of its images on each), and nothing
-is stored: the random numbers come from a counter-based generator keyed by the batch's key, the
-sample and the draw, so a batch's images depend on the key alone, never on the number of threads.
+in compiled code, a batch at a time on all cores, and nothing is stored: the random numbers come
+from a counter-based generator keyed by the batch's key, the sample and the draw, so a batch's
+images depend on the key alone, never on the number of threads.
 """
 from __future__ import annotations
 
@@ -47,8 +47,8 @@ class Augment:
     def __call__(self, images: np.ndarray, rows: np.ndarray, key: int, threads: int | None = None) -> np.ndarray:
         """The images `rows` of `images` (n, 784), each warped at random: a new (len(rows), 784)
         array, the same for the same key however computed: on numba's threads (threads None), or
-        a share of the rows on each of `threads` Python threads (where numba's OpenMP threads are
-        kept at one: the training program's matrix runs, beside BLAS's threads)."""
+        a share of the rows on each of `threads` Python threads, the caller's among them (1: the
+        caller's alone, as a matrix run warps its next batch on a thread beside the step's)."""
         images = np.ascontiguousarray(images, dtype=np.float64)
         if images.ndim != 2 or images.shape[1] != SIDE * SIDE:
             raise ValueError(f"augment: expected images of shape (n, {SIDE * SIDE}), got {images.shape}")
