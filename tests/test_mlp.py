@@ -612,3 +612,18 @@ def test_the_first_label_outside_the_classes_is_named_with_its_position():
         model = MLP([4, 5])
         with pytest.raises(ValueError, match=r"label -1 at position 2 is outside \[0, 5\)"):
             accumulate(model, np.ones((3, 4)), np.array([4, 0, -1]))
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_a_step_returns_how_many_parameters_it_left_not_finite(name):
+    """0 after a step of finite numbers; an infinite gradient entry and a nan one leave their two
+    parameters not finite, and the step counts them (the training loop's divergence check)."""
+    with Tape():
+        model = MLP([3, 1], bias=False)
+    params = model.parameters()
+    params.values[:] = THETA0
+    opt = OPTIMIZERS[name](params, lr=0.1)
+    params.grad[:] = A * params.values
+    assert opt.step() == 0
+    params.grad[:] = [np.inf, np.nan, 1.0]
+    assert opt.step() == 2
