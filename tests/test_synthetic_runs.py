@@ -124,17 +124,18 @@ def _blas_threads() -> int:
 
 def _trained(synthetic_digits, out, nodes: str, dtype: str, threads: int) -> tuple[np.ndarray, list[int]]:
     """The weights after an epoch of 784-128 (a product OpenBLAS splits between its threads,
-    summing in another order) on `threads`, and the BLAS threads seen at the end of each epoch."""
+    summing in another order) on `threads`, and the (BLAS, numba) threads seen at each epoch's end."""
     seen = []
     history = mlp.fit(None, synthetic_digits, hidden=[128], epochs=1, nodes=nodes, dtype=dtype, threads=threads, out=out,
-                      callbacks=lambda row: seen.append(_blas_threads()), **SMALL)
+                      callbacks=lambda row: seen.append((_blas_threads(), numba.get_num_threads())), **SMALL)
     return history.model.parameters().values, seen
 
 
 def test_scalar_nodes_give_the_same_weights_on_one_thread_and_on_two(tmp_path, synthetic_digits):
-    (one, blas), (two, _) = (_trained(synthetic_digits, tmp_path / str(k), "scalar", "float64", k) for k in (1, 2))
+    (one, seen_one), (two, seen_two) = (_trained(synthetic_digits, tmp_path / str(k), "scalar", "float64", k)
+                                        for k in (1, 2))
     assert one.tobytes() == two.tobytes()
-    assert blas == [1]  # numba's threads compute; BLAS stays on one
+    assert (seen_one, seen_two) == ([(1, 1)], [(1, 2)])  # numba's threads compute; BLAS stays on one
 
 
 @pytest.mark.parametrize("dtype, tolerance", [("float64", 1e-12), ("float32", 1e-4)])
@@ -142,7 +143,7 @@ def test_matrix_nodes_compute_on_threads_blas_threads_the_same_weights_on_the_sa
                                                                                        dtype, tolerance):
     runs = {k: [_trained(synthetic_digits, tmp_path / f"{k}-{again}", "matrix", dtype, k) for again in "ab"] for k in (1, 2)}
     for k, ((first, blas), (second, _)) in runs.items():
-        assert blas == [k]
+        assert blas == [(k, 1)]  # BLAS computes; numba's OpenMP threads stay at one beside it
         assert first.tobytes() == second.tobytes()
     np.testing.assert_allclose(runs[1][0][0], runs[2][0][0], rtol=0, atol=tolerance)
 
