@@ -124,3 +124,22 @@ def test_past_the_budget_the_compiled_kernels_take_over_with_the_same_gradient()
     grad, loaded = out.split()
     assert loaded == "True"
     assert abs(float(grad) - 1.0001 ** 2000) < 1e-12 * 1.0001 ** 2000
+
+
+def test_leaves_past_the_budget_cost_no_parse_and_load_no_numba():
+    """A VarArray of numbers is leaves only: recorded without a parse, so even past the plain-Python
+    budget numba is not loaded, and the budget is what it was; a sum over them sweeps right."""
+    out = run(
+        """
+        import sys
+        import numpy as np
+        import tape, tape._tape as t
+        t._python_left = 1000
+        x = tape.Var(1.0) * 2.0  # nodes before them
+        tape.current_tape().flush()
+        before = t._python_left
+        leaves = tape.VarArray(np.arange(5000.0))
+        print(before - t._python_left, "numba" in sys.modules, int(leaves.nodes[-1] - leaves.nodes[0]))
+        """
+    )
+    assert out.split() == ["0", "False", "4999"]

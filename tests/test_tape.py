@@ -718,3 +718,22 @@ def test_leaves_recorded_in_bulk_after_other_nodes_are_leaves_without_edges():
     assert [int(t._start[first + k]) for k in range(4)] == [1] * 4  # y's edge before them, none of theirs
     assert (z.value, x.grad, y.grad) == (15.0, 6.0, 2.0)
     assert leaves.grad.tolist() == [0.0, 6.0, 1.0]
+
+
+def test_leaves_recorded_where_a_rewound_node_had_edges_are_leaves():
+    """Rewinding leaves the arrays' old entries behind: leaves recorded in bulk over a node that
+    had a parent get the leaf's op code and no edges, and sweep as leaves."""
+    with Tape() as t:
+        x = Var(2.0)
+        mark = t.mark()
+        for _ in range(3):  # nodes with parents where the leaves will go
+            x * 3.0 + 1.0
+        t.flush()
+        t.rewind(mark)
+        leaves = tape.VarArray([1.0, 2.0, 3.0])
+        z = leaves[0] * x + leaves[2]
+        z.backward()
+    first = int(leaves.nodes[0])
+    assert [t._op[first + k] for k in range(3)] == [0, 0, 0]  # LEAF
+    assert len({int(t._start[first + k]) for k in range(4)}) == 1  # no edges of their own
+    assert (z.value, x.grad, leaves.grad.tolist()) == (5.0, 1.0, [2.0, 0.0, 1.0])
