@@ -475,6 +475,29 @@ def test_traced_cross_entropy_refuses_its_gradient_at_infinite_logits_but_gives_
         assert traced.grad()(np.array([[1.0, -2.0, 0.5], [0.0, 0.0, 0.0]]) * 1e-308, np.array([0, 1])).shape == (2, 3)
 
 
+def test_traced_cross_entropy_of_a_nan_logit_is_nan_in_its_row_not_refused():
+    """nan in, nan out: neither a total of 0 nor an infinite one, so not refused; the other row's
+    gradient is the closed form's, (softmax - one-hot) / rows."""
+    traced = tape.trace(lambda z, y: tape.softmax_cross_entropy(z, y), Tensor(np.ones((2, 3))), np.array([0, 1]))
+    x = np.array([[0.5, np.nan, 1.0], [0.0, 1.0, 2.0]])
+    with np.errstate(invalid="ignore"):
+        value, grad = traced.value_and_grad()(x, np.array([0, 1]))
+    softmax = np.exp(x[1]) / np.exp(x[1]).sum()
+    assert np.isnan(value) and np.isnan(grad[0]).all()
+    np.testing.assert_allclose(grad[1], (softmax - [0.0, 1.0, 0.0]) / 2, rtol=1e-12)
+
+
+def test_traced_logsumexp_refuses_its_gradient_at_a_row_of_only_minus_infinity():
+    """Its gradient is the softmax, 0/0 in that row: refused by name; the value is -inf there."""
+    traced = tape.trace(lambda z: (z.logsumexp(axis=1) * 1.0).sum(), Tensor(np.zeros((2, 2))))
+    x = np.array([[-np.inf, -np.inf], [0.0, np.log(3.0)]])
+    with pytest.raises(ValueError, match="logsumexp: no derivative at a slice of only -inf or one holding \\+inf"):
+        traced.grad()(x)
+    with np.errstate(divide="ignore"):
+        assert traced(x) == -np.inf
+    np.testing.assert_allclose(traced.grad()(np.array([[0.0, 0.0], [0.0, np.log(3.0)]])), [[0.5, 0.5], [0.25, 0.75]])
+
+
 # -- operations of many operands, negative argnums, scalar nodes among matrix nodes ------------------------
 
 
