@@ -2,6 +2,7 @@
 that follows the dtype and the program's own conditioning."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,7 +57,7 @@ def _leaves(x) -> list:
     return [x if isinstance(x, np.ndarray) else np.float64(x)]  # a number stays a number
 
 
-def differ(ours, theirs, other, dtype: str, want: str | None, kinks: bool = False) -> str | None:
+def differ(ours, theirs, other, dtype: str, want: str | None, kinks: bool = False, nearby=None) -> str | None:
     """Why `ours` is not `theirs`, or None; arrays of ours must be of dtype `want` (if given).
 
     The tolerance per entry: RTOL of the entry's magnitude plus of the array's mean magnitude (a sum
@@ -65,7 +66,10 @@ def differ(ours, theirs, other, dtype: str, want: str | None, kinks: bool = Fals
     PyTorch's result in the other precision shows how ill-conditioned the program is there (for
     float32, |t32 - t64| is that error; for float64 the same scaled by eps64/eps32). So a program that
     subtracts nearly equal numbers, or a tan near a pole, gets the tolerance it needs, and a
-    well-conditioned one a tight one.
+    well-conditioned one a tight one. `nearby`, PyTorch's result in the same precision at inputs
+    moved by two ulps (`_nearby`), is a second estimate, taken where it is larger: the first can be
+    small by chance where the program is chaotic (float32 cos of a sinh near 3e6, seed 20261207
+    program 493, where the two precisions happened to agree at one entry).
 
     Where PyTorch's float32 result overflows and its float64 one does not, ours may overflow too, or
     be close to the float64 one.
@@ -74,9 +78,10 @@ def differ(ours, theirs, other, dtype: str, want: str | None, kinks: bool = Fals
     derivative), nan: wengert's documented "does not exist" at a domain's edge. Where PyTorch is
     nan it cannot judge; where it is finite, ours must be finite and close."""
     ours, theirs, other = _leaves(ours), _leaves(theirs), _leaves(other)
+    nearby = _leaves(nearby) if nearby is not None else [None] * len(theirs)
     if len(ours) != len(theirs):
         return f"structure: {len(ours)} arrays, torch {len(theirs)}"
-    for k, (a, b, c) in enumerate(zip(ours, theirs, other)):
+    for k, (a, b, c, p) in enumerate(zip(ours, theirs, other, nearby)):
         if a.shape != b.shape:
             return f"shape: result {k} has shape {a.shape}, torch's {b.shape}"
         wrong_dtype = want and isinstance(a, np.ndarray) and a.dtype != np.dtype(want)  # a Var's number is float64
@@ -91,6 +96,9 @@ def differ(ours, theirs, other, dtype: str, want: str | None, kinks: bool = Fals
             return f"infinity: result {k} is finite where torch's is infinite"
         conditioning = np.abs(b - c) * (EPS["float64"] / EPS["float32"] if dtype == "float64" else 1.0)
         conditioning = np.where(np.isfinite(conditioning), conditioning, 0.0)  # no estimate where the other overflows
+        if p is not None and np.shape(p) == b.shape:
+            moved = np.abs(np.asarray(p, dtype=np.float64) - b)
+            conditioning = np.maximum(conditioning, np.where(np.isfinite(moved), moved, 0.0))
         scale = np.abs(b[judged]).mean() if judged.any() else 0.0
         # 1e-2: inputs and partials are O(1), so a sum of them that cancels to 0 keeps a few of its
         # terms' rounding errors (seed 6 program 153: float32 (c x)/x gives 1.2e-7 where torch gives 0)
@@ -137,13 +145,14 @@ def check(program: Program, rng: np.random.Generator) -> list[Discrepancy]:
     argnums = int(rng.integers(0, n)) if rng.random() < 0.4 else tuple(sorted(set(rng.integers(0, n, n).tolist())))
     theirs, nonfinite = torch_reference(program, dtype, cotangent, tangents, argnums)
     other, _ = torch_reference(program, OTHER[dtype], cotangent, tangents, argnums)
+    nearby, _ = torch_reference(_nearby(program), dtype, cotangent, tangents, argnums)
     ours = wengert(program, cotangent, tangents, argnums, program.redraw(rng))
     found, results = [], {}
     for name, compute in ours.items():
         if name.endswith("jacobian") and np.prod(shape) * sum(np.size(x) for x in program.inputs) > 400:
             continue
         try:
-            reference, other_reference = theirs[name](), other[name]()
+            reference, other_reference, nearby_reference = theirs[name](), other[name](), nearby[name]()
         except RuntimeError as e:  # PyTorch's own failure (its jvp of a matmul of 0-d stacks mixes dtypes)
             UNJUDGED.append(f"{name} of {program.kind} {program.dtype}: {e}")
             continue
@@ -160,7 +169,7 @@ def check(program: Program, rng: np.random.Generator) -> list[Discrepancy]:
             continue
         results[name] = result
         why = differ(result, reference, other_reference, dtype, _dtype_wanted(name, results.get("value"), dtype),
-                     kinks=name in SECOND_ORDER)
+                     kinks=name in SECOND_ORDER, nearby=nearby_reference)
         if why and why.startswith("not finite") and name == "jvp" and _jacobian_overflows(program, theirs):
             why = None  # a matrix node's JVP is J v from sweeps (forward mode on Tensors is issue 30)
         if why is None and name in ("backward", "vjp") and _shares_memory(result):
@@ -168,6 +177,16 @@ def check(program: Program, rng: np.random.Generator) -> list[Discrepancy]:
         if why is not None:
             found.append(Discrepancy(program, name, why, result, reference))
     return found + _paths(program, results)
+
+
+def _nearby(program: Program) -> Program:
+    """The program at its inputs moved by two ulps each, up or down (relative: a sign and a domain
+    are kept), the same moves every time: what PyTorch computes there shows how far the program's
+    own rounding can move its results."""
+    signs = np.random.default_rng(0)
+    moved = [np.asarray(np.asarray(x) * (1 + 2 * EPS[program.dtype] * signs.choice([-1.0, 1.0], np.shape(x))),
+                        dtype=np.asarray(x).dtype) for x in program.inputs]
+    return dataclasses.replace(program, inputs=moved)
 
 
 def _paths(program: Program, results: dict) -> list[Discrepancy]:
