@@ -10,10 +10,7 @@ images depend on the key alone, never on the number of threads.
 """
 from __future__ import annotations
 
-import functools
 import math
-import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,36 +41,17 @@ class Augment:
         if self.alpha and not self.sigma:
             raise ValueError("Augment: an elastic distortion (alpha > 0) needs a smoothing width sigma > 0")
 
-    def __call__(self, images: np.ndarray, rows: np.ndarray, key: int, threads: int | None = None) -> np.ndarray:
+    def __call__(self, images: np.ndarray, rows: np.ndarray, key: int, parallel: bool = True) -> np.ndarray:
         """The images `rows` of `images` (n, 784), each warped at random: a new (len(rows), 784)
-        array, the same for the same key however computed: on numba's threads (threads None), or
-        a share of the rows on each of `threads` Python threads, the caller's among them (1: the
-        caller's alone, as a matrix run warps its next batch on a thread beside the step's)."""
+        array, the same for the same key on numba's threads (parallel) or on the calling thread
+        alone (as a matrix run warps its next batch beside the step, see mlp.training.Run.batches)."""
         images = np.ascontiguousarray(images, dtype=np.float64)
         if images.ndim != 2 or images.shape[1] != SIDE * SIDE:
             raise ValueError(f"augment: expected images of shape (n, {SIDE * SIDE}), got {images.shape}")
-        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1):
-            raise ValueError(f"augment: threads: expected a positive integer or None, got {threads!r}")
         out = np.empty((len(rows), SIDE * SIDE))
-        arguments = (images, np.asarray(rows, dtype=np.int64), np.uint64(key), self.shift, math.radians(self.rotate),
-                     self.alpha, _gaussian(self.sigma), out)
-        if threads is None:
-            warp_batch(*arguments)
-            return out
-        bounds = np.linspace(0, len(rows), max(min(threads, len(rows)), 1) + 1).astype(int)
-        others = [_pool(os.getpid(), threads).submit(warp_samples, first, last, *arguments)
-                  for first, last in zip(bounds[1:-1], bounds[2:])]
-        warp_samples(bounds[0], bounds[1], *arguments)
-        for other in others:
-            other.result()
+        (warp_batch if parallel else warp_batch_here)(images, np.asarray(rows, dtype=np.int64), np.uint64(key), self.shift,
+                                                      math.radians(self.rotate), self.alpha, _gaussian(self.sigma), out)
         return out
-
-
-@functools.cache
-def _pool(process: int, threads: int) -> ThreadPoolExecutor:
-    """The threads that warp a batch's other shares; a forked process (a sweep's worker) makes
-    its own, as it has none of its parent's threads."""
-    return ThreadPoolExecutor(max(threads - 1, 1), thread_name_prefix="augment")
 
 
 def _gaussian(sigma: float) -> np.ndarray:
@@ -169,7 +147,7 @@ def warp_batch(images, rows, key, shift, angle, alpha, kernel, out):
 
 
 @njit(cache=True, nogil=True)
-def warp_samples(first, last, images, rows, key, shift, angle, alpha, kernel, out):
-    """`warp_sample` of samples first..last-1, without the GIL (a Python thread's share)."""
-    for s in range(first, last):
+def warp_batch_here(images, rows, key, shift, angle, alpha, kernel, out):
+    """Every sample's `warp_sample` on the calling thread, without holding the GIL."""
+    for s in range(rows.shape[0]):
         warp_sample(s, images, rows, key, shift, angle, alpha, kernel, out)

@@ -182,12 +182,12 @@ class Run:
             rows, inputs, labels = order[first : first + size], self.inputs, self.y_train
             if self.augment:  # the batch's images, moved: rows 0, 1, ... of their own
                 images = warped.result() if warped else \
-                    self.augment(self.x_train, rows, self.rng.integers(2**63), 1 if self.ahead else None)
+                    self.augment(self.x_train, rows, self.rng.integers(2**63), parallel=not self.ahead)
                 inputs, labels, rows = InputRows(images), labels[rows], np.arange(len(rows))
             keep = self.model.dropout_scales(self.rng, len(rows)) if self.model.dropout_units else None
             if self.ahead and first + size < n:
                 warped = _warper(os.getpid()).submit(self.augment, self.x_train, order[first + size : first + 2 * size],
-                                                     self.rng.integers(2**63), 1)
+                                                     self.rng.integers(2**63), False)
             yield inputs, rows, labels, keep
 
     def measure(self, inputs: InputRows, y: np.ndarray) -> tuple[float, float, np.ndarray]:
@@ -351,11 +351,6 @@ def _warper(process: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(1, thread_name_prefix="warp")
 
 
-def cores(recipe: Recipe) -> int:
-    """The threads a run computes on: --threads, at most (and by default) all cores."""
-    return min(recipe.threads or numba.config.NUMBA_NUM_THREADS, numba.config.NUMBA_NUM_THREADS)
-
-
 @contextlib.contextmanager
 def thread_plan(recipe: Recipe):
     """Who has the cores during the run (--threads of them, default all). Scalar nodes: numba's compiled
@@ -368,7 +363,8 @@ def thread_plan(recipe: Recipe):
     --threads, and to rounding on another."""
     from threadpoolctl import threadpool_limits
 
-    compiled, threads = numba.get_num_threads(), cores(recipe)
+    compiled = numba.get_num_threads()
+    threads = min(recipe.threads or numba.config.NUMBA_NUM_THREADS, numba.config.NUMBA_NUM_THREADS)
     numba.set_num_threads(1 if recipe.nodes == "matrix" else threads)
     try:
         with threadpool_limits(max(threads - recipe.augment, 1) if recipe.nodes == "matrix" else 1, user_api="blas"):

@@ -208,17 +208,17 @@ def test_a_validation_part_of_each_class_at_its_bounds(fraction, held):
             data.validation_split(labels, beyond, seed=0)
 
 
-@pytest.mark.parametrize("nodes, threads, warps, blas", [("matrix", 2, {1}, 1), ("matrix", 1, {1}, 1),
-                                                        ("matrix", 3, {1}, 2), ("scalar", 2, {None}, 1)])
+@pytest.mark.parametrize("nodes, threads, warps, blas", [("matrix", 2, {False}, 1), ("matrix", 1, {False}, 1),
+                                                        ("matrix", 3, {False}, 2), ("scalar", 2, {True}, 1)])
 def test_augmented_images_are_warped_beside_the_step_on_matrix_nodes(monkeypatch, tmp_path, synthetic_digits, nodes,
                                                                      threads, warps, blas):
-    """Matrix runs warp the next batch's images on a thread of its own (threads=1), BLAS taking
-    one thread fewer; scalar runs warp on numba's threads (threads None), BLAS on one."""
+    """Matrix runs warp the next batch's images on a thread of their own (parallel=False), BLAS
+    taking one thread fewer; scalar runs warp on numba's threads (parallel), BLAS on one."""
     from mlp.augment import Augment
 
     seen, warp, blas_seen = [], Augment.__call__, []
-    monkeypatch.setattr(Augment, "__call__", lambda self, images, rows, key, threads=None:
-                        seen.append((threads, threading.current_thread().name)) or warp(self, images, rows, key, threads))
+    monkeypatch.setattr(Augment, "__call__", lambda self, images, rows, key, parallel=True:
+                        seen.append((parallel, threading.current_thread().name)) or warp(self, images, rows, key, parallel))
     monkeypatch.setattr(numba.config, "NUMBA_NUM_THREADS", 3)  # as on a machine of 3 cores
     mlp.fit(None, synthetic_digits, hidden=[8], epochs=2, nodes=nodes, threads=threads, augment=True, out=tmp_path,
             callbacks=lambda row: blas_seen.append(_blas_threads()), **SMALL)
