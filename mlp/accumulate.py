@@ -206,14 +206,13 @@ def _check_batch(model: MLP, X, y) -> tuple[np.ndarray, np.ndarray]:
     return X, y.astype(np.int64)
 
 
-def _clip_and_step(optimizer, clip: float | None, lr: float) -> int:
-    """The end of a training step: the accumulated gradient scaled down to L2 norm `clip` where
-    longer (None: as it is), then the optimizer's update at rate lr; returns its count of
-    parameters left not finite."""
-    if clip:
-        _updates.clip_norm(optimizer.params.grad, clip)
+def _clip_and_step(optimizer, clip: float | None, lr: float, grad: np.ndarray | None = None) -> int:
+    """The end of a training step: the optimizer's update at rate lr from the gradient (`grad`, or
+    the accumulator) scaled down to L2 norm `clip` where longer (None: as it is); returns its count
+    of parameters left not finite."""
+    g = optimizer.params.grad if grad is None else grad
     optimizer.lr = lr
-    return optimizer.step()
+    return optimizer.step(g, _updates.clip_scale(g, clip) if clip else 1.0)
 
 
 class AccumulatorStep:
@@ -313,9 +312,7 @@ class MatrixStep:
             for buffer, (a, b) in zip(scales, [u for u in self.units if u]):
                 np.copyto(buffer, keep[:, a:b], casting="same_kind")
         (loss, logits), _ = step(*self.weights, x, y, *scales, out=self.grads)
-        if self.mirror is not None:
-            np.copyto(self.params.grad, self.grad)
-        nonfinite = _clip_and_step(self.optimizer, self.clip, lr)
+        nonfinite = _clip_and_step(self.optimizer, self.clip, lr, self.grad)
         return BatchResult(loss, int(np.count_nonzero(logits.argmax(1) == y)), nonfinite)
 
     def logits(self, inputs: InputRows) -> np.ndarray:

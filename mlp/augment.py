@@ -74,27 +74,26 @@ def uniform(key, sample, draw):
 @njit(cache=True)
 def smoothed_field(key, sample, first_draw, kernel, alpha, out):
     """out (SIDE, SIDE): uniform(-1, 1) noise convolved with `kernel` along both axes (zero
-    outside the image), times alpha."""
+    outside the image), times alpha. Each output's taps are summed in the kernel's order; the
+    zeros around the image make the inner loops run along rows without a branch."""
     radius = kernel.shape[0] // 2
-    noise = np.empty((SIDE, SIDE))
+    noise = np.zeros((SIDE, SIDE + 2 * radius))  # each row with `radius` zeros either side
     for i in range(SIDE):
         for j in range(SIDE):
-            noise[i, j] = uniform(key, sample, first_draw + i * SIDE + j)
-    rows = np.zeros((SIDE, SIDE))
+            noise[i, j + radius] = uniform(key, sample, first_draw + i * SIDE + j)
+    rows = np.zeros((SIDE + 2 * radius, SIDE))  # smoothed along the rows, `radius` zero rows above and below
+    for i in range(SIDE):
+        for k in range(2 * radius + 1):
+            for j in range(SIDE):
+                rows[i + radius, j] += kernel[k] * noise[i, j + k]
+    out[:] = 0.0
+    for i in range(SIDE):
+        for k in range(2 * radius + 1):
+            for j in range(SIDE):
+                out[i, j] += kernel[k] * rows[i + k, j]
     for i in range(SIDE):
         for j in range(SIDE):
-            s = 0.0
-            for k in range(-radius, radius + 1):
-                if 0 <= j + k < SIDE:
-                    s += kernel[k + radius] * noise[i, j + k]
-            rows[i, j] = s
-    for i in range(SIDE):
-        for j in range(SIDE):
-            s = 0.0
-            for k in range(-radius, radius + 1):
-                if 0 <= i + k < SIDE:
-                    s += kernel[k + radius] * rows[i + k, j]
-            out[i, j] = alpha * s
+            out[i, j] *= alpha
 
 
 @njit(cache=True)

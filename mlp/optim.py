@@ -1,7 +1,8 @@
 """Optimizers, written as the course notes (004) give them, on a model's flat `Parameters`.
 
 `step()` updates `params.values` in place from `params.grad` (Algorithm 3's accumulator, the
-batch's mean gradient by default) and returns how many parameters stopped being finite numbers;
+batch's mean gradient by default; or a gradient given, of any float dtype, times a scale) and
+returns how many parameters stopped being finite numbers;
 `zero_grad()` empties the accumulator. With `weight_decay` the gradient gets `weight_decay * theta`
 added first (L2 regularisation, as in PyTorch).
 
@@ -36,16 +37,23 @@ class Optimizer(ABC):
     def zero_grad(self) -> None:
         self.params.zero_grad()
 
-    def step(self) -> int:
-        """One update of the parameters from their gradient; returns how many of them are not
-        finite numbers after it (0 unless the run diverged)."""
+    def step(self, grad: np.ndarray | None = None, scale: float = 1.0) -> int:
+        """One update of the parameters from `scale` times their gradient (`grad`, laid out as the
+        parameters, in place of the accumulator: a float32 step's, read without a converted copy;
+        `scale`, clipping's), which it leaves in the accumulator, as a float64 gradient clipped;
+        returns how many of them are not finite numbers after it (0 unless the run diverged)."""
+        g = self.params.grad if grad is None else grad
+        if g.shape != self.params.grad.shape or g.dtype.kind != "f":
+            raise ValueError(f"step(grad=...): expected floats of shape {self.params.grad.shape}, got "
+                             f"{g.dtype} of shape {g.shape}")
         self.steps += 1
-        return self.update(self.params.values, self.params.grad)
+        return self.update(self.params.values, g, float(scale))
 
     @abstractmethod
-    def update(self, theta: np.ndarray, g: np.ndarray) -> int:
-        """Change `theta` in place, given the gradient `g` (weight decay not yet added): the
-        optimizer's rule; returns the count of entries of theta then not finite."""
+    def update(self, theta: np.ndarray, g: np.ndarray, scale: float) -> int:
+        """Change `theta` in place, given the gradient `scale * g` (weight decay not yet added),
+        which the same pass keeps in the accumulator: the optimizer's rule; returns the count of
+        entries of theta then not finite."""
 
     def state_dict(self) -> dict[str, np.ndarray]:
         state = {name: getattr(self, name).copy() for name in self.state_names}
@@ -63,8 +71,8 @@ class Optimizer(ABC):
 class SGD(Optimizer):
     """theta = theta - lr * g."""
 
-    def update(self, theta, g):
-        return _updates.sgd(theta, g, self.lr, self.weight_decay)
+    def update(self, theta, g, scale):
+        return _updates.sgd(theta, g, scale, self.params.grad, self.lr, self.weight_decay)
 
 
 class Momentum(Optimizer):
@@ -77,16 +85,17 @@ class Momentum(Optimizer):
         super().__init__(params, lr, weight_decay)
         self.beta = beta
 
-    def update(self, theta, g):
-        return _updates.momentum(theta, g, self.v, self.lr, self.beta, 1.0, self.weight_decay)
+    def update(self, theta, g, scale):
+        return _updates.momentum(theta, g, scale, self.params.grad, self.v, self.lr, self.beta, 1.0, self.weight_decay)
 
 
 class UnbiasedMomentum(Momentum):
     """Momentum with the bias of v's zero start removed: theta = theta - lr * v / (1 - beta^t)
     after the t-th step (the notes count from 0 and write beta^(t+1): the same number)."""
 
-    def update(self, theta, g):
-        return _updates.momentum(theta, g, self.v, self.lr, self.beta, 1 - self.beta**self.steps, self.weight_decay)
+    def update(self, theta, g, scale):
+        return _updates.momentum(theta, g, scale, self.params.grad, self.v, self.lr, self.beta,
+                                 1 - self.beta**self.steps, self.weight_decay)
 
 
 class Nesterov(Momentum):
@@ -96,8 +105,8 @@ class Nesterov(Momentum):
     they hold phi = theta - lr * v, where the next gradient is wanted. (The notes write the
     look-ahead as theta - v; their source lecture, like the rule's dimensions, has lr * v.)"""
 
-    def update(self, phi, g):
-        return _updates.nesterov(phi, g, self.v, self.lr, self.beta, self.weight_decay)
+    def update(self, phi, g, scale):
+        return _updates.nesterov(phi, g, scale, self.params.grad, self.v, self.lr, self.beta, self.weight_decay)
 
 
 class RMSProp(Optimizer):
@@ -111,8 +120,9 @@ class RMSProp(Optimizer):
         super().__init__(params, lr, weight_decay)
         self.beta, self.eps = beta, eps
 
-    def update(self, theta, g):
-        return _updates.rmsprop(theta, g, self.s, self.lr, self.beta, self.eps, self.weight_decay)
+    def update(self, theta, g, scale):
+        return _updates.rmsprop(theta, g, scale, self.params.grad, self.s, self.lr, self.beta, self.eps,
+                                self.weight_decay)
 
 
 class Adam(Optimizer):
@@ -128,9 +138,9 @@ class Adam(Optimizer):
         super().__init__(params, lr, weight_decay)
         self.beta1, self.beta2, self.eps = beta1, beta2, eps
 
-    def update(self, theta, g):
-        return _updates.adam(theta, g, self.m, self.v, self.lr, self.beta1, self.beta2, self.eps, self.steps,
-                             self.weight_decay)
+    def update(self, theta, g, scale):
+        return _updates.adam(theta, g, scale, self.params.grad, self.m, self.v, self.lr, self.beta1, self.beta2,
+                             self.eps, self.steps, self.weight_decay)
 
 
 OPTIMIZERS = {

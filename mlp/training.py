@@ -149,25 +149,29 @@ class Run:
         whose logits, loss, or step's weights are not finite."""
         n, size = len(self.x_train), self.recipe.batch_size
         total_loss, correct = 0.0, 0
-        for batch, (inputs, rows, labels, keep) in enumerate(self.batches(), 1):
-            where = f"training diverged in epoch {self.epoch + 1}, batch {batch} of {-(-n // size)}"
-            with np.errstate(over="ignore", invalid="ignore"):  # numbers no longer finite: said below, once
+        with np.errstate(over="ignore", invalid="ignore"):  # numbers no longer finite: said below, once
+            for batch, (inputs, rows, labels, keep) in enumerate(self.batches(), 1):
                 try:
                     result = self.step(inputs, rows, labels, keep, self.schedule(self.optimizer.steps))
                 except ValueError:  # matrix nodes refuse the loss of logits that overflowed: it has no derivative there
                     if np.isfinite(self.step.logits(InputRows(inputs.dense[rows]))).all():
                         raise
-                    raise Diverged(f"{where}: the logits overflowed") from None
-            if not math.isfinite(result.loss) or result.nonfinite:
-                what = f"the loss became {result.loss}" if not math.isfinite(result.loss) else "the weights stopped being finite numbers"
-                raise Diverged(f"{where}: {what}")
-            total_loss += result.loss * len(rows)
-            correct += result.correct
-            done = min(batch * size, n)
-            if bar.due(done):
-                bar.update(done, f"loss {_short(total_loss / done)}  accuracy {100 * (correct / done):.1f}%  "
-                                 f"{done / self.clock.seconds():,.0f} samples/s")
+                    raise Diverged(f"{self._diverged_in(batch)}: the logits overflowed") from None
+                if not math.isfinite(result.loss) or result.nonfinite:
+                    what = f"the loss became {result.loss}" if not math.isfinite(result.loss) else \
+                        "the weights stopped being finite numbers"
+                    raise Diverged(f"{self._diverged_in(batch)}: {what}")
+                total_loss += result.loss * len(rows)
+                correct += result.correct
+                done = min(batch * size, n)
+                if bar.due(done):
+                    bar.update(done, f"loss {_short(total_loss / done)}  accuracy {100 * (correct / done):.1f}%  "
+                                     f"{done / self.clock.seconds():,.0f} samples/s")
         return total_loss / n, correct / n, self.clock.seconds()
+
+    def _diverged_in(self, batch: int) -> str:
+        return (f"training diverged in epoch {self.epoch + 1}, batch {batch} of "
+                f"{-(-len(self.x_train) // self.recipe.batch_size)}")
 
     def batches(self) -> Iterator[tuple[InputRows, np.ndarray, np.ndarray, np.ndarray | None]]:
         """An epoch's batches as a step takes them: (inputs, rows of them, labels indexed like

@@ -779,8 +779,27 @@ def _logsumexp(a, axis, keepdims):
 def _softmax(a, axis, op: str):
     """exp(a) / sum(exp(a)) along axis, logsumexp's gradient; refused by `op`'s name where it
     has none: a slice of only -inf (0/0), or one holding +inf (inf/inf)."""
+    if axis in (1, -1) and _by_rows(a):
+        out = np.empty_like(a)
+        if not math.isnan(_rows().softmax_rows(a, _NO_LABELS, out)):
+            return out
     e, _, finite = _shifted_exp(a, axis)
     return _normalized(e, e.sum(axis=axis, keepdims=True), finite, op)
+
+
+_NO_LABELS = np.zeros(0, np.int64)
+
+
+def _by_rows(a) -> bool:
+    """Whether the compiled softmax of rows takes a: a matrix of floats with entries; every
+    softmax along a matrix's rows goes through it, so that each gives the same numbers."""
+    return a.ndim == 2 and a.size > 0 and (a.dtype == np.float64 or a.dtype == np.float32)
+
+
+def _rows():
+    from . import _rows
+
+    return _rows
 
 
 def _normalized(e, total, finite: bool, op: str):
@@ -800,6 +819,11 @@ def _cross_entropy(logits, labels):
 def _cross_entropy_saving(logits, labels, op: str | None = "softmax_cross_entropy"):
     """(the loss, the softmax its VJP takes): the softmax from the loss's own exponentials
     (refused by `op`'s name where it has no derivative; not made with op None)."""
+    if _by_rows(logits):
+        softmax = np.empty_like(logits)
+        total = _rows().softmax_rows(logits, labels, softmax)
+        if not math.isnan(total):
+            return logits.dtype.type(total / len(labels)), None if op is None else softmax
     e, m, finite = _shifted_exp(logits, 1)
     total = e.sum(axis=1, keepdims=True)
     losses = np.log(total[:, 0]) - (logits[np.arange(len(labels)), labels] - m[:, 0])

@@ -79,11 +79,11 @@ def test_interrupting_fit_keeps_the_last_finished_epoch_in_the_model(tmp_path, m
     steps, stop_at = [0], 20 + 7  # 20 steps an epoch: the 8th step of epoch 2
     real_step = optim.Adam.step
 
-    def step(self):
+    def step(self, *args):
         steps[0] += 1
         if steps[0] == stop_at:
             raise KeyboardInterrupt
-        real_step(self)
+        return real_step(self, *args)
 
     monkeypatch.setattr(optim.Adam, "step", step)
     model = mlp.MLP([784, 8, 10], seed=0)
@@ -188,11 +188,11 @@ def test_fit_resumes_a_given_model_from_its_run(tmp_path):
 def test_an_interrupted_fit_says_how_to_resume_in_python_and_that_way_resumes(tmp_path, monkeypatch, capsys):
     steps, real_step = [0], optim.Adam.step
 
-    def step(self):
+    def step(self, *args):
         steps[0] += 1
         if steps[0] == 20 + 3:  # 20 steps an epoch: in epoch 2
             raise KeyboardInterrupt
-        real_step(self)
+        return real_step(self, *args)
 
     monkeypatch.setattr(optim.Adam, "step", step)
     model = mlp.MLP([784, 8, 10], seed=0)

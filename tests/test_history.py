@@ -45,9 +45,14 @@ def test_the_confusion_matrix_counts_true_rows_against_predicted_columns(history
 
 def test_the_mistakes_are_titled_true_then_predicted(history):
     figure = history.mistakes().figure
-    titles = [ax.get_title() for ax in figure.axes if ax.get_title()]
-    assert titles == ["one -> two", "three -> one", "two -> zero", "zero -> three"]
+    (axes,) = figure.axes
+    assert [t.get_text() for t in axes.texts] == ["one -> two", "three -> one", "two -> zero", "zero -> three"]
     assert figure._suptitle.get_text().startswith("4 misclassified")
+    grid = axes.images[0].get_array()
+    shown = [grid[8:36, 2 + 32 * c : 30 + 32 * c] for c in range(4)]  # the first row's cells: a title band, then 28 x 28
+    for image, i in zip(shown, [1, 3, 5, 7]):
+        np.testing.assert_array_equal(image, history.dataset.x_test[i].reshape(28, 28))
+    assert grid.mask[:8].all() and grid.mask[:, :2].all() and grid.mask[8:36, 4 * 32 :].all()  # around them: background
 
 
 def test_the_html_summary_counts_the_epochs_and_shows_the_accuracy_in_percent(history, tmp_path):

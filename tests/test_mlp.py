@@ -1,6 +1,7 @@
 """The MLP on tape leaves: gradients against finite differences, the paths of Algorithm 3
 against each other, the optimizers against the notes' formulas, and bad input."""
 import math
+import re
 from collections import Counter
 
 import numpy as np
@@ -448,15 +449,54 @@ def test_a_step_leaves_the_gradient_accumulator_as_it_was(name):
         assert not np.array_equal(params.values, before)
 
 
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("scale", [1.0, 0.25])
+def test_a_step_from_a_gradient_given_times_a_scale_is_the_step_from_that_gradient_kept(name, dtype, scale):
+    """step(grad, scale) steps as step() would from scale * grad in float64 in the accumulator,
+    and leaves that there (the float64 gradient clipped), whatever grad's dtype; the one given
+    is not changed. Two steps, so that the optimizers' state takes the gradient too."""
+    with Tape():
+        model = MLP([3, 2])
+        twin = MLP([3, 2])
+    given, oracle = OPTIMIZERS[name](model.parameters(), lr=0.1, weight_decay=0.2), \
+        OPTIMIZERS[name](twin.parameters(), lr=0.1, weight_decay=0.2)
+    rng = np.random.default_rng(1)
+    for _ in range(2):
+        grad = rng.normal(size=len(model.parameters())).astype(dtype)
+        before = grad.copy()
+        twin.parameters().grad[:] = scale * grad.astype(np.float64)
+        given.step(grad, scale)
+        oracle.step()
+        np.testing.assert_array_equal(grad, before)
+        np.testing.assert_array_equal(model.parameters().grad, scale * grad.astype(np.float64))
+        np.testing.assert_array_equal(model.parameters().values, twin.parameters().values)
+
+
+@pytest.mark.parametrize("grad, words", [(np.zeros(4), "expected floats of shape (9,), got float64 of shape (4,)"),
+                                         (np.zeros(9, np.int64), "expected floats of shape (9,), got int64 of shape (9,)")])
+def test_a_step_refuses_a_gradient_of_another_shape_or_of_integers(grad, words):
+    with Tape():
+        model = MLP([2, 3])
+    opt = SGD(model.parameters(), lr=0.1)
+    before = model.parameters().values.copy()
+    with pytest.raises(ValueError, match=re.escape(f"step(grad=...): {words}")):
+        opt.step(grad)
+    assert opt.steps == 0 and np.array_equal(model.parameters().values, before)
+
+
 @pytest.mark.parametrize("norm, max_norm", [(0.6, 0.5), (3.0, 4.0), (1.5, 1.0), (0.9, 1.0), (5.0, 5.0)])
 def test_clipping_scales_a_longer_gradient_down_to_the_norm_and_leaves_a_shorter_one(norm, max_norm):
     """Near 1 and on either side of it: a norm's square and the norm order differently there."""
-    from mlp._updates import clip_norm
+    from mlp._updates import clip_scale
 
     direction = np.array([3.0, -4.0, 0.0, 12.0]) / 13.0
-    g = norm * direction
-    assert clip_norm(g, max_norm) == pytest.approx(norm, rel=1e-15)  # the norm before
-    np.testing.assert_allclose(g, min(norm, max_norm) * direction, rtol=1e-15)
+    for dtype in (np.float64, np.float32):
+        g = (norm * direction).astype(dtype)
+        scale = clip_scale(g, max_norm)
+        assert scale == 1.0 if norm < max_norm else scale <= 1.0
+        np.testing.assert_allclose(scale * g.astype(np.float64), min(norm, max_norm) * direction,
+                                   rtol=1e-15 if dtype == np.float64 else 1e-7)
 
 
 def test_optimizer_state_round_trip_and_argument_checks():

@@ -451,10 +451,11 @@ def test_the_rule_table_is_a_leaf_and_tape_has_no_import_loop():
     # everything rests on the table (the generator reads it by its path, to run while tape cannot),
     # but for the tables a notebook shows and the line before a compilation, which know nothing of
     # operations, and the table's rules on arrays, generated from it as numpy code that needs nothing
-    # of tape at run time
+    # of tape at run time, and the compiled softmax of rows, which is arithmetic only
     assert graph["_display"] == set() and graph["_notice"] == set() and graph["_vectorized"] == set()
+    assert graph["_rows"] == {"_notice"}
     assert all("_rules" in below[name] for name in graph
-               if name not in ("_rules", "_codegen", "_display", "_notice", "_vectorized"))
+               if name not in ("_rules", "_codegen", "_display", "_notice", "_vectorized", "_rows"))
 
 
 def test_the_generated_code_is_a_file_you_can_step_into_and_nothing_runs_exec():

@@ -472,6 +472,10 @@ def test_traced_cross_entropy_refuses_its_gradient_at_infinite_logits_but_gives_
                                              "holding \\+inf"):
             traced.grad()(x, np.array([0, 1]))
         assert not np.isfinite(traced(x, np.array([0, 1])))
+        # the label at -inf beside a +inf: log(inf) - (-inf - 0) = +inf; with only -inf, -inf + inf = nan
+        for rows in (x, x[::-1]):  # that row first, and last
+            loss = traced(rows, np.array([1, 1]))
+            assert loss == np.inf if row[0] > 0 else np.isnan(loss)
         assert traced.grad()(np.array([[1.0, -2.0, 0.5], [0.0, 0.0, 0.0]]) * 1e-308, np.array([0, 1])).shape == (2, 3)
 
 

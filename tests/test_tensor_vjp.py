@@ -2,6 +2,7 @@
 on every operand, in float32 and float64, against central differences of <cotangent, f> written
 here in numpy; the forward derivative (`tape.jvp` on Tensors) with random tangents the same way;
 extreme and empty inputs; gradients keep their operand's dtype and shape."""
+import math
 import re
 
 import numpy as np
@@ -373,6 +374,54 @@ def test_softmax_cross_entropy_of_extreme_logits(dtype):
     value, (adjoint,) = pullback(lambda z: tape.softmax_cross_entropy(z, labels), [logits], (0,), g, dtype)
     np.testing.assert_allclose(value, np.log(2), rtol=1e-6)
     np.testing.assert_allclose(adjoint, g / 2 * np.array([[-0.5, 0.5, 0.0], [0.0, -0.5, 0.5]]), rtol=1e-6, atol=1e-30)
+
+
+@DTYPES
+@pytest.mark.parametrize("transposed", [False, True], ids=["rows", "columns of a transposed view"])
+@pytest.mark.parametrize("label_dtype", [np.int64, np.int32])
+def test_the_softmax_cross_entropy_of_rows_is_the_float64_result_rounded(transposed, label_dtype, dtype):
+    """Every softmax along a matrix's rows is computed in float64 (a compiled pass per row): in
+    float32 the loss and each gradient entry are float64's rounded, to an ulp or two. Rows of
+    equal logits (1/3 exactly), the label at the max and off it, an exp that underflows to 0,
+    logits in memory by columns, labels of another integer type; g scales the gradient."""
+    logits = np.array([[2.0, 2.0, 2.0], [0.5, -1.25, 4.0], [-80.0, 30.0, 29.0], [1e-3, -2e-3, 0.0],
+                       [7.0, -7.0, 7.5]])
+    labels, g = np.array([1, 2, 1, 0, 1], label_dtype), RNG.standard_normal()
+    shifted = logits - logits.max(axis=1, keepdims=True)  # the oracle, in float64
+    p = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
+    loss = np.mean(np.log(np.exp(shifted).sum(axis=1)) - shifted[np.arange(5), labels])
+    adjoint = g * (p - np.eye(3)[labels]) / 5
+    given = np.ascontiguousarray(logits.T).T if transposed else logits
+    value, (grad,) = pullback(lambda z: tape.softmax_cross_entropy(z, labels), [given.astype(dtype)], (0,), g, dtype)
+    assert value.dtype == grad.dtype == dtype
+    exact = {"rtol": 3e-7, "atol": 1e-30} if dtype == np.float32 else {"rtol": 1e-14, "atol": 1e-300}
+    np.testing.assert_allclose(value, loss.astype(dtype), **exact)
+    np.testing.assert_allclose(grad, (g * (np.asarray(p, dtype) - np.eye(3)[labels]) / 5) if dtype == np.float32
+                               else adjoint, **{**exact, "rtol": 10 * exact["rtol"]})
+    assert grad[2, 0] == 0.0 or dtype == np.float64  # e^-110 is 0 in float32
+    np.testing.assert_array_equal(grad[0, [0, 2]], grad[0, [2, 0]])  # equal logits, equal entries
+
+
+@pytest.mark.parametrize("bad", [np.inf, np.nan, "a row of -inf"])
+def test_the_compiled_softmax_of_rows_leaves_a_nan_a_plus_inf_or_a_row_of_minus_inf_to_numpy(bad):
+    """It takes rows with a finite max, -inf entries among them (classes ruled out: their exp is
+    0; a label there costs +inf), giving their summed loss (0 without labels); a matrix holding a
+    nan, a +inf or a row of -inf only it leaves to numpy's path (nan), which refuses or gives as
+    it says (tests/test_tensor_edges.py)."""
+    from tape._rows import softmax_rows
+
+    a, out = np.array([[1.0, 2.0, -np.inf], [0.0, 0.0, 3.0]]), np.empty((2, 3))
+    p = np.exp(a) / np.exp(a).sum(axis=1, keepdims=True)
+    assert softmax_rows(a, np.array([1, 0]), out) == pytest.approx(-np.log(p[0, 1]) - np.log(p[1, 0]), rel=1e-15)
+    np.testing.assert_allclose(out, p, rtol=1e-15)
+    assert out[0, 2] == 0.0
+    assert softmax_rows(a, np.array([2, 0]), out) == np.inf
+    assert softmax_rows(a, np.zeros(0, np.int64), out) == 0.0
+    if bad == "a row of -inf":
+        a[0] = -np.inf
+    else:
+        a[1, 1] = bad
+    assert math.isnan(softmax_rows(a, np.array([1, 0]), out))
 
 
 @DTYPES
