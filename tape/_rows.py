@@ -18,8 +18,9 @@ def softmax_rows(a, labels, out):
     """out = the softmax of each row of a (rows, classes), computed in float64 from the row less
     its max; returns the sum over rows of the cross-entropy log sum exp(row - max) - (row[label]
     - max) when `labels` has a label per row (0 for none). An entry -inf is a class ruled out
-    (its exp is 0); at a nan or a +inf, or a row of -inf only, it returns nan, out incomplete:
-    numpy's path says what such a row has (tape._tensor._normalized)."""
+    (its exp is 0); at a nan or a +inf, a row of -inf only, or a label outside [0, classes), it
+    returns nan, out incomplete: numpy's path says what such a row has (tape._tensor._normalized)
+    or refuses the label by name (tape._tensor.check_labels)."""
     total = 0.0
     for r in range(a.shape[0]):
         m = -math.inf
@@ -36,5 +37,8 @@ def softmax_rows(a, labels, out):
         for j in range(a.shape[1]):
             out[r, j] = math.exp(float(a[r, j]) - m) / s
         if labels.shape[0]:
-            total += math.log(s) - (float(a[r, labels[r]]) - m)
+            label = labels[r]
+            if label < 0 or label >= a.shape[1]:
+                return math.nan
+            total += math.log(s) - (float(a[r, label]) - m)
     return total

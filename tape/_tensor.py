@@ -818,12 +818,14 @@ def _cross_entropy(logits, labels):
 
 def _cross_entropy_saving(logits, labels, op: str | None = "softmax_cross_entropy"):
     """(the loss, the softmax its VJP takes): the softmax from the loss's own exponentials
-    (refused by `op`'s name where it has no derivative; not made with op None)."""
+    (refused by `op`'s name where it has no derivative; not made with op None); a label outside
+    the classes refused by name."""
     if _by_rows(logits):
         softmax = np.empty_like(logits)
         total = _rows().softmax_rows(logits, labels, softmax)
         if not math.isnan(total):
             return logits.dtype.type(total / len(labels)), None if op is None else softmax
+    check_labels(labels, logits.shape[1])
     e, m, finite = _shifted_exp(logits, 1)
     total = e.sum(axis=1, keepdims=True)
     losses = np.log(total[:, 0]) - (logits[np.arange(len(labels)), labels] - m[:, 0])

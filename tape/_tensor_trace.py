@@ -33,7 +33,7 @@ from ._forward import APPLY, reduction_partials
 from ._program import GuardError, compiled
 from ._rules import CODE_BITS, CODES, CONSTANT_BITS, REDUCTIONS, code_of
 from ._tape import LEAF_HEADER, Tape, TraceError
-from ._tensor import (STRUCTURAL, Tensor, _refuse, _scaled, check_labels, unbroadcast)
+from ._tensor import (STRUCTURAL, Tensor, _refuse, _scaled, unbroadcast)
 from ._ops import Var
 from ._var import exact, kink, leaf_on
 from ._vectorized import ELEMENTWISE
@@ -442,7 +442,7 @@ class Generator:
         self.ns = {"np": np, "float32": np.float32, "float64": np.float64, "GuardError": GuardError,
                    "_scaled": _scaled, "_cast": _cast, "_checked": _checked,
                    "_fail_compare": _fail_compare, "_check_mask": _check_mask, "_check_equal": _check_equal,
-                   "_check_labels": check_labels, "_kink": kink, "_reduction_partials": reduction_partials,
+                   "_kink": kink, "_reduction_partials": reduction_partials,
                    "_scalar_partials": _scalar_partials, "_own": _own}
         self._names = itertools.count()
         self.lines: list[str] = []
@@ -489,9 +489,6 @@ class Generator:
         self.lines = [f"def traced({', '.join(leaves + seeds)}):"]
         guards = sorted(range(len(p.guards)), key=lambda g: p.guards[g][-1])
         at = 0
-        for k, leaf in enumerate(p.leaves):
-            if leaf.kind == "index" and leaf.read:
-                self._labels_checks(k)
         for s in p.steps:
             self.forward(s, s.i in active)
             while at < len(guards) and p.guards[guards[at]][-1] <= s.i:
@@ -522,13 +519,6 @@ class Generator:
                              else f"np.zeros({leaf.shape!r}, {self.const(leaf.dtype)})")
         self.emit(f"return ({', '.join(outs)}{',' if len(outs) == 1 else ''}), ({', '.join(grads)}{',' if len(grads) == 1 else ''})")
         return "\n".join(self.lines) + "\n"
-
-    def _labels_checks(self, k: int) -> None:
-        for s in self.p.steps:
-            if s.kind == "structural" and s.op == "softmax_cross_entropy" and s.extra[1].get("labels") == Src(f"x{k}"):
-                parent = self.p.steps[s.parents[0]]
-                self.emit(f"_check_labels(x{k}, {parent.shape[-1]})")
-                return
 
     def guard(self, g: tuple) -> None:
         kind, lhs, op, rhs, outcome, where, _ = g

@@ -1,6 +1,7 @@
 """tape.trace of functions of Tensors (issue 29): a trace against recording anew (the engine),
 against a few lines of numpy written here, and against central differences; guards, retraces,
 threads, the out= path, vjp, displays."""
+import re
 import threading
 
 import numpy as np
@@ -477,6 +478,21 @@ def test_traced_cross_entropy_refuses_its_gradient_at_infinite_logits_but_gives_
             loss = traced(rows, np.array([1, 1]))
             assert loss == np.inf if row[0] > 0 else np.isnan(loss)
         assert traced.grad()(np.array([[1.0, -2.0, 0.5], [0.0, 0.0, 0.0]]) * 1e-308, np.array([0, 1])).shape == (2, 3)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("bad", [-1, 3, 2**40])
+def test_traced_cross_entropy_refuses_a_label_outside_the_classes_by_name(bad, dtype):
+    """Labels are inputs of a trace, checked at every call: 0 and 2 (the bounds) are taken; one
+    outside [0, 3) is refused, naming it and its place, for the value and for the gradient."""
+    traced = tape.trace(lambda z, y: tape.softmax_cross_entropy(z, y), Tensor(np.ones((3, 3), dtype)), np.array([0, 1, 2]))
+    x = np.array([[0.5, 1.0, -1.0], [2.0, 0.0, 0.0], [1.0, 1.0, 3.0]], dtype)
+    z = x.astype(np.float64) - x.max(axis=1, keepdims=True)
+    expected = np.mean(np.log(np.exp(z).sum(axis=1)) - z[np.arange(3), [2, 0, 2]])
+    np.testing.assert_allclose(traced(x, np.array([2, 0, 2])), expected, rtol=1e-6)
+    for call in (traced, traced.value_and_grad()):
+        with pytest.raises(ValueError, match=re.escape(f"softmax_cross_entropy: label {bad} at position 1 is outside [0, 3)")):
+            call(x, np.array([0, bad, 2]))
 
 
 def test_traced_cross_entropy_of_a_nan_logit_is_nan_in_its_row_not_refused():
