@@ -7,7 +7,7 @@ has their test accuracies and times beside a PyTorch twin's (benchmarks/second_s
 
 The recipes run on matrix nodes (the default) in float32 (`--nodes matrix --dtype float32`):
 for this 784-256-256-10 net at batch 128 they train at about 1.2x PyTorch's samples/s and 10x
-scalar nodes' on this project's 2-core machine (45,000 against 37,000 and 4,700, without
+scalar nodes' on this project's 2-core machine (47,000 against 42,000 and 4,900, without
 augmentation; benchmarks/RESULTS.md), with the same accuracy to float32's precision. Give
 `--nodes scalar --dtype float64` after the arguments to train on scalar nodes instead (their
 per-sample loss traced and replayed).

@@ -485,7 +485,7 @@ def test_a_step_refuses_a_gradient_of_another_shape_or_of_integers(grad, words):
     assert opt.steps == 0 and np.array_equal(model.parameters().values, before)
 
 
-@pytest.mark.parametrize("norm, max_norm", [(0.6, 0.5), (3.0, 4.0), (1.5, 1.0), (0.9, 1.0), (5.0, 5.0)])
+@pytest.mark.parametrize("norm, max_norm", [(0.6, 0.5), (0.4, 0.5), (3.0, 4.0), (1.5, 1.0), (0.9, 1.0), (5.0, 5.0)])
 def test_clipping_scales_a_longer_gradient_down_to_the_norm_and_leaves_a_shorter_one(norm, max_norm):
     """Near 1 and on either side of it: a norm's square and the norm order differently there."""
     from mlp._updates import clip_scale
@@ -497,6 +497,15 @@ def test_clipping_scales_a_longer_gradient_down_to_the_norm_and_leaves_a_shorter
         assert scale == 1.0 if norm < max_norm else scale <= 1.0
         np.testing.assert_allclose(scale * g.astype(np.float64), min(norm, max_norm) * direction,
                                    rtol=1e-15 if dtype == np.float64 else 1e-7)
+
+
+def test_clipping_measures_the_gradient_it_is_given_and_no_entry_past_it():
+    """A view ending before a huge number: the norm is the view's alone (numba checks no bounds)."""
+    from mlp._updates import clip_scale
+
+    for dtype in (np.float64, np.float32):
+        memory = np.array([3.0, 4.0, 1e30], dtype)
+        assert clip_scale(memory[:2], 10.0) == 1.0 and clip_scale(memory[:2], 2.5) == 0.5
 
 
 def test_optimizer_state_round_trip_and_argument_checks():
