@@ -781,7 +781,7 @@ def _softmax(a, axis, op: str):
     has none: a slice of only -inf (0/0), or one holding +inf (inf/inf)."""
     if axis in (1, -1) and _by_rows(a):
         out = np.empty_like(a)
-        if not math.isnan(_rows().softmax_rows(a, _NO_LABELS, out)):
+        if not math.isnan(_row_kernel().softmax_rows(a, _NO_LABELS, out)):
             return out
     e, _, finite = _shifted_exp(a, axis)
     return _normalized(e, e.sum(axis=axis, keepdims=True), finite, op)
@@ -796,7 +796,8 @@ def _by_rows(a) -> bool:
     return a.ndim == 2 and a.size > 0 and (a.dtype == np.float64 or a.dtype == np.float32)
 
 
-def _rows():
+def _row_kernel():
+    """tape._rows, imported at the first softmax of rows (it imports numba)."""
     from . import _rows
 
     return _rows
@@ -822,7 +823,7 @@ def _cross_entropy_saving(logits, labels, op: str | None = "softmax_cross_entrop
     the classes refused by name."""
     if _by_rows(logits):
         softmax = np.empty_like(logits)
-        total = _rows().softmax_rows(logits, labels, softmax)
+        total = _row_kernel().softmax_rows(logits, labels, softmax)
         if not math.isnan(total):
             return logits.dtype.type(total / len(labels)), None if op is None else softmax
     check_labels(labels, logits.shape[1])
