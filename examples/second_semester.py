@@ -17,9 +17,9 @@ The last line printed is `test accuracy: NN.NN%`.
 """
 import argparse
 import shlex
-import sys
 
 from mlp import train
+from mlp.programs import finish
 
 COMMON = ["--activation", "relu", "--optimizer", "adam", "--lr", "1e-3", "--schedule", "cosine"]
 FASTER = ["--nodes", "matrix", "--dtype", "float32"]  # the faster kind of node for this net (see above)
@@ -48,4 +48,4 @@ if __name__ == "__main__":
     args, rest = p.parse_known_args()
     argv = [*recipe(args.dataset), "--seed", args.seed, *(["--out", args.out] if args.out else []), *rest]
     print("on matrix nodes in float32, the faster kind for this net: python -m mlp.train " + shlex.join(argv), flush=True)
-    sys.exit(train.main(argv))
+    finish(train.main(argv))

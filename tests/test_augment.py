@@ -56,16 +56,18 @@ def test_a_constant_displacement_field_is_a_shift():
     np.testing.assert_array_equal(warped(image, field_r=np.ones((SIDE, SIDE))), expected)
 
 
-def test_the_elastic_field_is_uniform_noise_smoothed_by_a_gaussian():
-    key, sample, first, alpha, sigma = np.uint64(12345), 3, 7, 5.0, 2.0
+@pytest.mark.parametrize("sigma", [0.4, 2.0, 28.0])  # a kernel of 3, 13 and 169 taps (wider than the image)
+def test_the_elastic_field_is_uniform_noise_smoothed_by_a_gaussian(sigma):
+    key, sample, first, alpha = np.uint64(12345), 3, 7, 5.0
     noise = np.array([uniform(key, sample, first + k) for k in range(SIDE * SIDE)]).reshape(SIDE, SIDE)
-    taps = np.exp(-0.5 * (np.arange(-6, 7) / sigma) ** 2)
+    radius = int(np.ceil(3 * sigma))
+    taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
     taps /= taps.sum()
-    smooth = np.apply_along_axis(lambda row: np.convolve(row, taps, mode="same"), 1, noise)
-    smooth = np.apply_along_axis(lambda column: np.convolve(column, taps, mode="same"), 0, smooth)
-    field = np.empty((SIDE, SIDE))
+    smooth = np.apply_along_axis(lambda row: np.convolve(row, taps)[radius : radius + SIDE], 1, noise)
+    smooth = np.apply_along_axis(lambda column: np.convolve(column, taps)[radius : radius + SIDE], 0, smooth)
+    field = np.full((SIDE, SIDE), np.nan)
     smoothed_field(key, sample, first, _gaussian(sigma), alpha, field)
-    np.testing.assert_allclose(field, alpha * smooth, atol=1e-12)
+    np.testing.assert_allclose(field, alpha * smooth, rtol=1e-12, atol=1e-14)
 
 
 def test_the_draws_are_uniform_on_minus_one_to_one():

@@ -352,6 +352,16 @@ def test_sigint_to_a_running_training_process(tmp_path, digit_source):
     assert checkpoint.load(tmp_path / "run" / "model.npz").epoch >= 1
 
 
+@pytest.mark.parametrize("code", [0, 3, 130])
+def test_a_program_exits_with_its_code_its_objects_frozen_and_its_atexit_handlers_run(code):
+    program = ("import atexit, gc\nfrom mlp.programs import finish\n"
+               "atexit.register(lambda: print('atexit ran; frozen:', gc.get_freeze_count() > 0))\n"
+               f"finish({code})")
+    done = subprocess.run([sys.executable, "-c", program], env=dict(os.environ, PYTHONPATH=str(ROOT)),
+                          capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout, done.stderr) == (code, "atexit ran; frozen: True\n", "")
+
+
 @pytest.mark.parametrize("argv, words", [
     (["--batch-size", "0"], ["--batch-size", "expected a positive integer, got 0"]),
     (["--lr", "-1"], ["--lr", "expected a positive finite number, got -1"]),

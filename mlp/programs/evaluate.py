@@ -5,7 +5,6 @@ columns: predicted class).
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,7 @@ from .. import checkpoint, data
 from ..plots import confusion_matrix
 from ..recipe import dataset_name
 from ..training import evaluate
-from . import cli
+from . import cli, finish
 
 
 def format_confusion(counts: np.ndarray, classes: list[str]) -> str:
@@ -54,4 +53,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    finish(main())

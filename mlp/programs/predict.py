@@ -19,7 +19,7 @@ import tape
 
 from .. import checkpoint, data
 from ..recipe import dataset_name
-from . import cli
+from . import cli, finish
 
 SIDE = 28
 INK, FEWEST_INKED = 0.2, 20  # a pixel above INK holds ink; MNIST's sparsest digits have about 30 such
@@ -116,4 +116,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    finish(main())

@@ -39,7 +39,7 @@ from .. import checkpoint
 from ..drawing import mnist_style
 from ..expression import ExpressionError, evaluate
 from ..nn import MLP
-from . import cli
+from . import cli, finish
 
 WEB = Path(__file__).with_name("web")
 STATIC = {"/": "index.html", "/app.js": "app.js", "/style.css": "style.css"}
@@ -390,4 +390,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    finish(main())

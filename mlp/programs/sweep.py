@@ -57,7 +57,7 @@ from .. import checkpoint, rundir
 from ..progress import ProgressBar
 from ..recipe import Recipe, positive_int
 from ..training import RUNS
-from . import cli
+from . import cli, finish
 
 METRICS = {"val_accuracy": max, "val_loss": min}  # what may choose the best trial, and how
 SAMPLERS = {
@@ -452,4 +452,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    finish(main())

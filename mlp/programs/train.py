@@ -19,7 +19,7 @@ from ..fitting import save_figures
 from ..progress import ProgressBar
 from ..recipe import Choice, Recipe, RecipeError, Several, Switch, flag, options
 from ..training import RUNS, Diverged, RunError, run_training  # noqa: F401 - RUNS: where mlp.serve looks
-from . import cli
+from . import cli, finish
 
 EXCLUSIVE = ("resume", "fresh")  # a run continues, or starts in a new directory
 
@@ -95,4 +95,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    finish(main())
