@@ -99,14 +99,14 @@ def convolve_rows(padded, kernel, out):
         for j in range(0, SIDE, 7):
             s0 = s1 = s2 = s3 = s4 = s5 = s6 = 0.0
             for k in range(kernel.shape[0]):
-                w, row = kernel[k], padded[i, j + k : j + k + 7]
-                s0 += w * row[0]
-                s1 += w * row[1]
-                s2 += w * row[2]
-                s3 += w * row[3]
-                s4 += w * row[4]
-                s5 += w * row[5]
-                s6 += w * row[6]
+                w, at = kernel[k], j + k
+                s0 += w * padded[i, at]
+                s1 += w * padded[i, at + 1]
+                s2 += w * padded[i, at + 2]
+                s3 += w * padded[i, at + 3]
+                s4 += w * padded[i, at + 4]
+                s5 += w * padded[i, at + 5]
+                s6 += w * padded[i, at + 6]
             out[i, j], out[i, j + 1], out[i, j + 2], out[i, j + 3] = s0, s1, s2, s3
             out[i, j + 4], out[i, j + 5], out[i, j + 6] = s4, s5, s6
 

@@ -2,7 +2,11 @@
 field against numpy's convolution, and the random draws (the same for the same key, whatever
 the number of threads)."""
 import math
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import numba
 import numpy as np
@@ -68,6 +72,21 @@ def test_the_elastic_field_is_uniform_noise_smoothed_by_a_gaussian(sigma):
     field = np.full((SIDE, SIDE), np.nan)
     smoothed_field(key, sample, first, _gaussian(sigma), alpha, field)
     np.testing.assert_allclose(field, alpha * smooth, rtol=1e-12, atol=1e-14)
+
+
+def test_the_compiled_loops_stay_inside_their_arrays(tmp_path):
+    """numba checks no index unless told to: compiled here with bounds checks (a process and a
+    cache of its own), the warps at the widest settings and Gaussians of 1 to 169 taps, on one
+    thread and on numba's, read and write nothing outside their arrays."""
+    program = ("import numpy as np\nfrom mlp.augment import Augment\n"
+               "images = np.random.default_rng(0).random((20, 784))\n"
+               "for sigma in (0.1, 0.4, 3.0, 28.0):\n"
+               "    for parallel in (False, True):\n"
+               "        Augment(14, 180, 100, sigma)(images, np.arange(20), 5, parallel)\n"
+               "print('inside')")
+    env = dict(os.environ, NUMBA_BOUNDSCHECK="1", NUMBA_CACHE_DIR=str(tmp_path), PYTHONPATH=str(Path(__file__).parents[1]))
+    done = subprocess.run([sys.executable, "-c", program], env=env, capture_output=True, text=True, timeout=600)
+    assert (done.returncode, done.stdout) == (0, "inside\n"), done.stderr[-3000:]
 
 
 def test_the_draws_are_uniform_on_minus_one_to_one():
@@ -149,7 +168,7 @@ def test_the_shifts_and_the_angle_are_independent_draws_over_their_whole_range()
 def test_the_elastic_fields_two_components_are_independent_noises():
     """On a ramp along the rows an elastic warp alone reads i + field_r at pixel (i, j), on a
     ramp along the columns j + field_c: the two components (same key, same samples) are smooth
-    fields of about half a pixel, uncorrelated with each other."""
+    fields of about half a pixel, uncorrelated with each other and with the next sample's."""
     elastic = Augment(shift=0.0, rotate=0.0, alpha=8.0, sigma=3.0)
     ramps = np.stack([np.repeat(np.arange(SIDE, dtype=float), SIDE), np.tile(np.arange(SIDE, dtype=float), SIDE)])
     samples = np.zeros(300, np.int64)
@@ -159,6 +178,8 @@ def test_the_elastic_fields_two_components_are_independent_noises():
     r, c = field_r[inside].ravel(), field_c[inside].ravel()
     assert 0.2 < r.std() < 2 and 0.2 < c.std() < 2
     assert abs(np.corrcoef(r, c)[0, 1]) < 0.12
+    for field in (field_r, field_c):
+        assert abs(np.corrcoef(field[:-1][inside].ravel(), field[1:][inside].ravel())[0, 1]) < 0.12
 
 
 @pytest.mark.parametrize("parallel", [True, False])
