@@ -4,7 +4,8 @@
 processes, one after the other, and times each whole command (start-up, data, compilation or
 its cache, training, evaluation, figures). Reports each one's test accuracy (of the model the
 recipe keeps: its best validation epoch's, or the last), the medians of the wall times and their
-ratio.
+ratio, and each round's ratio (a round's two commands run minutes apart at most, so its ratio is
+the least shaken by a shared machine's changing speed) with their median.
 
     python -m benchmarks.second_semester [--datasets mnist-5k fashion-mnist] [--rounds 3] [--seeds 0]
 """
@@ -57,11 +58,15 @@ def main() -> None:
                 print(dataset, seed, {k: [round(t, 1) for t in v] for k, v in times.items()}, accuracy, flush=True)
             median = {k: statistics.median(v) for k, v in times.items() if v}
             ratio = f"{median['wengert'] / median['pytorch']:.2f}" if "pytorch" in median else "-"
+            each = [w / t for w, t in zip(times["wengert"], times["pytorch"])]
+            rounds = f"{statistics.median(each):.2f} ({', '.join(f'{r:.2f}' for r in each)})" if each else "-"
             rows.append([dataset, seed, f"{accuracy['wengert']:.2f}%", f"{median['wengert']:.1f} s",
-                         f"{accuracy.get('pytorch', float('nan')):.2f}%", f"{median.get('pytorch', float('nan')):.1f} s", ratio])
+                         f"{accuracy.get('pytorch', float('nan')):.2f}%", f"{median.get('pytorch', float('nan')):.1f} s", ratio,
+                         rounds])
     print()
     print(table(["data set", "seed", "wengert: test accuracy", "wengert: wall time", "PyTorch twin: test accuracy",
-                 f"PyTorch twin ({args.threads} threads): wall time", "time / PyTorch's"], rows))
+                 f"PyTorch twin ({args.threads} threads): wall time", "time / PyTorch's (medians)",
+                 "time / PyTorch's, the median of the rounds' (each round's)"], rows))
 
 
 if __name__ == "__main__":

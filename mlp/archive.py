@@ -3,6 +3,7 @@ model, its optimizer's state) beside a JSON record, written atomically and read 
 `mlp.checkpoint` keeps a run in it, `MLP.save` a model alone; this module knows neither class."""
 from __future__ import annotations
 
+import functools
 import json
 import os
 import tempfile
@@ -27,31 +28,49 @@ def model_config(model) -> dict:
             "dropout": model.dropout}
 
 
-def write(path: str | os.PathLike, model, record: dict, parts: dict[str, dict] | None = None) -> None:
+def write(path: str | os.PathLike, model, record: dict, parts: dict[str, dict] | None = None,
+          later: Callable[[Callable[[], None]], object] | None = None) -> None:
     """Write `model` (its configuration and weights), the fields `record` and the arrays of `parts`
-    (best, optimizer) to `path`: to a temporary file beside it first, then renamed."""
+    (best, optimizer) to `path`: to a temporary file beside it first, then put in place (see
+    `write_atomically`, and its `later`)."""
     path = Path(path)
     meta = {"format": FORMAT, "model": model_config(model), **record}
     arrays = {f"{part}/{k}": np.asarray(v) for part, named in {"model": model.state_dict(), **(parts or {})}.items()
               for k, v in named.items()}
     arrays["meta"] = np.array(json.dumps(meta))
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomically(path, lambda f: np.savez(f, **arrays))
+    write_atomically(path, lambda f: np.savez(f, **arrays), later)
 
 
-def write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    """Fill a temporary file beside `path` with `write(file)`, then rename it to `path`: a
-    reader finds the old content or the new one, never half of one."""
+def write_atomically(path: Path, write: Callable[[BinaryIO], object],
+                     later: Callable[[Callable[[], None]], object] | None = None) -> None:
+    """Fill a temporary file beside `path` with `write(file)`, then put it in place: on the disk
+    (fsync), renamed to `path`. A reader finds the old content or the new one, never half of one.
+    `later(job)`, if given, takes that last part to run when it will (on a thread of its own: it
+    waits on the disk); the job removes the file and raises if it cannot put it in place."""
+    mode = 0o666 & ~_umask()  # an ordinary file's (mkstemp makes it private); the umask read on this thread
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; this is an ordinary file
-        os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
+        raise
+    job = functools.partial(_put_in_place, Path(tmp), path, mode)
+    job() if later is None else later(job)
+
+
+def _put_in_place(tmp: Path, path: Path, mode: int) -> None:
+    try:
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
         raise
 
 

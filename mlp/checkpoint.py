@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -48,8 +49,10 @@ class Checkpoint:
         return opt
 
 
-def save(path: str | os.PathLike, checkpoint: Checkpoint) -> None:
-    """Write `checkpoint` to `path`: to a temporary file beside it first, then renamed."""
+def save(path: str | os.PathLike, checkpoint: Checkpoint,
+         later: Callable[[Callable[[], None]], object] | None = None) -> None:
+    """Write `checkpoint` to `path`: to a temporary file beside it first, then put in place (by
+    `later(job)` if given: see archive.write_atomically)."""
     record = {"epoch": checkpoint.epoch, "optimizer": checkpoint.optimizer,
               "optimizer_options": checkpoint.optimizer_options, "rng_state": checkpoint.rng_state,
               "args": checkpoint.args}
@@ -59,7 +62,7 @@ def save(path: str | os.PathLike, checkpoint: Checkpoint) -> None:
         record["best"] = {"epoch": best.epoch, "metric": best.metric, "value": best.value}
         parts["best"] = best.model.state_dict()
     parts["optimizer"] = checkpoint.optimizer_state
-    write(path, checkpoint.model, record, parts)
+    write(path, checkpoint.model, record, parts, later)
 
 
 def load(path: str | os.PathLike) -> Checkpoint:

@@ -131,6 +131,8 @@ class Run:
             self.optimizer = OPTIMIZERS[recipe.optimizer](self.model.parameters(), **recipe.optimizer_options())
             self.rng, self.epoch, self.best = np.random.default_rng(recipe.seed), 0, None
         self.saved = self.model.parameters().values.copy()  # the weights of the last epoch saved
+        self.saved_epoch = self.epoch  # ... and its number
+        self.pending = None  # (the checkpoint being put in place, its epoch, its weights), see `save`
         if recipe.nodes == "matrix" and recipe.trace:
             self.step = MatrixStep(self.model, self.optimizer, recipe.dtype, recipe.clip)
         else:
@@ -200,12 +202,33 @@ class Run:
         return scores(self.step.logits(inputs), y)
 
     def save(self, epoch: int) -> None:
+        """Write epoch's checkpoint. Its last part, the fsync and the rename (about half of its
+        time, spent waiting on the disk), runs on a thread of its own during the next epoch, as
+        asynchronous checkpoints do (Orbax's, PyTorch's); `settle` waits for it."""
+        self.settle()
+        weights = self.model.parameters().values.copy()
         checkpoint.save(self.checkpoint_path, checkpoint.Checkpoint(
             model=self.model, epoch=epoch, optimizer=self.recipe.optimizer,
             optimizer_options=self.recipe.optimizer_options(), optimizer_state=self.optimizer.state_dict(),
             rng_state=self.rng.bit_generator.state, args=self.record, best=self.best,
-        ))
-        self.saved[:] = self.model.parameters().values
+        ), later=lambda job: setattr(self, "pending", (_checkpoint_writer(os.getpid()).submit(job), epoch, weights)))
+
+    def settle(self, quietly: bool = False) -> str:
+        """Wait until the last checkpoint written is in place, which makes it the one saved (its
+        epoch and weights). Raises the error that kept it from its place, if one did, or with
+        `quietly` says it in words ("" if none)."""
+        if not self.pending:
+            return ""
+        done, epoch, weights = self.pending
+        try:
+            done.result()  # a Ctrl-C while waiting leaves it pending, for the next wait
+        except OSError as e:
+            self.pending = None
+            if not quietly:
+                raise
+            return f"epoch {epoch}'s checkpoint could not be written ({e})"
+        self.pending, self.saved_epoch, self.saved = None, epoch, weights
+        return ""
 
     def keep(self) -> None:
         """Leave in the model the weights the run keeps: the best validation epoch's if it has one,
@@ -274,6 +297,7 @@ class Run:
                     f"its time)")
             numbers = {k: None if v == "" else v for k, v in zip(METRICS, row)}  # as a History's rows
             stop = any([bool(callback(numbers)) for callback in callbacks])
+        self.settle()
         if self.patience_ran_out() and self.epoch < self.recipe.epochs:
             say(f"stopped early after epoch {self.epoch}: {self.recipe.monitor} has not improved for "
                 f"{self.recipe.patience} epochs")
@@ -355,6 +379,12 @@ def _warper(process: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(1, thread_name_prefix="warp")
 
 
+@functools.cache
+def _checkpoint_writer(process: int) -> ThreadPoolExecutor:
+    """The thread that puts a run's checkpoints in place (see Run.save)."""
+    return ThreadPoolExecutor(1, thread_name_prefix="checkpoint")
+
+
 @contextlib.contextmanager
 def thread_plan(recipe: Recipe):
     """Who has the cores during the run (--threads of them, default all). Scalar nodes: numba's compiled
@@ -411,10 +441,11 @@ def run_training(recipe: Recipe, model: MLP | None = None, dataset: data.Dataset
                 figures(history)
             return history
     except KeyboardInterrupt:
+        saved = _saved(run)
         if run:
             run.keep()
-        again = f"; {(resume_hint or _resume_hint)(claim.directory)}" if run and run.epoch else ""
-        print(f"interrupted during epoch {run.epoch + 1 if run else 1}: {_saved(run)}{again}", file=sys.stderr)
+        again = f"; {(resume_hint or _resume_hint)(claim.directory)}" if run and run.saved_epoch else ""
+        print(f"interrupted during epoch {run.epoch + 1 if run else 1}: {saved}{again}", file=sys.stderr)
         return History.from_csv(run._metrics() if run else [], out=claim.directory, model=run.model if run else model,
                                 dataset=run.data if run else None, interrupted=True)
     except Diverged as e:
@@ -424,6 +455,8 @@ def run_training(recipe: Recipe, model: MLP | None = None, dataset: data.Dataset
             raise
         raise RunError(f"{e}; {_saved(run)}") from e
     finally:
+        if run:
+            run.settle(quietly=True)  # after another error, the checkpoint on its way lands before the run ends
         claim.release()
 
 
@@ -463,8 +496,12 @@ def _short(loss: float) -> str:
 
 
 def _saved(run: Run | None) -> str:
-    if run and run.epoch:
-        return f"epoch {run.epoch} is saved in {run.checkpoint_path}"
-    return "no epoch was completed and nothing was saved"
+    """What the run has saved, once the checkpoint on its way is in place (or has failed: said)."""
+    problem = run.settle(quietly=True) if run else ""
+    if run and run.saved_epoch:
+        saved = f"epoch {run.saved_epoch} is saved in {run.checkpoint_path}"
+    else:
+        saved = "nothing was saved" if run and run.epoch else "no epoch was completed and nothing was saved"
+    return f"{saved} ({problem})" if problem else saved
 
 

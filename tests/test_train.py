@@ -4,6 +4,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -308,6 +309,22 @@ def test_an_interrupted_checkpoint_write_keeps_the_previous_checkpoint(trained, 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.npz"]  # no temporary file left
 
 
+@pytest.mark.parametrize("call", ["fsync", "replace"])
+def test_a_checkpoint_that_cannot_reach_the_disk_keeps_the_previous_one(trained, tmp_path, monkeypatch, call):
+    path = tmp_path / "model.npz"
+    path.write_bytes((trained / "model.npz").read_bytes())
+    before, saved = path.read_bytes(), checkpoint.load(path)
+
+    def fail(*args):
+        raise OSError("Input/output error")
+
+    monkeypatch.setattr(os, call, fail)
+    with pytest.raises(OSError, match="Input/output error"):
+        checkpoint.save(path, saved)
+    monkeypatch.undo()
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["model.npz"]
+
+
 def test_ctrl_c_keeps_the_last_epoch_and_exits_cleanly(tmp_path, monkeypatch, capsys):
     calls = []
     original = training.Run.train_epoch
@@ -323,6 +340,81 @@ def test_ctrl_c_keeps_the_last_epoch_and_exits_cleanly(tmp_path, monkeypatch, ca
     assert f"interrupted during epoch 2: epoch 1 is saved in {tmp_path / 'model.npz'}; continue with --resume --out {tmp_path}" \
         in capsys.readouterr().err
     assert checkpoint.load(tmp_path / "model.npz").epoch == 1
+
+
+def slowly_in_place(monkeypatch, fail_epoch: int | None = None) -> list:
+    """archive's put-in-place made slow (0.2 s), recording (its thread's name, the epoch it puts in
+    place) and failing as a full disk would at `fail_epoch`: the checkpoint's last part is
+    still on its way when the next epoch starts, or the run ends."""
+    from mlp import archive
+
+    seen, original = [], archive._put_in_place
+
+    def slow(tmp, path, mode):
+        time.sleep(0.2)
+        epoch = checkpoint.read(tmp)[0]["epoch"]
+        seen.append((threading.current_thread().name, epoch))
+        if epoch == fail_epoch:
+            tmp.unlink()
+            raise OSError("No space left on device")
+        original(tmp, path, mode)
+
+    monkeypatch.setattr(archive, "_put_in_place", slow)
+    return seen
+
+
+def test_a_checkpoint_is_put_in_place_on_a_thread_of_its_own_and_in_place_when_the_run_ends(tmp_path, monkeypatch):
+    seen = slowly_in_place(monkeypatch)
+    assert train.main([*SMALL, "--epochs", "3", "--out", str(tmp_path)]) == 0
+    assert [epoch for _, epoch in seen] == [1, 2, 3] and all(name.startswith("checkpoint") for name, _ in seen)
+    assert checkpoint.load(tmp_path / "model.npz").epoch == 3
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix != ".png") == ["metrics.csv", "model.npz"]
+    assert oct((tmp_path / "model.npz").stat().st_mode & 0o777) == oct(0o666 & ~_umask())
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_ctrl_c_while_the_last_checkpoint_is_on_its_way_says_it_is_saved_once_it_is(tmp_path, monkeypatch, capsys):
+    seen, original = slowly_in_place(monkeypatch), training.Run.train_epoch
+
+    def interrupted_third_epoch(self, bar):
+        if self.epoch == 2:
+            raise KeyboardInterrupt
+        return original(self, bar)
+
+    monkeypatch.setattr(training.Run, "train_epoch", interrupted_third_epoch)
+    assert train.main([*SMALL, "--epochs", "5", "--out", str(tmp_path)]) == 130
+    assert f"interrupted during epoch 3: epoch 2 is saved in {tmp_path / 'model.npz'}; continue" in capsys.readouterr().err
+    assert checkpoint.load(tmp_path / "model.npz").epoch == 2 and [e for _, e in seen] == [1, 2]
+
+
+@pytest.mark.parametrize("epochs", [3, 2])  # found failed at the next epoch's checkpoint, or at the run's end
+def test_a_checkpoint_that_could_not_be_put_in_place_stops_the_run_saying_which_is_saved(tmp_path, monkeypatch, capsys,
+                                                                                        epochs):
+    slowly_in_place(monkeypatch, fail_epoch=2)
+    assert train.main([*SMALL, "--epochs", str(epochs), "--out", str(tmp_path)]) == 1
+    assert capsys.readouterr().err.endswith(f"\nerror: No space left on device; epoch 1 is saved in {tmp_path / 'model.npz'}\n")
+    assert checkpoint.load(tmp_path / "model.npz").epoch == 1
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_ctrl_c_after_a_checkpoint_failed_says_so_and_what_is_saved(tmp_path, monkeypatch, capsys):
+    slowly_in_place(monkeypatch, fail_epoch=2)
+    original = training.Run.train_epoch
+
+    def interrupted_third_epoch(self, bar):
+        if self.epoch == 2:
+            raise KeyboardInterrupt
+        return original(self, bar)
+
+    monkeypatch.setattr(training.Run, "train_epoch", interrupted_third_epoch)
+    assert train.main([*SMALL, "--epochs", "5", "--out", str(tmp_path)]) == 130
+    assert (f"interrupted during epoch 3: epoch 1 is saved in {tmp_path / 'model.npz'} (epoch 2's checkpoint could not "
+            "be written (No space left on device)); continue") in capsys.readouterr().err
 
 
 def test_ctrl_c_in_the_first_epoch_says_nothing_was_saved(tmp_path, monkeypatch, capsys):
