@@ -325,6 +325,25 @@ def test_a_checkpoint_that_cannot_reach_the_disk_keeps_the_previous_one(trained,
     assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["model.npz"]
 
 
+@pytest.mark.parametrize("when", ["writing", "fsync"])
+def test_a_failed_write_whose_temporary_file_vanished_raises_its_own_error(tmp_path, monkeypatch, when):
+    """Someone removed the temporary file (a cleaner, the run's folder deleted) as the write failed:
+    the error raised is the write's, not that the file is missing."""
+    path = tmp_path / "model.npz"
+
+    def vanish_and_fail(*args):
+        for tmp in tmp_path.glob(".model.npz.*.tmp"):
+            tmp.unlink()
+        raise OSError("Input/output error")
+
+    if when == "fsync":
+        monkeypatch.setattr(os, "fsync", vanish_and_fail)
+    with pytest.raises(OSError, match="Input/output error"):
+        checkpoint.write_atomically(path, vanish_and_fail if when == "writing" else lambda f: f.write(b"x"))
+    monkeypatch.undo()
+    assert not list(tmp_path.iterdir())
+
+
 def test_ctrl_c_keeps_the_last_epoch_and_exits_cleanly(tmp_path, monkeypatch, capsys):
     calls = []
     original = training.Run.train_epoch
