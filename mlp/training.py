@@ -207,11 +207,15 @@ class Run:
         asynchronous checkpoints do (Orbax's, PyTorch's); `settle` waits for it."""
         self.settle()
         weights = self.model.parameters().values.copy()
+
+        def in_background(job: Callable[[], None]) -> None:
+            self.pending = (_checkpoint_writer(os.getpid()).submit(job), epoch, weights)
+
         checkpoint.save(self.checkpoint_path, checkpoint.Checkpoint(
             model=self.model, epoch=epoch, optimizer=self.recipe.optimizer,
             optimizer_options=self.recipe.optimizer_options(), optimizer_state=self.optimizer.state_dict(),
             rng_state=self.rng.bit_generator.state, args=self.record, best=self.best,
-        ), later=lambda job: setattr(self, "pending", (_checkpoint_writer(os.getpid()).submit(job), epoch, weights)))
+        ), later=in_background)
 
     def settle(self, quietly: bool = False) -> str:
         """Wait until the last checkpoint written is in place, which makes it the one saved (its
@@ -257,9 +261,9 @@ class Run:
 
     def fit(self, callbacks: Sequence[Callable[[dict], object]] = ()) -> list[dict]:
         """Train up to recipe.epochs (or until patience runs out, or a callback returns True),
-        writing metrics and checkpoints; returns metrics.csv's rows. An epoch's row is written
-        before its checkpoint (a resumed run drops rows past its checkpoint), and metrics.csv is
-        made with the first row. Each callback is called with each epoch's row, as a dict."""
+        writing metrics and checkpoints (all in place when it returns); returns metrics.csv's rows.
+        An epoch's row is written before its checkpoint (a resumed run drops rows past its
+        checkpoint), and metrics.csv is made with the first row. Each callback is called with each epoch's row, as a dict."""
         stop = False
         while self.epoch < self.recipe.epochs and not self.patience_ran_out() and not stop:
             bar = self.progress(f"epoch {self.epoch + 1}/{self.recipe.epochs}", len(self.x_train))

@@ -382,6 +382,17 @@ def slowly_in_place(monkeypatch, fail_epoch: int | None = None) -> list:
     return seen
 
 
+def ctrl_c_in_epoch_3(monkeypatch) -> None:
+    original = training.Run.train_epoch
+
+    def interrupted_third_epoch(self, bar):
+        if self.epoch == 2:
+            raise KeyboardInterrupt
+        return original(self, bar)
+
+    monkeypatch.setattr(training.Run, "train_epoch", interrupted_third_epoch)
+
+
 def test_a_checkpoint_is_put_in_place_on_a_thread_of_its_own_and_in_place_when_the_run_ends(tmp_path, monkeypatch):
     seen = slowly_in_place(monkeypatch)
     assert train.main([*SMALL, "--epochs", "3", "--out", str(tmp_path)]) == 0
@@ -398,14 +409,8 @@ def _umask() -> int:
 
 
 def test_ctrl_c_while_the_last_checkpoint_is_on_its_way_says_it_is_saved_once_it_is(tmp_path, monkeypatch, capsys):
-    seen, original = slowly_in_place(monkeypatch), training.Run.train_epoch
-
-    def interrupted_third_epoch(self, bar):
-        if self.epoch == 2:
-            raise KeyboardInterrupt
-        return original(self, bar)
-
-    monkeypatch.setattr(training.Run, "train_epoch", interrupted_third_epoch)
+    seen = slowly_in_place(monkeypatch)
+    ctrl_c_in_epoch_3(monkeypatch)
     assert train.main([*SMALL, "--epochs", "5", "--out", str(tmp_path)]) == 130
     assert f"interrupted during epoch 3: epoch 2 is saved in {tmp_path / 'model.npz'}; continue" in capsys.readouterr().err
     assert checkpoint.load(tmp_path / "model.npz").epoch == 2 and [e for _, e in seen] == [1, 2]
@@ -423,14 +428,7 @@ def test_a_checkpoint_that_could_not_be_put_in_place_stops_the_run_saying_which_
 
 def test_ctrl_c_after_a_checkpoint_failed_says_so_and_what_is_saved(tmp_path, monkeypatch, capsys):
     slowly_in_place(monkeypatch, fail_epoch=2)
-    original = training.Run.train_epoch
-
-    def interrupted_third_epoch(self, bar):
-        if self.epoch == 2:
-            raise KeyboardInterrupt
-        return original(self, bar)
-
-    monkeypatch.setattr(training.Run, "train_epoch", interrupted_third_epoch)
+    ctrl_c_in_epoch_3(monkeypatch)
     assert train.main([*SMALL, "--epochs", "5", "--out", str(tmp_path)]) == 130
     assert (f"interrupted during epoch 3: epoch 1 is saved in {tmp_path / 'model.npz'} (epoch 2's checkpoint could not "
             "be written (No space left on device)); continue") in capsys.readouterr().err
