@@ -471,6 +471,31 @@ def test_a_program_exits_with_its_code_its_objects_frozen_and_its_atexit_handler
     assert (done.returncode, done.stdout, done.stderr) == (code, "atexit ran; frozen: True\n", "")
 
 
+def test_a_training_process_killed_then_resumed_ends_with_the_weights_of_an_uninterrupted_run(tmp_path, digit_source):
+    """kill -9 while the run trains, its last checkpoint perhaps still on its way to its place (a
+    temporary file left beside it): --resume continues from the checkpoint in place, to the same
+    weights, bit for bit, and the same rows."""
+    flags, _, _ = process_data(digit_source, tmp_path / "idx")
+    run = [sys.executable, "-m", "mlp.train", *flags, *SMALL, "--epochs", "30", "--threads", "1"]
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    subprocess.run([*run, "--out", str(tmp_path / "whole")], env=env, check=True, capture_output=True, timeout=300)
+    process = subprocess.Popen([*run, "--out", str(tmp_path / "killed")], env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(metrics(tmp_path / "killed") if (tmp_path / "killed" / "metrics.csv").exists()
+                                         else []) < 3:
+        time.sleep(0.01)
+    process.kill()
+    process.wait(timeout=60)
+    assert 1 <= checkpoint.load(tmp_path / "killed" / "model.npz").epoch < 30  # killed in the run
+    resumed = subprocess.run([*run, "--out", str(tmp_path / "killed"), "--resume"], env=env, capture_output=True,
+                             text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert weights(tmp_path / "whole").tobytes() == weights(tmp_path / "killed").tobytes()
+    assert metrics(tmp_path / "killed") == [dict(r, seconds=k["seconds"], samples_per_s=k["samples_per_s"])
+                                            for r, k in zip(metrics(tmp_path / "whole"), metrics(tmp_path / "killed"))]
+
+
 @pytest.mark.parametrize("argv, words", [
     (["--batch-size", "0"], ["--batch-size", "expected a positive integer, got 0"]),
     (["--lr", "-1"], ["--lr", "expected a positive finite number, got -1"]),
