@@ -57,7 +57,10 @@ def write_atomically(path: Path, write: Callable[[BinaryIO], object],
         Path(tmp).unlink(missing_ok=True)
         raise
     job = functools.partial(_put_in_place, Path(tmp), path, mode)
-    job() if later is None else later(job)
+    if later is None:
+        job()
+    else:
+        later(job)
 
 
 def _put_in_place(tmp: Path, path: Path, mode: int) -> None:

@@ -426,6 +426,13 @@ def test_a_checkpoint_that_could_not_be_put_in_place_stops_the_run_saying_which_
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
+def test_a_first_checkpoint_that_could_not_be_put_in_place_says_nothing_was_saved(tmp_path, monkeypatch, capsys):
+    slowly_in_place(monkeypatch, fail_epoch=1)
+    assert train.main([*SMALL, "--epochs", "2", "--out", str(tmp_path)]) == 1
+    assert capsys.readouterr().err.endswith("\nerror: No space left on device; nothing was saved\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.csv"]
+
+
 def test_ctrl_c_after_a_checkpoint_failed_says_so_and_what_is_saved(tmp_path, monkeypatch, capsys):
     slowly_in_place(monkeypatch, fail_epoch=2)
     ctrl_c_in_epoch_3(monkeypatch)
