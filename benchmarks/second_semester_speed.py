@@ -4,7 +4,9 @@ costs both engines the same). Each engine runs in a fresh process for each round
 interleaved: wengert's training program as a user runs it, on matrix nodes in float32 (its step
 traced, and --no-trace) and on scalar nodes (the median samples/s its metrics.csv reports for
 epochs 2 on), and the same loop in PyTorch (float32, 2 threads: nn.Linear, nn.Dropout, Adam, the
-median epoch after the first) and in JAX (the whole step under one jit).
+median epoch after the first) and in JAX (the whole step under one jit); beside them, the same
+loop written by hand in numpy (buffers reused), and a step's eight matrix products alone, the
+floor of any step on numpy's BLAS.
 
     python -m benchmarks.second_semester_speed [--rounds 3] [--epochs 5]
 """
@@ -30,6 +32,8 @@ ENGINES = {
 }
 PYTORCH = "PyTorch 2.13 CPU float32, 2 threads (the same loop)"
 JAX = "JAX, the whole step under jit (float32)"
+BY_HAND = "numpy by hand, float32, buffers reused"
+PRODUCTS = "numpy's matrix products alone (float32, 2 threads): the floor of a step on numpy's BLAS"
 
 
 def wengert(flags: list[str], epochs: int) -> float:
@@ -114,6 +118,100 @@ def jax_step(epochs: int) -> float:
     return float(np.median(speeds[1:]))
 
 
+def numpy_by_hand(epochs: int) -> float:
+    """The same loop written by hand in numpy, float32, every intermediate in a buffer reused
+    batch after batch (out=): the batch's rows, dropout scales drawn, forward, softmax
+    cross-entropy's gradient, backward and Adam; the median epoch after the first. The limit
+    a plan of numpy calls can approach."""
+    from mlp.data import load
+
+    data = load("mnist-5k")
+    X, y = data.x_train.astype(np.float32), data.y_train
+    rng, sizes, B = np.random.default_rng(0), [784, 256, 256, 10], 128
+    Ws = [(rng.uniform(-1, 1, (o, i)) / np.sqrt(i)).astype(np.float32) for i, o in zip(sizes, sizes[1:])]
+    bs = [np.zeros(o, np.float32) for o in sizes[1:]]
+    params = [p for pair in zip(Ws, bs) for p in pair]
+    grads, ms, vs = ([np.zeros_like(p) for p in params] for _ in range(3))
+    scratch = [np.empty_like(p) for p in params]
+    x, eye = np.empty((B, 784), np.float32), np.eye(10, dtype=np.float32)
+    zs = [np.empty((B, o), np.float32) for o in sizes[1:]]  # pre-activations, then their adjoints
+    hs = [np.empty((B, o), np.float32) for o in sizes[1:-1]]  # hidden outputs (relu, then dropped)
+    slopes = [np.empty((B, o), np.float32) for o in sizes[1:-1]]  # d h / d z: the scale where z > 0, else 0
+    uniform, t, zmax, total = np.empty((B, 256), np.float32), np.empty((B, 10), np.float32), np.empty((B, 1), np.float32), \
+        np.empty((B, 1), np.float32)
+    lr, beta1, beta2, eps, step, speeds = 1e-3, 0.9, 0.999, 1e-8, 0, []
+    n = len(X) // B * B
+    for _ in range(epochs):
+        start, order = time.perf_counter(), rng.permutation(len(X))
+        for first in range(0, n, B):
+            rows = order[first : first + B]
+            np.take(X, rows, axis=0, out=x)
+            np.take(eye, y[rows], axis=0, out=t)
+            inputs = [x, *hs]
+            for i, (W, b, z) in enumerate(zip(Ws, bs, zs)):
+                np.matmul(inputs[i], W.T, out=z)
+                z += b
+                if i < len(hs):
+                    rng.random(dtype=np.float32, out=uniform)
+                    np.multiply(uniform < 0.8, np.float32(1 / 0.8), out=slopes[i])
+                    slopes[i] *= z > 0
+                    np.multiply(z, slopes[i], out=hs[i])
+            z = zs[-1]  # logits -> (softmax - one-hot) / B
+            np.max(z, axis=1, keepdims=True, out=zmax)
+            z -= zmax
+            np.exp(z, out=z)
+            np.sum(z, axis=1, keepdims=True, out=total)
+            z /= total
+            z -= t
+            z *= np.float32(1 / B)
+            for i in reversed(range(len(Ws))):
+                np.matmul(zs[i].T, inputs[i], out=grads[2 * i])
+                np.sum(zs[i], axis=0, out=grads[2 * i + 1])
+                if i:
+                    np.matmul(zs[i], Ws[i], out=zs[i - 1])
+                    zs[i - 1] *= slopes[i - 1]
+            step += 1
+            for p, g, m, v, s in zip(params, grads, ms, vs, scratch):
+                np.multiply(g, 1 - beta1, out=s)
+                m *= beta1
+                m += s
+                np.multiply(g, g, out=s)
+                v *= beta2
+                s *= 1 - beta2
+                v += s
+                np.multiply(v, 1 / (1 - beta2**step), out=s)
+                np.sqrt(s, out=s)
+                s += eps
+                np.divide(m, s, out=s)
+                s *= lr / (1 - beta1**step)
+                p -= s
+        speeds.append(n / (time.perf_counter() - start))
+    return float(np.median(speeds[1:]))
+
+
+def products_alone(epochs: int) -> float:
+    """A step's eight matrix products alone, as numpy computes them (out=, float32): the three
+    of the forward pass, the three weights' gradients and the two hidden layers' adjoints. No
+    step that calls numpy's BLAS for them can be faster; the median epoch after the first."""
+    sizes, B, speeds, n = [784, 256, 256, 10], 128, [], 4000 // 128 * 128
+    rng = np.random.default_rng(0)
+    Ws = [rng.standard_normal((o, i), np.float32) for i, o in zip(sizes, sizes[1:])]
+    xs = [rng.standard_normal((B, size), np.float32) for size in sizes]  # each layer's input, and the logits
+    adjoints = [np.empty((B, size), np.float32) for size in sizes]
+    grads = [np.empty_like(W) for W in Ws]
+    for _ in range(epochs):
+        start = time.perf_counter()
+        for _ in range(0, n, B):
+            for i, W in enumerate(Ws):
+                np.matmul(xs[i], W.T, out=xs[i + 1])
+            for i in reversed(range(len(Ws))):
+                np.matmul(xs[i + 1].T, xs[i], out=grads[i])
+                if i:
+                    np.matmul(xs[i + 1], Ws[i], out=adjoints[i])
+        speeds.append(n / (time.perf_counter() - start))
+    return float(np.median(speeds[1:]))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rounds", type=int, default=3)
@@ -122,9 +220,10 @@ def main() -> None:
     args = p.parse_args()
     if args.engine:
         print(pytorch(args.epochs) if args.engine == PYTORCH else jax_step(args.epochs) if args.engine == JAX else
-              wengert(ENGINES[args.engine], args.epochs))
+              numpy_by_hand(args.epochs) if args.engine == BY_HAND else products_alone(args.epochs) if args.engine == PRODUCTS
+              else wengert(ENGINES[args.engine], args.epochs))
         return
-    names = [*ENGINES, *([PYTORCH] if have("torch") else []), *([JAX] if have("jax") else [])]
+    names = [*ENGINES, BY_HAND, PRODUCTS, *([PYTORCH] if have("torch") else []), *([JAX] if have("jax") else [])]
     speeds = {name: [] for name in names}
     for _ in range(args.rounds):
         for name in names:

@@ -39,7 +39,7 @@ from ._ops import Var
 from ._rules import FUNCTIONS, refusal, refused
 from ._tape import TraceError, current_tape, op_code
 from ._var import CONSTANTS, _caller, check_operand, exact, new
-from ._vectorized import ELEMENTWISE, RECORDED_PARTIALS
+from ._vectorized import ELEMENTWISE, RECORDED_PARTIALS, compiled_pass
 
 DTYPES = (np.float32, np.float64)
 FLOAT64 = np.dtype(np.float64)
@@ -388,15 +388,20 @@ def dtype_of(x) -> np.dtype:
 def _scaled(g, d):
     """g * d entry by entry, 0 where g or d is 0: a sweep adds nothing for a zero adjoint or a
     zero partial, so an infinite partial meeting a zero adjoint gives 0, not nan, as on scalar
-    nodes (and a zero tangent in forward mode). g and d may be arrays or nodes (then recorded)."""
+    nodes (and a zero tangent in forward mode). g and d may be arrays or nodes (then recorded);
+    float arrays of one shape and dtype go through a compiled pass once numba is loaded."""
     if d.__class__ is float and (d == 1.0 or d == -1.0):
         return g if d == 1.0 else -g
-    with np.errstate(invalid="ignore"):  # inf * 0, put right below
+    if compiled_pass(g, d):
+        from . import _entries
+
+        return _entries.scaled(g, d)
+    with np.errstate(invalid="ignore", over="ignore"):  # inf * 0, put right below; IEEE's inf where a product overflows
         product = g * d
-    values = array_of(product)
-    if math.isfinite(values.sum() if values.__class__ is np.ndarray else np.sum(values)):  # one pass, no array made
-        return product
-    return where((array_of(g) == 0) | (array_of(d) == 0), 0.0, product)
+        values = array_of(product)
+        if math.isfinite(values.sum() if values.__class__ is np.ndarray else np.sum(values)):  # one pass, no array made
+            return product
+    return where(~np.isfinite(values) & ((array_of(g) == 0) | (array_of(d) == 0)), 0.0, product)
 
 
 def unbroadcast(g, shape: tuple):
