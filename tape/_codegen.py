@@ -459,12 +459,7 @@ IEEE arithmetic are silenced where a rule computes a branch it will not keep.
 `RECORDED_PARTIALS[name]` gives the same partials as operations on Tensors, which record (forward
 mode on values that are nodes, to be differentiated again): a branch is a `where` node whose mask
 is a constant, a kink a `kink` node; the functions come from tape._tensor, passed in as `on`.
-
-A rule in `ONE_PASS` (whose numpy form takes several passes) runs as one compiled pass over a
-float array's entries once numba is loaded (tape._entries), with the same numbers bit for bit.
 """
-import sys
-
 import numpy as np
 
 
@@ -493,22 +488,6 @@ def _above(x, k):
     if np.ndim(out) and not np.isfinite(out).all() or not np.ndim(out) and not np.isfinite(out):
         return np.where(x > k, x, 0.0)
     return out + 0.0
-
-
-def compiled_pass(*arrays) -> bool:
-    """Whether tape._entries' compiled passes take these operands: non-empty float32 or float64
-    arrays of one shape and dtype in C order, once numba is loaded (never loaded for this: a
-    first gradient does without it, issue 20)."""
-    a = arrays[0]
-    return "numba" in sys.modules and all(x.__class__ is np.ndarray and x.flags.c_contiguous and x.shape == a.shape
-                                          and x.dtype == a.dtype for x in arrays) \
-        and a.size > 0 and (a.dtype == np.float64 or a.dtype == np.float32)
-
-
-def _in_one_pass(name, a):
-    from . import _entries
-
-    return _entries.rule_pass(name, a)
 '''
 
 QUIET_CALLS = {"np.where", "np.abs", "np.sign", "np.logical_and", "np.logical_or", "_sigmoid", "np.tanh", "np.atan",
@@ -522,15 +501,10 @@ def _may_warn(expressions: list[str]) -> bool:
                for expression in expressions for node in ast.walk(ast.parse(expression, mode="eval")))
 
 
-ONE_PASS = ("relu",)  # rules whose compiled pass beats numpy's form and gives the same numbers bit for bit
-
-
 def _vectorized(rule) -> str:
     operands = "a, b" if rule in BINARY else "a"
     value, partials = translate(rule.value, "numpy"), [translate(p, "numpy") for p in rule.partials]
     body = f"y = {value}\nreturn y, ({', '.join(partials)},)\n"
-    if rule.name in ONE_PASS:
-        body = f"if compiled_pass(a):\n    return _in_one_pass({rule.name!r}, a)\n" + body
     if _may_warn([value, *partials]):
         body = 'with np.errstate(all="ignore"):\n' + textwrap.indent(body, "    ")
     return (f"def {rule.name}({operands}):\n"
@@ -551,7 +525,6 @@ def vectorized_source() -> str:
     recorded = "\n".join(f"    {r.name!r}: d_{r.name}," for r in UNARY + BINARY)
     return (VECTORIZED_HEADER + "\n\n" + "\n\n".join(functions)
             + "\n\n# name -> (the rule on arrays, whether its values are checked, whether b divides)\nELEMENTWISE = {\n" + table + "\n}\n"
-            + f"ONE_PASS = {ONE_PASS!r}  # rules run as one compiled pass where compiled_pass says so\n"
             + "\n\n" + "\n\n".join(_recorded(r) for r in UNARY + BINARY)
             + "\n\n# name -> its partials on Tensors, (on, operands..., y) -> tuple: `on` is tape._tensor, whose functions\n"
             "# record (a branch is on.where with a constant mask, a kink on.kink); forward mode on recorded values\n"

@@ -1,5 +1,5 @@
 """Compiled passes over the entries of float arrays, for matrix nodes once numba is loaded
-(`tape._vectorized.compiled_pass` says when): a rule's value and partial in one pass where
+(`tape._tensor.compiled_pass` says when): a rule's value and partial in one pass where
 numpy's form takes several (relu: five calls), and an adjoint times a partial under the sweep's
 zero rule in one pass where numpy takes a product and a sum to check it. Each gives numpy's
 numbers bit for bit.
@@ -14,7 +14,6 @@ from numba import njit
 from ._compiled import evaluate
 from ._notice import announce_compiling
 from ._rules import code_of
-from ._vectorized import ONE_PASS
 
 announce_compiling(__name__, "tape's element-wise kernels")
 
@@ -30,13 +29,14 @@ def _rule_pass(code: int):
     return entries
 
 
-KERNELS = {name: _rule_pass(code_of(name)) for name in ONE_PASS}
+KERNELS: dict = {}  # rule name -> its kernel, made at its first use
 
 
 def rule_pass(name: str, a: np.ndarray) -> tuple:
     """(y, (dy/da,)) of unary rule `name` at each entry of a (C order, float32 or float64)."""
+    kernel = KERNELS.get(name) or KERNELS.setdefault(name, _rule_pass(code_of(name)))
     y, p = np.empty_like(a), np.empty_like(a)
-    KERNELS[name](a.reshape(-1), y.reshape(-1), p.reshape(-1))
+    kernel(a.reshape(-1), y.reshape(-1), p.reshape(-1))
     return y, (p,)
 
 

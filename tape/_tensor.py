@@ -28,6 +28,7 @@ import functools
 import math
 import operator
 import reprlib
+import sys
 import types
 from contextlib import contextmanager
 from typing import Callable, Iterator, NamedTuple, Sequence
@@ -39,10 +40,40 @@ from ._ops import Var
 from ._rules import FUNCTIONS, refusal, refused
 from ._tape import TraceError, current_tape, op_code
 from ._var import CONSTANTS, _caller, check_operand, exact, new
-from ._vectorized import ELEMENTWISE, RECORDED_PARTIALS, compiled_pass
+from . import _vectorized
+from ._vectorized import RECORDED_PARTIALS
 
 DTYPES = (np.float32, np.float64)
 FLOAT64 = np.dtype(np.float64)
+ONE_PASS = ("relu",)  # rules whose compiled pass (tape/_entries.py) beats numpy's form, with its numbers bit for bit
+
+
+def compiled_pass(*arrays) -> bool:
+    """Whether tape._entries' compiled passes take these operands: non-empty float32 or float64
+    arrays of one shape and dtype in C order, once numba is loaded (never loaded for this: a
+    first gradient does without it, issue 20)."""
+    a = arrays[0]
+    return "numba" in sys.modules and all(x.__class__ is np.ndarray and x.flags.c_contiguous and x.shape == a.shape
+                                          and x.dtype == a.dtype for x in arrays) \
+        and a.size > 0 and (a.dtype == np.float64 or a.dtype == np.float32)
+
+
+def _by_one_pass(name: str, rule):
+    """Rule `name` on arrays, by its compiled pass where `compiled_pass` takes the operand."""
+
+    def run(a):
+        if compiled_pass(a):
+            from . import _entries
+
+            return _entries.rule_pass(name, a)
+        return rule(a)
+
+    return run
+
+
+# name -> (the rule on arrays, whether its values are checked, whether b divides): tape._vectorized's table
+ELEMENTWISE = {name: (_by_one_pass(name, rule) if name in ONE_PASS else rule, checked, divides)
+               for name, (rule, checked, divides) in _vectorized.ELEMENTWISE.items()}
 # tape._forward sets these (it imports, through tape._nary, this module): forward mode's number type, and
 # scalar_error(name, operands), the error the scalar path raises for an operation's numbers (or None)
 Dual: type | None = None

@@ -33,10 +33,9 @@ from ._forward import APPLY, reduction_partials
 from ._program import GuardError, compiled
 from ._rules import CODE_BITS, CODES, CONSTANT_BITS, REDUCTIONS, code_of
 from ._tape import LEAF_HEADER, Tape, TraceError
-from ._tensor import STRUCTURAL, Tensor, _refuse, _scaled
+from ._tensor import ELEMENTWISE, STRUCTURAL, Tensor, _refuse, _scaled
 from ._ops import Var
 from ._var import exact, kink, leaf_on
-from ._vectorized import ELEMENTWISE
 
 MAX_TRACES = 8
 

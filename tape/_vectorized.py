@@ -9,12 +9,7 @@ IEEE arithmetic are silenced where a rule computes a branch it will not keep.
 `RECORDED_PARTIALS[name]` gives the same partials as operations on Tensors, which record (forward
 mode on values that are nodes, to be differentiated again): a branch is a `where` node whose mask
 is a constant, a kink a `kink` node; the functions come from tape._tensor, passed in as `on`.
-
-A rule in `ONE_PASS` (whose numpy form takes several passes) runs as one compiled pass over a
-float array's entries once numba is loaded (tape._entries), with the same numbers bit for bit.
 """
-import sys
-
 import numpy as np
 
 
@@ -43,21 +38,6 @@ def _above(x, k):
     if np.ndim(out) and not np.isfinite(out).all() or not np.ndim(out) and not np.isfinite(out):
         return np.where(x > k, x, 0.0)
     return out + 0.0
-
-
-def compiled_pass(*arrays) -> bool:
-    """Whether tape._entries' compiled passes take these operands: non-empty float32 or float64
-    arrays of one shape and dtype in C order, once numba is loaded (never loaded for this: a
-    first gradient does without it, issue 20)."""
-    a = arrays[0]
-    return "numba" in sys.modules and all(x.__class__ is np.ndarray and x.flags.c_contiguous and x.shape == a.shape
-                                          and x.dtype == a.dtype for x in arrays)         and a.size > 0 and (a.dtype == np.float64 or a.dtype == np.float32)
-
-
-def _in_one_pass(name, a):
-    from . import _entries
-
-    return _entries.rule_pass(name, a)
 
 
 def neg(a):
@@ -176,8 +156,6 @@ def softplus(a):
 
 def relu(a):
     """(y, partials) of rule 'relu' entry by entry."""
-    if compiled_pass(a):
-        return _in_one_pass('relu', a)
     y = _above(a, 0.0)
     return y, (_indicator(a > 0.0, a),)
 
@@ -240,7 +218,6 @@ ELEMENTWISE = {
     'truediv': (truediv, True, True),
     'pow': (pow, True, False),
 }
-ONE_PASS = ('relu',)  # rules run as one compiled pass where compiled_pass says so
 
 
 def d_neg(on, a, y):

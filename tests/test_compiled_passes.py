@@ -12,10 +12,10 @@ import pytest
 
 import tape
 import tape._tensor
-import tape._vectorized
 from tape import Tape, Tensor
 
 DTYPES = pytest.mark.parametrize("dtype", [np.float32, np.float64])
+RELU = tape._tensor.ELEMENTWISE["relu"][0]  # the rule on arrays, as eager and traced matrix nodes take it
 PASSES = pytest.mark.parametrize("compiled", [True, False], ids=["compiled pass", "numpy's form"])
 pytestmark = pytest.mark.filterwarnings("error")  # no numpy warning leaks out of either path
 RNG = np.random.default_rng(11)
@@ -25,12 +25,12 @@ EDGES = [np.nan, np.inf, -np.inf, -0.0, 0.0, 1e-45, -1e-45, 3e38, -3e38, 1.0, -1
 @contextlib.contextmanager
 def numpy_forms():
     """The passes turned off: numpy's forms everywhere, as in a process without numba."""
-    taken = tape._vectorized.compiled_pass
-    tape._vectorized.compiled_pass = tape._tensor.compiled_pass = lambda *arrays: False
+    taken = tape._tensor.compiled_pass
+    tape._tensor.compiled_pass = lambda *arrays: False
     try:
         yield
     finally:
-        tape._vectorized.compiled_pass = tape._tensor.compiled_pass = taken
+        tape._tensor.compiled_pass = taken
 
 
 def with_edges(shape, dtype) -> np.ndarray:
@@ -52,9 +52,9 @@ def same(a, b) -> None:
 @pytest.mark.parametrize("shape", [(64, 33), (7,), (2, 3, 4), (1, 1)], ids=str)
 def test_relu_is_the_rule_entry_by_entry(shape, dtype, compiled):
     a = with_edges(shape, dtype)
-    assert tape._vectorized.compiled_pass(a)
+    assert tape._tensor.compiled_pass(a)
     with contextlib.nullcontext() if compiled else numpy_forms():
-        y, (p,) = tape._vectorized.relu(a)
+        y, (p,) = RELU(a)
     with np.errstate(invalid="ignore"):
         expected = np.where(a > 0, a, np.zeros((), dtype))  # a nan is not > 0: relu(nan) = 0, as on scalar nodes
     same(y, expected)
@@ -68,8 +68,8 @@ def test_relu_is_the_rule_entry_by_entry(shape, dtype, compiled):
 def test_relu_of_operands_the_pass_does_not_take(make, dtype):
     """Views not in C order, 0-d and empty arrays go to numpy's form, with the same numbers."""
     a = make(with_edges((6, 8), dtype))
-    assert not tape._vectorized.compiled_pass(a)
-    y, (p,) = tape._vectorized.relu(a)
+    assert not tape._tensor.compiled_pass(a)
+    y, (p,) = RELU(a)
     with np.errstate(invalid="ignore"):
         same(np.asarray(y), np.asarray(np.where(a > 0, a, np.zeros((), dtype)) + np.zeros((), dtype)))
         same(np.asarray(p), np.asarray(a > 0).astype(dtype))
@@ -84,12 +84,12 @@ def test_the_kernels_are_cached():
 
 def test_compiled_pass_takes_float32_and_float64_arrays_of_one_shape_and_dtype_only():
     a = np.ones((3, 4))
-    assert tape._vectorized.compiled_pass(a, a.copy())
-    assert tape._vectorized.compiled_pass(a.astype(np.float32))
+    assert tape._tensor.compiled_pass(a, a.copy())
+    assert tape._tensor.compiled_pass(a.astype(np.float32))
     for other in (a.astype(np.float16), a.astype(np.int64), np.ones((3, 1)), a.astype(np.float32), a.T.copy().T, 2.0,
                   [1.0] * 4):
-        assert not tape._vectorized.compiled_pass(a, other)
-    assert not tape._vectorized.compiled_pass(np.ones(0)) and not tape._vectorized.compiled_pass(np.float64(1.0))
+        assert not tape._tensor.compiled_pass(a, other)
+    assert not tape._tensor.compiled_pass(np.ones(0)) and not tape._tensor.compiled_pass(np.float64(1.0))
 
 
 @PASSES
@@ -102,7 +102,7 @@ def test_an_adjoint_times_a_partial(shape, dtype, compiled):
     g, d = with_edges(shape, dtype), with_edges(shape, dtype)[::-1].copy()
     g.reshape(-1)[-4:], d.reshape(-1)[-4:] = [0.0, np.nan, -0.0, np.inf], [np.inf, 0.0, -np.inf, 0.0]
     g.reshape(-1)[:2], d.reshape(-1)[:2] = [np.nan, np.inf], [2.0, -3.0]
-    assert tape._vectorized.compiled_pass(g, d)
+    assert tape._tensor.compiled_pass(g, d)
     with contextlib.nullcontext() if compiled else numpy_forms():
         got = tape._tensor._scaled(g, d)
     with np.errstate(invalid="ignore", over="ignore"):

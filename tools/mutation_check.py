@@ -125,7 +125,7 @@ AREAS = {
                                   "Layer.slices", "Layer.views"],
                     "mlp/training.py": ["thread_plan"]}, ["tests/test_matrix_mlp.py", "tests/test_mlp.py",
                                                           "tests/test_synthetic_runs.py"]),
-    "passes": Area({"tape/_entries.py": EVERY, "tape/_vectorized.py": ["compiled_pass", "relu"], "tape/_tensor.py": ["_scaled"]},
+    "passes": Area({"tape/_entries.py": EVERY, "tape/_tensor.py": ["_scaled", "compiled_pass", "_by_one_pass"]},
                    ["tests/test_compiled_passes.py", "tests/test_tensor_edges.py"]),
     "display": Area({"tape/_display.py": ["Table.text", "Table.html"], "tape/_draw.py": ["Drawing._repr_mimebundle_"]},
                     ["tests/test_display.py"]),
