@@ -37,3 +37,17 @@ def table(header: list[str], rows: list[list]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def softmax_adjoint_in_place(z, one_hot, scale, zmax, total) -> None:
+    """z = (softmax of z's rows - one_hot) * scale, the mean cross-entropy's adjoint at the
+    logits z, computed in z with the buffers zmax and total (rows x 1): the numpy-by-hand loops'."""
+    import numpy as np
+
+    np.max(z, axis=1, keepdims=True, out=zmax)
+    z -= zmax
+    np.exp(z, out=z)
+    np.sum(z, axis=1, keepdims=True, out=total)
+    z /= total
+    z -= one_hot
+    z *= scale

@@ -28,7 +28,7 @@ import time
 import numpy as np
 
 import tape
-from benchmarks.common import have, machine, table
+from benchmarks.common import have, machine, softmax_adjoint_in_place, table
 from mlp.accumulate import MatrixAccumulator, InputRows, TracedAccumulator, accumulate
 from mlp.losses import softmax_cross_entropy
 from mlp.nn import MLP
@@ -150,13 +150,7 @@ def numpy_backprop(X, y, dtype="float64"):
             np.reciprocal(h, out=h)
             np.matmul(h, W2.T, out=z)  # z = h W2^T + b2, then dz = (softmax(z) - t) / batch
             z += b2
-            np.max(z, axis=1, keepdims=True, out=zmax)
-            z -= zmax
-            np.exp(z, out=z)
-            np.sum(z, axis=1, keepdims=True, out=total)
-            z /= total
-            z -= t
-            z *= scale
+            softmax_adjoint_in_place(z, t, scale, zmax, total)
             np.matmul(z.T, h, out=gW2)
             np.sum(z, axis=0, out=gb2)
             np.subtract(1, h, out=q)  # dh = dz W2 * h (1 - h)

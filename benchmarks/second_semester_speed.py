@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-from benchmarks.common import have, machine, table
+from benchmarks.common import have, machine, softmax_adjoint_in_place, table
 
 FLAGS = ["--hidden", "256", "256", "--activation", "relu", "--dropout", "0.2", "--batch-size", "128", "--optimizer", "adam",
          "--lr", "1e-3", "--no-plots"]
@@ -156,14 +156,7 @@ def numpy_by_hand(epochs: int) -> float:
                     np.multiply(uniform < 0.8, np.float32(1 / 0.8), out=slopes[i])
                     slopes[i] *= z > 0
                     np.multiply(z, slopes[i], out=hs[i])
-            z = zs[-1]  # logits -> (softmax - one-hot) / B
-            np.max(z, axis=1, keepdims=True, out=zmax)
-            z -= zmax
-            np.exp(z, out=z)
-            np.sum(z, axis=1, keepdims=True, out=total)
-            z /= total
-            z -= t
-            z *= np.float32(1 / B)
+            softmax_adjoint_in_place(zs[-1], t, np.float32(1 / B), zmax, total)  # logits -> their adjoint
             for i in reversed(range(len(Ws))):
                 np.matmul(zs[i].T, inputs[i], out=grads[2 * i])
                 np.sum(zs[i], axis=0, out=grads[2 * i + 1])
