@@ -74,6 +74,7 @@ def _by_one_pass(name: str, rule):
 # name -> (the rule on arrays, whether its values are checked, whether b divides): tape._vectorized's table
 ELEMENTWISE = {name: (_by_one_pass(name, rule) if name in ONE_PASS else rule, checked, divides)
                for name, (rule, checked, divides) in _vectorized.ELEMENTWISE.items()}
+
 # tape._forward sets these (it imports, through tape._nary, this module): forward mode's number type, and
 # scalar_error(name, operands), the error the scalar path raises for an operation's numbers (or None)
 Dual: type | None = None

@@ -49,7 +49,7 @@ def same(a, b) -> None:
 
 @PASSES
 @DTYPES
-@pytest.mark.parametrize("shape", [(64, 33), (7,), (2, 3, 4), (1, 1)], ids=str)
+@pytest.mark.parametrize("shape", [(64, 33), (7,), (2, 3, 4), (1, 1), ()], ids=str)
 def test_relu_is_the_rule_entry_by_entry(shape, dtype, compiled):
     a = with_edges(shape, dtype)
     assert tape._tensor.compiled_pass(a)
@@ -165,3 +165,14 @@ def test_an_adjoint_times_a_number_partial(dtype):
     np.testing.assert_array_equal(tape._tensor._scaled(g, 0.0), np.zeros((2, 2), dtype))  # -0.0 * 0.0 stays -0.0
     with np.errstate(invalid="ignore"):
         same(tape._tensor._scaled(g, 2.0), g * dtype(2.0))
+
+
+@PASSES
+@DTYPES
+def test_an_adjoint_times_a_partial_of_0_d_arrays(dtype, compiled):
+    zero, inf, two, three = (np.array(x, dtype) for x in (0.0, np.inf, 2.0, 3.0))
+    assert tape._tensor.compiled_pass(zero, inf)
+    with contextlib.nullcontext() if compiled else numpy_forms():
+        same(tape._tensor._scaled(zero, inf), np.array(0.0, dtype))
+        same(tape._tensor._scaled(inf, zero), np.array(0.0, dtype))
+        same(tape._tensor._scaled(two, three), np.array(6.0, dtype))
