@@ -9,6 +9,8 @@ import statistics
 import time
 from typing import Callable
 
+import numpy as np
+
 
 def median_seconds(run: Callable[[], object], repeats: int, warmup: int = 1) -> float:
     """Median wall time of `run()` over `repeats` calls, after `warmup` untimed calls. Garbage
@@ -42,8 +44,6 @@ def table(header: list[str], rows: list[list]) -> str:
 def softmax_adjoint_in_place(z, one_hot, scale, zmax, total) -> None:
     """z = (softmax of z's rows - one_hot) * scale, the mean cross-entropy's adjoint at the
     logits z, computed in z with the buffers zmax and total (rows x 1): the numpy-by-hand loops'."""
-    import numpy as np
-
     np.max(z, axis=1, keepdims=True, out=zmax)
     z -= zmax
     np.exp(z, out=z)
